@@ -1,0 +1,41 @@
+"""Checkpoints that rebuild their model on their own: weights, model config, labels,
+input normalisation and the resolved params."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from audioclf.config import build
+from audioclf.io import atomic_path
+from audioclf.models import MODEL_CONFIGS, build_model
+
+
+def save_checkpoint(path: str | Path, *, model: nn.Module, model_name: str, model_config: Any,
+                    labels: list[str], norm: dict[str, float], params: dict, **extra: Any) -> None:
+    """Write a checkpoint atomically (a crash mid-write never leaves a truncated file)."""
+    state = {"model_name": model_name, "model_config": dataclasses.asdict(model_config),
+             "labels": list(labels), "norm": dict(norm), "params": params,
+             "state_dict": model.state_dict(), **extra}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
+    """Rebuild the model stored in a checkpoint, in eval mode.
+
+    Returns:
+        The model and the checkpoint dict (labels, norm, params, ...).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path} (run: dvc repro train)")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    name = ckpt["model_name"]
+    cfg = build(MODEL_CONFIGS[name], ckpt["model_config"], f"checkpoint.model_config[{name}]")
+    model = build_model(name, cfg, n_classes=len(ckpt["labels"]))
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), ckpt

@@ -1,0 +1,93 @@
+"""MLflow tracking: where the store is, and one run per training.
+
+The default store is ``sqlite:///<root>/mlflow.db`` with artifacts under
+``<root>/mlartifacts``, where ``<root>`` is ``DVC_ROOT`` when DVC runs the stage
+(queued and ``--temp`` experiments execute in a throw-away copy of the repo; a store
+relative to the working directory would vanish with it) and the working directory
+otherwise. ``MLFLOW_TRACKING_URI`` overrides the store.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+RUN_ID_TAG = "audioclf.run_id"
+
+
+def project_root() -> Path:
+    """The real repository root: ``DVC_ROOT`` inside DVC experiments, else the working dir."""
+    return Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def experiment_name(dataset: str) -> str:
+    return f"audioclf-{dataset}"
+
+
+def _experiment_id(name: str) -> str:
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    artifacts = None
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        artifacts = (project_root() / "mlartifacts").as_uri()
+    return client.create_experiment(name, artifact_location=artifacts)
+
+
+def git_commit(cwd: Path | None = None) -> str:
+    """Commit of the checkout the stage runs in (``unknown`` outside git)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+@contextlib.contextmanager
+def start_run(dataset: str, *, run_name: str, params: dict[str, Any] | None = None,
+              run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
+    """Open (or, with ``run_id``, reopen) an MLflow run in the dataset's experiment.
+
+    New runs are tagged with the git commit and the DVC experiment name and get
+    ``params`` (already flattened) logged. The run ends FAILED if the block raises.
+    """
+    mlflow.set_tracking_uri(tracking_uri())
+    if run_id is not None and not _run_exists(run_id):
+        run_id = None  # the store was reset since training; record evaluation in a new run
+    if run_id is None:
+        run = mlflow.start_run(experiment_id=_experiment_id(experiment_name(dataset)), run_name=run_name)
+        mlflow.set_tags({"git_commit": git_commit(), "dvc_exp_name": os.environ.get("DVC_EXP_NAME", "workspace"),
+                         "dataset": dataset})
+        if params:
+            mlflow.log_params({k: _param_value(v) for k, v in params.items()})
+    else:
+        run = mlflow.start_run(run_id=run_id)
+    status = "FAILED"
+    try:
+        yield run
+        status = "FINISHED"
+    finally:
+        mlflow.end_run(status=status)
+
+
+def _run_exists(run_id: str) -> bool:
+    try:
+        MlflowClient().get_run(run_id)
+        return True
+    except mlflow.exceptions.MlflowException:
+        return False
+
+
+def _param_value(value: Any) -> str:
+    text = str(list(value) if isinstance(value, tuple) else value)
+    return text if len(text) <= 6000 else text[:5997] + "..."
