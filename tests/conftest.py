@@ -1,0 +1,60 @@
+"""Shared fixtures: a shrunk params set and a small synthetic dataset on disk."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from audioclf.config import Params, parse_params
+from audioclf.datasets.synthetic import generate
+from audioclf.manifest import Entry
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA; none present")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+def repo_params() -> dict:
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def shrink(raw: dict) -> dict:
+    """A copy of params small enough for a CPU test: 6 classes, 1-s clips, 32 mels."""
+    raw = copy.deepcopy(raw)
+    raw["data"]["synthetic"].update(n_classes=6, max_clips_per_class=30, imbalance=2.0,
+                                    clips_per_recording=[2, 3], clip_seconds=1.0, sample_rate=16000,
+                                    snr_db=[10.0, 25.0])
+    raw["features"].update(sample_rate=16000, n_fft=512, hop_length=256, n_mels=32, segment_seconds=1.0)
+    # 32 mels are few: keep full resolution in the stem
+    raw["model_params"]["cnn"].update(channels=[8, 16, 32], hidden=16, stem_stride=1)
+    raw["model_params"]["cnn_v2"].update(channels=[8, 16, 16, 32, 32], hidden=16, stem_stride=1)
+    raw["train"].update(epochs=3, batch_size=8, lr=0.003, patience=3)
+    return raw
+
+
+@pytest.fixture
+def raw_params() -> dict:
+    return repo_params()
+
+
+@pytest.fixture
+def tiny_params() -> Params:
+    return parse_params(shrink(repo_params()))
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> tuple[Path, list[Entry]]:
+    """The shrunk synthetic dataset written once per session: (folder, manifest entries)."""
+    params = parse_params(shrink(repo_params()))
+    out = tmp_path_factory.mktemp("synthetic")
+    return out, generate(params.data.synthetic, params.seed, out)

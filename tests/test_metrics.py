@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+
+from audioclf.metrics import aggregate_by_file, classification_metrics
+
+LABELS = ["a", "b", "c"]
+# hand-made case: 6 items, truth a a b b c c; predictions a b b b c a
+Y = np.array([0, 0, 1, 1, 2, 2])
+P = np.array([[.8, .1, .1], [.3, .6, .1], [.1, .8, .1], [.2, .7, .1], [.1, .1, .8], [.5, .2, .3]])
+
+
+def test_golden_values():
+    m = classification_metrics(Y, P, LABELS)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    # per class: a P=1/2 R=1/2 F=1/2; b P=2/3 R=1 F=0.8; c P=1 R=1/2 F=2/3
+    assert m["per_class"]["a"] == pytest.approx({"precision": .5, "recall": .5, "f1": .5, "support": 2})
+    assert m["per_class"]["b"]["f1"] == pytest.approx(0.8)
+    assert m["per_class"]["c"]["precision"] == 1.0 and m["per_class"]["c"]["recall"] == 0.5
+    assert m["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    assert m["weighted_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)  # equal supports
+    # AP: a ranks [.8 a, .5 c, .3 a] -> (1 + 2/3)/2; b ranks [.8 b, .7 b] first -> 1; c [.8 c, .3 c(2nd)] -> 1
+    assert m["macro_map"] == pytest.approx(((1 + 2 / 3) / 2 + 1 + 1) / 3)
+
+
+def test_classes_absent_from_truth_and_predictions_do_not_count():
+    y = np.array([0, 1])
+    p = np.array([[.9, .1, 0.], [.2, .8, 0.]])
+    m = classification_metrics(y, p, LABELS)
+    assert m["macro_f1"] == 1.0 and m["macro_map"] == 1.0
+
+
+def test_validation_messages():
+    with pytest.raises(ValueError, match=r"probs must have shape \(N, 3\)"):
+        classification_metrics(Y, P[:, :2], LABELS)
+    with pytest.raises(ValueError, match="6 items but probs has 5 rows"):
+        classification_metrics(Y, P[:5], LABELS)
+
+
+def test_aggregate_by_file_averages_segments():
+    probs = np.array([[1., 0.], [0., 1.], [.2, .8]])
+    mean, y, files = aggregate_by_file(probs, np.array([0, 0, 1]), ["x", "x", "y"])
+    assert files == ["x", "y"] and list(y) == [0, 1]
+    np.testing.assert_allclose(mean, [[.5, .5], [.2, .8]])

@@ -1,0 +1,104 @@
+"""End to end through DVC and MLflow on a copy of the repo with shrunk params.
+
+Runs ``dvc repro``, ``dvc exp run -S model=cnn_v2`` and a *queued* experiment (which
+executes in a temporary copy under .dvc/tmp/exps and must still log to the repo's
+MLflow store), then checks ``dvc exp show --json`` and the MLflow runs.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, shrink
+
+pytestmark = pytest.mark.slow
+
+
+def run(cmd: list[str], cwd: Path, env: dict) -> str:
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out.stdout
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A git+DVC copy of the working tree with shrunk params and its environment."""
+    root = tmp_path_factory.mktemp("project")
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for rel in files:
+        if (REPO / rel).is_file() and not rel.startswith("reports/"):
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, root / rel)
+    raw = shrink(yaml.safe_load((REPO / "params.yaml").read_text()))
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    (root / "dvc.lock").unlink(missing_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_"))}
+    env.update(PYTHONPATH=str(root / "src"), GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
+        run(cmd, root, env)
+    return root, env
+
+
+def mlflow_runs(root: Path) -> list:
+    code = ("import json, mlflow; mlflow.set_tracking_uri('sqlite:///mlflow.db'); "
+            "runs = mlflow.search_runs(search_all_experiments=True, output_format='list'); "
+            "print(json.dumps([{'name': r.info.run_name, 'status': r.info.status, 'metrics': r.data.metrics, "
+            "'tags': r.data.tags, 'artifacts': [a.path for a in mlflow.artifacts.list_artifacts(run_id=r.info.run_id)]} "
+            "for r in runs]))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_repro_experiments_and_tracking(project):
+    root, env = project
+    run(["dvc", "repro"], root, env)
+    metrics = json.loads((root / "reports/metrics.json").read_text())
+    assert set(metrics["test"]) >= {"accuracy", "macro_f1", "weighted_f1", "macro_map"}
+    assert (root / "reports/confusion_matrix.png").stat().st_size > 1000
+    first = (root / "reports/metrics.json").read_text()
+
+    run(["dvc", "repro", "--force", "train", "evaluate"], root, env)
+    assert (root / "reports/metrics.json").read_text() == first, "same seed must give identical metrics"
+
+    run(["git", "add", "-A"], root, env)
+    run(["git", "commit", "-qm", "baseline"], root, env)
+    run(["dvc", "exp", "run", "-S", "model=cnn_v2", "-n", "v2"], root, env)
+    run(["dvc", "exp", "run", "--queue", "-S", "train.lr=0.01", "-n", "queued-lr"], root, env)
+    run(["dvc", "queue", "start"], root, env)
+    run(["dvc", "queue", "status"], root, env)
+    shown = run(["dvc", "exp", "show", "--json"], root, env)
+    # wait for the queue worker: exp show lists the queued run once it finished
+    import time
+    deadline = time.time() + 300
+    while '"queued-lr"' not in shown or '"Running"' in shown or '"Queued"' in shown:
+        assert time.time() < deadline, "queued experiment did not finish in 5 minutes"
+        time.sleep(3)
+        shown = run(["dvc", "exp", "show", "--json"], root, env)
+    exps = {}
+    for commit in json.loads(shown):
+        for exp in [commit] + [e for ex in commit.get("experiments") or [] for e in ex.get("revs", [])]:
+            data = exp.get("data") or {}
+            name = exp.get("name") or data.get("name") or exp.get("rev")
+            exps[name] = data
+    for name in ("v2", "queued-lr"):
+        data = exps[name]
+        test_metrics = data["metrics"]["reports/metrics.json"]["data"]["test"]
+        assert 0 <= test_metrics["macro_f1"] <= 1, name
+    assert exps["v2"]["params"]["params.yaml"]["data"]["model"] == "cnn_v2"
+
+    runs = mlflow_runs(root)
+    finished = [r for r in runs if r["status"] == "FINISHED" and "test_macro_f1" in r["metrics"]]
+    names = {r["tags"].get("dvc_exp_name") for r in finished}
+    assert {"v2", "queued-lr"} <= names, names
+    assert len(finished) >= 4  # repro, forced repro, v2, queued
+    v2 = next(r for r in finished if r["tags"].get("dvc_exp_name") == "v2")
+    assert {"checkpoints", "plots", "evaluation"} <= set(v2["artifacts"])
+    assert v2["tags"]["git_commit"] != "unknown"
+    assert not list((root / ".dvc/tmp").rglob("mlflow.db")), "a queued run wrote its own MLflow store"
