@@ -74,7 +74,7 @@ class FakeServer:
         if header and fault != "ignore-range":
             start = int(header.removeprefix("bytes=").split("-")[0])
             if start >= len(data):
-                return self._reply(h, 416, b"")
+                return self._reply(h, 416, b"", {"Content-Range": f"bytes */{len(data)}"})
         body = data[start:]
         h.send_response(206 if start else 200)
         if start:
@@ -85,8 +85,10 @@ class FakeServer:
         h.wfile.write(body[: len(body) // 2] if fault == "truncate" else body)
 
     @staticmethod
-    def _reply(h: BaseHTTPRequestHandler, status: int, body: bytes) -> None:
+    def _reply(h: BaseHTTPRequestHandler, status: int, body: bytes, headers: Optional[dict] = None) -> None:
         h.send_response(status)
+        for name, value in (headers or {}).items():
+            h.send_header(name, value)
         h.send_header("Content-Length", str(len(body)))
         h.end_headers()
         h.wfile.write(body)

@@ -2,6 +2,7 @@
 and the download stage writes the common manifest for any adapter."""
 import copy
 import csv
+import importlib
 import importlib.util
 from pathlib import Path
 
@@ -77,3 +78,12 @@ def test_download_stage_writes_the_manifest(audio, tmp_path):
         ("audio/cat/b_1.wav", "cat", "b"), ("audio/cat/b_2.wav", "cat", "b"), ("audio/dog/a_1.wav", "dog", "a")]
     assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == [
         "audio", "manifest.csv", "source.json", "unreadable.json"]
+
+
+@pytest.mark.parametrize("module", ["fetch", "emodb", "xenocanto"])
+def test_docstring_examples(module):
+    import doctest
+
+    mod = importlib.import_module(f"audioclf.datasets.{module}")
+    result = doctest.testmod(mod)
+    assert result.attempted > 0 and result.failed == 0

@@ -123,3 +123,10 @@ def test_not_an_esc50_archive(audio, make_data, out_dir, tmp_path):
     (tmp_path / "other.zip").write_bytes(audio.zip({"x/readme.txt": b"hi"}))
     with pytest.raises(ValueError, match="has no meta/esc50.csv"):
         DATASETS["esc50"](make_data(archive=str(tmp_path / "other.zip")), 0, out_dir)
+
+
+def test_a_download_that_is_not_a_zip_says_to_delete_it(server, make_data, out_dir, tmp_path):
+    server.files["/master.zip"] = b"<html>rate limited</html>"
+    with pytest.raises(ValueError, match="is not a zip file; delete it to download again") as err:
+        DATASETS["esc50"](make_data(esc50={"url": server.url("/master.zip")}), 0, out_dir)
+    assert str(tmp_path / "downloads" / "esc50" / "master.zip") in str(err.value)

@@ -57,6 +57,22 @@ def test_a_server_ignoring_range_restarts_the_file(server, tmp_path):
     assert (tmp_path / "a.zip").read_bytes() == BLOB  # not the first 1000 bytes twice
 
 
+def test_a_whole_part_file_is_published_without_refetching(server, tmp_path):
+    server.files["/a.zip"] = BLOB
+    (tmp_path / "a.zip.part").write_bytes(BLOB)  # killed after the last byte, before the rename
+    fetch_file(server.url("/a.zip"), tmp_path / "a.zip", policy=FAST, sha256=sha(BLOB))
+    assert (tmp_path / "a.zip").read_bytes() == BLOB
+    assert server.hits("/a.zip") == [f"bytes={len(BLOB)}-"]  # answered 416 with the full length
+
+
+def test_a_part_file_longer_than_the_file_restarts(server, tmp_path):
+    server.files["/a.zip"] = BLOB
+    (tmp_path / "a.zip.part").write_bytes(BLOB + b"junk")
+    fetch_file(server.url("/a.zip"), tmp_path / "a.zip", policy=FAST, sha256=sha(BLOB))
+    assert (tmp_path / "a.zip").read_bytes() == BLOB
+    assert server.hits("/a.zip") == [f"bytes={len(BLOB) + 4}-", None]
+
+
 def test_a_complete_download_is_not_fetched_again(server, tmp_path):
     server.files["/a.zip"] = BLOB
     for _ in range(2):

@@ -10,7 +10,6 @@ message, so API keys never reach logs or exceptions.
 """
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import os
@@ -46,9 +45,10 @@ class ChecksumError(DownloadError):
 class RefusedError(DownloadError):
     """The server answered with an HTTP status that retrying will not change (404, 401...)."""
 
-    def __init__(self, message: str, code: int):
+    def __init__(self, message: str, code: int, content_range: str = ""):
         super().__init__(message)
         self.code = code
+        self.content_range = content_range
 
 
 class _Transient(Exception):
@@ -190,7 +190,8 @@ def _open(url: str, headers: dict[str, str], policy: RetryPolicy) -> http.client
         if exc.code in RETRY_STATUS:
             raise _Transient(f"HTTP {exc.code} {exc.reason}", exc.headers.get("Retry-After")) from None
         detail = _error_detail(exc)
-        raise RefusedError(f"{redact(url)} answered HTTP {exc.code} {exc.reason}{detail}", exc.code) from None
+        raise RefusedError(f"{redact(url)} answered HTTP {exc.code} {exc.reason}{detail}", exc.code,
+                           exc.headers.get("Content-Range", "")) from None
     except (URLError, OSError, http.client.HTTPException) as exc:
         raise _Transient(f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}") from None
 
@@ -211,6 +212,8 @@ def _get_into(url: str, part: Path, policy: RetryPolicy) -> None:
     try:
         resp = _open(url, {"Range": f"bytes={have}-"} if have else {}, policy)
     except RefusedError as exc:
+        if have and exc.code == 416 and exc.content_range == f"bytes */{have}":
+            return  # nothing left to fetch: the .part is already whole
         if have and exc.code == 416:  # range not satisfiable: this .part cannot be resumed
             part.unlink()
             raise _Transient(f"server refused to resume at byte {have}; restarting") from None

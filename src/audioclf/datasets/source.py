@@ -4,7 +4,6 @@ into manifest entries while listing (not failing on) files that do not decode.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -87,8 +86,12 @@ class Archive:
         if self._zip is None:
             shutil.copyfile(self.path / name, dest)
         else:
-            with self._zip.open(name) as src, open(dest, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
+            try:
+                with self._zip.open(name) as src, open(dest, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+            except zipfile.BadZipFile as exc:  # zipfile checks each member's CRC as it reads
+                raise ValueError(f"{self.path} is corrupt ({exc}); download it again (delete it from "
+                                 f"the download cache) or supply a good copy with data.archive") from exc
         return dest
 
 
@@ -123,7 +126,11 @@ def open_archive(data: DataConfig, dataset: str, url: str, sha256: Optional[str]
     name = PurePosixPath(url.split("?")[0]).name or "archive.zip"
     dest = project_path(data.download_dir) / dataset / name
     fetch_file(url, dest, policy=retry_policy(data), sha256=sha256, hint=manual_hint(url))
-    return Archive(dest)
+    try:
+        return Archive(dest)
+    except ValueError:  # e.g. an HTML error page, or a cut-off file the server gave no length for
+        raise ValueError(f"the download of {url} at {dest} is not a zip file; delete it to download "
+                         f"again. {manual_hint(url)}") from None
 
 
 def record_source(out_dir: Path, archive: Archive, url: Optional[str]) -> None:

@@ -20,7 +20,7 @@ import shutil
 import urllib.parse
 from collections import Counter
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from audioclf.datasets.fetch import DownloadError, Throttle, fetch_file, fetch_json, redact
 from audioclf.datasets.source import SOURCE_FILE, Clip, describe_all, project_path, retry_policy
