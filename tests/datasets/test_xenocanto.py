@@ -1,4 +1,5 @@
 """Xeno-canto adapter against a fake API v3 (JSON pages) and MP3 files on a local server."""
+import json
 import re
 from urllib.parse import parse_qs, urlsplit
 
@@ -119,8 +120,11 @@ def test_raw_query_caps_per_species_and_in_all(xc, make_data, out_dir):
     assert {c["query"] for c in api_calls(xc)} == {"cnt:Netherlands"}
 
 
-def test_an_undecodable_recording_is_listed(xc, make_data, out_dir):
+def test_undecodable_and_withdrawn_recordings_are_listed(xc, make_data, out_dir):
     xc.files["/102/download"] = b"<html>not audio</html>"
+    del xc.files["/201/download"]  # 404
     entries = DATASETS["xenocanto"](data_for(xc, make_data), 0, out_dir)
-    assert [e.group for e in entries] == ["XC101", "XC201"]
-    assert "audio/Parus_major/XC102.mp3" in (out_dir / "unreadable.json").read_text()
+    assert [e.group for e in entries] == ["XC101"]
+    reasons = {u["path"]: u["reason"] for u in json.loads((out_dir / "unreadable.json").read_text())}
+    assert "cannot read audio header" in reasons["audio/Parus_major/XC102.mp3"]
+    assert "HTTP 404" in reasons["XC201"]

@@ -22,7 +22,7 @@ from collections import Counter
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from audioclf.datasets.fetch import DownloadError, Throttle, fetch_file, fetch_json, redact
+from audioclf.datasets.fetch import DownloadError, RefusedError, Throttle, fetch_file, fetch_json, redact
 from audioclf.datasets.source import SOURCE_FILE, Clip, describe_all, project_path, retry_policy
 from audioclf.io import atomic_path, write_json
 from audioclf.manifest import Entry
@@ -73,15 +73,20 @@ def prepare(data: DataConfig, seed: int, out_dir: Path) -> list[Entry]:
     cache = project_path(data.download_dir) / "xenocanto"
     throttle = Throttle(cfg.min_interval_s)
     key = os.environ.get(KEY_ENV, "")
+    clips, skipped = [], []
     try:
         records = select(data, cache, throttle, key)
-        clips = [_download(r, data, cache, throttle, out_dir) for r in records]
+        for rec in records:
+            try:
+                clips.append(_download(rec, data, cache, throttle, out_dir))
+            except RefusedError as exc:  # withdrawn or restricted: skip it; network trouble stays fatal
+                skipped.append({"path": f"XC{rec['id']}", "reason": str(exc)})
     except DownloadError as exc:
         message = str(exc).replace(key, "***") if key else str(exc)
         raise DownloadError(message) from None  # not chained: the original may hold the key
     write_json({"api_url": cfg.api_url, "queries": queries(cfg), "recordings": len(records)},
                out_dir / SOURCE_FILE)
-    return describe_all(clips, out_dir)
+    return describe_all(clips, out_dir, skipped)
 
 
 def select(data: DataConfig, cache: Path, throttle: Throttle, key: str) -> list[dict[str, str]]:
@@ -127,7 +132,7 @@ def _query(query: str, limit: int, data: DataConfig, throttle: Throttle, key: st
             raise DownloadError(f"unexpected answer from {redact(url)}: {str(body)[:200]}")
         pages = int(body.get("numPages", 1))
         for rec in body["recordings"]:
-            if not (rec.get("id") and rec.get("gen") and rec.get("sp") and rec.get("file")):
+            if not (str(rec.get("id", "")).isdigit() and rec.get("gen") and rec.get("sp") and rec.get("file")):
                 continue  # unidentified or restricted recordings have no name or file
             label = label_of(rec)
             if per_label[label] < cfg.max_per_species and len(chosen) < limit:
@@ -150,7 +155,7 @@ def _download(rec: dict[str, str], data: DataConfig, cache: Path, throttle: Thro
     cached = fetch_file(url, cache / "audio" / name, policy=retry_policy(data), throttle=throttle,
                         hint="Rerun later to resume; finished files are kept in the download cache.")
     label = label_of(rec)
-    dest = out_dir / "audio" / label.replace(" ", "_") / name
+    dest = out_dir / "audio" / re.sub(r"[^A-Za-z0-9-]+", "_", label) / name
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(cached, dest)
     return Clip(dest, label=label, group=f"XC{rec['id']}",
