@@ -23,6 +23,7 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Optional
 
+from audioclf.config import ParamsError
 from audioclf.datasets.source import Archive, Clip, describe_all, project_path, record_source
 from audioclf.manifest import COLUMNS, Entry
 
@@ -42,8 +43,6 @@ def prepare(data: DataConfig, seed: int, out_dir: Path) -> list[Entry]:
     Returns:
         One entry per labelled audio file; unlabelled ones are listed in ``unreadable.json``.
     """
-    from audioclf.config import ParamsError
-
     cfg = data.folder
     if data.archive is None:
         raise ParamsError("params: 'data.archive' is null, but dataset=folder needs it: set it to your "
