@@ -14,6 +14,8 @@ from typing import Any, Optional
 
 import yaml
 
+from audioclf.datasets.params import EmodbConfig, Esc50Config, FolderConfig, XenocantoConfig
+
 
 class ParamsError(ValueError):
     """A params key is unknown, missing or holds a bad value."""
@@ -122,10 +124,32 @@ class SyntheticConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Where the audio comes from. ``archive`` points at a local copy of a real dataset."""
+    """Where the audio comes from, and how real datasets are downloaded.
+
+    ``archive`` points at a local copy of a real dataset (a zip, or the folder it
+    extracts to) and skips the download. Downloads are cached in ``download_dir``,
+    outside the DVC outputs, so a rerun or an interrupted download never starts over.
+    Relative paths are resolved against ``DVC_ROOT`` inside DVC experiments.
+    """
 
     archive: Optional[str] = None
+    download_dir: str = "data/downloads"
+    retries: int = 4            # extra attempts after a 429, 5xx or dropped connection
+    backoff_s: float = 2.0      # wait before retry k: backoff_s * 2**k seconds
+    timeout_s: float = 60.0     # per request
     synthetic: SyntheticConfig = dataclasses.field(default_factory=SyntheticConfig)
+    esc50: Esc50Config = dataclasses.field(default_factory=Esc50Config)
+    emodb: EmodbConfig = dataclasses.field(default_factory=EmodbConfig)
+    xenocanto: XenocantoConfig = dataclasses.field(default_factory=XenocantoConfig)
+    folder: FolderConfig = dataclasses.field(default_factory=FolderConfig)
+
+    def __post_init__(self):
+        check(self.archive is None or self.archive.strip() != "", "data.archive",
+              "must be null or the path of a zip or folder")
+        check(self.download_dir.strip() != "", "data.download_dir", "must be a folder path")
+        check(self.retries >= 0, "data.retries", f"must be >= 0, got {self.retries}")
+        check(self.backoff_s >= 0, "data.backoff_s", f"must be >= 0, got {self.backoff_s}")
+        check(self.timeout_s > 0, "data.timeout_s", f"must be positive, got {self.timeout_s}")
 
 
 @dataclasses.dataclass(frozen=True)
