@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import yaml
 
-from audioclf.datasets.params import EmodbConfig, Esc50Config, FolderConfig, XenocantoConfig
+from audioclf.data_config import EmodbConfig, Esc50Config, FolderConfig, XenocantoConfig
 
 
 class ParamsError(ValueError):

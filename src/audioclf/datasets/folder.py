@@ -29,7 +29,7 @@ from audioclf.manifest import COLUMNS, Entry
 
 if TYPE_CHECKING:
     from audioclf.config import DataConfig
-    from audioclf.datasets.params import FolderConfig
+    from audioclf.data_config import FolderConfig
 
 
 def prepare(data: DataConfig, seed: int, out_dir: Path) -> list[Entry]:

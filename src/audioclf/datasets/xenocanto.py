@@ -29,7 +29,7 @@ from audioclf.manifest import Entry
 
 if TYPE_CHECKING:
     from audioclf.config import DataConfig
-    from audioclf.datasets.params import XenocantoConfig
+    from audioclf.data_config import XenocantoConfig
 
 KEY_ENV = "XENO_CANTO_API_KEY"
 # fields kept from each API record (the cache holds nothing else)
@@ -39,7 +39,7 @@ FIELDS = ("id", "gen", "sp", "en", "rec", "lic", "q", "file", "file-name", "url"
 def queries(cfg: XenocantoConfig) -> list[str]:
     """The API v3 query strings the params ask for (one per species, or the raw query).
 
-    >>> from audioclf.datasets.params import XenocantoConfig
+    >>> from audioclf.data_config import XenocantoConfig
     >>> queries(XenocantoConfig(species=("Parus major",), quality="A"))
     ['gen:Parus sp:major q:A']
     """
