@@ -1,51 +1,66 @@
-"""evaluate: score the best checkpoint on the test split, once."""
+"""evaluate: score each fold's best checkpoint on its test list, once; summarise over folds."""
 import argparse
+import contextlib
 import csv
 from pathlib import Path
 
 import mlflow
 
 from audioclf.config import flatten, load_params
-from audioclf.evaluate import evaluate
+from audioclf.evaluate import evaluate_folds
 from audioclf.features import FeatureStore
 from audioclf.io import atomic_path, write_json
 from audioclf.manifest import read_manifest
 from audioclf.plots import plot_confusion
-from audioclf.tracking import start_run
+from audioclf.split import fold_names
+from audioclf.tracking import parent_run_id, start_run
 
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--models", required=True, help="folder of fold_<n>/best.pt")
     ap.add_argument("--features", required=True)
-    ap.add_argument("--test", required=True, help="test split list")
+    ap.add_argument("--test", required=True, help="folder of fold_<n>.csv test lists")
     ap.add_argument("--metrics", required=True, help="headline metrics (JSON, DVC metrics)")
     ap.add_argument("--per-class", required=True, help="per-class precision/recall/F1 (JSON)")
     ap.add_argument("--predictions", required=True, help="per-file actual/predicted (CSV, DVC plots)")
     ap.add_argument("--confusion", required=True, help="confusion matrix (PNG)")
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    out = evaluate(Path(args.checkpoint), FeatureStore(args.features),
-                   [e.path for e in read_manifest(args.test)], params.evaluate.batch_size)
-    metrics = out["metrics"]
-    per_class = metrics.pop("per_class")
-    headline = {"test": metrics, "leaky_split": params.split.leaky}
-    write_json(headline, args.metrics)
-    write_json(per_class, args.per_class)
+    names = fold_names(Path(args.models))
+    out = evaluate_folds([Path(args.models) / n / "best.pt" for n in names], FeatureStore(args.features),
+                         [[e.path for e in read_manifest(Path(args.test) / f"{n}.csv")] for n in names],
+                         batch_size=params.evaluate.batch_size, n_boot=params.evaluate.bootstrap,
+                         ci_level=params.evaluate.ci_level, seed=params.seed)
+    summary = {**out["summary"], "leaky_split": params.split.leaky}
+    write_json(summary, args.metrics)
+    write_json(out["per_class"], args.per_class)
     with atomic_path(args.predictions) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["path", "actual", "predicted"])
+        writer = csv.DictWriter(fh, fieldnames=["fold", "path", "actual", "predicted"])
         writer.writeheader()
         writer.writerows(out["predictions"])
     plot_confusion(out["y_true"], out["probs"].argmax(axis=1), out["labels"], Path(args.confusion))
-    with start_run(params.dataset, run_name=f"{params.model}-{params.loss}", params=flatten(params.raw),
-                   run_id=out["checkpoint"].get("mlflow_run_id")):
-        mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+    run_ids = [f["checkpoint"].get("mlflow_run_id") for f in out["folds"]]
+    cv = len(names) > 1
+    name, flat = f"{params.model}-{params.loss}", flatten(params.raw)
+    parent_id = parent_run_id(run_ids[0]) if cv else run_ids[0]
+    with start_run(params.dataset, run_name=name, params=flat, run_id=parent_id):
+        for n, fold in enumerate(out["folds"]):
+            child = start_run(params.dataset, run_name=f"{name}-fold{n}", run_id=run_ids[n], nested=True) \
+                if cv else contextlib.nullcontext()
+            with child:
+                mlflow.log_metrics({f"test_{k}": fold["metrics"][k] for k in summary["test"]})
+        mlflow.log_metrics({f"test_{k}": v for k, v in summary["test"].items()})
+        mlflow.log_metrics({f"test_{k}_std": v for k, v in summary.get("test_std", {}).items()})
+        mlflow.log_metrics({f"test_{k}_ci_{side}": v[i] for k, v in summary["test_ci"].items()
+                            for i, side in enumerate(("low", "high"))})
         for path in (args.metrics, args.per_class, args.predictions, args.confusion):
             mlflow.log_artifact(path, "evaluation")
-    print(f"evaluate: test accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, "
-          f"mAP {metrics['macro_map']:.4f} on {metrics['n']} files")
-    return headline
+    test = summary["test"]
+    print(f"evaluate: {len(names)} fold(s), test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}"
+          + (f" ± {summary['test_std']['macro_f1']:.4f}" if cv else "") + f", mAP {test['macro_map']:.4f}")
+    return summary
 
 
 if __name__ == "__main__":

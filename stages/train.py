@@ -1,52 +1,70 @@
-"""train: fit the selected model on the train split, select by validation macro-F1."""
+"""train: fit the selected model on each fold's train list, select by validation macro-F1."""
 import argparse
+import contextlib
 import csv
 import tempfile
 from pathlib import Path
 
 import mlflow
 
+from audioclf.aggregate import fold_summary
 from audioclf.config import flatten, load_params
 from audioclf.features import FeatureStore
 from audioclf.io import atomic_path, write_json
-from audioclf.manifest import read_manifest
 from audioclf.plots import plot_curves
+from audioclf.split import read_folds
 from audioclf.tracking import start_run
 from audioclf.train import train
+
+
+def write_curves(history: list[dict], path: Path) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
 
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--features", required=True)
-    ap.add_argument("--train", required=True, help="train split list")
-    ap.add_argument("--val", required=True, help="validation split list")
-    ap.add_argument("--checkpoint", required=True, help="best checkpoint path")
-    ap.add_argument("--curves", required=True, help="per-epoch metrics (CSV, DVC plots)")
-    ap.add_argument("--summary", required=True, help="best epoch and validation score (JSON, DVC metrics)")
+    ap.add_argument("--split", required=True, help="folder of fold_<n>/{train,val}.csv (no test lists)")
+    ap.add_argument("--models", required=True, help="folder for fold_<n>/best.pt")
+    ap.add_argument("--curves", required=True, help="folder for per-epoch metrics fold_<n>.csv (DVC plots)")
+    ap.add_argument("--summary", required=True, help="best epochs and validation scores (JSON, DVC metrics)")
     args = ap.parse_args(argv)
     params = load_params(args.params)
     store = FeatureStore(args.features)
-    train_paths = [e.path for e in read_manifest(args.train)]
-    val_paths = [e.path for e in read_manifest(args.val)]
-    with start_run(params.dataset, run_name=f"{params.model}-{params.loss}", params=flatten(params.raw)) as run:
-        mlflow.set_tag("leaky_split", str(params.split.leaky).lower())
-        result = train(params, store, train_paths, val_paths, Path(args.checkpoint),
-                       log_metrics=lambda m, step: mlflow.log_metrics(m, step=step), run_id=run.info.run_id)
-        history = result.pop("history")
-        with atomic_path(args.curves) as tmp, open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(history[0]))
-            writer.writeheader()
-            writer.writerows(history)
-        write_json(result, args.summary)
-        mlflow.log_metrics({"best_val_macro_f1": result["best_val_macro_f1"], "best_epoch": result["best_epoch"]})
-        mlflow.log_artifact(args.checkpoint, "checkpoints")
-        mlflow.log_artifact(args.curves, "plots")
-        with tempfile.TemporaryDirectory() as tmp:
-            plot_curves(history, Path(tmp) / "train_curves.png")
-            mlflow.log_artifact(str(Path(tmp) / "train_curves.png"), "plots")
-    print(f"train: best epoch {result['best_epoch']}, val macro-F1 {result['best_val_macro_f1']:.4f}")
-    return result
+    folds = read_folds(Path(args.split))
+    cv = len(folds) > 1
+    flat, name = flatten(params.raw), f"{params.model}-{params.loss}"
+    tags = {"leaky_split": str(params.split.leaky).lower(), "split_strategy": params.split.strategy}
+    results = []
+    with start_run(params.dataset, run_name=name, params=flat, tags=tags) as parent:
+        for n, fold in enumerate(folds):
+            child = start_run(params.dataset, run_name=f"{name}-fold{n}", params=flat, nested=True,
+                              tags={**tags, "fold": str(n)}) if cv else contextlib.nullcontext(parent)
+            with child as run:
+                checkpoint = Path(args.models) / f"fold_{n}" / "best.pt"
+                result = train(params, store, [e.path for e in fold["train"]], [e.path for e in fold["val"]],
+                               checkpoint, log_metrics=lambda m, step: mlflow.log_metrics(m, step=step),
+                               run_id=run.info.run_id)
+                history = result.pop("history")
+                write_curves(history, Path(args.curves) / f"fold_{n}.csv")
+                mlflow.log_metrics({"best_val_macro_f1": result["best_val_macro_f1"], "best_epoch": result["best_epoch"]})
+                mlflow.log_artifact(str(checkpoint), "checkpoints")
+                with tempfile.TemporaryDirectory() as tmp:
+                    plot_curves(history, Path(tmp) / f"train_curves_fold_{n}.png")
+                    mlflow.log_artifacts(tmp, "plots")
+                results.append(result)
+        summary = results[0] if not cv else {
+            "best_val_macro_f1": fold_summary([{"v": r["best_val_macro_f1"]} for r in results])["v"]["mean"],
+            "n_parameters": results[0]["n_parameters"], "folds": {str(n): r for n, r in enumerate(results)}}
+        if cv:
+            mlflow.log_metric("best_val_macro_f1_mean", summary["best_val_macro_f1"])
+    write_json(summary, args.summary)
+    print(f"train: {len(folds)} fold(s), validation macro-F1 {summary['best_val_macro_f1']:.4f}")
+    return summary
 
 
 if __name__ == "__main__":

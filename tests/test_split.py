@@ -3,7 +3,8 @@ from collections import Counter
 import pytest
 
 from audioclf.manifest import Entry
-from audioclf.split import LeakageError, check_no_group_overlap, grouped_split, split_counts
+from audioclf.split import (LeakageError, check_no_group_overlap, grouped_split, make_folds, read_folds, split_counts,
+                            write_folds)
 
 FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
 
@@ -67,3 +68,49 @@ def test_counts_report():
     counts = split_counts(splits)
     assert sum(counts["clips"].values()) == 60
     assert sum(counts["per_class"]["b"].values()) == 20
+
+
+def _test_sets(folds):
+    return [sorted(e.path for e in fold["test"]) for fold in folds]
+
+
+@pytest.mark.parametrize("strategy", ["kfold", "official", "logo"])
+def test_cv_folds_cover_every_clip_once_and_keep_groups(strategy):
+    entries = [Entry(e.path, e.label, e.group, 1.0, 16000, 1, "0" * 64, {"fold": str(int(e.group.split("-")[1]) % 5 + 1)})
+               for e in make_entries({"a": 20, "b": 10, "c": 5})]
+    folds = make_folds(entries, strategy=strategy, fractions=FRACTIONS, seed=0, k=5)
+    tested = [p for s in _test_sets(folds) for p in s]
+    assert sorted(tested) == sorted(e.path for e in entries)        # each clip tested exactly once
+    for fold in folds:
+        check_no_group_overlap(fold)
+        assert len(fold["train"]) + len(fold["val"]) + len(fold["test"]) == len(entries)
+    group_folds = Counter(e.group for fold in folds for e in fold["test"] if e.path.endswith("_0.wav"))
+    assert set(group_folds.values()) == {1}                          # each group is a test group once
+    assert len(folds) == {"kfold": 5, "official": 5, "logo": 35}[strategy]
+
+
+def test_kfold_is_stratified():
+    entries = make_entries({"a": 40, "b": 20, "c": 10})
+    for fold in make_folds(entries, strategy="kfold", fractions=FRACTIONS, seed=2, k=5):
+        for label, total in Counter(e.label for e in entries).items():
+            assert abs(sum(e.label == label for e in fold["test"]) / total - 0.2) <= 0.05
+
+
+def test_official_needs_its_column():
+    with pytest.raises(ValueError, match="needs a 'fold' column in the manifest"):
+        make_folds(make_entries({"a": 5}), strategy="official", fractions=FRACTIONS, seed=0)
+
+
+def test_kfold_needs_enough_groups():
+    with pytest.raises(ValueError, match="split.k=5 folds need at least 5 groups, got 3"):
+        make_folds(make_entries({"a": 3}), strategy="kfold", fractions=FRACTIONS, seed=0)
+
+
+def test_folds_roundtrip_and_test_lists_live_apart(tmp_path):
+    folds = make_folds(make_entries({"a": 20, "b": 10}), strategy="kfold", fractions=FRACTIONS, seed=0, k=3)
+    write_folds(folds, tmp_path / "split", tmp_path / "test")
+    assert not list((tmp_path / "split").rglob("test*"))
+    back = read_folds(tmp_path / "split", tmp_path / "test")
+    assert [{s: [e.path for e in rows] for s, rows in f.items()} for f in back] == \
+           [{s: [e.path for e in rows] for s, rows in f.items()} for f in folds]
+    assert set(read_folds(tmp_path / "split")[0]) == {"train", "val"}

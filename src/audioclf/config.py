@@ -156,12 +156,19 @@ class DataConfig:
 class SplitConfig:
     """Grouped, stratified train/val/test fractions."""
 
+    strategy: str = "holdout"
     train: float = 0.70
     val: float = 0.15
     test: float = 0.15
+    k: int = 5
+    fold_column: str = "fold"
     leaky: bool = False
 
     def __post_init__(self):
+        from audioclf.split import STRATEGIES
+
+        choice(self.strategy, STRATEGIES, "split.strategy")
+        check(self.k >= 2, "split.k", f"must be >= 2, got {self.k}")
         for name in ("train", "val", "test"):
             value = getattr(self, name)
             check(0 < value < 1, f"split.{name}", f"must be a fraction in (0, 1), got {value}")
@@ -231,11 +238,30 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class AuditConfig:
+    """Leakage audit: which checks fail the pipeline, and the near-duplicate threshold."""
+
+    near_duplicates: str = "error"
+    max_ber: float = 0.35
+    pretrained_ids: tuple[str, ...] = ()
+    pretrained_overlap: str = "error"
+
+    def __post_init__(self):
+        choice(self.near_duplicates, ("error", "warn"), "audit.near_duplicates")
+        choice(self.pretrained_overlap, ("error", "warn"), "audit.pretrained_overlap")
+        check(0 < self.max_ber < 0.5, "audit.max_ber", f"must be in (0, 0.5), got {self.max_ber}")
+
+
+@dataclasses.dataclass(frozen=True)
 class EvaluateConfig:
     batch_size: int = 64
+    bootstrap: int = 1000
+    ci_level: float = 0.95
 
     def __post_init__(self):
         check(self.batch_size >= 1, "evaluate.batch_size", f"must be >= 1, got {self.batch_size}")
+        check(self.bootstrap >= 1, "evaluate.bootstrap", f"must be >= 1, got {self.bootstrap}")
+        check(0 < self.ci_level < 1, "evaluate.ci_level", f"must be in (0, 1), got {self.ci_level}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,6 +274,7 @@ class Params:
     seed: int
     data: DataConfig
     split: SplitConfig
+    audit: AuditConfig
     features: FeaturesConfig
     model_params: dict[str, Any]
     train: TrainConfig
@@ -260,7 +287,7 @@ class Params:
         return self.model_params[self.model]
 
 
-_SECTIONS = {"data": DataConfig, "split": SplitConfig, "features": FeaturesConfig,
+_SECTIONS = {"data": DataConfig, "split": SplitConfig, "audit": AuditConfig, "features": FeaturesConfig,
              "train": TrainConfig, "evaluate": EvaluateConfig}
 _TOP_LEVEL = ("dataset", "model", "loss", "seed", "model_params", *_SECTIONS)
 

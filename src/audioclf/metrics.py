@@ -6,6 +6,8 @@ from collections import defaultdict
 import numpy as np
 from sklearn.metrics import accuracy_score, average_precision_score, f1_score, precision_recall_fscore_support
 
+HEADLINE = ("accuracy", "macro_f1", "weighted_f1", "macro_map")
+
 
 def _validate(y_true: np.ndarray, probs: np.ndarray, n_labels: int) -> None:
     if probs.ndim != 2 or probs.shape[1] != n_labels:

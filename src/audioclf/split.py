@@ -1,18 +1,29 @@
-"""Grouped, stratified train/val/test splits.
+"""Grouped, stratified train/val/test splits and cross-validation folds.
 
 All clips of a group (recording, source file, speaker) go to one split; within that
 constraint each class is spread over the splits as close to the target fractions as
-the groups allow.
+the groups allow. Strategies (``split.strategy``):
+
+* ``holdout``: one grouped, stratified train/val/test split;
+* ``official``: the dataset's own folds (a manifest column, e.g. ESC-50's ``fold``):
+  each fold is the test set once, validation is carved from the other folds, grouped;
+* ``kfold``: ``StratifiedGroupKFold`` with ``k`` folds, validation carved likewise;
+* ``logo``: leave one group out (one EmoDB speaker per fold).
 """
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
 
-from audioclf.manifest import Entry
+from audioclf.io import atomic_path
+from audioclf.manifest import Entry, read_manifest, write_manifest
 
 SPLITS = ("train", "val", "test")
+STRATEGIES = ("holdout", "official", "kfold", "logo")
+Split = dict[str, list[Entry]]
 
 
 class LeakageError(ValueError):
@@ -90,3 +101,85 @@ def split_counts(splits: dict[str, list[Entry]]) -> dict:
         "clips": {s: len(rows) for s, rows in splits.items()},
         "groups": {s: len({e.group for e in rows}) for s, rows in splits.items()},
     }
+
+
+def make_folds(entries: list[Entry], *, strategy: str, fractions: dict[str, float], seed: int, k: int = 5,
+               fold_column: str = "fold", leaky: bool = False) -> list[Split]:
+    """Train/val/test splits for one strategy: one for ``holdout``, one per fold otherwise.
+
+    Every clip is in the test set of exactly one fold (for the cross-validation
+    strategies); no group crosses splits within a fold unless ``leaky``.
+
+    Raises:
+        ValueError: unknown strategy, too few groups for ``k``, or no ``fold_column``.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"split.strategy is {strategy!r}; allowed: {', '.join(STRATEGIES)}")
+    if strategy == "holdout":
+        return [grouped_split(entries, fractions, seed, leaky=leaky)]
+    key = (lambda e: e.path) if leaky else (lambda e: e.group)
+    if strategy == "official":
+        if any(fold_column not in e.extra for e in entries):
+            raise ValueError(f"split.strategy=official needs a '{fold_column}' column in the manifest (ESC-50 has "
+                             f"one); set split.fold_column, or use split.strategy=kfold")
+        fold_of = [e.extra[fold_column] for e in entries]
+        test_sets = [[i for i, f in enumerate(fold_of) if f == value] for value in sorted(set(fold_of), key=_natural)]
+    elif strategy == "logo":
+        names = sorted({key(e) for e in entries})
+        if len(names) < 3:
+            raise ValueError(f"split.strategy=logo needs at least 3 groups, got {len(names)}")
+        test_sets = [[i for i, e in enumerate(entries) if key(e) == g] for g in names]
+    else:
+        n_groups = len({key(e) for e in entries})
+        if n_groups < k:
+            raise ValueError(f"split.k={k} folds need at least {k} groups, got {n_groups}")
+        cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+        labels = [e.label for e in entries]
+        test_sets = [list(test) for _, test in cv.split(np.zeros(len(entries)), labels, [key(e) for e in entries])]
+    val_share = fractions["val"] / (fractions["train"] + fractions["val"])
+    folds = []
+    for n, test_idx in enumerate(test_sets):
+        in_test = set(test_idx)
+        rest = [e for i, e in enumerate(entries) if i not in in_test]
+        inner = grouped_split(rest, {"train": 1 - val_share, "val": val_share}, seed + n, leaky=leaky)
+        fold = {"train": inner["train"], "val": inner["val"], "test": [entries[i] for i in test_idx]}
+        if not leaky:
+            check_no_group_overlap(fold)
+        folds.append(fold)
+    return folds
+
+
+def _natural(value: str) -> tuple:
+    return (0, int(value), "") if value.isdigit() else (1, 0, value)
+
+
+def write_folds(folds: list[Split], split_dir: Path, test_dir: Path) -> None:
+    """``split_dir/fold_<n>/{train,val}.csv`` and ``test_dir/fold_<n>.csv``, each in the manifest schema.
+
+    Test lists live in their own folder so that a stage can depend on the training
+    and validation lists without depending on (or seeing) the test lists.
+    """
+    with atomic_path(split_dir) as tmp_split, atomic_path(test_dir) as tmp_test:
+        for n, fold in enumerate(folds):
+            write_manifest(fold["train"], tmp_split / f"fold_{n}" / "train.csv")
+            write_manifest(fold["val"], tmp_split / f"fold_{n}" / "val.csv")
+            write_manifest(fold["test"], tmp_test / f"fold_{n}.csv")
+
+
+def fold_names(split_dir: Path) -> list[str]:
+    """``fold_0``, ``fold_1``, ... present in ``split_dir``, in numeric order."""
+    names = sorted((p.name for p in Path(split_dir).glob("fold_*") if p.is_dir()), key=lambda n: int(n[5:]))
+    if not names:
+        raise FileNotFoundError(f"no fold_* folders in {split_dir} (run: dvc repro split)")
+    return names
+
+
+def read_folds(split_dir: Path, test_dir: Path | None = None) -> list[Split]:
+    """Read back what :func:`write_folds` wrote (without test lists when ``test_dir`` is None)."""
+    folds = []
+    for name in fold_names(split_dir):
+        fold = {s: read_manifest(Path(split_dir) / name / f"{s}.csv") for s in ("train", "val")}
+        if test_dir is not None:
+            fold["test"] = read_manifest(Path(test_dir) / f"{name}.csv")
+        folds.append(fold)
+    return folds

@@ -55,23 +55,27 @@ def git_commit(cwd: Path | None = None) -> str:
 
 @contextlib.contextmanager
 def start_run(dataset: str, *, run_name: str, params: dict[str, Any] | None = None,
-              run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
+              run_id: str | None = None, nested: bool = False,
+              tags: dict[str, str] | None = None) -> Iterator[mlflow.ActiveRun]:
     """Open (or, with ``run_id``, reopen) an MLflow run in the dataset's experiment.
 
-    New runs are tagged with the git commit and the DVC experiment name and get
-    ``params`` (already flattened) logged. The run ends FAILED if the block raises.
+    New runs are tagged with the git commit, the DVC experiment name and ``tags``, and
+    get ``params`` (already flattened) logged. ``nested`` makes the run a child of the
+    active one (cross-validation: one child per fold). The run ends FAILED if the
+    block raises.
     """
     mlflow.set_tracking_uri(tracking_uri())
     if run_id is not None and not _run_exists(run_id):
         run_id = None  # the store was reset since training; record evaluation in a new run
     if run_id is None:
-        run = mlflow.start_run(experiment_id=_experiment_id(experiment_name(dataset)), run_name=run_name)
+        run = mlflow.start_run(experiment_id=_experiment_id(experiment_name(dataset)), run_name=run_name,
+                               nested=nested)
         mlflow.set_tags({"git_commit": git_commit(), "dvc_exp_name": os.environ.get("DVC_EXP_NAME", "workspace"),
-                         "dataset": dataset})
+                         "dataset": dataset, **(tags or {})})
         if params:
             mlflow.log_params({k: _param_value(v) for k, v in params.items()})
     else:
-        run = mlflow.start_run(run_id=run_id)
+        run = mlflow.start_run(run_id=run_id, nested=nested)
     status = "FAILED"
     try:
         yield run
@@ -91,3 +95,14 @@ def _run_exists(run_id: str) -> bool:
 def _param_value(value: Any) -> str:
     text = str(list(value) if isinstance(value, tuple) else value)
     return text if len(text) <= 6000 else text[:5997] + "..."
+
+
+def parent_run_id(run_id: str | None) -> str | None:
+    """The parent of a nested (per-fold) run, or None if it has none or is not in the store."""
+    if run_id is None:
+        return None
+    mlflow.set_tracking_uri(tracking_uri())
+    try:
+        return MlflowClient().get_run(run_id).data.tags.get("mlflow.parentRunId")
+    except mlflow.exceptions.MlflowException:
+        return None
