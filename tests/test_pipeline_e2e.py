@@ -70,6 +70,7 @@ def test_repro_experiments_and_tracking(project):
     run(["git", "add", "-A"], root, env)
     run(["git", "commit", "-qm", "baseline"], root, env)
     run(["dvc", "exp", "run", "-S", "model=cnn_v2", "-n", "v2"], root, env)
+    run(["dvc", "exp", "run", "-S", "split.strategy=kfold", "-S", "split.k=3", "-n", "cv3"], root, env)
     run(["dvc", "exp", "run", "--queue", "-S", "train.lr=0.01", "-n", "queued-lr"], root, env)
     run(["dvc", "queue", "start"], root, env)
     run(["dvc", "queue", "status"], root, env)
@@ -92,6 +93,9 @@ def test_repro_experiments_and_tracking(project):
         test_metrics = data["metrics"]["reports/metrics.json"]["data"]["test"]
         assert 0 <= test_metrics["macro_f1"] <= 1, name
     assert exps["v2"]["params"]["params.yaml"]["data"]["model"] == "cnn_v2"
+    cv = exps["cv3"]["metrics"]["reports/metrics.json"]["data"]
+    assert set(cv["folds"]) == {"0", "1", "2"} and set(cv["test_std"]) == set(cv["test"])
+    assert cv["test"]["macro_f1"] == pytest.approx(sum(f["macro_f1"] for f in cv["folds"].values()) / 3, abs=1e-4)
 
     runs = mlflow_runs(root)
     finished = [r for r in runs if r["status"] == "FINISHED" and "test_macro_f1" in r["metrics"]]
@@ -102,3 +106,32 @@ def test_repro_experiments_and_tracking(project):
     assert {"checkpoints", "plots", "evaluation"} <= set(v2["artifacts"])
     assert v2["tags"]["git_commit"] != "unknown"
     assert not list((root / ".dvc/tmp").rglob("mlflow.db")), "a queued run wrote its own MLflow store"
+    cv_runs = [r for r in runs if r["tags"].get("dvc_exp_name") == "cv3"]
+    parent = [r for r in cv_runs if "mlflow.parentRunId" not in r["tags"]]
+    children = [r for r in cv_runs if "mlflow.parentRunId" in r["tags"]]
+    assert len(parent) == 1 and len(children) == 3
+    assert {"test_macro_f1", "test_macro_f1_std", "test_macro_f1_ci_low"} <= set(parent[0]["metrics"])
+    assert all("test_macro_f1" in c["metrics"] and "val_macro_f1" in c["metrics"] for c in children)
+
+
+def test_planted_duplicate_fails_the_pipeline(project):
+    """A gain-changed copy of a training clip planted in the test list stops dvc repro at the audit."""
+    root, env = project
+    run(["dvc", "repro", "split"], root, env)
+    import soundfile as sf
+    from audioclf.manifest import describe, read_manifest, write_manifest
+
+    train = read_manifest(root / "data/split/fold_0/train.csv")
+    source = train[0]
+    audio, sr = sf.read(root / "data/raw" / source.path)
+    sf.write(root / "data/raw/planted_copy.wav", audio * 0.5, sr)
+    test_list = root / "data/test/fold_0.csv"
+    write_manifest(read_manifest(test_list) + [describe(root / "data/raw/planted_copy.wav", root / "data/raw",
+                                                        source.label, "planted")], test_list)
+    out = subprocess.run(["python", "stages/audit.py", "--audio-root", "data/raw", "--split", "data/split",
+                          "--test", "data/test", "--report", "reports/leakage.json"],
+                         cwd=root, env=env, capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "leakage audit failed" in out.stderr and "planted_copy.wav" in out.stderr and source.path in out.stderr
+    report = json.loads((root / "reports/leakage.json").read_text())
+    assert report["ok"] is False and report["checks"]["near"]["count"] == 1
