@@ -11,6 +11,7 @@ from audioclf.features import FeatureStore
 from audioclf.io import atomic_path, write_json
 from audioclf.manifest import read_manifest
 from audioclf.plots import plot_curves
+from audioclf.resume import find_resumable
 from audioclf.tracking import start_run
 from audioclf.train import train
 
@@ -22,6 +23,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--train", required=True, help="train split list")
     ap.add_argument("--val", required=True, help="validation split list")
     ap.add_argument("--checkpoint", required=True, help="best checkpoint path")
+    ap.add_argument("--last", required=True, help="resumable checkpoint of the latest epoch")
     ap.add_argument("--curves", required=True, help="per-epoch metrics (CSV, DVC plots)")
     ap.add_argument("--summary", required=True, help="best epoch and validation score (JSON, DVC metrics)")
     args = ap.parse_args(argv)
@@ -29,11 +31,16 @@ def main(argv=None) -> dict:
     store = FeatureStore(args.features)
     train_paths = [e.path for e in read_manifest(args.train)]
     val_paths = [e.path for e in read_manifest(args.val)]
-    with start_run(params.dataset, run_name=f"{params.model}-{params.loss}", params=flatten(params.raw)) as run:
+    resume, note = find_resumable(Path(args.last), Path(args.checkpoint), params, train_paths, val_paths, store.labels)
+    print(f"train: {note}")
+    with start_run(params.dataset, run_name=f"{params.model}-{params.loss}", params=flatten(params.raw),
+                   run_id=resume["mlflow_run_id"] if resume else None) as run:
         mlflow.set_tag("leaky_split", str(params.split.leaky).lower())
         result = train(params, store, train_paths, val_paths, Path(args.checkpoint),
-                       log_metrics=lambda m, step: mlflow.log_metrics(m, step=step), run_id=run.info.run_id)
+                       log_metrics=lambda m, step: mlflow.log_metrics(m, step=step), run_id=run.info.run_id,
+                       last=Path(args.last), resume=resume)
         history = result.pop("history")
+        mlflow.set_tag("device", result.pop("device"))
         with atomic_path(args.curves) as tmp, open(tmp, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(history[0]))
             writer.writeheader()
