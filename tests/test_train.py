@@ -5,22 +5,18 @@ import dataclasses
 import pytest
 
 from audioclf.evaluate import evaluate
-from audioclf.features import FeatureStore, extract_features
-from audioclf.split import grouped_split
+from audioclf.features import FeatureStore
 from audioclf.train import train
 
 
 @pytest.fixture(scope="module")
-def prepared(tiny_dataset, tmp_path_factory):
+def prepared(tiny_cache):
     from tests.conftest import repo_params, shrink
     from audioclf.config import parse_params
 
     params = parse_params(shrink(repo_params()))
     params = dataclasses.replace(params, train=dataclasses.replace(params.train, epochs=15, patience=15))
-    root, entries = tiny_dataset
-    cache = tmp_path_factory.mktemp("cache") / "features"
-    extract_features(entries, root, params.features, cache)
-    splits = grouped_split(entries, {"train": 0.6, "val": 0.2, "test": 0.2}, params.seed)
+    cache, splits = tiny_cache
     paths = {name: [e.path for e in rows] for name, rows in splits.items()}
     return params, FeatureStore(cache), paths
 

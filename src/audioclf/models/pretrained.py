@@ -51,13 +51,15 @@ def resolve_source(name: str, key: str, model_cls: str = "<ModelClass>") -> str:
     folder = next((c for c in candidates if c.is_dir()), None)
     if folder is None:
         if _looks_like_path(name):
-            raise PretrainedWeightsError(f"{key}: folder {name!r} does not exist. {_how_to_get('<model id>', key, model_cls)}")
+            raise PretrainedWeightsError(
+                f"{key}: folder {name!r} does not exist. {_how_to_get('<model id>', key, model_cls)}")
         return name
     present = {p.name for p in folder.iterdir()}
     if "config.json" not in present or not present & set(WEIGHT_FILES):
         raise PretrainedWeightsError(
             f"{key}: folder {str(folder)!r} holds no Hugging Face model (needs config.json and one of "
-            f"{', '.join(WEIGHT_FILES)}; found {sorted(present)[:8] or 'nothing'}). {_how_to_get('<model id>', key, model_cls)}")
+            f"{', '.join(WEIGHT_FILES)}; found {sorted(present)[:8] or 'nothing'}). "
+            f"{_how_to_get('<model id>', key, model_cls)}")
     return str(folder)
 
 
@@ -80,9 +82,11 @@ def load_pretrained(model_cls: Any, name: str, key: str, *, head_prefix: str, **
         model, info = model_cls.from_pretrained(source, local_files_only=True, ignore_mismatched_sizes=True,
                                                 output_loading_info=True, **overrides)
     except OSError as exc:  # transformers reports 'not in the cache and offline' as OSError
+        from huggingface_hub.constants import HF_HUB_CACHE
+
         raise PretrainedWeightsError(
             f"{key}: pretrained weights {name!r} are neither a local folder nor in the Hugging Face cache "
-            f"({os.environ.get('HF_HOME', '~/.cache/huggingface')}), and training never downloads. "
+            f"({HF_HUB_CACHE}), and training never downloads. "
             f"{_how_to_get(name, key, model_cls.__name__)} ({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
     new = set(info.get("missing_keys", ())) | {m[0] for m in info.get("mismatched_keys", ())}
     not_head = sorted(k for k in new if not k.startswith(head_prefix))
