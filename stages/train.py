@@ -40,7 +40,7 @@ def main(argv=None) -> dict:
                        log_metrics=lambda m, step: mlflow.log_metrics(m, step=step), run_id=run.info.run_id,
                        last=Path(args.last), resume=resume)
         history = result.pop("history")
-        mlflow.set_tag("device", result.pop("device"))
+        mlflow.set_tags({"device": result.pop("device"), "resumed_from_epoch": result.pop("resumed_from_epoch")})
         with atomic_path(args.curves) as tmp, open(tmp, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(history[0]))
             writer.writeheader()

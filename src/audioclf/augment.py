@@ -56,7 +56,10 @@ def _mean_power(power: torch.Tensor) -> torch.Tensor:
 
 
 def pitch_shift(db: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
-    """Shift each clip of (B, C, F, T) by ``shifts`` (B,) mel bins (up if positive); vacated bins get the clip's floor."""
+    """Shift each clip of (B, C, F, T) by ``shifts`` (B,) mel bins (up if positive).
+
+    Vacated bins get the clip's floor (its lowest value).
+    """
     f = db.shape[2]
     src = torch.arange(f, device=db.device)[None, :] - shifts.to(db.device)[:, None]   # (B, F)
     valid = (src >= 0) & (src < f)

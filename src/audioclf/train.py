@@ -171,8 +171,9 @@ def train(params: Params, store: FeatureStore, train_paths: list[str], val_paths
     model = build_model(params.model, params.model_config, n_classes=n_classes, input_shape=input_shape).to(device)
     loss_fn, weights = build_loss(params.loss, params.loss_config, torch.bincount(train_data.y, minlength=n_classes))
     optimizer = build_optimizer(model, cfg)
-    fit = Fit(model, loss_fn.to(device), optimizer, build_scheduler(optimizer, cfg, steps_per_epoch(len(train_data.x), cfg)),
-              grad_scaler(device, amp), Augmenter(params.augment, norm, n_classes), device, amp, cfg)
+    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch(len(train_data.x), cfg))
+    fit = Fit(model, loss_fn.to(device), optimizer, scheduler, grad_scaler(device, amp),
+              Augmenter(params.augment, norm, n_classes), device, amp, cfg)
     fp = fingerprint(params, train_paths, val_paths, store.labels)
     if resume is not None and resume["fingerprint"] != fp:
         raise ValueError("the state to resume from was written for other params or data (see find_resumable)")

@@ -174,7 +174,8 @@ class ReverbConfig:
         _check_p(self.p, "augment.reverb")
         _check_range(self.wet_db, "augment.reverb.wet_db")
         _check_range(self.decay_frames, "augment.reverb.decay_frames")
-        _check(self.decay_frames[0] > 0, "augment.reverb.decay_frames", f"must be positive, got {list(self.decay_frames)}")
+        _check(self.decay_frames[0] > 0, "augment.reverb.decay_frames",
+               f"must be positive, got {list(self.decay_frames)}")
 
 
 @dataclasses.dataclass(frozen=True)

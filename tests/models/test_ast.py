@@ -70,5 +70,22 @@ def test_pretrained_loads_everything_but_the_head_and_resizes_positions(saved_as
 
 def test_pretrained_needs_its_mel_bins(saved_ast):
     folder, _ = saved_ast
-    with pytest.raises(PretrainedWeightsError, match="expects 32 mel bins, the features have 64; set features.n_mels=32"):
+    with pytest.raises(PretrainedWeightsError,
+                       match="expects 32 mel bins, the features have 64; set features.n_mels=32"):
         build_model("ast", ASTParams(pretrained=str(folder)), n_classes=3, input_shape=(64, 40))
+
+
+def test_checkpoint_of_a_pretrained_model_rebuilds_offline(saved_ast, tmp_path):
+    from audioclf.checkpoint import load_checkpoint, save_checkpoint
+
+    folder, _ = saved_ast
+    cfg = ASTParams(pretrained=str(folder))
+    model = build_model("ast", cfg, n_classes=3, input_shape=SHAPE).eval()
+    save_checkpoint(tmp_path / "best.pt", model=model, model_name="ast", model_config=cfg, labels=["a", "b", "c"],
+                    norm={"mean": 0.0, "std": 1.0}, params={}, input_shape=SHAPE)
+    for f in folder.iterdir():                       # the weights are gone: the checkpoint alone must do
+        f.unlink()
+    rebuilt, _ = load_checkpoint(tmp_path / "best.pt")
+    x = torch.randn(2, 1, *SHAPE)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), model(x))

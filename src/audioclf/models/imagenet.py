@@ -24,7 +24,8 @@ def _check(ok: bool, key: str, message: str) -> None:
 
 
 def _check_pretrained(name: Optional[str], key: str) -> None:
-    _check(name is None or name.strip() != "", key, "must be null (train from scratch), a Hugging Face model id or a folder")
+    _check(name is None or name.strip() != "", key,
+           "must be null (train from scratch), a Hugging Face model id or a folder")
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ class ResNetParams:
 
     def overrides(self) -> dict:
         return {}
+
+    def init_from_scratch(self, net: nn.Module) -> None:
+        """transformers' ResNet init (Kaiming convs, unit batch norms) trains from scratch as it is."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,28 @@ class EfficientNetParams:
         return cfg
 
     def overrides(self) -> dict:
-        return {"dropout_rate": self.dropout, "drop_connect_rate": self.drop_connect_rate}
+        # transformers passes its Keras-style batch_norm_momentum (0.99) to torch, where it means
+        # "running stats = 99 % the last batch": evaluation would use one batch's statistics.
+        # 0.1 is torch's usual running-average rate.
+        return {"dropout_rate": self.dropout, "drop_connect_rate": self.drop_connect_rate,
+                "batch_norm_momentum": 0.1}
+
+    def init_from_scratch(self, net: nn.Module) -> None:
+        """torchvision's EfficientNet init: transformers' (N(0, 0.02) for convs *and* batch-norm
+        scales) is meant to be overwritten by weights, and from scratch its signal dies out
+        within a few blocks (a tiny config stayed at chance)."""
+        for m in net.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                bound = 1 / m.out_features ** 0.5
+                nn.init.uniform_(m.weight, -bound, bound)
+                nn.init.zeros_(m.bias)
 
 
 class ImageNetCNN(nn.Module):
@@ -140,6 +165,7 @@ class ImageNetCNN(nn.Module):
             self.net = model_cls(model_cls.config_class.from_dict(arch))
         elif cfg.pretrained is None:
             self.net = model_cls(cfg.hf_config(n_classes, in_channels))
+            cfg.init_from_scratch(self.net)
         else:
             self.net = load_pretrained(model_cls, cfg.pretrained, f"{cfg.key}.pretrained",
                                        head_prefix=cfg.head_prefix, num_labels=n_classes, **cfg.overrides())
