@@ -93,3 +93,44 @@ def test_no_or_unreadable_last_checkpoint_starts_fresh(setup, tmp_path):
     (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
     state, note = find_resumable(tmp_path / "last.pt", tmp_path / "best.pt", params, tr, va, store.labels)
     assert state is None and "is unreadable" in note
+
+
+def test_stage_rerun_resumes_and_continues_the_mlflow_run(tiny_cache, tmp_path, monkeypatch):
+    import importlib.util
+
+    import mlflow
+    import yaml
+
+    from audioclf.manifest import write_manifest
+    from tests.conftest import REPO
+
+    cache, splits = tiny_cache
+    for name, rows in splits.items():
+        write_manifest(rows, tmp_path / f"{name}.csv")
+    raw = shrink(repo_params())
+    raw["train"].update(epochs=3, patience=3)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    spec = importlib.util.spec_from_file_location("train_stage", REPO / "stages" / "train.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    argv = ["--params", "params.yaml", "--features", str(cache), "--train", "train.csv", "--val", "val.csv",
+            "--checkpoint", "models/best.pt", "--last", "models/last.pt", "--curves", "curves.csv",
+            "--summary", "train.json"]
+    log_metrics = mlflow.log_metrics
+
+    def killed_in_epoch_2(metrics, step=None, **kwargs):
+        if step == 2:
+            raise Killed
+        return log_metrics(metrics, step=step, **kwargs)
+
+    monkeypatch.setattr(mlflow, "log_metrics", killed_in_epoch_2)
+    with pytest.raises(Killed):
+        stage.main(argv)
+    monkeypatch.setattr(mlflow, "log_metrics", log_metrics)
+    stage.main(argv)
+    (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert run.info.status == "FINISHED" and run.data.tags["resumed_from_epoch"] == "1"
+    history = mlflow.tracking.MlflowClient().get_metric_history(run.info.run_id, "val_macro_f1")
+    assert sorted(m.step for m in history) == [1, 2, 3]
