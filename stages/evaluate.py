@@ -12,7 +12,6 @@ from audioclf.features import FeatureStore
 from audioclf.io import atomic_path, write_json
 from audioclf.manifest import read_manifest
 from audioclf.plots import plot_confusion
-from audioclf.split import fold_names
 from audioclf.tracking import parent_run_id, start_run
 
 
@@ -28,7 +27,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--confusion", required=True, help="confusion matrix (PNG)")
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    names = fold_names(Path(args.models))
+    names = [p.stem for p in sorted(Path(args.test).glob("fold_*.csv"), key=lambda p: int(p.stem[5:]))]
+    if not names:
+        raise FileNotFoundError(f"no fold_<n>.csv test lists in {args.test} (run: dvc repro split)")
     out = evaluate_folds([Path(args.models) / n / "best.pt" for n in names], FeatureStore(args.features),
                          [[e.path for e in read_manifest(Path(args.test) / f"{n}.csv")] for n in names],
                          batch_size=params.evaluate.batch_size, n_boot=params.evaluate.bootstrap,

@@ -1,7 +1,12 @@
-"""train: fit the selected model on each fold's train list, select by validation macro-F1."""
+"""train: fit the selected model on each fold's train list, select by validation macro-F1.
+
+A killed training resumes from ``--resume`` when the stage is rerun with the same params;
+finished folds of an interrupted cross-validation are not retrained.
+"""
 import argparse
 import contextlib
 import csv
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -12,8 +17,9 @@ from audioclf.config import flatten, load_params
 from audioclf.features import FeatureStore
 from audioclf.io import atomic_path, write_json
 from audioclf.plots import plot_curves
+from audioclf.resume import find_resumable, plan_folds
 from audioclf.split import read_folds
-from audioclf.tracking import start_run
+from audioclf.tracking import parent_run_id, start_run
 from audioclf.train import train
 
 
@@ -30,27 +36,41 @@ def main(argv=None) -> dict:
     ap.add_argument("--features", required=True)
     ap.add_argument("--split", required=True, help="folder of fold_<n>/{train,val}.csv (no test lists)")
     ap.add_argument("--models", required=True, help="folder for fold_<n>/best.pt")
+    ap.add_argument("--resume", required=True, help="folder for fold_<n>/last.pt, the resumable state")
     ap.add_argument("--curves", required=True, help="folder for per-epoch metrics fold_<n>.csv (DVC plots)")
     ap.add_argument("--summary", required=True, help="best epochs and validation scores (JSON, DVC metrics)")
     args = ap.parse_args(argv)
     params = load_params(args.params)
     store = FeatureStore(args.features)
     folds = read_folds(Path(args.split))
+    models, resume, curves = Path(args.models), Path(args.resume), Path(args.curves)
+    for stale in [*models.glob("fold_*"), *resume.glob("fold_*"), *curves.glob("fold_*")]:
+        if int(stale.name.split("_")[1].split(".")[0]) >= len(folds):  # left by a run with more folds
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    found = [find_resumable(resume / f"fold_{n}/last.pt", models / f"fold_{n}/best.pt", params,
+                            [e.path for e in f["train"]], [e.path for e in f["val"]], store.labels)
+             for n, f in enumerate(folds)]
+    states = plan_folds([state for state, _ in found])
+    for n, ((_, note), state) in enumerate(zip(found, states)):
+        print(f"train: fold {n}: {note if state is not None or 'fresh' in note else 'starting fresh (rerun)'}")
     cv = len(folds) > 1
     flat, name = flatten(params.raw), f"{params.model}-{params.loss}"
     tags = {"leaky_split": str(params.split.leaky).lower(), "split_strategy": params.split.strategy}
+    run_ids = [s["mlflow_run_id"] if s else None for s in states]
+    parent_id = next((parent_run_id(r) for r in run_ids if r), None) if cv else run_ids[0]
     results = []
-    with start_run(params.dataset, run_name=name, params=flat, tags=tags) as parent:
-        for n, fold in enumerate(folds):
-            child = start_run(params.dataset, run_name=f"{name}-fold{n}", params=flat, nested=True,
+    with start_run(params.dataset, run_name=name, params=flat, tags=tags, run_id=parent_id) as parent:
+        for n, (fold, state) in enumerate(zip(folds, states)):
+            child = start_run(params.dataset, run_name=f"{name}-fold{n}", params=flat, nested=True, run_id=run_ids[n],
                               tags={**tags, "fold": str(n)}) if cv else contextlib.nullcontext(parent)
             with child as run:
-                checkpoint = Path(args.models) / f"fold_{n}" / "best.pt"
+                checkpoint = models / f"fold_{n}" / "best.pt"
                 result = train(params, store, [e.path for e in fold["train"]], [e.path for e in fold["val"]],
                                checkpoint, log_metrics=lambda m, step: mlflow.log_metrics(m, step=step),
-                               run_id=run.info.run_id)
+                               run_id=run.info.run_id, last=resume / f"fold_{n}" / "last.pt", resume=state)
                 history = result.pop("history")
-                write_curves(history, Path(args.curves) / f"fold_{n}.csv")
+                mlflow.set_tags({"device": result.pop("device"), "resumed_from_epoch": result.pop("resumed_from_epoch")})
+                write_curves(history, curves / f"fold_{n}.csv")
                 mlflow.log_metrics({"best_val_macro_f1": result["best_val_macro_f1"], "best_epoch": result["best_epoch"]})
                 mlflow.log_artifact(str(checkpoint), "checkpoints")
                 with tempfile.TemporaryDirectory() as tmp:

@@ -58,3 +58,16 @@ def tiny_dataset(tmp_path_factory) -> tuple[Path, list[Entry]]:
     params = parse_params(shrink(repo_params()))
     out = tmp_path_factory.mktemp("synthetic")
     return out, generate(params.data.synthetic, params.seed, out)
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tiny_dataset, tmp_path_factory):
+    """The shrunk dataset's feature cache and a 60/20/20 grouped split: (cache folder, {split: entries})."""
+    from audioclf.features import extract_features
+    from audioclf.split import grouped_split
+
+    params = parse_params(shrink(repo_params()))
+    root, entries = tiny_dataset
+    cache = tmp_path_factory.mktemp("cache") / "features"
+    extract_features(entries, root, params.features, cache)
+    return cache, grouped_split(entries, {"train": 0.6, "val": 0.2, "test": 0.2}, params.seed)

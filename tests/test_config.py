@@ -10,9 +10,10 @@ def test_repo_params_are_valid():
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("model", "cnnn", "'model' is 'cnnn'; allowed values: cnn, cnn_v2"),
+    ("model", "cnnn", "'model' is 'cnnn'; allowed values: ast, cnn, cnn_cbam, cnn_se, cnn_v2, efficientnet_b2, "
+                       "resnet50, vit"),
     ("dataset", "birds", "'dataset' is 'birds'; allowed values:"),
-    ("loss", "hinge", "'loss' is 'hinge'; allowed values: ce"),
+    ("loss", "hinge", "'loss' is 'hinge'; allowed values: ce, focal, weighted_ce"),
     ("seed", "42", "'seed' must be an integer, got '42'"),
 ])
 def test_bad_top_level_value_names_key_and_choices(raw_params, key, value, message):

@@ -1,26 +1,24 @@
 """Training on the shrunk synthetic set: it learns, it is deterministic, and evaluate
 agrees with what train measured on the same split."""
 import dataclasses
+import math
 
 import pytest
+import torch
 
 from audioclf.evaluate import evaluate
-from audioclf.features import FeatureStore, extract_features
-from audioclf.split import grouped_split
+from audioclf.features import FeatureStore
 from audioclf.train import train
 
 
 @pytest.fixture(scope="module")
-def prepared(tiny_dataset, tmp_path_factory):
+def prepared(tiny_cache):
     from tests.conftest import repo_params, shrink
     from audioclf.config import parse_params
 
     params = parse_params(shrink(repo_params()))
     params = dataclasses.replace(params, train=dataclasses.replace(params.train, epochs=15, patience=15))
-    root, entries = tiny_dataset
-    cache = tmp_path_factory.mktemp("cache") / "features"
-    extract_features(entries, root, params.features, cache)
-    splits = grouped_split(entries, {"train": 0.6, "val": 0.2, "test": 0.2}, params.seed)
+    cache, splits = tiny_cache
     paths = {name: [e.path for e in rows] for name, rows in splits.items()}
     return params, FeatureStore(cache), paths
 
@@ -46,3 +44,50 @@ def test_same_seed_same_history(prepared, tmp_path):
     runs = [train(params, store, paths["train"], paths["val"], tmp_path / f"{i}.pt", lambda m, s: None)["history"]
             for i in range(2)]
     assert runs[0] == runs[1]
+
+
+def test_balanced_sampler_accumulation_and_weighted_loss_train_and_log_weights(prepared, tmp_path):
+    from audioclf.train import epoch_order
+
+    params, store, paths = prepared
+    params = dataclasses.replace(params, loss="weighted_ce",
+                                 train=dataclasses.replace(params.train, epochs=2, sampler="balanced", accumulate=2,
+                                                           schedule="step", step_epochs=1, step_gamma=0.5))
+    logged = []
+    result = train(params, store, paths["train"], paths["val"], tmp_path / "best.pt",
+                   lambda m, step: logged.append((step, m)))
+    assert logged[0][0] == 0 and logged[0][1]["class_weight_max"] >= logged[0][1]["class_weight_min"] > 0
+    assert result["class_weight_max"] == logged[0][1]["class_weight_max"]
+    lrs = [row["lr"] for row in result["history"]]
+    assert lrs == pytest.approx([params.train.lr * 0.5, params.train.lr * 0.25])  # after each epoch's steps
+    assert all(row["grad_norm"] > 0 for row in result["history"])
+    y = torch.tensor([0] * 90 + [1] * 10)
+    drawn = torch.bincount(y[epoch_order(y, "balanced", torch.Generator().manual_seed(0))], minlength=2)
+    assert abs(drawn[0] - drawn[1]) < 30                                         # ~50/50 despite 90/10
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_cuda_mixed_precision_trains_and_resumes(prepared, tmp_path, amp):
+    from audioclf.resume import find_resumable
+
+    params, store, paths = prepared
+    params = dataclasses.replace(params, train=dataclasses.replace(params.train, epochs=3, device="cuda", amp=amp))
+
+    def kill_in_epoch_2(metrics, step):
+        if step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(params, store, paths["train"], paths["val"], tmp_path / "best.pt", kill_in_epoch_2,
+              last=tmp_path / "last.pt")
+    state, note = find_resumable(tmp_path / "last.pt", tmp_path / "best.pt", params, paths["train"], paths["val"],
+                                 store.labels)
+    assert state is not None, note
+    result = train(params, store, paths["train"], paths["val"], tmp_path / "best.pt", lambda m, s: None,
+                   last=tmp_path / "last.pt", resume=state)
+    assert result["device"] == "cuda" and result["resumed_from_epoch"] == 1 and len(result["history"]) == 3
+    assert all(math.isfinite(r["train_loss"]) for r in result["history"])
+    assert math.isfinite(result["history"][-1]["grad_norm"])   # fp16: early steps may all overflow, not the last
+    val = evaluate(tmp_path / "best.pt", store, paths["val"], batch_size=16)    # on the CPU, in float32
+    assert val["metrics"]["macro_f1"] == pytest.approx(result["best_val_macro_f1"], abs=0.15)

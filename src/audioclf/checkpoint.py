@@ -1,5 +1,6 @@
-"""Checkpoints that rebuild their model on their own: weights, model config, labels,
-input normalisation and the resolved params."""
+"""Checkpoints that rebuild their model on their own: weights, model config, input
+shape, resolved architecture (for models from pretrained weights), labels, input
+normalisation and the resolved params. Rebuilding never loads pretrained weights."""
 from __future__ import annotations
 
 import dataclasses
@@ -15,9 +16,12 @@ from audioclf.models import MODEL_CONFIGS, build_model
 
 
 def save_checkpoint(path: str | Path, *, model: nn.Module, model_name: str, model_config: Any,
-                    labels: list[str], norm: dict[str, float], params: dict, **extra: Any) -> None:
+                    labels: list[str], norm: dict[str, float], params: dict,
+                    input_shape: tuple[int, int] | None = None, **extra: Any) -> None:
     """Write a checkpoint atomically (a crash mid-write never leaves a truncated file)."""
+    arch = model.arch() if hasattr(model, "arch") else None
     state = {"model_name": model_name, "model_config": dataclasses.asdict(model_config),
+             "input_shape": None if input_shape is None else list(input_shape), "model_arch": arch,
              "labels": list(labels), "norm": dict(norm), "params": params,
              "state_dict": model.state_dict(), **extra}
     with atomic_path(path) as tmp:
@@ -36,6 +40,7 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     name = ckpt["model_name"]
     cfg = build(MODEL_CONFIGS[name], ckpt["model_config"], f"checkpoint.model_config[{name}]")
-    model = build_model(name, cfg, n_classes=len(ckpt["labels"]))
+    model = build_model(name, cfg, n_classes=len(ckpt["labels"]), input_shape=ckpt.get("input_shape"),
+                        arch=ckpt.get("model_arch"))
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), ckpt

@@ -15,6 +15,7 @@ from typing import Any, Optional
 import yaml
 
 from audioclf.data_config import EmodbConfig, Esc50Config, FolderConfig, XenocantoConfig
+from audioclf.train_config import AugmentConfig, TrainConfig  # noqa: F401 (TrainConfig re-exported)
 
 
 class ParamsError(ValueError):
@@ -102,12 +103,12 @@ class SyntheticConfig:
     """The embedded bird-call-like dataset (see :mod:`audioclf.datasets.synthetic`)."""
 
     n_classes: int = 24
-    max_clips_per_class: int = 120
+    max_clips_per_class: int = 200
     imbalance: float = 20.0
     clips_per_recording: tuple[int, int] = (2, 5)
     clip_seconds: float = 4.0
     sample_rate: int = 22050
-    snr_db: tuple[float, float] = (-6.0, 12.0)
+    snr_db: tuple[float, float] = (0.0, 15.0)
 
     def __post_init__(self):
         check(self.n_classes >= 2, "data.synthetic.n_classes", f"must be >= 2, got {self.n_classes}")
@@ -218,26 +219,6 @@ class FeaturesConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation and early stopping."""
-
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    patience: int = 8
-    grad_clip: float = 5.0
-
-    def __post_init__(self):
-        for name in ("epochs", "batch_size", "patience"):
-            value = getattr(self, name)
-            check(value >= 1, f"train.{name}", f"must be >= 1, got {value}")
-        check(self.lr > 0, "train.lr", f"must be positive, got {self.lr}")
-        check(self.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {self.weight_decay}")
-        check(self.grad_clip > 0, "train.grad_clip", f"must be positive, got {self.grad_clip}")
-
-
-@dataclasses.dataclass(frozen=True)
 class AuditConfig:
     """Leakage audit: which checks fail the pipeline, and the near-duplicate threshold."""
 
@@ -277,7 +258,9 @@ class Params:
     audit: AuditConfig
     features: FeaturesConfig
     model_params: dict[str, Any]
+    loss_params: dict[str, Any]
     train: TrainConfig
+    augment: AugmentConfig
     evaluate: EvaluateConfig
     raw: dict[str, Any] = dataclasses.field(repr=False, compare=False)
 
@@ -286,10 +269,15 @@ class Params:
         """The architecture config of the selected model."""
         return self.model_params[self.model]
 
+    @property
+    def loss_config(self) -> Any:
+        """The config of the selected loss."""
+        return self.loss_params[self.loss]
+
 
 _SECTIONS = {"data": DataConfig, "split": SplitConfig, "audit": AuditConfig, "features": FeaturesConfig,
-             "train": TrainConfig, "evaluate": EvaluateConfig}
-_TOP_LEVEL = ("dataset", "model", "loss", "seed", "model_params", *_SECTIONS)
+             "train": TrainConfig, "augment": AugmentConfig, "evaluate": EvaluateConfig}
+_TOP_LEVEL = ("dataset", "model", "loss", "seed", "model_params", "loss_params", *_SECTIONS)
 
 
 def parse_params(raw: dict[str, Any]) -> Params:
@@ -297,7 +285,7 @@ def parse_params(raw: dict[str, Any]) -> Params:
     # the registries are needed to validate names only; importing them here keeps a
     # stage's import graph (its DVC code deps) to the modules that shape its outputs
     from audioclf.datasets import DATASETS
-    from audioclf.losses import LOSSES
+    from audioclf.losses import LOSS_CONFIGS
     from audioclf.models import MODEL_CONFIGS
 
     check(isinstance(raw, dict), "params.yaml", "must be a mapping at the top level")
@@ -308,17 +296,22 @@ def parse_params(raw: dict[str, Any]) -> Params:
         check(isinstance(raw.get(key), str), key, f"must be a string, got {raw.get(key)!r}")
     choice(raw["dataset"], DATASETS, "dataset")
     choice(raw["model"], MODEL_CONFIGS, "model")
-    choice(raw["loss"], LOSSES, "loss")
+    choice(raw["loss"], LOSS_CONFIGS, "loss")
     seed = _coerce(int, raw.get("seed"), "seed")
-    model_raw = raw.get("model_params") or {}
-    check(isinstance(model_raw, dict), "model_params", "must be a mapping of model name to config")
-    for name in model_raw:
-        choice(name, MODEL_CONFIGS, f"model_params.{name}")
-    model_params = {name: build(cfg_cls, model_raw.get(name), f"model_params.{name}")
-                    for name, cfg_cls in MODEL_CONFIGS.items()}
+    model_params = _per_name(raw.get("model_params"), MODEL_CONFIGS, "model_params", "model")
+    loss_params = _per_name(raw.get("loss_params"), LOSS_CONFIGS, "loss_params", "loss")
     sections = {name: build(cls, raw.get(name), name) for name, cls in _SECTIONS.items()}
     return Params(dataset=raw["dataset"], model=raw["model"], loss=raw["loss"], seed=seed,
-                  model_params=model_params, raw=raw, **sections)
+                  model_params=model_params, loss_params=loss_params, raw=raw, **sections)
+
+
+def _per_name(raw: Any, configs: dict[str, type], key: str, what: str) -> dict[str, Any]:
+    """Validate a mapping of registry name -> config (``model_params``, ``loss_params``)."""
+    raw = raw or {}
+    check(isinstance(raw, dict), key, f"must be a mapping of {what} name to config")
+    for name in raw:
+        choice(name, configs, f"{key}.{name}")
+    return {name: build(cfg_cls, raw.get(name), f"{key}.{name}") for name, cfg_cls in configs.items()}
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

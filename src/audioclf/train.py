@@ -1,7 +1,10 @@
-"""Training: AdamW, cosine schedule, early stopping on validation macro-F1."""
+"""Training: AdamW (head/backbone rates), warm-up and schedule, mixed precision, gradient
+accumulation, on-the-fly augmentation, early stopping on validation macro-F1, and a
+resumable last checkpoint (:mod:`audioclf.resume`)."""
 from __future__ import annotations
 
 import math
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -11,14 +14,19 @@ import torch
 from sklearn.metrics import f1_score
 from torch import nn
 
+from audioclf.augment import Augmenter
 from audioclf.checkpoint import save_checkpoint
 from audioclf.config import Params, TrainConfig
 from audioclf.features import FeatureStore
 from audioclf.losses import build_loss
 from audioclf.metrics import aggregate_by_file, classification_metrics
 from audioclf.models import build_model, count_parameters
+from audioclf.optim import (autocast, build_optimizer, build_scheduler, grad_scaler, resolve_amp, resolve_device,
+                            steps_per_epoch)
+from audioclf.resume import LoopState, fingerprint, restore, save_last
 
 MetricsLogger = Callable[[dict[str, float], int], None]
+CPU = torch.device("cpu")
 
 
 @dataclass
@@ -44,79 +52,162 @@ def normalisation(store: FeatureStore, train_paths: list[str]) -> dict[str, floa
     return {"mean": float(x.mean(dtype=np.float64)), "std": float(x.std(dtype=np.float64)) + 1e-8}
 
 
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy a CPU batch to ``device``; to CUDA through pinned memory, without blocking."""
+    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t
+
+
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> np.ndarray:
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device = CPU,
+            amp: torch.dtype | None = None) -> np.ndarray:
     """Softmax probabilities (S, C) for inputs (S, 1, n_mels, T), in eval mode."""
     model.eval()
-    return torch.cat([model(x[i:i + batch_size]).softmax(dim=1) for i in range(0, len(x), batch_size)]).numpy()
+    probs = []
+    for i in range(0, len(x), batch_size):
+        with autocast(device, amp):
+            logits = model(to_device(x[i:i + batch_size], device))      # (B, C)
+        probs.append(logits.float().softmax(dim=1).cpu())
+    return torch.cat(probs).numpy()
 
 
-def evaluate_split(model: nn.Module, data: SplitData, labels: list[str], batch_size: int) -> dict:
+def evaluate_split(model: nn.Module, data: SplitData, labels: list[str], batch_size: int,
+                   device: torch.device = CPU, amp: torch.dtype | None = None) -> dict:
     """Segment-level loss and file-level metrics (segment probabilities averaged per file)."""
-    probs = predict(model, data.x, batch_size)
+    probs = predict(model, data.x, batch_size, device, amp)
     loss = float(nn.functional.nll_loss(torch.log(torch.from_numpy(probs).clamp_min(1e-12)), data.y))
     file_probs, file_y, _ = aggregate_by_file(probs, data.y.numpy(), data.paths)
     return {"loss": loss, **classification_metrics(file_y, file_probs, labels)}
 
 
-def train_one_epoch(model, data: SplitData, loss_fn, optimizer, scheduler, cfg: TrainConfig,
-                    generator: torch.Generator) -> dict[str, float]:
+def epoch_order(y: torch.Tensor, sampler: str, generator: torch.Generator) -> torch.Tensor:
+    """Example order for one epoch (len(y) draws): a permutation, or class-balanced draws with replacement."""
+    if sampler == "balanced":
+        counts = torch.bincount(y)
+        return torch.multinomial(1.0 / counts[y].double(), len(y), replacement=True, generator=generator)
+    return torch.randperm(len(y), generator=generator)
+
+
+@dataclass
+class Fit:
+    """What one training step needs."""
+
+    model: nn.Module
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    augment: Augmenter
+    device: torch.device
+    amp: torch.dtype | None
+    cfg: TrainConfig
+
+
+def _optimizer_step(fit: Fit) -> torch.Tensor:
+    """Unscale, clip, step, advance the schedule; returns the gradient norm before clipping."""
+    fit.scaler.unscale_(fit.optimizer)
+    norm = nn.utils.clip_grad_norm_(fit.model.parameters(), fit.cfg.grad_clip)
+    fit.scaler.step(fit.optimizer)          # skipped by the scaler if fp16 gradients overflowed
+    fit.scaler.update()
+    fit.optimizer.zero_grad(set_to_none=True)
+    fit.scheduler.step()
+    return norm.detach()
+
+
+def train_one_epoch(fit: Fit, data: SplitData, generator: torch.Generator) -> dict[str, float]:
+    """One pass over the (augmented) training split; ``train.accumulate`` batches per optimizer step."""
+    model, cfg = fit.model, fit.cfg
     model.train()
-    order = torch.randperm(len(data.x), generator=generator)
-    total, preds = 0.0, []
-    for start in range(0, len(order), cfg.batch_size):
+    order = epoch_order(data.y, cfg.sampler, generator)
+    starts = range(0, len(order), cfg.batch_size)
+    total, preds, norms = torch.zeros((), dtype=torch.float64, device=fit.device), [], []
+    fit.optimizer.zero_grad(set_to_none=True)
+    for i, start in enumerate(starts):
         idx = order[start:start + cfg.batch_size]
-        xb, yb = data.x[idx], data.y[idx]
-        logits = model(xb)                                   # (B, C)
-        loss = loss_fn(logits, yb)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        total += loss.item() * len(idx)
-        preds.append(logits.argmax(dim=1))
-    y_true, y_pred = data.y[order].numpy(), torch.cat(preds).numpy()
-    return {"loss": total / len(order), "accuracy": float((y_true == y_pred).mean()),
-            "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0))}
+        xb, yb = to_device(data.x[idx], fit.device), to_device(data.y[idx], fit.device)
+        xb, target = fit.augment(xb, yb, generator)              # target (B,) or MixUp's (B, C)
+        with autocast(fit.device, fit.amp):
+            logits = model(xb)                                   # (B, C)
+        loss = fit.loss_fn(logits.float(), target)
+        first = i - i % cfg.accumulate
+        group = min(cfg.accumulate, len(starts) - first)         # batches in this optimizer step
+        fit.scaler.scale(loss / group).backward()
+        if i == first + group - 1:
+            norms.append(_optimizer_step(fit))
+        total += loss.detach() * len(idx)
+        preds.append(logits.detach().argmax(dim=1))
+    y_true, y_pred = data.y[order].numpy(), torch.cat(preds).cpu().numpy()
+    norms = torch.stack(norms).float().cpu()
+    finite = norms[norms.isfinite()]
+    return {"loss": float(total) / len(order), "accuracy": float((y_true == y_pred).mean()),
+            "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+            "grad_norm": float(finite.mean()) if len(finite) else math.nan}
 
 
 def train(params: Params, store: FeatureStore, train_paths: list[str], val_paths: list[str],
-          checkpoint: Path, log_metrics: MetricsLogger, run_id: str | None = None) -> dict:
+          checkpoint: Path, log_metrics: MetricsLogger, run_id: str | None = None, *,
+          last: Path | None = None, resume: dict | None = None) -> dict:
     """Train ``params.model`` on the train split, selecting the epoch by validation macro-F1.
 
-    Writes the best epoch's checkpoint to ``checkpoint``. Never reads the test split.
+    Writes the best epoch's checkpoint to ``checkpoint`` and, if ``last`` is given, the
+    resumable state there after every epoch. Never reads the test split.
+
+    Args:
+        resume: a state from :func:`audioclf.resume.find_resumable` to continue from.
 
     Returns:
         ``history`` (one dict of train/val metrics per epoch), ``best_epoch``,
-        ``best_val_macro_f1`` and ``n_parameters``.
+        ``best_val_macro_f1``, ``n_parameters``, ``resumed_from_epoch`` (0: fresh),
+        ``device`` and, for weighted losses, ``class_weight_min``/``class_weight_max``.
     """
     cfg = params.train
+    device = resolve_device(cfg.device)
+    amp = resolve_amp(cfg.amp, device)
     torch.manual_seed(params.seed)
     generator = torch.Generator().manual_seed(params.seed)
     norm = normalisation(store, train_paths)
     train_data = load_split(store, train_paths, norm)
     val_data = load_split(store, val_paths, norm)
-    model = build_model(params.model, params.model_config, n_classes=len(store.labels))
-    loss_fn = build_loss(params.loss)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = cfg.epochs * math.ceil(len(train_data.x) / cfg.batch_size)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-    history, best_f1, best_epoch = [], -1.0, 0
-    for epoch in range(1, cfg.epochs + 1):
-        tr = train_one_epoch(model, train_data, loss_fn, optimizer, scheduler, cfg, generator)
-        va = evaluate_split(model, val_data, store.labels, params.evaluate.batch_size)
-        row = {"epoch": epoch, "train_loss": tr["loss"], "train_accuracy": tr["accuracy"], "train_macro_f1": tr["macro_f1"],
-               "val_loss": va["loss"], "val_accuracy": va["accuracy"], "val_macro_f1": va["macro_f1"],
-               "lr": scheduler.get_last_lr()[0]}
-        history.append(row)
+    n_classes, input_shape = len(store.labels), tuple(train_data.x.shape[2:])
+    model = build_model(params.model, params.model_config, n_classes=n_classes, input_shape=input_shape).to(device)
+    loss_fn, weights = build_loss(params.loss, params.loss_config, torch.bincount(train_data.y, minlength=n_classes))
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch(len(train_data.x), cfg))
+    fit = Fit(model, loss_fn.to(device), optimizer, scheduler, grad_scaler(device, amp),
+              Augmenter(params.augment, norm, n_classes), device, amp, cfg)
+    fp = fingerprint(params, train_paths, val_paths, store.labels)
+    if resume is not None and resume["fingerprint"] != fp:
+        raise ValueError("the state to resume from was written for other params or data (see find_resumable)")
+    loop = LoopState(token=uuid.uuid4().hex) if resume is None else restore(
+        resume, model=model, optimizer=optimizer, scheduler=fit.scheduler, scaler=fit.scaler, generator=generator)
+    resumed_from = loop.epoch
+    if weights:
+        log_metrics(weights, 0)
+    first = cfg.epochs + 1 if resume is not None and resume["finished"] else loop.epoch + 1
+    for epoch in range(first, cfg.epochs + 1):
+        tr = train_one_epoch(fit, train_data, generator)
+        if not math.isfinite(tr["loss"]):
+            raise FloatingPointError(f"training loss is {tr['loss']} in epoch {epoch}; lower train.lr, raise "
+                                     "train.warmup_epochs or set train.amp=off")
+        va = evaluate_split(model, val_data, store.labels, params.evaluate.batch_size, device, amp)
+        row = {"epoch": epoch, **{f"train_{k}": v for k, v in tr.items() if k != "grad_norm"},
+               **{f"val_{k}": va[k] for k in ("loss", "accuracy", "macro_f1")},
+               "lr": optimizer.param_groups[-1]["lr"], "grad_norm": tr["grad_norm"]}
+        loop.history.append(row)
         log_metrics({k: v for k, v in row.items() if k != "epoch"}, epoch)
-        if va["macro_f1"] > best_f1:
-            best_f1, best_epoch = va["macro_f1"], epoch
+        improved = va["macro_f1"] > loop.best_f1
+        if improved:
+            loop.best_f1, loop.best_epoch = va["macro_f1"], epoch
             save_checkpoint(checkpoint, model=model, model_name=params.model, model_config=params.model_config,
-                            labels=store.labels, norm=norm, params=params.raw, epoch=epoch,
-                            val_macro_f1=best_f1, mlflow_run_id=run_id)
-        elif epoch - best_epoch >= cfg.patience:
+                            labels=store.labels, norm=norm, params=params.raw, input_shape=input_shape, epoch=epoch,
+                            val_macro_f1=loop.best_f1, mlflow_run_id=run_id, train_token=loop.token)
+        loop.epoch = epoch
+        stop = not improved and epoch - loop.best_epoch >= cfg.patience
+        if last is not None:
+            save_last(last, model=model, optimizer=optimizer, scheduler=fit.scheduler, scaler=fit.scaler,
+                      generator=generator, loop=loop, fingerprint=fp, run_id=run_id,
+                      finished=stop or epoch == cfg.epochs)
+        if stop:
             break
-    return {"history": history, "best_epoch": best_epoch, "best_val_macro_f1": best_f1,
-            "n_parameters": count_parameters(model)}
+    return {"history": loop.history, "best_epoch": loop.best_epoch, "best_val_macro_f1": loop.best_f1,
+            "n_parameters": count_parameters(model), "resumed_from_epoch": resumed_from, "device": device.type,
+            **weights}

@@ -29,8 +29,8 @@ SPECIES_PER_GENUS = 3
 # difficulty: pitch step between members of a genus, per-recording pitch spread (log sd),
 # and the chance that a recording also holds a distant singer of another species
 GENUS_STEP = 0.10
-PITCH_SD = 0.035
-DISTRACTOR_P = 0.4
+PITCH_SD = 0.02
+DISTRACTOR_P = 0.2
 
 
 @dataclass(frozen=True)

@@ -1,27 +1,66 @@
-"""Model registry: the ``model`` param names a family and its config in ``model_params``."""
+"""Model registry: the ``model`` param names a family and its config in ``model_params``.
+
+Every model maps (B, 1, n_mels, T) log-mel to (B, n_classes) logits and has a
+``head_prefix``: the parameters under it form the classifier head (trained at
+``train.lr``; the rest, the backbone, at ``train.lr * train.backbone_lr_mult``).
+Models built from pretrained weights also have ``arch()``: the resolved
+architecture a checkpoint stores to rebuild them offline.
+"""
 from __future__ import annotations
 
 from typing import Any
 
 from torch import nn
 
+from audioclf.models.ast import ASTClassifier, ASTParams
 from audioclf.models.cnn import AudioCNN, CNNConfig
+from audioclf.models.imagenet import EfficientNetParams, ImageNetCNN, ResNetParams
+from audioclf.models.vit import SpecViT, ViTConfig
 
 # name -> (model class, config class); variants of one family share a class
 MODELS: dict[str, tuple[type[nn.Module], type]] = {
     "cnn": (AudioCNN, CNNConfig),
     "cnn_v2": (AudioCNN, CNNConfig),
+    "cnn_se": (AudioCNN, CNNConfig),
+    "cnn_cbam": (AudioCNN, CNNConfig),
+    "vit": (SpecViT, ViTConfig),
+    "ast": (ASTClassifier, ASTParams),
+    "resnet50": (ImageNetCNN, ResNetParams),
+    "efficientnet_b2": (ImageNetCNN, EfficientNetParams),
 }
 MODEL_CONFIGS = {name: cfg for name, (_, cfg) in MODELS.items()}
 
 
-def build_model(name: str, cfg: Any, n_classes: int, in_channels: int = 1) -> nn.Module:
-    """Instantiate model ``name`` from its validated config."""
+def build_model(name: str, cfg: Any, n_classes: int, in_channels: int = 1,
+                input_shape: tuple[int, int] | None = None, arch: dict | None = None) -> nn.Module:
+    """Instantiate model ``name`` from its validated config.
+
+    Args:
+        name: a key of :data:`MODELS`.
+        cfg: its config (``params.model_params[name]``).
+        n_classes: output logits.
+        in_channels: input channels (1 for log-mel).
+        input_shape: (n_mels, n_frames) of the inputs; the transformers need it.
+        arch: the ``arch()`` a checkpoint stored: rebuild that architecture, no pretrained weights loaded.
+    """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; allowed: {', '.join(sorted(MODELS))}")
     model_cls, _ = MODELS[name]
-    return model_cls(cfg, n_classes=n_classes, in_channels=in_channels)
+    extra = {"arch": arch} if arch is not None else {}
+    return model_cls(cfg, n_classes=n_classes, in_channels=in_channels,
+                     input_shape=None if input_shape is None else tuple(input_shape), **extra)
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def head_and_backbone(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """The trainable parameters of the classifier head and of the rest (the backbone)."""
+    head, backbone = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (head if name.startswith(model.head_prefix) else backbone).append(p)
+    if not head:
+        raise ValueError(f"{type(model).__name__} has no parameters under its head_prefix {model.head_prefix!r}")
+    return head, backbone

@@ -1,7 +1,8 @@
-"""AudioCNN: a plain convolutional classifier over log-mel spectrograms.
+"""AudioCNN: a convolutional classifier over log-mel spectrograms.
 
 One class, sized by :class:`CNNConfig`: the default ``cnn`` (4 blocks, ~343K
-parameters) and ``cnn_v2`` (5 blocks, ~4.2M) differ only in their configs.
+parameters) and ``cnn_v2`` (5 blocks, ~4.2M) differ only in their configs, and so
+do the attention variants ``cnn_se`` and ``cnn_cbam`` (``attention: se | cbam``).
 """
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from audioclf.models.attention import ATTENTION
+
+ATTENTION_CHOICES = ("none", *ATTENTION)
 
 
 @dataclass(frozen=True)
@@ -21,12 +26,16 @@ class CNNConfig:
             every later block at the cost of input resolution.
         hidden: width of the hidden layer of the classifier head.
         dropout: dropout before the output layer.
+        attention: ``none``, ``se`` (squeeze-and-excitation) or ``cbam`` after each conv block.
+        reduction: channel reduction of the attention MLP.
     """
 
     channels: tuple[int, ...] = (32, 64, 128, 192)
     stem_stride: int = 2
     hidden: int = 64
     dropout: float = 0.3
+    attention: str = "none"
+    reduction: int = 8
 
     def __post_init__(self):
         from audioclf.config import check
@@ -36,16 +45,22 @@ class CNNConfig:
         check(self.stem_stride in (1, 2), "model_params.*.stem_stride", f"must be 1 or 2, got {self.stem_stride}")
         check(self.hidden > 0, "model_params.*.hidden", f"must be positive, got {self.hidden}")
         check(0 <= self.dropout < 1, "model_params.*.dropout", f"must be in [0, 1), got {self.dropout}")
+        check(self.attention in ATTENTION_CHOICES, "model_params.*.attention",
+              f"is {self.attention!r}; allowed values: {', '.join(ATTENTION_CHOICES)}")
+        check(self.reduction >= 1, "model_params.*.reduction", f"must be >= 1, got {self.reduction}")
 
 
 class AudioCNN(nn.Module):
-    """Conv blocks -> global mean+max pooling -> MLP head.
+    """Conv blocks (each optionally followed by SE or CBAM attention) -> global mean+max pooling -> MLP head.
 
     Input (B, 1, n_mels, T) log-mel; output (B, n_classes) logits. Any n_mels and T
-    large enough to survive the pooling are accepted.
+    large enough to survive the pooling are accepted (``input_shape`` is not needed).
     """
 
-    def __init__(self, cfg: CNNConfig, n_classes: int, in_channels: int = 1):
+    head_prefix = "head."
+
+    def __init__(self, cfg: CNNConfig, n_classes: int, in_channels: int = 1,
+                 input_shape: tuple[int, int] | None = None):
         super().__init__()
         if n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got {n_classes}")
@@ -55,7 +70,10 @@ class AudioCNN(nn.Module):
         for i, width in enumerate(cfg.channels):
             kernel, stride = (5, cfg.stem_stride) if i == 0 else (3, 1)
             blocks += [nn.Conv2d(prev, width, kernel, stride=stride, padding=kernel // 2, bias=False),
-                       nn.BatchNorm2d(width), nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True)]
+                       nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            if cfg.attention != "none":
+                blocks.append(ATTENTION[cfg.attention](width, cfg.reduction))
+            blocks.append(nn.MaxPool2d(2, ceil_mode=True))
             prev = width
         self.features = nn.Sequential(*blocks)
         self.head = nn.Sequential(nn.Linear(2 * prev, cfg.hidden), nn.ReLU(inplace=True),
