@@ -79,7 +79,7 @@ def bit_error_rate(a: np.ndarray, b: np.ndarray, offset: int) -> tuple[float, in
     return float(ones / (32 * (hi - lo))), hi - lo
 
 
-def near_duplicates(prints: dict[str, np.ndarray], *, max_ber: float = 0.35, min_frames: int = 86,
+def near_duplicates(prints: dict[str, np.ndarray], *, max_ber: float = 0.2, min_frames: int = 86,
                     min_votes: int = 3) -> list[dict]:
     """All pairs of files whose fingerprints match at some offset.
 
@@ -135,7 +135,7 @@ MAX_LISTED = 200  # violations written per check; the count is always complete
 
 def audit_folds(folds: list[dict[str, list[Entry]]], audio_root: Path, *, near_level: str = "error",
                 pretrained_ids: frozenset[str] = frozenset(), pretrained_level: str = "error",
-                max_ber: float = 0.35, leaky: bool = False) -> dict:
+                max_ber: float = 0.2, leaky: bool = False) -> dict:
     """Run the four checks on every fold.
 
     Args:

@@ -223,7 +223,7 @@ class AuditConfig:
     """Leakage audit: which checks fail the pipeline, and the near-duplicate threshold."""
 
     near_duplicates: str = "error"
-    max_ber: float = 0.35
+    max_ber: float = 0.2
     pretrained_ids: tuple[str, ...] = ()
     pretrained_overlap: str = "error"
 
