@@ -24,7 +24,7 @@ ANNOTATE_MAX = 30  # classes up to which every point / cell gets a text label
 def _save(fig: plt.Figure, path: Path, dpi: int = 120) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
+        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")  # long tick labels never clipped
     plt.close(fig)
 
 

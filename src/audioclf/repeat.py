@@ -32,10 +32,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--force", action="store_true", help="replace experiments that already have these names")
     ap.add_argument("--dry-run", action="store_true", help="print the runs; queue nothing")
     args = ap.parse_args(argv)
+    if args.seeds < 2:
+        ap.error(f"-n must be >= 2 to give a spread, got {args.seeds}")
     raw = yaml.safe_load(Path(args.params).read_text())
     phase = Phase(args.name, " ".join(args.overrides) or "workspace params", tuple(args.overrides))
     try:
-        planned = plan(raw, [phase], seeds=max(args.seeds, 2), seed_key=args.seed_key)
+        planned = plan(raw, [phase], seeds=args.seeds, seed_key=args.seed_key)
     except ValueError as err:
         ap.error(str(err))
     if planned[0].reason:
