@@ -88,7 +88,8 @@ def _experiments(shown: list[dict]) -> list[dict]:
     return [rev for commit in shown for group in commit.get("experiments") or [] for rev in group.get("revs", [])]
 
 
-def collect(shown: list[dict], names: list[str], metrics_file: str = "reports/metrics.json") -> dict[str, dict[str, Any]]:
+def collect(shown: list[dict], names: list[str],
+            metrics_file: str = "reports/metrics.json") -> dict[str, dict[str, Any]]:
     """Results of the named experiments from ``dvc exp show --json``.
 
     Returns:

@@ -82,7 +82,8 @@ def evaluate_folds(checkpoints: list[Path], store: FeatureStore, test_lists: lis
     else:
         stats = fold_summary(per_fold)
         summary.update(test={m: s["mean"] for m, s in stats.items()}, test_std={m: s["std"] for m, s in stats.items()},
-                       test_pooled=headline(y_true, probs, ece_bins=ece_bins), folds={str(n): m for n, m in enumerate(per_fold)})
+                       test_pooled=headline(y_true, probs, ece_bins=ece_bins),
+                       folds={str(n): m for n, m in enumerate(per_fold)})
     predictions = [{**p, "fold": n} for n, f in enumerate(folds) for p in f["predictions"]]
     return {"summary": summary, "per_class": per_class, "predictions": predictions, "folds": folds,
             "y_true": y_true, "probs": probs, "labels": labels, "train_counts": counts, "bucket_of": bucket_of}

@@ -35,7 +35,8 @@ PHASES: tuple[Phase, ...] = (
     Phase("baseline", "CNN + CE", ("model=cnn", "loss=ce")),
     Phase("wce-balanced", "CNN + weighted CE (balanced)",
           ("model=cnn", "loss=weighted_ce", "loss_params.weighted_ce.weights=balanced")),
-    Phase("wce-sqrt", "CNN + weighted CE (sqrt)", ("model=cnn", "loss=weighted_ce", "loss_params.weighted_ce.weights=sqrt")),
+    Phase("wce-sqrt", "CNN + weighted CE (sqrt)",
+          ("model=cnn", "loss=weighted_ce", "loss_params.weighted_ce.weights=sqrt")),
     Phase("cnn-focal", "CNN + focal", ("model=cnn", "loss=focal")),
     Phase("cnnv2-focal", "CNNv2 + focal", ("model=cnn_v2", "loss=focal")),
     Phase("ast-focal", "AST + focal (log-mel)", ("model=ast", "loss=focal")),
@@ -44,7 +45,8 @@ PHASES: tuple[Phase, ...] = (
 )
 
 # files a folder of Hugging Face weights holds (config plus one of the weight formats)
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -17,7 +17,7 @@ import sys
 KEEP = (
     "Experiment", "Created", "State", "Executor",
     "dataset", "model", "loss", "seed", "split.strategy",
-    r"loss_params\.weighted_ce\.weights", r"augment\.[a-z_]+\.p",                 # switches, when this checkout has them
+    r"loss_params\.weighted_ce\.weights", r"augment\.[a-z_]+\.p",   # switches, where this checkout has them
     r"test\.(accuracy|macro_f1|macro_map)", r"test_std\.macro_f1", r"buckets\.tail\.macro_f1",
 )
 
