@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from audioclf.metrics import aggregate_by_file, classification_metrics
+from audioclf.metrics import aggregate_by_file, classification_metrics, top_k_accuracy
 
 LABELS = ["a", "b", "c"]
 # hand-made case: 6 items, truth a a b b c c; predictions a b b b c a
@@ -20,6 +20,31 @@ def test_golden_values():
     assert m["weighted_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)  # equal supports
     # AP: a ranks [.8 a, .5 c, .3 a] -> (1 + 2/3)/2; b ranks [.8 b, .7 b] first -> 1; c [.8 c, .3 c(2nd)] -> 1
     assert m["macro_map"] == pytest.approx(((1 + 2 / 3) / 2 + 1 + 1) / 3)
+
+
+def test_golden_balanced_accuracy_auc_and_ece():
+    m = classification_metrics(Y, P, LABELS, ece_bins=5)
+    assert m["balanced_accuracy"] == pytest.approx((1 / 2 + 1 + 1 / 2) / 3)  # recalls a, b, c
+    # AUC a: positives .8, .3 against negatives .1 .2 .1 .5 -> 4 + 3 of 8 pairs; b and c separate perfectly
+    assert m["macro_auc"] == pytest.approx((7 / 8 + 1 + 1) / 3)
+    assert m["top5_accuracy"] == 1.0  # 3 classes: every class is in the top 5
+    # confidences .8 .6 .8 .7 .8 .5, right 1 0 1 1 1 0; 5 bins of 0.2:
+    # (.4,.6]: .6 wrong, .5 wrong -> |0 - .55| * 2; (.6,.8]: .8 .8 .7 .8 all right -> |1 - .775| * 4
+    assert m["ece"] == pytest.approx((2 * 0.55 + 4 * 0.225) / 6)
+
+
+def test_top5_golden_over_seven_classes():
+    y = np.array([0, 6, 3])
+    p = np.array([[.04, .2, .19, .18, .17, .16, .06],    # true class last of 7 -> miss
+                  [.3, .1, .1, .1, .05, .05, .3],        # true class tied first -> hit
+                  [.1, .1, .1, .1, .2, .2, .2]])         # true class tied 4th-7th: index order decides -> hit
+    assert top_k_accuracy(y, p) == pytest.approx(2 / 3)
+    assert classification_metrics(y, p, [str(i) for i in range(7)])["top5_accuracy"] == pytest.approx(2 / 3)
+
+
+def test_a_single_true_class_is_rejected():
+    with pytest.raises(ValueError, match="single class"):
+        classification_metrics(np.array([1, 1]), np.array([[.2, .8, 0.], [.6, .4, 0.]]), LABELS)
 
 
 def test_classes_absent_from_truth_and_predictions_do_not_count():

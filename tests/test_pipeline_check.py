@@ -46,6 +46,9 @@ def test_stage_deps_cover_the_code_it_imports(stage):
                          env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
     deps = [REPO / d for d in DVC["stages"][stage]["deps"]]
     assert REPO / f"stages/{stage}.py" in deps
-    for module in filter(None, out.stdout.splitlines()):
-        path = Path(module).resolve()
+    imported = [Path(m).resolve() for m in filter(None, out.stdout.splitlines())]
+    for path in imported:
         assert any(path == d or d in path.parents for d in deps), f"{stage} imports {path} but does not declare it"
+    for dep in deps:
+        if REPO / "src" in dep.parents:  # declared library code must be code the stage runs
+            assert any(p == dep or dep in p.parents for p in imported), f"{stage} declares {dep} but never imports it"

@@ -6,13 +6,15 @@ from pathlib import Path
 import numpy as np
 
 from audioclf.aggregate import bootstrap_ci, fold_summary, headline
+from audioclf.buckets import assign_buckets, bucket_summary
 from audioclf.checkpoint import load_checkpoint
 from audioclf.features import FeatureStore
 from audioclf.metrics import HEADLINE, aggregate_by_file, classification_metrics
 from audioclf.train import load_split, predict
 
 
-def evaluate(checkpoint: Path, store: FeatureStore, test_paths: list[str], batch_size: int) -> dict:
+def evaluate(checkpoint: Path, store: FeatureStore, test_paths: list[str], batch_size: int, *,
+             ece_bins: int = 15) -> dict:
     """Score the checkpoint's model on the test files.
 
     Returns:
@@ -29,36 +31,59 @@ def evaluate(checkpoint: Path, store: FeatureStore, test_paths: list[str], batch
     labels = ckpt["labels"]
     y_pred = probs.argmax(axis=1)
     predictions = [{"path": f, "actual": labels[t], "predicted": labels[p]} for f, t, p in zip(files, y_true, y_pred)]
-    return {"metrics": classification_metrics(y_true, probs, labels), "predictions": predictions,
+    return {"metrics": classification_metrics(y_true, probs, labels, ece_bins=ece_bins), "predictions": predictions,
             "probs": probs, "y_true": np.asarray(y_true), "labels": labels, "checkpoint": ckpt}
 
 
 def evaluate_folds(checkpoints: list[Path], store: FeatureStore, test_lists: list[list[str]], *, batch_size: int,
-                   n_boot: int, ci_level: float, seed: int) -> dict:
+                   n_boot: int, ci_level: float, seed: int, train_counts: dict[str, float], head: int, tail: int,
+                   ece_bins: int = 15) -> dict:
     """Evaluate each fold's checkpoint on its test list and summarise.
 
     ``test`` holds the headline metrics (the mean over folds for cross-validation, with
-    ``test_std``); ``test_ci`` a bootstrap interval over the pooled test files of all
-    folds (each file is tested in exactly one fold); ``per_class`` the per-class scores
-    of the pooled predictions.
+    ``test_std``); ``buckets`` the macro-F1 of the head/mid/tail classes by training
+    count (:mod:`audioclf.buckets`); ``test_ci`` a bootstrap interval of each over the
+    pooled test files of all folds (each file is tested in exactly one fold). Buckets
+    and ``per_class`` are scored on the pooled predictions.
+
+    Args:
+        checkpoints: each fold's best checkpoint.
+        store: the feature cache.
+        test_lists: each fold's test files.
+        batch_size: inference batch.
+        n_boot, ci_level, seed: the bootstrap.
+        train_counts: class name -> training clips (mean over folds), from the split report.
+        head, tail: bucket thresholds on the training count.
+        ece_bins: bins of the calibration error.
 
     Returns:
         ``summary`` (for metrics.json), ``per_class``, ``predictions`` (with ``fold``),
-        ``folds`` (the per-fold :func:`evaluate` results), ``y_true``/``probs`` pooled.
+        ``folds`` (the per-fold :func:`evaluate` results), ``y_true``/``probs`` pooled,
+        ``labels``, ``train_counts`` (C,) and ``bucket_of`` (C,) in label order.
     """
-    folds = [evaluate(c, store, paths, batch_size) for c, paths in zip(checkpoints, test_lists)]
+    folds = [evaluate(c, store, paths, batch_size, ece_bins=ece_bins) for c, paths in zip(checkpoints, test_lists)]
     y_true = np.concatenate([f["y_true"] for f in folds])
     probs = np.concatenate([f["probs"] for f in folds])
     labels = folds[0]["labels"]
+    missing = [lab for lab in labels if lab not in train_counts]
+    if missing:
+        raise ValueError(f"no training count for class(es) {missing[:5]} in the split report (rerun: dvc repro)")
+    counts = np.array([train_counts[lab] for lab in labels], dtype=float)           # (C,)
+    bucket_of = assign_buckets(counts, head=head, tail=tail)                          # (C,)
+    pooled = classification_metrics(y_true, probs, labels, ece_bins=ece_bins)
+    per_class = pooled["per_class"]
+    f1 = np.array([per_class[lab]["f1"] for lab in labels])
+    support = np.array([per_class[lab]["support"] for lab in labels])
     per_fold = [{m: f["metrics"][m] for m in HEADLINE} for f in folds]
-    ci = bootstrap_ci(y_true, probs, n_boot=n_boot, level=ci_level, seed=seed)
-    summary = {"test_ci": ci, "n": int(len(y_true))}
+    ci = bootstrap_ci(y_true, probs, n_boot=n_boot, level=ci_level, seed=seed, ece_bins=ece_bins, bucket_of=bucket_of)
+    summary = {"test_ci": ci, "n": int(len(y_true)), "buckets": bucket_summary(f1, support, counts, bucket_of)}
     if len(folds) == 1:
         summary["test"] = per_fold[0]
     else:
         stats = fold_summary(per_fold)
         summary.update(test={m: s["mean"] for m, s in stats.items()}, test_std={m: s["std"] for m, s in stats.items()},
-                       test_pooled=headline(y_true, probs), folds={str(n): m for n, m in enumerate(per_fold)})
+                       test_pooled=headline(y_true, probs, ece_bins=ece_bins),
+                       folds={str(n): m for n, m in enumerate(per_fold)})
     predictions = [{**p, "fold": n} for n, f in enumerate(folds) for p in f["predictions"]]
-    return {"summary": summary, "per_class": classification_metrics(y_true, probs, labels)["per_class"],
-            "predictions": predictions, "folds": folds, "y_true": y_true, "probs": probs, "labels": labels}
+    return {"summary": summary, "per_class": per_class, "predictions": predictions, "folds": folds,
+            "y_true": y_true, "probs": probs, "labels": labels, "train_counts": counts, "bucket_of": bucket_of}
