@@ -86,3 +86,12 @@ def test_fingerprint_properties():
     assert 0.4 < bit_error_rate(fa, fb, 0)[0] < 0.6  # unrelated audio: about half the bits differ
     assert near_duplicates({"a": fa, "b": fb}) == []
     assert len(fingerprint(a[:100], 22050)) == 0
+
+
+def test_file_absent_from_a_fold_is_not_a_violation_there(clean):
+    """Pairs are found once over all files; a fold judges only the pairs it holds both of."""
+    root, _, split = clean
+    planted = _plant(root, split["train"][2], "only_in_fold0.wav", lambda a, sr: a * 0.5)
+    fold0 = {**split, "test": split["test"] + [planted]}
+    report = audit_folds([fold0, split], root)
+    assert report["checks"]["near"]["count"] == 1 and report["checks"]["near"]["violations"][0]["fold"] == 0

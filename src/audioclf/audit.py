@@ -171,9 +171,9 @@ def audit_folds(folds: list[dict[str, list[Entry]]], audio_root: Path, *, near_l
         checks["groups"][1].extend({"fold": n, "group": g, "splits": sorted(s)}
                                    for g, s in sorted(splits_of_group.items()) if len(s) > 1)
         checks["exact"][1].extend({"fold": n, "a": a, "a_split": where[a], "b": b, "b_split": where[b]}
-                                  for a, b in same_audio if where.get(a) != where.get(b))
+                                  for a, b in same_audio if a in where and b in where and where[a] != where[b])
         checks["near"][1].extend({"fold": n, **m, "a_split": where[m["a"]], "b_split": where[m["b"]]}
-                                 for m in near if where.get(m["a"]) != where.get(m["b"]))
+                                 for m in near if m["a"] in where and m["b"] in where and where[m["a"]] != where[m["b"]])
         checks["pretrained"][1].extend({"fold": n, "path": e.path}
                                        for e in fold.get("test", ())
                                        if {Path(e.path).stem, e.group} & pretrained_ids)
