@@ -10,6 +10,8 @@ import dataclasses
 import re
 from typing import Optional
 
+from audioclf.schema import check
+
 ESC50_URL = "https://github.com/karoldvl/ESC-50/archive/master.zip"
 EMODB_URL = "http://emodb.bilderbar.info/download/download.zip"
 XENOCANTO_API = "https://xeno-canto.org/api/3/recordings"
@@ -20,19 +22,13 @@ DEFAULT_SPECIES = ("Erithacus rubecula", "Fringilla coelebs", "Parus major",
                    "Sylvia atricapilla", "Turdus merula")
 
 
-def _check(ok: bool, key: str, message: str) -> None:
-    # imported late: audioclf.config imports this module to declare DataConfig's fields
-    from audioclf.config import check
-
-    check(ok, key, message)
-
 
 def check_url(url: str, key: str) -> None:
-    _check(re.match(r"^https?://[^/\s]+", url) is not None, key, f"must be an http(s) URL, got {url!r}")
+    check(re.match(r"^https?://[^/\s]+", url) is not None, key, f"must be an http(s) URL, got {url!r}")
 
 
 def check_sha256(digest: Optional[str], key: str) -> None:
-    _check(digest is None or re.fullmatch(r"[0-9a-fA-F]{64}", digest) is not None, key,
+    check(digest is None or re.fullmatch(r"[0-9a-fA-F]{64}", digest) is not None, key,
            f"must be null or a 64-character hex sha256 digest, got {digest!r}")
 
 
@@ -43,8 +39,8 @@ def check_regex(pattern: Optional[str], group: str, key: str) -> None:
     try:
         compiled = re.compile(pattern)
     except re.error as exc:
-        _check(False, key, f"is not a valid regular expression ({exc}): {pattern!r}")
-    _check(group in compiled.groupindex, key,
+        check(False, key, f"is not a valid regular expression ({exc}): {pattern!r}")
+    check(group in compiled.groupindex, key,
            f"must capture a named group (?P<{group}>...), got {pattern!r}")
 
 
@@ -94,22 +90,22 @@ class XenocantoConfig:
     def __post_init__(self):
         key = "data.xenocanto"
         check_url(self.api_url, f"{key}.api_url")
-        _check(bool(self.species) != (self.query is not None), key,
+        check(bool(self.species) != (self.query is not None), key,
                f"needs exactly one of 'species' (a list of 'Genus species') or 'query' (a raw API v3 "
                f"query string; set species: [] to use query); got species={list(self.species)}, query={self.query!r}")
         for i, name in enumerate(self.species):
-            _check(re.fullmatch(r"[A-Za-z]+ [a-z-]+", name) is not None, f"{key}.species[{i}]",
+            check(re.fullmatch(r"[A-Za-z]+ [a-z-]+", name) is not None, f"{key}.species[{i}]",
                    f"must be a scientific name 'Genus species', got {name!r}")
-        _check(self.query is None or self.query.strip() != "", f"{key}.query", "must not be empty")
-        _check(self.quality is None or self.quality in QUALITY_GRADES, f"{key}.quality",
+        check(self.query is None or self.query.strip() != "", f"{key}.query", "must not be empty")
+        check(self.quality is None or self.quality in QUALITY_GRADES, f"{key}.quality",
                f"is {self.quality!r}; allowed values: null, {', '.join(QUALITY_GRADES)}")
-        _check(not (self.quality and self.query and re.search(r"(^|\s)q[:<>]", self.query)),
+        check(not (self.quality and self.query and re.search(r"(^|\s)q[:<>]", self.query)),
                f"{key}.quality", f"must be null when data.xenocanto.query has its own q: tag ({self.query!r})")
-        _check(self.max_per_species >= 1, f"{key}.max_per_species", f"must be >= 1, got {self.max_per_species}")
-        _check(self.max_recordings >= 1, f"{key}.max_recordings", f"must be >= 1, got {self.max_recordings}")
-        _check(50 <= self.per_page <= 500, f"{key}.per_page",
+        check(self.max_per_species >= 1, f"{key}.max_per_species", f"must be >= 1, got {self.max_per_species}")
+        check(self.max_recordings >= 1, f"{key}.max_recordings", f"must be >= 1, got {self.max_recordings}")
+        check(50 <= self.per_page <= 500, f"{key}.per_page",
                f"must be in [50, 500] (the API's limits), got {self.per_page}")
-        _check(self.min_interval_s >= 0, f"{key}.min_interval_s", f"must be >= 0, got {self.min_interval_s}")
+        check(self.min_interval_s >= 0, f"{key}.min_interval_s", f"must be >= 0, got {self.min_interval_s}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,11 +127,11 @@ class FolderConfig:
     def __post_init__(self):
         key = "data.folder"
         for name in ("label_column", "group_column"):
-            _check(self.csv is not None or getattr(self, name) is None, f"{key}.{name}",
+            check(self.csv is not None or getattr(self, name) is None, f"{key}.{name}",
                    f"reads a column of data.folder.csv, which is null; set data.folder.csv or drop {name}")
         check_regex(self.label_regex, "label", f"{key}.label_regex")
         check_regex(self.group_regex, "group", f"{key}.group_regex")
-        _check(len(self.extensions) > 0, f"{key}.extensions", "must list at least one file extension")
+        check(len(self.extensions) > 0, f"{key}.extensions", "must list at least one file extension")
         for i, ext in enumerate(self.extensions):
-            _check(re.fullmatch(r"\.[A-Za-z0-9]+", ext) is not None, f"{key}.extensions[{i}]",
+            check(re.fullmatch(r"\.[A-Za-z0-9]+", ext) is not None, f"{key}.extensions[{i}]",
                    f"must look like '.wav', got {ext!r}")

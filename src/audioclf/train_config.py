@@ -7,20 +7,17 @@ from __future__ import annotations
 
 import dataclasses
 
+from audioclf.schema import check
+
 SCHEDULES = ("constant", "cosine", "step")
 SAMPLERS = ("balanced", "shuffle")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def _check(ok: bool, key: str, message: str) -> None:
-    from audioclf.config import check  # late: audioclf.config imports this module
-
-    check(ok, key, message)
-
 
 def _one_of(value: str, choices: tuple[str, ...], key: str) -> None:
-    _check(value in choices, key, f"is {value!r}; allowed values: {', '.join(choices)}")
+    check(value in choices, key, f"is {value!r}; allowed values: {', '.join(choices)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,14 +48,14 @@ class TrainConfig:
     def __post_init__(self):
         for name in ("epochs", "batch_size", "patience", "step_epochs", "accumulate"):
             value = getattr(self, name)
-            _check(value >= 1, f"train.{name}", f"must be >= 1, got {value}")
-        _check(self.lr > 0, "train.lr", f"must be positive, got {self.lr}")
-        _check(self.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {self.weight_decay}")
-        _check(self.grad_clip > 0, "train.grad_clip", f"must be positive, got {self.grad_clip}")
-        _check(self.backbone_lr_mult >= 0, "train.backbone_lr_mult", f"must be >= 0, got {self.backbone_lr_mult}")
-        _check(0 <= self.warmup_epochs < self.epochs, "train.warmup_epochs",
+            check(value >= 1, f"train.{name}", f"must be >= 1, got {value}")
+        check(self.lr > 0, "train.lr", f"must be positive, got {self.lr}")
+        check(self.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        check(self.grad_clip > 0, "train.grad_clip", f"must be positive, got {self.grad_clip}")
+        check(self.backbone_lr_mult >= 0, "train.backbone_lr_mult", f"must be >= 0, got {self.backbone_lr_mult}")
+        check(0 <= self.warmup_epochs < self.epochs, "train.warmup_epochs",
                f"must be in [0, train.epochs={self.epochs}), got {self.warmup_epochs}")
-        _check(0 < self.step_gamma <= 1, "train.step_gamma", f"must be in (0, 1], got {self.step_gamma}")
+        check(0 < self.step_gamma <= 1, "train.step_gamma", f"must be in (0, 1], got {self.step_gamma}")
         _one_of(self.schedule, SCHEDULES, "train.schedule")
         _one_of(self.amp, AMP_MODES, "train.amp")
         _one_of(self.device, DEVICES, "train.device")
@@ -66,11 +63,11 @@ class TrainConfig:
 
 
 def _check_p(p: float, key: str) -> None:
-    _check(0 <= p <= 1, f"{key}.p", f"must be a probability in [0, 1], got {p}")
+    check(0 <= p <= 1, f"{key}.p", f"must be a probability in [0, 1], got {p}")
 
 
 def _check_range(lo_hi: tuple[float, float], key: str) -> None:
-    _check(lo_hi[0] <= lo_hi[1], key, f"must be [low, high] with low <= high, got {list(lo_hi)}")
+    check(lo_hi[0] <= lo_hi[1], key, f"must be [low, high] with low <= high, got {list(lo_hi)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +84,7 @@ class SpecAugmentConfig:
         _check_p(self.p, "augment.specaugment")
         for name in ("freq_masks", "freq_width", "time_masks", "time_width"):
             value = getattr(self, name)
-            _check(value >= 0, f"augment.specaugment.{name}", f"must be >= 0, got {value}")
+            check(value >= 0, f"augment.specaugment.{name}", f"must be >= 0, got {value}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +96,7 @@ class MixupConfig:
 
     def __post_init__(self):
         _check_p(self.p, "augment.mixup")
-        _check(self.alpha > 0, "augment.mixup.alpha", f"must be positive, got {self.alpha}")
+        check(self.alpha > 0, "augment.mixup.alpha", f"must be positive, got {self.alpha}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +132,7 @@ class GainConfig:
 
     def __post_init__(self):
         _check_p(self.p, "augment.gain")
-        _check(self.max_db >= 0, "augment.gain.max_db", f"must be >= 0, got {self.max_db}")
+        check(self.max_db >= 0, "augment.gain.max_db", f"must be >= 0, got {self.max_db}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,7 +144,7 @@ class PitchShiftConfig:
 
     def __post_init__(self):
         _check_p(self.p, "augment.pitch_shift")
-        _check(self.max_bins >= 0, "augment.pitch_shift.max_bins", f"must be >= 0, got {self.max_bins}")
+        check(self.max_bins >= 0, "augment.pitch_shift.max_bins", f"must be >= 0, got {self.max_bins}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,7 +156,7 @@ class TimeStretchConfig:
 
     def __post_init__(self):
         _check_p(self.p, "augment.time_stretch")
-        _check(0 <= self.max_rate < 1, "augment.time_stretch.max_rate", f"must be in [0, 1), got {self.max_rate}")
+        check(0 <= self.max_rate < 1, "augment.time_stretch.max_rate", f"must be in [0, 1), got {self.max_rate}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +171,7 @@ class ReverbConfig:
         _check_p(self.p, "augment.reverb")
         _check_range(self.wet_db, "augment.reverb.wet_db")
         _check_range(self.decay_frames, "augment.reverb.decay_frames")
-        _check(self.decay_frames[0] > 0, "augment.reverb.decay_frames",
+        check(self.decay_frames[0] > 0, "augment.reverb.decay_frames",
                f"must be positive, got {list(self.decay_frames)}")
 
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from audioclf.models.pretrained import PretrainedWeightsError, load_pretrained
+from audioclf.schema import check
 
 AST_CHECKPOINT = "MIT/ast-finetuned-audioset-10-10-0.4593"
 AST_MEL_BINS = 128  # what the AudioSet checkpoint's patch grid and weights expect
@@ -44,7 +45,6 @@ class ASTParams:
     dropout: float = 0.0
 
     def __post_init__(self):
-        from audioclf.config import check
 
         for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "patch_size",
                      "frequency_stride", "time_stride"):

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from audioclf.models.attention import ATTENTION
+from audioclf.schema import check
 
 ATTENTION_CHOICES = ("none", *ATTENTION)
 
@@ -38,7 +39,6 @@ class CNNConfig:
     reduction: int = 8
 
     def __post_init__(self):
-        from audioclf.config import check
 
         check(len(self.channels) >= 1 and all(c > 0 for c in self.channels), "model_params.*.channels",
               f"must be a non-empty list of positive widths, got {list(self.channels)}")

@@ -15,16 +15,12 @@ import torch
 from torch import nn
 
 from audioclf.models.pretrained import load_pretrained
+from audioclf.schema import check
 
-
-def _check(ok: bool, key: str, message: str) -> None:
-    from audioclf.config import check
-
-    check(ok, key, message)
 
 
 def _check_pretrained(name: Optional[str], key: str) -> None:
-    _check(name is None or name.strip() != "", key,
+    check(name is None or name.strip() != "", key,
            "must be null (train from scratch), a Hugging Face model id or a folder")
 
 
@@ -53,11 +49,11 @@ class ResNetParams:
     def __post_init__(self):
         key = self.key
         _check_pretrained(self.pretrained, f"{key}.pretrained")
-        _check(self.embedding_size >= 1, f"{key}.embedding_size", f"must be >= 1, got {self.embedding_size}")
-        _check(len(self.hidden_sizes) == len(self.depths) >= 1 and min(self.hidden_sizes + self.depths) >= 1,
+        check(self.embedding_size >= 1, f"{key}.embedding_size", f"must be >= 1, got {self.embedding_size}")
+        check(len(self.hidden_sizes) == len(self.depths) >= 1 and min(self.hidden_sizes + self.depths) >= 1,
                f"{key}.depths", f"and hidden_sizes must be equally long lists of positive integers, got "
                f"{list(self.depths)} and {list(self.hidden_sizes)}")
-        _check(self.layer_type in ("basic", "bottleneck"), f"{key}.layer_type",
+        check(self.layer_type in ("basic", "bottleneck"), f"{key}.layer_type",
                f"is {self.layer_type!r}; allowed values: basic, bottleneck")
 
     def hf_config(self, n_classes: int, in_channels: int):
@@ -100,9 +96,9 @@ class EfficientNetParams:
         key = self.key
         _check_pretrained(self.pretrained, f"{key}.pretrained")
         for name in ("width_coefficient", "depth_coefficient"):
-            _check(getattr(self, name) > 0, f"{key}.{name}", f"must be positive, got {getattr(self, name)}")
+            check(getattr(self, name) > 0, f"{key}.{name}", f"must be positive, got {getattr(self, name)}")
         for name in ("dropout", "drop_connect_rate"):
-            _check(0 <= getattr(self, name) < 1, f"{key}.{name}", f"must be in [0, 1), got {getattr(self, name)}")
+            check(0 <= getattr(self, name) < 1, f"{key}.{name}", f"must be in [0, 1), got {getattr(self, name)}")
 
     def hf_config(self, n_classes: int, in_channels: int):
         from transformers import EfficientNetConfig

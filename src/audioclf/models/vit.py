@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from audioclf.schema import check
+
 
 @dataclass(frozen=True)
 class ViTConfig:
@@ -33,7 +35,6 @@ class ViTConfig:
     dropout: float = 0.1
 
     def __post_init__(self):
-        from audioclf.config import check
 
         for name in ("patch_size", "dim", "depth", "heads"):
             value = getattr(self, name)
