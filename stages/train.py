@@ -39,13 +39,14 @@ def main(argv=None) -> dict:
             writer.writeheader()
             writer.writerows(history)
         write_json(result, args.summary)
-        mlflow.log_metrics({"best_val_macro_f1": result["best_val_macro_f1"], "best_epoch": result["best_epoch"]})
+        mlflow.log_metrics({k: result[k] for k in ("best_val_macro_f1", "best_epoch", "data_wait_share")})
         mlflow.log_artifact(args.checkpoint, "checkpoints")
         mlflow.log_artifact(args.curves, "plots")
         with tempfile.TemporaryDirectory() as tmp:
             plot_curves(history, Path(tmp) / "train_curves.png")
             mlflow.log_artifact(str(Path(tmp) / "train_curves.png"), "plots")
-    print(f"train: best epoch {result['best_epoch']}, val macro-F1 {result['best_val_macro_f1']:.4f}")
+    print(f"train: best epoch {result['best_epoch']}, val macro-F1 {result['best_val_macro_f1']:.4f}, "
+          f"{result['data_wait_share']:.1%} of training time waiting for data")
     return result
 
 

@@ -1,5 +1,5 @@
-"""Checkpoints that rebuild their model on their own: weights, model config, labels,
-input normalisation and the resolved params."""
+"""Checkpoints that rebuild their model on their own: weights, model config, input
+channels, labels, input normalisation and the resolved params."""
 from __future__ import annotations
 
 import dataclasses
@@ -15,10 +15,14 @@ from audioclf.models import MODEL_CONFIGS, build_model
 
 
 def save_checkpoint(path: str | Path, *, model: nn.Module, model_name: str, model_config: Any,
-                    labels: list[str], norm: dict[str, float], params: dict, **extra: Any) -> None:
-    """Write a checkpoint atomically (a crash mid-write never leaves a truncated file)."""
+                    labels: list[str], norm: dict, params: dict, in_channels: int = 1, **extra: Any) -> None:
+    """Write a checkpoint atomically (a crash mid-write never leaves a truncated file).
+
+    ``in_channels`` is the feature channels the model reads (1 log-mel, 3 MFCC+deltas);
+    ``norm`` the training split's statistics (see :func:`audioclf.train.normalisation`).
+    """
     state = {"model_name": model_name, "model_config": dataclasses.asdict(model_config),
-             "labels": list(labels), "norm": dict(norm), "params": params,
+             "in_channels": int(in_channels), "labels": list(labels), "norm": dict(norm), "params": params,
              "state_dict": model.state_dict(), **extra}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -36,6 +40,7 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     name = ckpt["model_name"]
     cfg = build(MODEL_CONFIGS[name], ckpt["model_config"], f"checkpoint.model_config[{name}]")
-    model = build_model(name, cfg, n_classes=len(ckpt["labels"]))
+    # checkpoints from before multi-channel features have no in_channels: they read log-mel
+    model = build_model(name, cfg, n_classes=len(ckpt["labels"]), in_channels=ckpt.get("in_channels", 1))
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), ckpt
