@@ -52,7 +52,7 @@ def test_very_long_file_is_truncated_and_noted(tmp_path):
     sf.write(tmp_path / "long.flac", tone(seconds=5.0, sr=8000), 8000)
     wave = load_waveform(tmp_path / "long.flac", 8000, max_seconds=2.0)
     assert len(wave.samples) == 16000
-    assert wave.notes == ["truncated to the first 2 s of 5 s"]
+    assert wave.notes == ["truncated to the first 2 s of 5.0 s"]
 
 
 @pytest.mark.parametrize("kind, reason", [

@@ -49,3 +49,10 @@ def test_stage_deps_cover_the_code_it_imports(stage):
     for module in filter(None, out.stdout.splitlines()):
         path = Path(module).resolve()
         assert any(path == d or d in path.parents for d in deps), f"{stage} imports {path} but does not declare it"
+
+
+def test_switching_model_loss_or_split_never_reruns_features():
+    """The features stage reads no model/loss/train/split param and no split output: DVC skips it."""
+    stage = DVC["stages"]["features"]
+    assert stage["params"] == ["features"]
+    assert not any(d.startswith(("data/split", "src/audioclf/models", "src/audioclf/train")) for d in stage["deps"])

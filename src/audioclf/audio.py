@@ -73,7 +73,7 @@ def load_waveform(path: str | Path, sample_rate: int, *, max_seconds: float | No
             frames = -1
             if max_seconds is not None and fh.frames > max_seconds * fh.samplerate:
                 frames = int(max_seconds * fh.samplerate)
-                notes.append(f"truncated to the first {max_seconds:g} s of {fh.frames / fh.samplerate:.0f} s")
+                notes.append(f"truncated to the first {max_seconds:g} s of {fh.frames / fh.samplerate:.1f} s")
             is_int = fh.subtype in INT16_SUBTYPES
             data = fh.read(frames, dtype="int16" if is_int else "float32", always_2d=True)  # (N, channels)
             rate = fh.samplerate

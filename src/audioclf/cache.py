@@ -118,11 +118,13 @@ class SegmentStore:
             self.by_file.setdefault(entry.file_sha256, entry)
 
     def _remove_abandoned(self) -> None:
-        """Delete temporary shards written on this host by a process that no longer runs."""
-        for tmp in self.dir.glob(".*.f32.tmp"):
-            stamp_host, pid, _ = tmp.name[1: -len(".f32.tmp")].rsplit("-", 2)
-            if stamp_host.split("-", 1)[-1] == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
-                tmp.unlink(missing_ok=True)
+        """Delete what a writer killed on this host left: a temporary shard, or data without an index."""
+        for path in self.dir.glob("*.f32*"):
+            committed_data = path.suffix == ".f32" and not path.name.startswith(".")
+            if path.suffix == ".tmp" or (committed_data and not path.with_suffix(".index.csv").exists()):
+                host, pid = _writer(path.name.lstrip(".").split(".f32")[0])
+                if host == socket.gethostname() and pid is not None and not _alive(pid):
+                    path.unlink(missing_ok=True)
 
     def read(self, entry: StoredEntry) -> np.ndarray:
         """The entry's segments (rows, C, F, T), memory-mapped."""
@@ -235,6 +237,12 @@ def _runs(entries: Iterable[StoredEntry]) -> Iterable[tuple[str, int, int]]:
         run = [e.shard, e.start, e.rows]
     if run:
         yield tuple(run)
+
+
+def _writer(shard: str) -> tuple[str, int | None]:
+    """(host, pid) of the process that named a shard ``<stamp>-<host>-<pid>-<token>``."""
+    stamp_host, pid, _ = (["", "", ""] + shard.rsplit("-", 2))[-3:]
+    return stamp_host.split("-", 1)[-1], int(pid) if pid.isdigit() else None
 
 
 def _alive(pid: int) -> bool:
