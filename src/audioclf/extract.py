@@ -136,15 +136,30 @@ def extract_features(entries: list[Entry], audio_root: Path, cfg: FeaturesConfig
         CoverageError: if coverage is below ``cfg.min_coverage`` (nothing is published).
     """
     device = resolve_device(cfg.device)
-    frontend = FrontEnd(cfg).to(device)
     store = SegmentStore(store_dir, frontend_key(cfg), cfg.shape)
     found: dict[int, StoredEntry] = {}   # manifest index -> its segments in the store
     notes: dict[int, tuple[str, ...]] = {}
     for i, e in enumerate(entries):
         if e.sha256 in store.by_file:    # the very same file seen before: nothing to decode
-            found[i] = store.by_file[e.sha256]
-            notes[i] = found[i].notes
+            found[i], notes[i] = store.by_file[e.sha256], store.by_file[e.sha256].notes
     todo = [(i, e) for i, e in enumerate(entries) if i not in found]
+    failures, computed = _compute(todo, audio_root, cfg, device, store, shard_bytes, found, notes)
+    report = _coverage(entries, found, failures, notes, computed=computed, key=store.dir.name)
+    if report["coverage"] < cfg.min_coverage:
+        raise CoverageError(report, cfg.min_coverage)
+    _assemble(entries, found, store, cfg, out_dir)
+    return report
+
+
+def _compute(todo: list[tuple[int, Entry]], audio_root: Path, cfg: FeaturesConfig, device: torch.device,
+             store: SegmentStore, shard_bytes: int, found: dict[int, StoredEntry],
+             notes: dict[int, tuple[str, ...]]) -> tuple[list[dict], int]:
+    """Decode the (manifest index, entry) pairs, store new features, fill ``found`` and ``notes``.
+
+    Returns:
+        The failures (path, reason) and the number of entries written to the store.
+    """
+    frontend = FrontEnd(cfg).to(device)
     failures, made = [], {}               # made: audio sha256 -> entry written by this run
     workers = cfg.workers or len(os.sched_getaffinity(0))
     threads = torch.get_num_threads()
@@ -181,11 +196,7 @@ def extract_features(entries: list[Entry], audio_root: Path, cfg: FeaturesConfig
             _flush(batch, frontend, cfg, device, keep)
     finally:
         torch.set_num_threads(threads)
-    report = _coverage(entries, found, failures, notes, computed=len(made), key=store.dir.name)
-    if report["coverage"] < cfg.min_coverage:
-        raise CoverageError(report, cfg.min_coverage)
-    _assemble(entries, found, store, cfg, out_dir)
-    return report
+    return failures, len(made)
 
 
 def _flush(batch: list[_Prepared], frontend: FrontEnd, cfg: FeaturesConfig, device: torch.device,
