@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from audioclf.audio import DecodeError, load_waveform, segment
 from audioclf.cache import SHARD_BYTES, SegmentStore, StoredEntry, frontend_key, frontend_params
@@ -163,9 +164,11 @@ def _compute(todo: list[tuple[int, Entry]], audio_root: Path, cfg: FeaturesConfi
     failures, made = [], {}               # made: audio sha256 -> entry written by this run
     workers = cfg.workers or len(os.sched_getaffinity(0))
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)              # parallelism comes from the pool: one intra-op thread per worker
+    # parallelism comes from the pool: one torch and BLAS thread per worker (nested pools oversubscribe
+    # the cores, and OpenBLAS threads spin while they wait)
+    torch.set_num_threads(1)
     try:
-        with store.writer(shard_bytes) as writer, ThreadPoolExecutor(workers) as pool:
+        with threadpool_limits(limits=1), store.writer(shard_bytes) as writer, ThreadPoolExecutor(workers) as pool:
             def known(sha: str) -> bool:
                 return sha in store.by_audio or sha in made
 

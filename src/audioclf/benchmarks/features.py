@@ -7,15 +7,19 @@ down-mixing and resampling are all exercised), then runs, each in a fresh proces
 that its peak memory is its own:
 
 * ``naive``: ``librosa.load(sr=22050)`` + ``melspectrogram`` + ``power_to_db`` per file,
-  after a warm-up on a few files (numba compiles on first use);
+  after a warm-up on a few files (numba compiles on first use), with BLAS and OpenMP
+  limited to one thread: a serial loop gains nothing from them, and on a shared
+  machine their spinning threads made it up to 3x slower (its best case is compared);
 * ``ours``: :func:`audioclf.extract.extract_features` end to end into an empty store
   (decode, resample, front-end, store, assembled output), after a warm-up on a few
   files in a separate store; then the same call again, which is all store hits;
 * ``train``: training steps of the default model reading batches from the cache
   written by ``ours``; the share of step time spent waiting for data.
 
+The two extraction phases alternate for ``--rounds`` rounds and the best round of
+each is compared, since other users of the machine slow one side or the other.
 Prints both rates (files/s, audio-seconds/s), their ratio, peak memory and the data
-wait share, and the load average before each phase (other users slow both sides).
+wait share, and the load average before each phase.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import dataclasses
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,6 +66,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # Linux: KiB
 
 
+def cpu_s() -> float:
+    """CPU time of this process, all threads (less sensitive than wall time to other users)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def naive(folder: Path, n: int, cfg: FeaturesConfig) -> dict:
     """The per-file librosa loop on the first ``n`` clips, timed after a warm-up."""
     import librosa
@@ -74,26 +85,27 @@ def naive(folder: Path, n: int, cfg: FeaturesConfig) -> dict:
 
     for path in paths[:WARMUP_FILES]:
         one(path)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_s()
     seconds = sum(one(path)[1] for path in paths[:n])
-    return _rates(n, seconds, time.perf_counter() - start)
+    return _rates(n, seconds, time.perf_counter() - start, cpu_s() - cpu)
 
 
 def ours(folder: Path, work: Path, cfg: FeaturesConfig) -> dict:
     """extract_features on every clip into an empty store, after a warm-up; then again (all hits)."""
     from audioclf.extract import extract_features
 
+    shutil.rmtree(work, ignore_errors=True)      # an empty store: everything is computed
     entries = read_manifest(folder / "manifest.csv")
     extract_features(entries[:WARMUP_FILES], folder, cfg, work / "warm", store_dir=work / "warm_store")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_s()
     report = extract_features(entries, folder, cfg, work / "features", store_dir=work / "store")
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, cpu_s() - cpu
     start = time.perf_counter()
     again = extract_features(entries, folder, cfg, work / "features", store_dir=work / "store")
     hit_s = time.perf_counter() - start
     assert report["computed"] == len(entries) and again["computed"] == 0, (report, again)
     seconds = sum(e.duration for e in entries)
-    return {**_rates(len(entries), seconds, elapsed), "store_hit_s": round(hit_s, 3),
+    return {**_rates(len(entries), seconds, elapsed, cpu), "store_hit_s": round(hit_s, 3),
             "segments": report["segments"], "cache_mb": round((work / "features" / "features.f32").stat().st_size / 2**20)}
 
 
@@ -126,19 +138,23 @@ def train_wait(work: Path, steps: int, batch_size: int) -> dict:
             "data_wait_share": round(timing["data_wait_s"] / timing["epoch_s"], 4), "peak_rss_mb": round(peak_rss_mb())}
 
 
-def _rates(files: int, seconds: float, elapsed: float) -> dict:
+def _rates(files: int, seconds: float, elapsed: float, cpu: float) -> dict:
     return {"files": files, "audio_s": round(seconds, 1), "elapsed_s": round(elapsed, 3),
+            "cpu_ms_per_file": round(1000 * cpu / files, 3),
             "files_per_s": round(files / elapsed, 1), "audio_s_per_s": round(seconds / elapsed, 1),
             "peak_rss_mb": round(peak_rss_mb())}
 
 
-def _phase(name: str, args: argparse.Namespace) -> dict:
+def _phase(name: str, args: argparse.Namespace, work: str = "work") -> dict:
     """Run one phase in a fresh interpreter (its own peak memory) and parse its JSON line."""
-    cmd = [sys.executable, "-m", "audioclf.benchmarks.features", "--phase", name, "--dir", str(args.dir),
+    cmd = [sys.executable, "-m", "audioclf.benchmarks.features", "--phase", name, "--dir", str(args.dir), "--work", work,
            "--files", str(args.files), "--naive-files", str(args.naive_files), "--workers", str(args.workers),
            "--device", args.device, "--train-steps", str(args.train_steps)]
+    env = dict(os.environ)
+    if name == "naive":
+        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     load = os.getloadavg()[0]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     return {**json.loads(out.stdout.strip().splitlines()[-1]), "load_before": round(load, 2)}
 
 
@@ -152,13 +168,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--workers", type=int, default=0, help="features.workers (0: one per core)")
     ap.add_argument("--device", default="cpu", help="features.device")
     ap.add_argument("--train-steps", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=2, help="alternating naive/ours rounds; the best of each counts")
     ap.add_argument("--dir", type=Path, default=None, help="work folder (default: a temporary one)")
     ap.add_argument("--phase", choices=["naive", "ours", "train"], help=argparse.SUPPRESS)
+    ap.add_argument("--work", default="work", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.naive_files = min(args.naive_files or args.files, args.files)
     cfg = FeaturesConfig(workers=args.workers, device=args.device)   # the seeds' front-end: params.yaml defaults
     if args.phase:
-        audio, work = args.dir / "audio", args.dir / "work"
+        audio, work = args.dir / "audio", args.dir / args.work
         result = {"naive": lambda: naive(audio, args.naive_files, cfg), "ours": lambda: ours(audio, work, cfg),
                   "train": lambda: train_wait(work, args.train_steps, 32)}[args.phase]()
         print(json.dumps(result))
@@ -166,16 +184,25 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory(prefix="audioclf-bench-") as tmp:
         args.dir = args.dir or Path(tmp)
         start = time.perf_counter()
-        generate(args.dir / "audio", args.files, args.seconds, args.sample_rate, args.channels)
-        print(f"generated {args.files} clips of {args.seconds:g} s ({args.sample_rate} Hz, {args.channels} ch, "
-              f"16-bit WAV) in {time.perf_counter() - start:.1f} s; {os.cpu_count()} cores", flush=True)
-        results = {name: _phase(name, args) for name in ("naive", "ours", "train")}
+        manifest = args.dir / "audio" / "manifest.csv"
+        if not manifest.is_file() or len(read_manifest(manifest)) != args.files:   # --dir kept from a former run
+            generate(args.dir / "audio", args.files, args.seconds, args.sample_rate, args.channels)
+        print(f"{args.files} clips of {args.seconds:g} s ({args.sample_rate} Hz, {args.channels} ch, "
+              f"16-bit WAV) ready in {time.perf_counter() - start:.1f} s; {os.cpu_count()} cores", flush=True)
+        rounds = []
+        for k in range(args.rounds):
+            rounds.append({"naive": _phase("naive", args), "ours": _phase("ours", args, work=f"work{k}")})
+            for name, r in rounds[-1].items():
+                print(f"round {k + 1} {name:5s} {r['files']:6d} files {r['audio_s']:9.1f} s audio in "
+                      f"{r['elapsed_s']:7.2f} s: {r['files_per_s']:8.1f} files/s {r['audio_s_per_s']:9.1f} audio-s/s, "
+                      f"{r['cpu_ms_per_file']} CPU-ms/file, peak RSS {r['peak_rss_mb']} MB (load before {r['load_before']})",
+                      flush=True)
+        results = {name: max((r[name] for r in rounds), key=lambda r: r["audio_s_per_s"]) for name in ("naive", "ours")}
+        results["rounds"] = rounds
+        results["train"] = _phase("train", args, work="work0")
     results["ratio_audio_s_per_s"] = round(results["ours"]["audio_s_per_s"] / results["naive"]["audio_s_per_s"], 2)
-    for name in ("naive", "ours"):
-        r = results[name]
-        print(f"{name:6s} {r['files']:6d} files {r['audio_s']:9.1f} s audio in {r['elapsed_s']:7.2f} s: "
-              f"{r['files_per_s']:8.1f} files/s {r['audio_s_per_s']:9.1f} audio-s/s, peak RSS {r['peak_rss_mb']} MB "
-              f"(load before {r['load_before']})")
+    print(f"best: naive {results['naive']['audio_s_per_s']} audio-s/s ({results['naive']['files_per_s']} files/s), "
+          f"ours {results['ours']['audio_s_per_s']} audio-s/s ({results['ours']['files_per_s']} files/s)")
     print(f"ratio (audio-seconds per second): {results['ratio_audio_s_per_s']}x; "
           f"rerun with the store warm: {results['ours']['store_hit_s']} s")
     t = results["train"]
