@@ -1,10 +1,10 @@
-"""features: log-mel cache of every decodable file in the manifest."""
+"""features: log-mel or MFCC segments of every decodable file in the manifest, from the shared store."""
 import argparse
 from pathlib import Path
 
 from audioclf.config import load_params
-from audioclf.features import CoverageError, extract_features
-from audioclf.io import write_json
+from audioclf.extract import CoverageError, extract_features
+from audioclf.io import project_path, write_json
 from audioclf.manifest import read_manifest
 
 
@@ -18,13 +18,15 @@ def main(argv=None) -> dict:
     params = load_params(args.params)
     manifest = Path(args.manifest)
     try:
-        report = extract_features(read_manifest(manifest), manifest.parent, params.features, Path(args.out))
+        report = extract_features(read_manifest(manifest), manifest.parent, params.features, Path(args.out),
+                                  store_dir=project_path(params.features.store_dir))
     except CoverageError as exc:
         write_json(exc.report, args.report)  # the reasons stay visible; no cache is published
         raise
     write_json(report, args.report)
     print(f"features: {report['decoded']}/{report['files']} files ({report['coverage']:.1%}), "
-          f"{report['segments']} segments, {len(report['failed'])} skipped")
+          f"{report['segments']} segments ({report['computed']} files computed, {report['reused']} from the store), "
+          f"{len(report['failed'])} skipped")
     return report
 
 

@@ -70,6 +70,10 @@ def main(argv=None) -> dict:
                                run_id=run.info.run_id, last=resume / f"fold_{n}" / "last.pt", resume=state)
                 history = result.pop("history")
                 mlflow.set_tags({"device": result.pop("device"), "resumed_from_epoch": result.pop("resumed_from_epoch")})
+                # a timing: logged, but kept out of reports/train.json, which must be reproducible
+                wait = result.pop("data_wait_share")
+                mlflow.log_metric("data_wait_share", wait)
+                print(f"train: fold {n}: {wait:.1%} of training time spent waiting for data")
                 write_curves(history, curves / f"fold_{n}.csv")
                 mlflow.log_metrics({"best_val_macro_f1": result["best_val_macro_f1"], "best_epoch": result["best_epoch"]})
                 mlflow.log_artifact(str(checkpoint), "checkpoints")

@@ -63,11 +63,11 @@ def tiny_dataset(tmp_path_factory) -> tuple[Path, list[Entry]]:
 @pytest.fixture(scope="session")
 def tiny_cache(tiny_dataset, tmp_path_factory):
     """The shrunk dataset's feature cache and a 60/20/20 grouped split: (cache folder, {split: entries})."""
-    from audioclf.features import extract_features
+    from audioclf.extract import extract_features
     from audioclf.split import grouped_split
 
     params = parse_params(shrink(repo_params()))
     root, entries = tiny_dataset
     cache = tmp_path_factory.mktemp("cache") / "features"
-    extract_features(entries, root, params.features, cache)
+    extract_features(entries, root, params.features, cache, store_dir=cache.parent / "store")
     return cache, grouped_split(entries, {"train": 0.6, "val": 0.2, "test": 0.2}, params.seed)

@@ -10,7 +10,7 @@ from audioclf.config import ParamsError
 from audioclf.train_config import (AugmentConfig, BackgroundConfig, GainConfig, MixupConfig, NoiseConfig,
                                    PitchShiftConfig, ReverbConfig, SpecAugmentConfig, TimeStretchConfig)
 
-NORM = {"mean": -40.0, "std": 20.0}
+MEAN, STD = -40.0, 20.0
 
 
 def gen(seed=0):
@@ -31,7 +31,7 @@ def test_all_off_is_identity_and_draws_nothing(batch):
     x, y = batch
     g = gen()
     before = g.get_state()
-    out, target = Augmenter(AugmentConfig(), NORM, 3)(x, y, g)
+    out, target = Augmenter(AugmentConfig(), MEAN, STD, 3)(x, y, g)
     assert out is x and target is y and torch.equal(g.get_state(), before)
 
 
@@ -62,7 +62,7 @@ def test_mixup_mixes_inputs_and_labels():
 
 def test_mixup_in_augmenter_gives_soft_labels_summing_to_one(batch):
     x, y = batch
-    out, target = Augmenter(only(mixup=MixupConfig(p=1.0, alpha=0.4)), NORM, 3)(x, y, gen())
+    out, target = Augmenter(only(mixup=MixupConfig(p=1.0, alpha=0.4)), MEAN, STD, 3)(x, y, gen())
     assert out.shape == x.shape and target.shape == (4, 3)
     torch.testing.assert_close(target.sum(dim=1), torch.ones(4))
     assert (target >= 0).all() and (target.max(dim=1).values >= 0.5).all()
@@ -70,8 +70,8 @@ def test_mixup_in_augmenter_gives_soft_labels_summing_to_one(batch):
 
 def test_gain_is_a_constant_db_offset_per_clip(batch):
     x, y = batch
-    out, target = Augmenter(only(gain=GainConfig(p=1.0, max_db=6.0)), NORM, 3)(x, y, gen())
-    offset_db = (out - x) * NORM["std"]                          # (B, 1, F, T)
+    out, target = Augmenter(only(gain=GainConfig(p=1.0, max_db=6.0)), MEAN, STD, 3)(x, y, gen())
+    offset_db = (out - x) * STD                          # (B, 1, F, T)
     per_clip = offset_db.flatten(1)
     torch.testing.assert_close(per_clip, per_clip[:, :1].expand_as(per_clip), rtol=0, atol=1e-4)
     assert (per_clip.abs() <= 6.0 + 1e-4).all() and per_clip.abs().max() > 0 and target is y
@@ -105,10 +105,10 @@ def test_reverb_adds_a_decaying_tail_of_the_given_energy():
 
 def test_background_and_noise_are_added_at_the_snr(batch):
     x, y = batch
-    power = lambda t: torch.pow(10.0, (t * NORM["std"] + NORM["mean"]) / 10)  # noqa: E731
+    power = lambda t: torch.pow(10.0, (t * STD + MEAN) / 10)  # noqa: E731
     for part in ({"background": BackgroundConfig(p=1.0, snr_db=(10.0, 10.0))},
                  {"noise": NoiseConfig(p=1.0, snr_db=(10.0, 10.0))}):
-        out, _ = Augmenter(only(**part), NORM, 3)(x, y, gen())
+        out, _ = Augmenter(only(**part), MEAN, STD, 3)(x, y, gen())
         added = (power(out) - power(x)).mean(dim=(1, 2, 3))
         ratio = added / power(x).mean(dim=(1, 2, 3))
         tol = 1e-3 if "background" in part else 0.15               # exponential noise: a sample mean over 384 bins
@@ -121,7 +121,7 @@ def test_everything_on_is_finite_shaped_and_reproducible(batch):
                         gain=GainConfig(p=0.5), pitch_shift=PitchShiftConfig(p=0.5),
                         time_stretch=TimeStretchConfig(p=0.5), reverb=ReverbConfig(p=0.5),
                         background=BackgroundConfig(p=0.5))
-    aug = Augmenter(cfg, NORM, 3)
+    aug = Augmenter(cfg, MEAN, STD, 3)
     a, ta = aug(x, y, gen(5))
     b, tb = aug(x, y, gen(5))
     c, _ = aug(x, y, gen(6))

@@ -52,3 +52,11 @@ def test_stage_deps_cover_the_code_it_imports(stage):
     for dep in deps:
         if REPO / "src" in dep.parents:  # declared library code must be code the stage runs
             assert any(p == dep or dep in p.parents for p in imported), f"{stage} declares {dep} but never imports it"
+
+
+def test_switching_model_loss_or_split_never_reruns_features():
+    """The features stage reads no model/loss/train/split param and no split output: DVC skips it."""
+    stage = DVC["stages"]["features"]
+    assert stage["params"] == ["features"]
+    assert not any(d.startswith(("data/split", "src/audioclf/models")) or d == "src/audioclf/train.py"
+                   for d in stage["deps"])

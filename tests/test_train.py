@@ -3,12 +3,16 @@ agrees with what train measured on the same split."""
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 import torch
 
+from audioclf.checkpoint import load_checkpoint
 from audioclf.evaluate import evaluate
+from audioclf.extract import extract_features
 from audioclf.features import FeatureStore
-from audioclf.train import train
+from audioclf.split import grouped_split
+from audioclf.train import load_split, normalisation, train
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +40,7 @@ def test_learns_well_above_chance_and_evaluate_agrees(prepared, tmp_path):
     assert val["metrics"]["macro_f1"] == pytest.approx(result["best_val_macro_f1"], abs=1e-9)
     test = evaluate(tmp_path / "best.pt", store, paths["test"], batch_size=64)
     assert test["metrics"]["macro_f1"] > chance + 0.3
+    assert 0 <= result["data_wait_share"] < 0.5
 
 
 def test_same_seed_same_history(prepared, tmp_path):
@@ -91,3 +96,47 @@ def test_cuda_mixed_precision_trains_and_resumes(prepared, tmp_path, amp):
     assert math.isfinite(result["history"][-1]["grad_norm"])   # fp16: early steps may all overflow, not the last
     val = evaluate(tmp_path / "best.pt", store, paths["val"], batch_size=16)    # on the CPU, in float32
     assert val["metrics"]["macro_f1"] == pytest.approx(result["best_val_macro_f1"], abs=0.15)
+
+@pytest.mark.parametrize("kind, shape", [("global", (1,)), ("band", (1, 32))])
+def test_normalisation_comes_from_the_train_rows_only(prepared, kind, shape):
+    _, store, paths = prepared
+    norm = normalisation(store, paths["train"], kind, chunk=7)
+    x, _, _ = store.select(paths["train"])                           # (S, 1, 32, T)
+    axes = (0, 2, 3) if kind == "global" else (0, 3)
+    assert np.shape(norm["mean"]) == shape and norm["kind"] == kind
+    np.testing.assert_allclose(norm["mean"], x.mean(axis=axes, dtype=np.float64), rtol=1e-6)
+    np.testing.assert_allclose(norm["std"], x.std(axis=axes, dtype=np.float64), rtol=1e-5)
+    other = normalisation(store, paths["val"], kind)
+    assert not np.allclose(norm["mean"], other["mean"], rtol=1e-4)
+    data = load_split(store, paths["train"], norm)
+    xb = data.batch(np.arange(len(data)))                            # (S, 1, 32, T), normalised
+    reduce = (0, 2, 3) if kind == "global" else (0, 3)
+    np.testing.assert_allclose(xb.mean(dim=reduce).numpy(), 0.0, atol=1e-3)
+    np.testing.assert_allclose(xb.std(dim=reduce, correction=0).numpy(), 1.0, atol=1e-3)
+
+
+def test_scalar_statistics_of_older_checkpoints_still_apply(prepared):
+    _, store, paths = prepared
+    data = load_split(store, paths["val"], {"mean": -40.0, "std": 10.0})
+    x, _, _ = store.select(paths["val"])
+    torch.testing.assert_close(data.batch([0, 1]), (torch.from_numpy(x[:2]) + 40.0) / 10.0)
+
+
+def test_mfcc_features_train_a_three_channel_model(tiny_dataset, tmp_path):
+    from tests.conftest import repo_params, shrink
+    from audioclf.config import parse_params
+
+    raw = shrink(repo_params())
+    raw["features"].update(kind="mfcc", n_mfcc=13)
+    raw["train"].update(epochs=1, norm="band")
+    params = parse_params(raw)
+    root, entries = tiny_dataset
+    extract_features(entries, root, params.features, tmp_path / "features", store_dir=tmp_path / "store")
+    store = FeatureStore(tmp_path / "features")
+    splits = grouped_split(entries, {"train": 0.6, "val": 0.2, "test": 0.2}, params.seed)
+    paths = {name: [e.path for e in rows] for name, rows in splits.items()}
+    train(params, store, paths["train"], paths["val"], tmp_path / "best.pt", lambda m, s: None)
+    model, ckpt = load_checkpoint(tmp_path / "best.pt")
+    assert ckpt["in_channels"] == 3 and ckpt["frontend_key"] == store.frontend_key
+    assert np.shape(ckpt["norm"]["mean"]) == (3, 13)
+    assert evaluate(tmp_path / "best.pt", store, paths["test"], batch_size=16)["probs"].shape[1] == len(store.labels)

@@ -127,7 +127,8 @@ class Augmenter(nn.Module):
 
     Args:
         cfg: the validated ``augment`` section.
-        norm: the ``mean`` and ``std`` that normalised the cached dB features.
+        mean, std: the statistics that normalised the cached dB features, broadcastable to
+            (C, F, T) (see :func:`audioclf.features.stat_tensor`).
         n_classes: classes, for MixUp's soft labels.
 
     Call with normalised features (B, 1, n_mels, T), int labels (B,) and the
@@ -135,15 +136,18 @@ class Augmenter(nn.Module):
     labels, or (B, n_classes) probabilities when MixUp applied.
     """
 
-    def __init__(self, cfg: AugmentConfig, norm: dict[str, float], n_classes: int):
+    def __init__(self, cfg: AugmentConfig, mean: torch.Tensor | float, std: torch.Tensor | float, n_classes: int):
         super().__init__()
-        self.cfg, self.mean, self.std, self.n_classes = cfg, norm["mean"], norm["std"], n_classes
+        self.cfg, self.n_classes = cfg, n_classes
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32), persistent=False)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         cfg, b = self.cfg, len(x)
         if not cfg.enabled:
             return x, y
-        db = x * self.std + self.mean                                # (B, 1, F, T) in dB
+        mean, std = self.mean.to(x.device), self.std.to(x.device)   # broadcastable to (C, F, T)
+        db = x * std + mean                                          # (B, C, F, T) in dB
         if cfg.gain.p > 0:
             offset = _chosen(cfg.gain.p, b, g) * _uniform(-cfg.gain.max_db, cfg.gain.max_db, b, g)   # (B,)
             db = db + offset.to(db)[:, None, None, None]
@@ -157,7 +161,7 @@ class Augmenter(nn.Module):
             db = time_stretch(db, rates, (torch.rand(b, generator=g) * spare).floor())
         if cfg.reverb.p > 0 or cfg.background.p > 0 or cfg.noise.p > 0:
             db = _db(self._power_domain(_power(db), g))
-        x = (db - self.mean) / self.std
+        x = (db - mean) / std
         target = y
         if cfg.mixup.p > 0 and torch.rand(1, generator=g).item() < cfg.mixup.p:
             # numpy draws the Beta sample (torch's Beta takes no generator), seeded from the training generator

@@ -1,6 +1,6 @@
 """Checkpoints that rebuild their model on their own: weights, model config, input
-shape, resolved architecture (for models from pretrained weights), labels, input
-normalisation and the resolved params. Rebuilding never loads pretrained weights."""
+input shape and channels, resolved architecture (for models from pretrained weights),
+labels, input normalisation and the resolved params. Rebuilding never loads pretrained weights."""
 from __future__ import annotations
 
 import dataclasses
@@ -16,13 +16,18 @@ from audioclf.models import MODEL_CONFIGS, build_model
 
 
 def save_checkpoint(path: str | Path, *, model: nn.Module, model_name: str, model_config: Any,
-                    labels: list[str], norm: dict[str, float], params: dict,
-                    input_shape: tuple[int, int] | None = None, **extra: Any) -> None:
-    """Write a checkpoint atomically (a crash mid-write never leaves a truncated file)."""
+                    labels: list[str], norm: dict, params: dict, input_shape: tuple[int, int] | None = None,
+                    in_channels: int = 1, **extra: Any) -> None:
+    """Write a checkpoint atomically (a crash mid-write never leaves a truncated file).
+
+    ``input_shape`` is (F, T) of the features; ``in_channels`` the feature channels the
+    model reads (1 log-mel, 3 MFCC+deltas); ``norm`` the training split's statistics
+    (see :func:`audioclf.train.normalisation`).
+    """
     arch = model.arch() if hasattr(model, "arch") else None
     state = {"model_name": model_name, "model_config": dataclasses.asdict(model_config),
              "input_shape": None if input_shape is None else list(input_shape), "model_arch": arch,
-             "labels": list(labels), "norm": dict(norm), "params": params,
+             "in_channels": int(in_channels), "labels": list(labels), "norm": dict(norm), "params": params,
              "state_dict": model.state_dict(), **extra}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -40,7 +45,7 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     name = ckpt["model_name"]
     cfg = build(MODEL_CONFIGS[name], ckpt["model_config"], f"checkpoint.model_config[{name}]")
-    model = build_model(name, cfg, n_classes=len(ckpt["labels"]), input_shape=ckpt.get("input_shape"),
-                        arch=ckpt.get("model_arch"))
+    model = build_model(name, cfg, n_classes=len(ckpt["labels"]), in_channels=ckpt.get("in_channels", 1),
+                        input_shape=ckpt.get("input_shape"), arch=ckpt.get("model_arch"))
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), ckpt

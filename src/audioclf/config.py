@@ -13,8 +13,9 @@ from typing import Any, Optional
 import yaml
 
 from audioclf.data_config import EmodbConfig, Esc50Config, FolderConfig, XenocantoConfig
+from audioclf.features_config import FeaturesConfig
 from audioclf.schema import ParamsError, _coerce, build, check, choice, flatten  # noqa: F401 (re-exported)
-from audioclf.train_config import AugmentConfig, TrainConfig  # noqa: F401 (TrainConfig re-exported)
+from audioclf.train_config import NORMS, AugmentConfig, TrainConfig  # noqa: F401 (re-exported)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,47 +95,6 @@ class SplitConfig:
             check(0 < value < 1, f"split.{name}", f"must be a fraction in (0, 1), got {value}")
         total = self.train + self.val + self.test
         check(abs(total - 1) < 1e-6, "split", f"train + val + test must sum to 1, got {total:g}")
-
-
-@dataclasses.dataclass(frozen=True)
-class FeaturesConfig:
-    """Log-mel front-end and fixed-length segmentation."""
-
-    sample_rate: int = 22050
-    n_fft: int = 2048
-    hop_length: int = 512
-    n_mels: int = 128
-    f_min: float = 0.0
-    f_max: Optional[float] = None
-    top_db: float = 80.0
-    segment_seconds: float = 4.0
-    batch_size: int = 32
-    min_coverage: float = 0.9
-
-    def __post_init__(self):
-        for name in ("sample_rate", "n_fft", "hop_length", "n_mels", "batch_size"):
-            value = getattr(self, name)
-            check(value > 0, f"features.{name}", f"must be positive, got {value}")
-        check(self.hop_length <= self.n_fft, "features.hop_length",
-              f"must be <= n_fft ({self.n_fft}), got {self.hop_length}")
-        nyquist = self.sample_rate / 2
-        f_max = nyquist if self.f_max is None else self.f_max
-        check(0 <= self.f_min < f_max, "features.f_min", f"must be in [0, f_max={f_max:g}), got {self.f_min}")
-        check(f_max <= nyquist, "features.f_max", f"must be <= sample_rate/2 ({nyquist:g}), got {f_max}")
-        check(self.top_db > 0, "features.top_db", f"must be positive, got {self.top_db}")
-        check(self.segment_seconds * self.sample_rate >= self.n_fft, "features.segment_seconds",
-              f"must hold at least one FFT window ({self.n_fft} samples), got {self.segment_seconds}")
-        check(0 <= self.min_coverage <= 1, "features.min_coverage",
-              f"must be a fraction in [0, 1], got {self.min_coverage}")
-
-    @property
-    def segment_samples(self) -> int:
-        return int(round(self.segment_seconds * self.sample_rate))
-
-    @property
-    def n_frames(self) -> int:
-        # centred STFT: one frame per hop plus the frame at t = 0
-        return 1 + self.segment_samples // self.hop_length
 
 
 @dataclasses.dataclass(frozen=True)

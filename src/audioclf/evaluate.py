@@ -26,8 +26,11 @@ def evaluate(checkpoint: Path, store: FeatureStore, test_paths: list[str], batch
     if ckpt["labels"] != store.labels:
         raise ValueError(f"checkpoint {checkpoint} was trained on labels {ckpt['labels'][:5]}... but the feature "
                          f"cache has {store.labels[:5]}...; rerun training (dvc repro train)")
+    if ckpt.get("frontend_key", store.frontend_key) != store.frontend_key:
+        raise ValueError(f"checkpoint {checkpoint} was trained on features {ckpt['frontend_key']} but the feature "
+                         f"cache holds {store.frontend_key}; rerun training (dvc repro train)")
     data = load_split(store, test_paths, ckpt["norm"])
-    probs, y_true, files = aggregate_by_file(predict(model, data.x, batch_size), data.y.numpy(), data.paths)
+    probs, y_true, files = aggregate_by_file(predict(model, data, batch_size), data.y.numpy(), data.paths)
     labels = ckpt["labels"]
     y_pred = probs.argmax(axis=1)
     predictions = [{"path": f, "actual": labels[t], "predicted": labels[p]} for f, t, p in zip(files, y_true, y_pred)]

@@ -42,6 +42,16 @@ def write_json(obj: Any, path: str | Path) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def project_path(path: str | Path) -> Path:
+    """``path``, with a relative one resolved against the repository root.
+
+    Inside ``dvc exp run --queue/--temp`` a stage runs in a throw-away copy of the repo;
+    ``DVC_ROOT`` names the real one, so stores shared by experiments live there.
+    """
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else Path(os.environ.get("DVC_ROOT") or os.getcwd()) / path
+
+
 def read_json(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():

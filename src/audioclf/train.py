@@ -4,10 +4,12 @@ resumable last checkpoint (:mod:`audioclf.resume`)."""
 from __future__ import annotations
 
 import math
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -16,8 +18,8 @@ from torch import nn
 
 from audioclf.augment import Augmenter
 from audioclf.checkpoint import save_checkpoint
-from audioclf.config import Params, TrainConfig
-from audioclf.features import FeatureStore
+from audioclf.config import NORMS, Params, TrainConfig
+from audioclf.features import FeatureStore, stat_tensor
 from audioclf.losses import build_loss
 from audioclf.metrics import aggregate_by_file, classification_metrics
 from audioclf.models import build_model, count_parameters
@@ -31,25 +33,81 @@ CPU = torch.device("cpu")
 
 @dataclass
 class SplitData:
-    """Normalised features of one split: x (S, 1, n_mels, T), y (S,), the file of each segment."""
+    """One split's segments, read from the feature cache on demand and normalised.
 
-    x: torch.Tensor
+    Attributes:
+        store: the cache; nothing is read until :meth:`batch`.
+        rows: (S,) cache row of each segment.
+        y: (S,) class ids.
+        paths: the file of each segment.
+        mean, std: normalisation, broadcastable to (C, F, T).
+    """
+
+    store: FeatureStore
+    rows: np.ndarray
     y: torch.Tensor
     paths: list[str]
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def batch(self, idx: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Normalised features (B, C, F, T) of the segments at positions ``idx`` of this split."""
+        x = torch.from_numpy(np.asarray(self.store.data[self.rows[np.asarray(idx)]]))  # (B, C, F, T)
+        return (x - self.mean) / self.std
 
 
-def load_split(store: FeatureStore, paths: list[str], norm: dict[str, float]) -> SplitData:
-    x, y, rows = store.select(paths)
+def load_split(store: FeatureStore, paths: list[str], norm: dict) -> SplitData:
+    """The cached segments of ``paths``, normalised with ``norm`` (see :func:`normalisation`)."""
+    rows = store.indices(paths)
     if len(rows) == 0:
         raise ValueError("none of the split's files are in the feature cache (did every file fail to decode?)")
-    x = (torch.from_numpy(x) - norm["mean"]) / norm["std"]
-    return SplitData(x.unsqueeze(1), torch.from_numpy(y), [r.path for r in rows])
+    mean, std = (stat_tensor(norm[k]) for k in ("mean", "std"))
+    return SplitData(store, rows, torch.from_numpy(store.targets(rows)), [store.rows[i].path for i in rows], mean, std)
 
 
-def normalisation(store: FeatureStore, train_paths: list[str]) -> dict[str, float]:
-    """Global mean and std of the training split's log-mel values (never val or test)."""
-    x, _, _ = store.select(train_paths)
-    return {"mean": float(x.mean(dtype=np.float64)), "std": float(x.std(dtype=np.float64)) + 1e-8}
+def normalisation(store: FeatureStore, train_paths: list[str], kind: str = "global", chunk: int = 256) -> dict:
+    """Mean and std of the training split's features (never val or test), read in chunks.
+
+    Args:
+        store: the feature cache.
+        train_paths: the training split's files.
+        kind: ``global`` -- one mean/std per channel, (C,); ``band`` -- per channel and band, (C, F).
+        chunk: segments read at a time (memory stays flat in the split size).
+
+    Returns:
+        ``{"kind", "mean", "std"}`` with nested lists, stored in the checkpoint.
+    """
+    if kind not in NORMS:
+        raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {kind!r}")
+    rows = store.indices(train_paths)
+    if len(rows) == 0:
+        raise ValueError("none of the training files are in the feature cache")
+    axes = (0, 2, 3) if kind == "global" else (0, 3)
+    total = total_sq = 0.0
+    for i in range(0, len(rows), chunk):
+        x = np.asarray(store.data[rows[i:i + chunk]], dtype=np.float64)          # (b, C, F, T)
+        total = total + x.sum(axis=axes)
+        total_sq = total_sq + np.square(x).sum(axis=axes)
+    count = len(rows) * np.prod([store.data.shape[a] for a in axes[1:]])
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean ** 2, 0.0)) + 1e-8
+    return {"kind": kind, "mean": mean.tolist(), "std": std.tolist()}
+
+
+def _prefetched(data: SplitData, batches: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
+    """(idx, x, seconds waited for x) per batch; batch k+1 is read from the cache while k trains."""
+    with ThreadPoolExecutor(1) as reader:
+        future = reader.submit(data.batch, batches[0]) if batches else None
+        for k, idx in enumerate(batches):
+            start = time.perf_counter()
+            x = future.result()
+            waited = time.perf_counter() - start
+            if k + 1 < len(batches):
+                future = reader.submit(data.batch, batches[k + 1])
+            yield idx, x, waited
 
 
 def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -58,14 +116,15 @@ def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device = CPU,
+def predict(model: nn.Module, data: SplitData, batch_size: int, device: torch.device = CPU,
             amp: torch.dtype | None = None) -> np.ndarray:
-    """Softmax probabilities (S, C) for inputs (S, 1, n_mels, T), in eval mode."""
+    """Softmax probabilities (S, C) of a split's segments, in eval mode."""
     model.eval()
+    batches = [torch.arange(i, min(i + batch_size, len(data))) for i in range(0, len(data), batch_size)]
     probs = []
-    for i in range(0, len(x), batch_size):
+    for _, x, _ in _prefetched(data, batches):
         with autocast(device, amp):
-            logits = model(to_device(x[i:i + batch_size], device))      # (B, C)
+            logits = model(to_device(x, device))                    # (B, C)
         probs.append(logits.float().softmax(dim=1).cpu())
     return torch.cat(probs).numpy()
 
@@ -73,7 +132,7 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.de
 def evaluate_split(model: nn.Module, data: SplitData, labels: list[str], batch_size: int,
                    device: torch.device = CPU, amp: torch.dtype | None = None) -> dict:
     """Segment-level loss and file-level metrics (segment probabilities averaged per file)."""
-    probs = predict(model, data.x, batch_size, device, amp)
+    probs = predict(model, data, batch_size, device, amp)
     loss = float(nn.functional.nll_loss(torch.log(torch.from_numpy(probs).clamp_min(1e-12)), data.y))
     file_probs, file_y, _ = aggregate_by_file(probs, data.y.numpy(), data.paths)
     return {"loss": loss, **classification_metrics(file_y, file_probs, labels)}
@@ -113,34 +172,43 @@ def _optimizer_step(fit: Fit) -> torch.Tensor:
     return norm.detach()
 
 
-def train_one_epoch(fit: Fit, data: SplitData, generator: torch.Generator) -> dict[str, float]:
-    """One pass over the (augmented) training split; ``train.accumulate`` batches per optimizer step."""
+def train_one_epoch(fit: Fit, data: SplitData, generator: torch.Generator) -> tuple[dict[str, float], dict[str, float]]:
+    """One pass over the (augmented) training split; ``train.accumulate`` batches per optimizer step.
+
+    Returns:
+        Metrics (loss, accuracy, macro_f1, grad_norm) and timing: ``data_wait_s`` (time
+        the steps waited for their batches from the cache) and ``epoch_s`` (wall time).
+    """
     model, cfg = fit.model, fit.cfg
     model.train()
     order = epoch_order(data.y, cfg.sampler, generator)
-    starts = range(0, len(order), cfg.batch_size)
-    total, preds, norms = torch.zeros((), dtype=torch.float64, device=fit.device), [], []
+    # sorted within a batch: the same batch, read from the memmap front to back
+    batches = [order[i:i + cfg.batch_size].sort().values for i in range(0, len(order), cfg.batch_size)]
+    total, ys, preds, norms = torch.zeros((), dtype=torch.float64, device=fit.device), [], [], []
+    waited, start = 0.0, time.perf_counter()
     fit.optimizer.zero_grad(set_to_none=True)
-    for i, start in enumerate(starts):
-        idx = order[start:start + cfg.batch_size]
-        xb, yb = to_device(data.x[idx], fit.device), to_device(data.y[idx], fit.device)
+    for i, (idx, x, wait) in enumerate(_prefetched(data, batches)):
+        waited += wait
+        xb, yb = to_device(x, fit.device), to_device(data.y[idx], fit.device)
         xb, target = fit.augment(xb, yb, generator)              # target (B,) or MixUp's (B, C)
         with autocast(fit.device, fit.amp):
             logits = model(xb)                                   # (B, C)
         loss = fit.loss_fn(logits.float(), target)
         first = i - i % cfg.accumulate
-        group = min(cfg.accumulate, len(starts) - first)         # batches in this optimizer step
+        group = min(cfg.accumulate, len(batches) - first)        # batches in this optimizer step
         fit.scaler.scale(loss / group).backward()
         if i == first + group - 1:
             norms.append(_optimizer_step(fit))
         total += loss.detach() * len(idx)
+        ys.append(data.y[idx])
         preds.append(logits.detach().argmax(dim=1))
-    y_true, y_pred = data.y[order].numpy(), torch.cat(preds).cpu().numpy()
+    y_true, y_pred = torch.cat(ys).numpy(), torch.cat(preds).cpu().numpy()
     norms = torch.stack(norms).float().cpu()
     finite = norms[norms.isfinite()]
-    return {"loss": float(total) / len(order), "accuracy": float((y_true == y_pred).mean()),
-            "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
-            "grad_norm": float(finite.mean()) if len(finite) else math.nan}
+    metrics = {"loss": float(total) / len(order), "accuracy": float((y_true == y_pred).mean()),
+               "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+               "grad_norm": float(finite.mean()) if len(finite) else math.nan}
+    return metrics, {"data_wait_s": waited, "epoch_s": time.perf_counter() - start}
 
 
 def train(params: Params, store: FeatureStore, train_paths: list[str], val_paths: list[str],
@@ -157,23 +225,26 @@ def train(params: Params, store: FeatureStore, train_paths: list[str], val_paths
     Returns:
         ``history`` (one dict of train/val metrics per epoch), ``best_epoch``,
         ``best_val_macro_f1``, ``n_parameters``, ``resumed_from_epoch`` (0: fresh),
-        ``device`` and, for weighted losses, ``class_weight_min``/``class_weight_max``.
+        ``device``, ``data_wait_share`` (fraction of this process's training time spent
+        waiting for batches from the cache) and, for weighted losses,
+        ``class_weight_min``/``class_weight_max``.
     """
     cfg = params.train
     device = resolve_device(cfg.device)
     amp = resolve_amp(cfg.amp, device)
     torch.manual_seed(params.seed)
     generator = torch.Generator().manual_seed(params.seed)
-    norm = normalisation(store, train_paths)
+    norm = normalisation(store, train_paths, cfg.norm)
     train_data = load_split(store, train_paths, norm)
     val_data = load_split(store, val_paths, norm)
-    n_classes, input_shape = len(store.labels), tuple(train_data.x.shape[2:])
-    model = build_model(params.model, params.model_config, n_classes=n_classes, input_shape=input_shape).to(device)
+    n_classes, input_shape = len(store.labels), tuple(store.data.shape[2:])     # (F, T)
+    model = build_model(params.model, params.model_config, n_classes=n_classes, in_channels=store.in_channels,
+                        input_shape=input_shape).to(device)
     loss_fn, weights = build_loss(params.loss, params.loss_config, torch.bincount(train_data.y, minlength=n_classes))
     optimizer = build_optimizer(model, cfg)
-    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch(len(train_data.x), cfg))
+    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch(len(train_data), cfg))
     fit = Fit(model, loss_fn.to(device), optimizer, scheduler, grad_scaler(device, amp),
-              Augmenter(params.augment, norm, n_classes), device, amp, cfg)
+              Augmenter(params.augment, train_data.mean, train_data.std, n_classes), device, amp, cfg)
     fp = fingerprint(params, train_paths, val_paths, store.labels)
     if resume is not None and resume["fingerprint"] != fp:
         raise ValueError("the state to resume from was written for other params or data (see find_resumable)")
@@ -183,8 +254,10 @@ def train(params: Params, store: FeatureStore, train_paths: list[str], val_paths
     if weights:
         log_metrics(weights, 0)
     first = cfg.epochs + 1 if resume is not None and resume["finished"] else loop.epoch + 1
+    waited = spent = 0.0
     for epoch in range(first, cfg.epochs + 1):
-        tr = train_one_epoch(fit, train_data, generator)
+        tr, timing = train_one_epoch(fit, train_data, generator)
+        waited, spent = waited + timing["data_wait_s"], spent + timing["epoch_s"]
         if not math.isfinite(tr["loss"]):
             raise FloatingPointError(f"training loss is {tr['loss']} in epoch {epoch}; lower train.lr, raise "
                                      "train.warmup_epochs or set train.amp=off")
@@ -198,7 +271,8 @@ def train(params: Params, store: FeatureStore, train_paths: list[str], val_paths
         if improved:
             loop.best_f1, loop.best_epoch = va["macro_f1"], epoch
             save_checkpoint(checkpoint, model=model, model_name=params.model, model_config=params.model_config,
-                            labels=store.labels, norm=norm, params=params.raw, input_shape=input_shape, epoch=epoch,
+                            labels=store.labels, norm=norm, params=params.raw, input_shape=input_shape,
+                            in_channels=store.in_channels, frontend_key=store.frontend_key, epoch=epoch,
                             val_macro_f1=loop.best_f1, mlflow_run_id=run_id, train_token=loop.token)
         loop.epoch = epoch
         stop = not improved and epoch - loop.best_epoch >= cfg.patience
@@ -210,4 +284,4 @@ def train(params: Params, store: FeatureStore, train_paths: list[str], val_paths
             break
     return {"history": loop.history, "best_epoch": loop.best_epoch, "best_val_macro_f1": loop.best_f1,
             "n_parameters": count_parameters(model), "resumed_from_epoch": resumed_from, "device": device.type,
-            **weights}
+            "data_wait_share": round(waited / spent, 4) if spent else 0.0, **weights}

@@ -13,6 +13,7 @@ SCHEDULES = ("constant", "cosine", "step")
 SAMPLERS = ("balanced", "shuffle")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 DEVICES = ("auto", "cpu", "cuda")
+NORMS = ("band", "global")
 
 
 
@@ -44,6 +45,7 @@ class TrainConfig:
     amp: str = "auto"              # auto: bf16 (else fp16) on CUDA, off on CPU
     device: str = "auto"           # auto: CUDA when present
     sampler: str = "shuffle"       # balanced: classes drawn equally often (with replacement)
+    norm: str = "global"           # input statistics from the training split: global (per channel) | band
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "patience", "step_epochs", "accumulate"):
@@ -60,6 +62,7 @@ class TrainConfig:
         _one_of(self.amp, AMP_MODES, "train.amp")
         _one_of(self.device, DEVICES, "train.device")
         _one_of(self.sampler, SAMPLERS, "train.sampler")
+        _one_of(self.norm, NORMS, "train.norm")
 
 
 def _check_p(p: float, key: str) -> None:

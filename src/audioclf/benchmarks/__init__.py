@@ -1,0 +1,1 @@
+"""Benchmarks run by hand (``python -m audioclf.benchmarks.<name>``), not by the test suite."""

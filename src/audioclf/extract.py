@@ -1,0 +1,239 @@
+"""The features stage's work: features of every manifest file, computed once and shared.
+
+Files whose features the store (:mod:`audioclf.cache`) already holds are not even
+decoded. The others are decoded, down-mixed, resampled and segmented by a pool of
+threads (libsndfile, soxr and torch release the GIL); on the CPU each thread also
+runs the front-end on a few files' segments at a time (small batches stay in the
+CPU cache), on a GPU the main thread runs it on batches of ``batch_size`` segments.
+New entries go to the store, then the stage's output folder (:mod:`audioclf.features`)
+is assembled from it by copying byte ranges. Memory stays flat in the number of files:
+a bounded number of files is in flight and nothing is accumulated but the index.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Optional
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from audioclf.audio import DecodeError, load_waveform, segment
+from audioclf.cache import SHARD_BYTES, SegmentStore, StoredEntry, frontend_key, frontend_params
+from audioclf.config import FeaturesConfig
+from audioclf.features import DATA_FILE, INDEX_FILE, META_FILE, Row, write_index
+from audioclf.frontends import FrontEnd
+from audioclf.io import atomic_path
+from audioclf.manifest import Entry
+
+FILES_PER_TASK = 4   # files a CPU thread transforms together (batches of ~4 segments measured fastest)
+
+
+class CoverageError(RuntimeError):
+    """Too few files decoded; ``report`` holds the coverage and every failure's reason."""
+
+    def __init__(self, report: dict, minimum: float):
+        self.report = report
+        reasons = "; ".join(f"{f['path']}: {f['reason']}" for f in report["failed"][:5])
+        super().__init__(f"only {report['coverage']:.1%} of files decoded, below features.min_coverage="
+                         f"{minimum:g}; first failures: {reasons}. Fix or remove those files, or lower "
+                         f"features.min_coverage.")
+
+
+@dataclass
+class _Prepared:
+    """One file after decoding: its segments (S, n) and, on the CPU, their features (S, C, F, T)."""
+
+    index: int          # position in the manifest
+    entry: Entry
+    error: Optional[str] = None
+    audio_sha256: str = ""
+    notes: list[str] = field(default_factory=list)
+    segments: Optional[np.ndarray] = None
+    features: Optional[np.ndarray] = None
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; ``cuda`` without a GPU is an error naming the param."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("features.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+@torch.inference_mode()
+def transform(frontend: FrontEnd, segments: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
+    """Features (S, C, F, T) float32 of segments (S, n), in batches of ``batch_size``."""
+    out = [frontend(torch.from_numpy(segments[i:i + batch_size]).to(device, non_blocking=True)).cpu().numpy()
+           for i in range(0, len(segments), batch_size)]
+    return np.concatenate(out)
+
+
+def _prepare(chunk: list[tuple[int, Entry]], audio_root: Path, cfg: FeaturesConfig, frontend: Optional[FrontEnd],
+             known: Callable[[str], bool]) -> list[_Prepared]:
+    """Decode and segment a few (manifest index, entry) pairs; with ``frontend`` (CPU), compute their features."""
+    out = []
+    for index, entry in chunk:
+        try:
+            wave = load_waveform(audio_root / entry.path, cfg.sample_rate, max_seconds=cfg.max_file_seconds)
+        except DecodeError as exc:
+            out.append(_Prepared(index, entry, error=str(exc)))
+            continue
+        segs = segment(wave.samples, cfg.segment_samples, cfg.hop_samples, cfg.short_clips)    # (S, n)
+        out.append(_Prepared(index, entry, audio_sha256=wave.sha256, notes=wave.notes, segments=segs))
+    todo = [p for p in out if p.segments is not None and not known(p.audio_sha256)]
+    if frontend is not None and todo:
+        _fill(todo, transform(frontend, np.concatenate([p.segments for p in todo]), cfg.batch_size,
+                              torch.device("cpu")))
+    return out
+
+
+def _fill(prepared: list[_Prepared], feats: np.ndarray) -> None:
+    """Hand each file its rows of ``feats`` (sum of segments, C, F, T) and drop its waveform."""
+    start = 0
+    for p in prepared:
+        p.features, start = feats[start:start + len(p.segments)], start + len(p.segments)
+        p.segments = None
+
+
+def _bounded(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, window: int) -> Iterator:
+    """``pool.map(fn, items)`` in order, with at most ``window`` tasks submitted and not yet consumed."""
+    pending = collections.deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def extract_features(entries: list[Entry], audio_root: Path, cfg: FeaturesConfig, out_dir: Path, *,
+                     store_dir: Path, shard_bytes: int = SHARD_BYTES) -> dict:
+    """Features of every manifest entry, from the shared store or computed into it, assembled at ``out_dir``.
+
+    Files that fail to decode are skipped and listed with their reason. ``out_dir``
+    appears only once complete; store entries are complete once committed, whatever
+    happens later.
+
+    Args:
+        entries: the manifest; each entry's ``sha256`` (of the file's bytes) finds its stored features.
+        audio_root: the folder the entries' paths are relative to.
+        cfg: the front-end, segmentation, parallelism and coverage params.
+        out_dir: the cache folder to publish (see :mod:`audioclf.features`).
+        store_dir: the shared store (``features.store_dir``, resolved by the stage).
+        shard_bytes: size at which a store shard is committed and a new one started.
+
+    Returns:
+        The coverage report: files, decoded, segments, coverage, computed and reused
+        entries, failures with reasons, notes on unusual files, and the front-end key.
+
+    Raises:
+        CoverageError: if coverage is below ``cfg.min_coverage`` (nothing is published).
+    """
+    device = resolve_device(cfg.device)
+    store = SegmentStore(store_dir, frontend_key(cfg), cfg.shape)
+    found: dict[int, StoredEntry] = {}   # manifest index -> its segments in the store
+    notes: dict[int, tuple[str, ...]] = {}
+    for i, e in enumerate(entries):
+        if e.sha256 in store.by_file:    # the very same file seen before: nothing to decode
+            found[i], notes[i] = store.by_file[e.sha256], store.by_file[e.sha256].notes
+    todo = [(i, e) for i, e in enumerate(entries) if i not in found]
+    failures, computed = _compute(todo, audio_root, cfg, device, store, shard_bytes, found, notes)
+    report = _coverage(entries, found, failures, notes, computed=computed, key=store.dir.name)
+    if report["coverage"] < cfg.min_coverage:
+        raise CoverageError(report, cfg.min_coverage)
+    _assemble(entries, found, store, cfg, out_dir)
+    return report
+
+
+def _compute(todo: list[tuple[int, Entry]], audio_root: Path, cfg: FeaturesConfig, device: torch.device,
+             store: SegmentStore, shard_bytes: int, found: dict[int, StoredEntry],
+             notes: dict[int, tuple[str, ...]]) -> tuple[list[dict], int]:
+    """Decode the (manifest index, entry) pairs, store new features, fill ``found`` and ``notes``.
+
+    Returns:
+        The failures (path, reason) and the number of entries written to the store.
+    """
+    frontend = FrontEnd(cfg).to(device)
+    failures, made = [], {}               # made: audio sha256 -> entry written by this run
+    workers = cfg.workers or len(os.sched_getaffinity(0))
+    threads = torch.get_num_threads()
+    # parallelism comes from the pool: one torch and BLAS thread per worker (nested pools oversubscribe
+    # the cores, and OpenBLAS threads spin while they wait)
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1), store.writer(shard_bytes) as writer, ThreadPoolExecutor(workers) as pool:
+            def known(sha: str) -> bool:
+                return sha in store.by_audio or sha in made
+
+            def keep(p: _Prepared) -> None:
+                if p.audio_sha256 not in made:   # two files of identical audio in one batch: stored once
+                    made[p.audio_sha256] = writer.add(p.features, audio_sha256=p.audio_sha256,
+                                                      file_sha256=p.entry.sha256, notes=p.notes)
+                found[p.index] = made[p.audio_sha256]
+
+            cpu_frontend = frontend if device.type == "cpu" else None
+            chunks = (todo[i:i + FILES_PER_TASK] for i in range(0, len(todo), FILES_PER_TASK))
+            batch: list[_Prepared] = []   # GPU: files waiting for a full batch of segments
+            for prepared in _bounded(pool, lambda c: _prepare(c, audio_root, cfg, cpu_frontend, known), chunks,
+                                     window=2 * workers):
+                for p in prepared:
+                    if p.error:
+                        failures.append({"path": p.entry.path, "reason": p.error})
+                        continue
+                    notes[p.index] = tuple(p.notes)
+                    if known(p.audio_sha256):     # same audio as a stored file: share its entry
+                        found[p.index] = store.by_audio.get(p.audio_sha256) or made[p.audio_sha256]
+                    elif p.features is not None:
+                        keep(p)
+                    else:
+                        batch.append(p)
+                if sum(len(p.segments) for p in batch) >= cfg.batch_size:
+                    _flush(batch, frontend, cfg, device, keep)
+            _flush(batch, frontend, cfg, device, keep)
+    finally:
+        torch.set_num_threads(threads)
+    return failures, len(made)
+
+
+def _flush(batch: list[_Prepared], frontend: FrontEnd, cfg: FeaturesConfig, device: torch.device,
+           keep: Callable[[_Prepared], None]) -> None:
+    """Run the front-end (on ``device``) over the segments of the files in ``batch``, store them, empty it."""
+    if not batch:
+        return
+    _fill(batch, transform(frontend, np.concatenate([p.segments for p in batch]), cfg.batch_size, device))
+    for p in batch:
+        keep(p)
+    batch.clear()
+
+
+def _assemble(entries: list[Entry], found: dict[int, StoredEntry], store: SegmentStore, cfg: FeaturesConfig,
+              out_dir: Path) -> None:
+    """Write the stage's cache folder: the entries' segments in manifest order, index and meta."""
+    order = [(entries[i], found[i]) for i in sorted(found)]
+    rows = [Row(e.path, e.label, e.group, k, round(k * cfg.hop_samples / cfg.sample_rate, 6))
+            for e, s in order for k in range(s.rows)]
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        with open(tmp / DATA_FILE, "wb", buffering=0) as fh:
+            store.copy_to((s for _, s in order), fh)
+        write_index(rows, tmp / INDEX_FILE)
+        meta = {"shape": [len(rows), *cfg.shape], "dtype": "float32", "labels": sorted({e.label for e in entries}),
+                "frontend": frontend_params(cfg), "frontend_key": store.dir.name}
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def _coverage(entries: list[Entry], found: dict[int, StoredEntry], failures: list[dict],
+              notes: dict[int, tuple[str, ...]], *, computed: int, key: str) -> dict:
+    """The stage report; ``computed`` entries were written by this run, the rest were reused from the store."""
+    return {"files": len(entries), "decoded": len(found), "segments": sum(s.rows for s in found.values()),
+            "coverage": round(len(found) / len(entries), 6) if entries else 0.0,
+            "computed": computed, "reused": len(found) - computed, "frontend_key": key,
+            "failed": sorted(failures, key=lambda f: f["path"]),
+            "notes": [{"path": entries[i].path, "note": n} for i in sorted(notes) for n in notes[i]]}
