@@ -65,8 +65,8 @@ def main(argv=None) -> dict:
         mlflow.log_metrics({f"test_{k}_std": v for k, v in summary.get("test_std", {}).items()})
         mlflow.log_metrics({f"test_{b}_macro_f1": v["macro_f1"] for b, v in summary["buckets"].items()
                             if "macro_f1" in v})
-        mlflow.log_metrics({f"test_{k}_ci_{side}": v[i] for k, v in summary["test_ci"].items()
-                            for i, side in enumerate(("low", "high"))})
+        mlflow.log_metrics({f"test_{k}_ci_{side}": v[side] for k, v in summary["test_ci"].items()
+                            for side in ("low", "high")})
         for path in (args.metrics, args.per_class, args.predictions, *figures):
             mlflow.log_artifact(str(path), "evaluation")
     test = summary["test"]

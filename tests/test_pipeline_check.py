@@ -60,3 +60,10 @@ def test_switching_model_loss_or_split_never_reruns_features():
     assert stage["params"] == ["features"]
     assert not any(d.startswith(("data/split", "src/audioclf/models")) or d == "src/audioclf/train.py"
                    for d in stage["deps"])
+
+
+@pytest.mark.parametrize("stage", list(DVC["stages"]))
+def test_stage_runs_the_code_of_its_checkout(stage):
+    """Queued and --temp experiments run in a copy of the repo; the stage must import that copy's
+    library (the one DVC hashed as its deps), not an installed one that may have changed since."""
+    assert " ".join(DVC["stages"][stage]["cmd"].split()).startswith(f"PYTHONPATH=src python stages/{stage}.py")

@@ -96,6 +96,8 @@ def test_repro_experiments_and_tracking(project):
     cv = exps["cv3"]["metrics"]["reports/metrics.json"]["data"]
     assert set(cv["folds"]) == {"0", "1", "2"} and set(cv["test_std"]) == set(cv["test"])
     assert cv["test"]["macro_f1"] == pytest.approx(sum(f["macro_f1"] for f in cv["folds"].values()) / 3, abs=1e-4)
+    ci = cv["test_ci"]["macro_f1"]  # shown by dvc exp show: a mapping, not a list
+    assert ci["low"] <= cv["test_pooled"]["macro_f1"] <= ci["high"]
 
     runs = mlflow_runs(root)
     finished = [r for r in runs if r["status"] == "FINISHED" and "test_macro_f1" in r["metrics"]]

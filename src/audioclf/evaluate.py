@@ -79,7 +79,9 @@ def evaluate_folds(checkpoints: list[Path], store: FeatureStore, test_lists: lis
     support = np.array([per_class[lab]["support"] for lab in labels])
     per_fold = [{m: f["metrics"][m] for m in HEADLINE} for f in folds]
     ci = bootstrap_ci(y_true, probs, n_boot=n_boot, level=ci_level, seed=seed, ece_bins=ece_bins, bucket_of=bucket_of)
-    summary = {"test_ci": ci, "n": int(len(y_true)), "buckets": bucket_summary(f1, support, counts, bucket_of)}
+    # {low, high} rather than a pair: DVC shows nested numbers in `dvc exp show`, not lists
+    summary = {"test_ci": {m: {"low": lo, "high": hi} for m, (lo, hi) in ci.items()}, "n": int(len(y_true)),
+               "buckets": bucket_summary(f1, support, counts, bucket_of)}
     if len(folds) == 1:
         summary["test"] = per_fold[0]
     else:

@@ -17,12 +17,14 @@ from typing import Any, Iterator
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from audioclf.io import project_path
+
 RUN_ID_TAG = "audioclf.run_id"
 
 
 def project_root() -> Path:
     """The real repository root: ``DVC_ROOT`` inside DVC experiments, else the working dir."""
-    return Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
+    return project_path(".").resolve()
 
 
 def tracking_uri() -> str:

@@ -24,7 +24,8 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Optional
 
 from audioclf.config import ParamsError
-from audioclf.datasets.source import Archive, Clip, describe_all, project_path, record_source
+from audioclf.datasets.source import Archive, Clip, describe_all, record_source
+from audioclf.io import project_path
 from audioclf.manifest import COLUMNS, Entry
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Iterable, Optional
 
 from audioclf.datasets.fetch import RetryPolicy, fetch_file, verify_sha256
-from audioclf.io import write_json
+from audioclf.io import project_path, write_json
 from audioclf.manifest import Entry, describe, sha256_file
 
 if TYPE_CHECKING:
@@ -23,17 +23,6 @@ log = logging.getLogger(__name__)
 
 UNREADABLE_FILE = "unreadable.json"
 SOURCE_FILE = "source.json"
-
-
-def project_path(path: str | Path) -> Path:
-    """``path``, with a relative one resolved against the repository root.
-
-    Inside ``dvc exp run --queue/--temp`` the stage runs in a throw-away copy of the
-    repo; ``DVC_ROOT`` names the real one, so caches and hand-supplied archives are
-    found there and survive the experiment (as in :func:`audioclf.tracking.project_root`).
-    """
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else Path(os.environ.get("DVC_ROOT") or os.getcwd()) / path
 
 
 def retry_policy(data: DataConfig) -> RetryPolicy:

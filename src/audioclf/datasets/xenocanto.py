@@ -23,8 +23,8 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from audioclf.datasets.fetch import DownloadError, RefusedError, Throttle, fetch_file, fetch_json, redact
-from audioclf.datasets.source import SOURCE_FILE, Clip, describe_all, project_path, retry_policy
-from audioclf.io import atomic_path, write_json
+from audioclf.datasets.source import SOURCE_FILE, Clip, describe_all, retry_policy
+from audioclf.io import atomic_path, project_path, write_json
 from audioclf.manifest import Entry
 
 if TYPE_CHECKING:
