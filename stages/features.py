@@ -23,9 +23,11 @@ def main(argv=None) -> dict:
     except CoverageError as exc:
         write_json(exc.report, args.report)  # the reasons stay visible; no cache is published
         raise
+    # store hits depend on what this machine computed before, not on the inputs: printed, not reported
+    computed, reused = report.pop("computed"), report.pop("reused")
     write_json(report, args.report)
     print(f"features: {report['decoded']}/{report['files']} files ({report['coverage']:.1%}), "
-          f"{report['segments']} segments ({report['computed']} files computed, {report['reused']} from the store), "
+          f"{report['segments']} segments ({computed} files computed, {reused} from the store), "
           f"{len(report['failed'])} skipped")
     return report
 
