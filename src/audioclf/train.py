@@ -211,6 +211,24 @@ def train_one_epoch(fit: Fit, data: SplitData, generator: torch.Generator) -> tu
     return metrics, {"data_wait_s": waited, "epoch_s": time.perf_counter() - start}
 
 
+def build_fit(params: Params, store: FeatureStore, train_data: SplitData, device: torch.device,
+              amp: torch.dtype | None) -> tuple[Fit, dict[str, float]]:
+    """The model, loss, optimizer, schedule and augmentation of ``params``, for ``train_data``.
+
+    Returns:
+        The :class:`Fit` and, for weighted losses, their class weight range (see ``build_loss``).
+    """
+    cfg, n_classes = params.train, len(store.labels)
+    model = build_model(params.model, params.model_config, n_classes=n_classes, in_channels=store.in_channels,
+                        input_shape=tuple(store.data.shape[2:])).to(device)
+    loss_fn, weights = build_loss(params.loss, params.loss_config, torch.bincount(train_data.y, minlength=n_classes))
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch(len(train_data), cfg))
+    fit = Fit(model, loss_fn.to(device), optimizer, scheduler, grad_scaler(device, amp),
+              Augmenter(params.augment, train_data.mean, train_data.std, n_classes), device, amp, cfg)
+    return fit, weights
+
+
 def train(params: Params, store: FeatureStore, train_paths: list[str], val_paths: list[str],
           checkpoint: Path, log_metrics: MetricsLogger, run_id: str | None = None, *,
           last: Path | None = None, resume: dict | None = None) -> dict:
@@ -237,14 +255,9 @@ def train(params: Params, store: FeatureStore, train_paths: list[str], val_paths
     norm = normalisation(store, train_paths, cfg.norm)
     train_data = load_split(store, train_paths, norm)
     val_data = load_split(store, val_paths, norm)
-    n_classes, input_shape = len(store.labels), tuple(store.data.shape[2:])     # (F, T)
-    model = build_model(params.model, params.model_config, n_classes=n_classes, in_channels=store.in_channels,
-                        input_shape=input_shape).to(device)
-    loss_fn, weights = build_loss(params.loss, params.loss_config, torch.bincount(train_data.y, minlength=n_classes))
-    optimizer = build_optimizer(model, cfg)
-    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch(len(train_data), cfg))
-    fit = Fit(model, loss_fn.to(device), optimizer, scheduler, grad_scaler(device, amp),
-              Augmenter(params.augment, train_data.mean, train_data.std, n_classes), device, amp, cfg)
+    input_shape = tuple(store.data.shape[2:])     # (F, T)
+    fit, weights = build_fit(params, store, train_data, device, amp)
+    model, optimizer, scheduler = fit.model, fit.optimizer, fit.scheduler
     fp = fingerprint(params, train_paths, val_paths, store.labels)
     if resume is not None and resume["fingerprint"] != fp:
         raise ValueError("the state to resume from was written for other params or data (see find_resumable)")

@@ -109,32 +109,36 @@ def ours(folder: Path, work: Path, cfg: FeaturesConfig) -> dict:
             "segments": report["segments"], "cache_mb": round((work / "features" / "features.f32").stat().st_size / 2**20)}
 
 
-def train_wait(work: Path, steps: int, batch_size: int) -> dict:
-    """Share of training-step time spent waiting for batches read from the cache (default cnn)."""
+def train_wait(work: Path, params_file: Path, steps: int) -> dict:
+    """Share of training-step time spent waiting for batches read from the cache.
+
+    Model, loss, batch size and augmentation are those of ``params_file``, on the CPU.
+    """
     import torch
 
-    from audioclf.config import TrainConfig
+    from audioclf.config import load_params
     from audioclf.features import FeatureStore
-    from audioclf.losses import build_loss
-    from audioclf.models import MODEL_CONFIGS, build_model
-    from audioclf.train import load_split, normalisation, train_one_epoch
+    from audioclf.train import build_fit, load_split, normalisation, train_one_epoch
 
+    params = load_params(params_file)
+    params = dataclasses.replace(params, train=dataclasses.replace(params.train, device="cpu", amp="off"))
+    batch_size = params.train.batch_size
     store = FeatureStore(work / "features")
     files = sorted({r.path for r in store.rows})
-    norm = normalisation(store, files)
-    data = load_split(store, files, norm)
-    n = steps * batch_size
-    data = dataclasses.replace(data, rows=data.rows[:n], y=data.y[:n], paths=data.paths[:n])
-    model = build_model("cnn", MODEL_CONFIGS["cnn"](), n_classes=len(store.labels), in_channels=store.in_channels)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
-    cfg = TrainConfig(batch_size=batch_size)
+    norm = normalisation(store, files, params.train.norm)
+    full = load_split(store, files, norm)
+    data = dataclasses.replace(full, rows=full.rows[:steps * batch_size], y=full.y[:steps * batch_size],
+                               paths=full.paths[:steps * batch_size])
+    warm = dataclasses.replace(full, rows=full.rows[-batch_size:], y=full.y[-batch_size:],
+                               paths=full.paths[-batch_size:])
+    torch.manual_seed(0)
+    fit, _ = build_fit(params, store, data, torch.device("cpu"), None)
     generator = torch.Generator().manual_seed(0)
-    warm = dataclasses.replace(data, rows=data.rows[:batch_size], y=data.y[:batch_size])
-    train_one_epoch(model, warm, build_loss("ce"), optimizer, scheduler, cfg, generator)
-    _, timing = train_one_epoch(model, data, build_loss("ce"), optimizer, scheduler, cfg, generator)
+    train_one_epoch(fit, warm, generator)             # first steps allocate and pick kernels
+    _, timing = train_one_epoch(fit, data, generator)
     steps = -(-len(data) // batch_size)
-    return {"steps": steps, "batch_size": batch_size, "step_s": round(timing["epoch_s"] / steps, 4),
+    return {"model": params.model, "steps": steps, "batch_size": batch_size,
+            "step_s": round(timing["epoch_s"] / steps, 4),
             "data_wait_share": round(timing["data_wait_s"] / timing["epoch_s"], 4), "peak_rss_mb": round(peak_rss_mb())}
 
 
@@ -149,7 +153,7 @@ def _phase(name: str, args: argparse.Namespace, work: str = "work") -> dict:
     """Run one phase in a fresh interpreter (its own peak memory) and parse its JSON line."""
     cmd = [sys.executable, "-m", "audioclf.benchmarks.features", "--phase", name, "--dir", str(args.dir), "--work", work,
            "--files", str(args.files), "--naive-files", str(args.naive_files), "--workers", str(args.workers),
-           "--device", args.device, "--train-steps", str(args.train_steps)]
+           "--device", args.device, "--train-steps", str(args.train_steps), "--params", str(args.params)]
     env = dict(os.environ)
     if name == "naive":
         env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -168,6 +172,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--workers", type=int, default=0, help="features.workers (0: one per core)")
     ap.add_argument("--device", default="cpu", help="features.device")
     ap.add_argument("--train-steps", type=int, default=20)
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"),
+                    help="params whose model, loss and batch size the training phase uses")
     ap.add_argument("--rounds", type=int, default=2, help="alternating naive/ours rounds; the best of each counts")
     ap.add_argument("--dir", type=Path, default=None, help="work folder (default: a temporary one)")
     ap.add_argument("--phase", choices=["naive", "ours", "train"], help=argparse.SUPPRESS)
@@ -178,7 +184,7 @@ def main(argv=None) -> dict:
     if args.phase:
         audio, work = args.dir / "audio", args.dir / args.work
         result = {"naive": lambda: naive(audio, args.naive_files, cfg), "ours": lambda: ours(audio, work, cfg),
-                  "train": lambda: train_wait(work, args.train_steps, 32)}[args.phase]()
+                  "train": lambda: train_wait(work, args.params, args.train_steps)}[args.phase]()
         print(json.dumps(result))
         return result
     with tempfile.TemporaryDirectory(prefix="audioclf-bench-") as tmp:
@@ -206,7 +212,7 @@ def main(argv=None) -> dict:
     print(f"ratio (audio-seconds per second): {results['ratio_audio_s_per_s']}x; "
           f"rerun with the store warm: {results['ours']['store_hit_s']} s")
     t = results["train"]
-    print(f"training: {t['steps']} steps of {t['batch_size']} from the cache, {t['step_s']} s/step, "
+    print(f"training ({t['model']}): {t['steps']} steps of {t['batch_size']} from the cache, {t['step_s']} s/step, "
           f"data wait {t['data_wait_share']:.2%} of step time")
     return results
 
