@@ -20,7 +20,7 @@ def test_stereo_44k_matches_librosa_load(tmp_path):
     ref, _ = librosa.load(tmp_path / "s.wav", sr=22050)   # mean of channels, then soxr_hq
     assert wave.samples.dtype == np.float32 and wave.samples.shape == ref.shape
     np.testing.assert_allclose(wave.samples, ref, atol=1e-6)
-    assert wave.notes == [] and len(wave.sha256) == 64
+    assert wave.notes == [] and len(wave.digest) == 64
 
 
 def test_same_audio_same_hash_whatever_the_container(tmp_path):
@@ -28,7 +28,7 @@ def test_same_audio_same_hash_whatever_the_container(tmp_path):
     sf.write(tmp_path / "a.wav", x, 16000, subtype="PCM_16")
     sf.write(tmp_path / "b.flac", x, 16000, subtype="PCM_16")
     sf.write(tmp_path / "c.wav", x // 2, 16000, subtype="PCM_16")
-    hashes = [load_waveform(tmp_path / n, 16000).sha256 for n in ("a.wav", "b.flac", "c.wav")]
+    hashes = [load_waveform(tmp_path / n, 16000).digest for n in ("a.wav", "b.flac", "c.wav")]
     assert hashes[0] == hashes[1] != hashes[2]
 
 

@@ -32,8 +32,8 @@ def test_key_follows_the_params_that_shape_features_only():
 def test_committed_entries_read_back_in_a_new_store(tmp_path):
     store = SegmentStore(tmp_path, "k", SHAPE)
     with store.writer() as w:
-        a = w.add(feats(2, 1.0), audio_sha256="a", file_sha256="fa", notes=["8-bit PCM"])
-        w.add(feats(3, 2.0), audio_sha256="b", file_sha256="fb")
+        a = w.add(feats(2, 1.0), audio_hash="a", file_sha256="fa", notes=["8-bit PCM"])
+        w.add(feats(3, 2.0), audio_hash="b", file_sha256="fb")
     again = SegmentStore(tmp_path, "k", SHAPE)
     assert len(again) == 2 and again.by_file["fa"] == a and again.by_audio["a"].notes == ("8-bit PCM",)
     np.testing.assert_array_equal(again.read(again.by_audio["b"]), feats(3, 2.0))
@@ -47,7 +47,7 @@ def test_an_exception_discards_the_uncommitted_shard(tmp_path):
     store = SegmentStore(tmp_path, "k", SHAPE)
     with pytest.raises(KeyboardInterrupt):
         with store.writer() as w:
-            w.add(feats(2, 1.0), audio_sha256="a", file_sha256="fa")
+            w.add(feats(2, 1.0), audio_hash="a", file_sha256="fa")
             raise KeyboardInterrupt
     assert len(SegmentStore(tmp_path, "k", SHAPE)) == 0
     assert list((tmp_path / "k").iterdir()) == []
@@ -57,8 +57,8 @@ def test_full_shards_are_committed_and_survive_a_later_failure(tmp_path):
     store = SegmentStore(tmp_path, "k", SHAPE)
     with pytest.raises(RuntimeError):
         with store.writer(shard_bytes=2 * 4 * np.prod(SHAPE)) as w:   # a shard holds two rows
-            w.add(feats(2, 1.0), audio_sha256="a", file_sha256="fa")   # fills a shard: committed
-            w.add(feats(1, 2.0), audio_sha256="b", file_sha256="fb")
+            w.add(feats(2, 1.0), audio_hash="a", file_sha256="fa")   # fills a shard: committed
+            w.add(feats(1, 2.0), audio_hash="b", file_sha256="fb")
             raise RuntimeError("killed")
     again = SegmentStore(tmp_path, "k", SHAPE)
     assert list(again.by_audio) == ["a"]
@@ -86,7 +86,7 @@ def test_a_hard_kill_leaves_nothing_taken_for_complete(tmp_path):
 def test_an_index_whose_data_is_short_is_ignored(tmp_path):
     store = SegmentStore(tmp_path, "k", SHAPE)
     with store.writer() as w:
-        entry = w.add(feats(3, 1.0), audio_sha256="a", file_sha256="fa")
+        entry = w.add(feats(3, 1.0), audio_hash="a", file_sha256="fa")
     data = tmp_path / "k" / f"{entry.shard}.f32"
     data.write_bytes(data.read_bytes()[:100])
     assert len(SegmentStore(tmp_path, "k", SHAPE)) == 0
@@ -95,4 +95,4 @@ def test_an_index_whose_data_is_short_is_ignored(tmp_path):
 def test_add_checks_shape_and_dtype(tmp_path):
     with SegmentStore(tmp_path, "k", SHAPE).writer() as w:
         with pytest.raises(ValueError, match=r"float32 \(rows, 1, 4, 5\), got float64 \(2, 1, 4, 5\)"):
-            w.add(np.zeros((2, *SHAPE)), audio_sha256="a", file_sha256="fa")
+            w.add(np.zeros((2, *SHAPE)), audio_hash="a", file_sha256="fa")

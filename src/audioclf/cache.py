@@ -3,10 +3,10 @@
 Layout under ``<store_dir>/<frontend key>/``::
 
     <shard>.f32          segments of many files, contiguous float32 (rows, C, F, T)
-    <shard>.index.csv    one line per file: audio sha256, file sha256, first row, rows, notes
+    <shard>.index.csv    one line per file: audio hash, file sha256, first row, rows, notes
     .<shard>.f32.tmp     a shard being written (never read)
 
-An entry is keyed by the decoded audio's sha256 within a directory keyed by the
+An entry is keyed by the decoded audio's hash (BLAKE3) within a directory keyed by the
 front-end params, so a new model, loss or split never recomputes features, and
 experiments share them. The file's own sha256 (from the manifest) is remembered
 beside it, so a later run finds its entries without decoding anything.
@@ -35,12 +35,13 @@ import numpy as np
 from audioclf.config import FeaturesConfig
 from audioclf.io import atomic_path
 
-# bump when decoding or a front-end changes numerically: old entries then miss
-FRONTEND_VERSION = 1
+# bump when decoding, the audio hash or a front-end changes: old entries then miss
+# (2: audio keyed by BLAKE3, not sha256)
+FRONTEND_VERSION = 2
 # fields of FeaturesConfig that do not change the features (how, where and how many)
 NOT_IN_KEY = ("batch_size", "workers", "device", "store_dir", "min_coverage")
 MFCC_ONLY = ("n_mfcc", "delta_width")
-INDEX_COLUMNS = ("audio_sha256", "file_sha256", "start", "rows", "notes")
+INDEX_COLUMNS = ("audio_hash", "file_sha256", "start", "rows", "notes")
 SHARD_BYTES = 256 << 20   # an interrupted run loses at most one shard of work
 
 
@@ -72,7 +73,7 @@ class StoredEntry:
     shard: str
     start: int
     rows: int
-    audio_sha256: str
+    audio_hash: str
     file_sha256: str
     notes: tuple[str, ...] = ()
 
@@ -103,7 +104,7 @@ class SegmentStore:
     def _load(self, index: Path) -> None:
         shard = index.name[: -len(".index.csv")]
         with open(index, newline="") as fh:
-            entries = [StoredEntry(shard, int(r["start"]), int(r["rows"]), r["audio_sha256"], r["file_sha256"],
+            entries = [StoredEntry(shard, int(r["start"]), int(r["rows"]), r["audio_hash"], r["file_sha256"],
                                    tuple(filter(None, r["notes"].split("; ")))) for r in csv.DictReader(fh)]
         data = self.dir / f"{shard}.f32"
         needed = max((e.start + e.rows for e in entries), default=0) * self.row_bytes
@@ -113,7 +114,7 @@ class SegmentStore:
             self._add(e)
 
     def _add(self, entry: StoredEntry) -> None:
-        self.by_audio.setdefault(entry.audio_sha256, entry)
+        self.by_audio.setdefault(entry.audio_hash, entry)
         if entry.file_sha256:
             self.by_file.setdefault(entry.file_sha256, entry)
 
@@ -185,14 +186,14 @@ class ShardWriter:
         self._pending: list[StoredEntry] = []
         self._rows = 0
 
-    def add(self, feats: np.ndarray, *, audio_sha256: str, file_sha256: str, notes: Iterable[str] = ()) -> StoredEntry:
+    def add(self, feats: np.ndarray, *, audio_hash: str, file_sha256: str, notes: Iterable[str] = ()) -> StoredEntry:
         """Append one file's segments (rows, C, F, T) float32; visible to readers after the commit."""
         if feats.shape[1:] != self.store.shape or feats.dtype != np.float32:
             raise ValueError(f"segments must be float32 (rows, {', '.join(map(str, self.store.shape))}), "
                              f"got {feats.dtype} {feats.shape}")
         if self._fh is None:
             self._open()
-        entry = StoredEntry(self._name, self._rows, len(feats), audio_sha256, file_sha256, tuple(notes))
+        entry = StoredEntry(self._name, self._rows, len(feats), audio_hash, file_sha256, tuple(notes))
         self._fh.write(np.ascontiguousarray(feats).data)
         self._rows += len(feats)
         self._pending.append(entry)
@@ -212,7 +213,7 @@ class ShardWriter:
         with atomic_path(self.store.dir / f"{self._name}.index.csv") as tmp, open(tmp, "w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(INDEX_COLUMNS)
-            writer.writerows((e.audio_sha256, e.file_sha256, e.start, e.rows, "; ".join(e.notes))
+            writer.writerows((e.audio_hash, e.file_sha256, e.start, e.rows, "; ".join(e.notes))
                              for e in self._pending)
         for e in self._pending:
             self.store._add(e)

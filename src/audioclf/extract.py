@@ -1,17 +1,19 @@
 """The features stage's work: features of every manifest file, computed once and shared.
 
 Files whose features the store (:mod:`audioclf.cache`) already holds are not even
-decoded. The others are decoded, down-mixed, resampled and segmented by a pool of
-threads (libsndfile, soxr and torch release the GIL); on the CPU each thread also
-runs the front-end on a few files' segments at a time (small batches stay in the
-CPU cache), on a GPU the main thread runs it on batches of ``batch_size`` segments.
-New entries go to the store, then the stage's output folder (:mod:`audioclf.features`)
-is assembled from it by copying byte ranges. Memory stays flat in the number of files:
-a bounded number of files is in flight and nothing is accumulated but the index.
+decoded. The others are decoded, down-mixed, resampled, hashed and segmented by a
+pool of threads (libsndfile, soxr, BLAKE3, torch and the compiled mel kernel all
+release the GIL); on the CPU each thread also runs the front-end on each file's
+segments as soon as they are decoded (while they are still in the core's cache), on
+a GPU the main thread runs it on batches of ``batch_size`` segments. New entries go
+to the store, then the stage's output folder (:mod:`audioclf.features`) is assembled
+from it by copying byte ranges. Memory stays flat in the number of files: a bounded
+number of files is in flight and nothing is accumulated but the index.
 """
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -28,10 +30,11 @@ from audioclf.cache import SHARD_BYTES, SegmentStore, StoredEntry, frontend_key,
 from audioclf.config import FeaturesConfig
 from audioclf.features import DATA_FILE, INDEX_FILE, META_FILE, Row, write_index
 from audioclf.frontends import FrontEnd
-from audioclf.io import atomic_path
+from audioclf.io import atomic_path, keep_freed_memory
 from audioclf.manifest import Entry
 
-FILES_PER_TASK = 4   # files a CPU thread transforms together (batches of ~4 segments measured fastest)
+FILES_PER_TASK = 8   # files a thread takes at a time
+CPU_BATCH = 2        # segments per front-end call on the CPU (more outgrow the core's cache)
 
 
 class CoverageError(RuntimeError):
@@ -52,7 +55,7 @@ class _Prepared:
     index: int          # position in the manifest
     entry: Entry
     error: Optional[str] = None
-    audio_sha256: str = ""
+    audio_hash: str = ""
     notes: list[str] = field(default_factory=list)
     segments: Optional[np.ndarray] = None
     features: Optional[np.ndarray] = None
@@ -77,7 +80,11 @@ def transform(frontend: FrontEnd, segments: np.ndarray, batch_size: int, device:
 
 def _prepare(chunk: list[tuple[int, Entry]], audio_root: Path, cfg: FeaturesConfig, frontend: Optional[FrontEnd],
              known: Callable[[str], bool]) -> list[_Prepared]:
-    """Decode and segment a few (manifest index, entry) pairs; with ``frontend`` (CPU), compute their features."""
+    """Decode and segment (manifest index, entry) pairs; with ``frontend`` (CPU), compute their features.
+
+    On the CPU each file's segments go through the front-end on their own, ``CPU_BATCH``
+    at a time: larger batches outgrow the core's cache and ran slower per segment.
+    """
     out = []
     for index, entry in chunk:
         try:
@@ -85,12 +92,11 @@ def _prepare(chunk: list[tuple[int, Entry]], audio_root: Path, cfg: FeaturesConf
         except DecodeError as exc:
             out.append(_Prepared(index, entry, error=str(exc)))
             continue
-        segs = segment(wave.samples, cfg.segment_samples, cfg.hop_samples, cfg.short_clips)    # (S, n)
-        out.append(_Prepared(index, entry, audio_sha256=wave.sha256, notes=wave.notes, segments=segs))
-    todo = [p for p in out if p.segments is not None and not known(p.audio_sha256)]
-    if frontend is not None and todo:
-        _fill(todo, transform(frontend, np.concatenate([p.segments for p in todo]), cfg.batch_size,
-                              torch.device("cpu")))
+        p = _Prepared(index, entry, audio_hash=wave.digest, notes=wave.notes,
+                      segments=segment(wave.samples, cfg.segment_samples, cfg.hop_samples, cfg.short_clips))
+        if frontend is not None and not known(p.audio_hash):
+            p.features, p.segments = transform(frontend, p.segments, CPU_BATCH, torch.device("cpu")), None
+        out.append(p)
     return out
 
 
@@ -161,45 +167,60 @@ def _compute(todo: list[tuple[int, Entry]], audio_root: Path, cfg: FeaturesConfi
         The failures (path, reason) and the number of entries written to the store.
     """
     frontend = FrontEnd(cfg).to(device)
-    failures, made = [], {}               # made: audio sha256 -> entry written by this run
+    failures, made = [], {}               # made: audio hash -> entry written by this run
     workers = cfg.workers or len(os.sched_getaffinity(0))
+    cpu_frontend = frontend if device.type == "cpu" else None
+
+    def known(digest: str) -> bool:
+        return digest in store.by_audio or digest in made
+
+    def keep(p: _Prepared) -> None:
+        if p.audio_hash not in made:   # two files of identical audio in one batch: stored once
+            made[p.audio_hash] = writer.add(p.features, audio_hash=p.audio_hash,
+                                            file_sha256=p.entry.sha256, notes=p.notes)
+        found[p.index] = made[p.audio_hash]
+
+    chunks = (todo[i:i + FILES_PER_TASK] for i in range(0, len(todo), FILES_PER_TASK))
+    batch: list[_Prepared] = []   # GPU: files waiting for a full batch of segments
+    with _single_threaded_kernels(), store.writer(shard_bytes) as writer, ThreadPoolExecutor(workers) as pool:
+        if cpu_frontend is not None:   # compile (or load) the front-end's kernels once, before the threads
+            with torch.inference_mode():
+                cpu_frontend(torch.zeros(1, cfg.segment_samples))
+        for prepared in _bounded(pool, lambda c: _prepare(c, audio_root, cfg, cpu_frontend, known), chunks,
+                                 window=2 * workers):
+            for p in prepared:
+                if p.error:
+                    failures.append({"path": p.entry.path, "reason": p.error})
+                    continue
+                notes[p.index] = tuple(p.notes)
+                if known(p.audio_hash):     # same audio as a stored file: share its entry
+                    found[p.index] = store.by_audio.get(p.audio_hash) or made[p.audio_hash]
+                elif p.features is not None:
+                    keep(p)
+                else:
+                    batch.append(p)
+            if sum(len(p.segments) for p in batch) >= cfg.batch_size:
+                _flush(batch, frontend, cfg, device, keep)
+        _flush(batch, frontend, cfg, device, keep)
+    return failures, len(made)
+
+
+@contextlib.contextmanager
+def _single_threaded_kernels() -> Iterator[None]:
+    """One torch, BLAS and OpenMP thread per worker, and freed memory kept for reuse.
+
+    Parallelism comes from the worker threads: nested pools oversubscribe the cores
+    (libsoxr's OpenMP and OpenBLAS threads spin while they wait). Without
+    :func:`keep_freed_memory` every file's arrays were unmapped and faulted in again.
+    """
+    keep_freed_memory()
     threads = torch.get_num_threads()
-    # parallelism comes from the pool: one torch and BLAS thread per worker (nested pools oversubscribe
-    # the cores, and OpenBLAS threads spin while they wait)
     torch.set_num_threads(1)
     try:
-        with threadpool_limits(limits=1), store.writer(shard_bytes) as writer, ThreadPoolExecutor(workers) as pool:
-            def known(sha: str) -> bool:
-                return sha in store.by_audio or sha in made
-
-            def keep(p: _Prepared) -> None:
-                if p.audio_sha256 not in made:   # two files of identical audio in one batch: stored once
-                    made[p.audio_sha256] = writer.add(p.features, audio_sha256=p.audio_sha256,
-                                                      file_sha256=p.entry.sha256, notes=p.notes)
-                found[p.index] = made[p.audio_sha256]
-
-            cpu_frontend = frontend if device.type == "cpu" else None
-            chunks = (todo[i:i + FILES_PER_TASK] for i in range(0, len(todo), FILES_PER_TASK))
-            batch: list[_Prepared] = []   # GPU: files waiting for a full batch of segments
-            for prepared in _bounded(pool, lambda c: _prepare(c, audio_root, cfg, cpu_frontend, known), chunks,
-                                     window=2 * workers):
-                for p in prepared:
-                    if p.error:
-                        failures.append({"path": p.entry.path, "reason": p.error})
-                        continue
-                    notes[p.index] = tuple(p.notes)
-                    if known(p.audio_sha256):     # same audio as a stored file: share its entry
-                        found[p.index] = store.by_audio.get(p.audio_sha256) or made[p.audio_sha256]
-                    elif p.features is not None:
-                        keep(p)
-                    else:
-                        batch.append(p)
-                if sum(len(p.segments) for p in batch) >= cfg.batch_size:
-                    _flush(batch, frontend, cfg, device, keep)
-            _flush(batch, frontend, cfg, device, keep)
+        with threadpool_limits(limits=1):
+            yield
     finally:
         torch.set_num_threads(threads)
-    return failures, len(made)
 
 
 def _flush(batch: list[_Prepared], frontend: FrontEnd, cfg: FeaturesConfig, device: torch.device,

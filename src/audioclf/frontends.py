@@ -2,13 +2,16 @@
 
 Both equal librosa (``power_to_db(melspectrogram(...))``, ``feature.mfcc`` and
 ``feature.delta``) to float32 rounding, but run batched in torch, on the GPU when
-there is one. The mel projection uses the filterbank's sparsity: each band only
-touches the FFT bins under its triangle, so bands are projected in blocks of
-neighbours against the bins they span, ~8x fewer multiply-adds than a dense product.
+there is one. The mel projection uses the filterbank's sparsity: every FFT bin lies
+under at most two triangles. On the CPU a compiled loop adds each bin's power to
+its bands (~2 multiply-adds per bin, ~0.17 ms per 4-s segment against ~0.3 ms for
+the blocked product); on the GPU bands are projected in blocks of neighbours
+against the bins they span, ~8x fewer multiply-adds than a dense product.
 """
 from __future__ import annotations
 
 import librosa
+import numba
 import numpy as np
 import scipy.fft
 import scipy.signal
@@ -17,7 +20,8 @@ from torch import nn
 
 from audioclf.config import FeaturesConfig
 
-BANDS_PER_BLOCK = 16  # measured fastest on the CPU for 128 mels (4 .. 32 tried)
+BANDS_PER_BLOCK = 16  # GPU path: bands projected together (fastest of 4 .. 32 for 128 mels)
+MEL_TILE = 32         # CPU path: frames projected together (fastest of 8 .. 32, cache-cold)
 
 
 def highpass_gain(freqs: np.ndarray, cutoff: float, order: int) -> np.ndarray:
@@ -63,19 +67,86 @@ class LogMel(nn.Module):
             lo, hi = (2 * bins[0], 2 * bins[-1] + 2) if len(bins) else (0, 0)
             self.blocks.append((lo_band, hi_band, lo, hi))
             self.register_buffer(f"fb{i}", torch.from_numpy(np.ascontiguousarray(fb2[lo:hi, lo_band:hi_band])))
+        self.bands, self.weights = bands_per_bin(fb)                     # CPU path: (F, K) each
+
+    def extra_repr(self) -> str:
+        return f"n_fft={self.n_fft}, hop_length={self.hop_length}, n_mels={self.n_mels}, top_db={self.top_db}"
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         pad = self.n_fft // 2
         frames = nn.functional.pad(wave, (pad, pad)).unfold(-1, self.n_fft, self.hop_length)  # (B, T, n_fft)
-        spec = torch.fft.rfft(frames * self.window)                                            # (B, T, F)
+        if wave.device.type == "cpu":
+            mel = self._mel_cpu(frames)                                                         # (B, n_mels, T)
+        else:
+            mel = self._mel_blocks(torch.fft.rfft(frames * self.window)).transpose(1, 2)
+        db = torch.log10(mel.clamp_min_(1e-10)).mul_(10.0)
+        floor = db.amax(dim=(1, 2), keepdim=True) - self.top_db
+        return torch.maximum(db, floor)                                                         # (B, n_mels, T)
+
+    def _mel_cpu(self, frames: torch.Tensor) -> torch.Tensor:
+        """Mel power (B, n_mels, T) of frames (B, T, n_fft), with the compiled sparse projection."""
+        mel = torch.empty(frames.shape[0], self.n_mels, frames.shape[1])
+        spec = torch.fft.rfft(frames * self.window)                                              # (B, T, F)
+        _mel_power(torch.view_as_real(spec).numpy(), self.bands, self.weights, mel.numpy())
+        return mel
+
+    def _mel_blocks(self, spec: torch.Tensor) -> torch.Tensor:
+        """Mel power (B, T, n_mels) of a spectrum (B, T, F), by blocks of bands (for GPUs)."""
         power = torch.view_as_real(spec).flatten(-2).square_()                                 # (B, T, 2F)
         mel = power.new_zeros(*power.shape[:-1], self.n_mels)                                   # (B, T, n_mels)
         for i, (lo_band, hi_band, lo, hi) in enumerate(self.blocks):
             if hi > lo:
                 mel[..., lo_band:hi_band] = power[..., lo:hi] @ getattr(self, f"fb{i}")
-        db = torch.log10(mel.clamp_min_(1e-10)).mul_(10.0)
-        floor = db.amax(dim=(1, 2), keepdim=True) - self.top_db
-        return torch.maximum(db, floor).transpose(1, 2)                                         # (B, n_mels, T)
+        return mel
+
+
+def bands_per_bin(fb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The filterbank (n_mels, F) as, per FFT bin, the bands it feeds and their weights.
+
+    Returns:
+        ``bands`` int64 (F, K) and ``weights`` float32 (F, K), K = the most bands any
+        bin feeds (2 for triangular filters); unused slots have band -1 and weight 0.
+
+    >>> bands, weights = bands_per_bin(np.array([[1.0, 0.5, 0.0], [0.0, 0.5, 1.0]]))
+    >>> bands.tolist(), weights.tolist()
+    ([[0, -1], [0, 1], [1, -1]], [[1.0, 0.0], [0.5, 0.5], [1.0, 0.0]])
+    """
+    per_bin = [np.flatnonzero(fb[:, k]) for k in range(fb.shape[1])]
+    k_max = max(1, max(len(b) for b in per_bin))
+    bands = np.full((fb.shape[1], k_max), -1, dtype=np.int64)
+    weights = np.zeros((fb.shape[1], k_max), dtype=np.float32)
+    for k, b in enumerate(per_bin):
+        bands[k, :len(b)], weights[k, :len(b)] = b, fb[b, k]
+    return bands, weights
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _mel_power(spec: np.ndarray, bands: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
+    """Write the mel power (B, n_mels, T) of a spectrum, float32 (B, T, F, 2) real and imaginary parts.
+
+    Frames go in tiles of ``MEL_TILE``: the tile's power is laid out bin-major (small
+    enough for the L1/L2 cache), then each bin's power is added to its bands in runs
+    over the tile's frames, which vectorise.
+    """
+    n_batch, n_frames, n_bins = spec.shape[0], spec.shape[1], spec.shape[2]
+    power = np.empty((n_bins, MEL_TILE), dtype=np.float32)
+    acc = np.empty((out.shape[1], MEL_TILE), dtype=np.float32)
+    for b in range(n_batch):
+        for t0 in range(0, n_frames, MEL_TILE):
+            n = min(MEL_TILE, n_frames - t0)
+            for t in range(n):
+                for k in range(n_bins):
+                    re, im = spec[b, t0 + t, k, 0], spec[b, t0 + t, k, 1]
+                    power[k, t] = re * re + im * im
+            acc[:, :n] = 0.0
+            for k in range(n_bins):
+                for j in range(bands.shape[1]):
+                    band = bands[k, j]
+                    if band >= 0:
+                        w = weights[k, j]
+                        for t in range(n):
+                            acc[band, t] += w * power[k, t]
+            out[b, :, t0:t0 + n] = acc[:, :n]
 
 
 def delta_matrix(n_frames: int, width: int, order: int) -> np.ndarray:
@@ -121,7 +192,7 @@ class FrontEnd(nn.Module):
 
     def __init__(self, cfg: FeaturesConfig):
         super().__init__()
-        self.shape = cfg.shape
+        self.shape, self.segment_samples = cfg.shape, cfg.segment_samples
         self.transform = MFCC(cfg) if cfg.kind == "mfcc" else LogMel(cfg)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:

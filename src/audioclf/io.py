@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -57,3 +58,19 @@ def read_json(path: str | Path) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found (has the stage that writes it run?)")
     return json.loads(path.read_text())
+
+
+def keep_freed_memory(mmap_threshold: int = 256 << 20) -> bool:
+    """Have glibc keep freed memory for reuse instead of returning it to the system.
+
+    Per-file arrays of a few MB are otherwise mapped and unmapped on every allocation,
+    and each fresh page faults (and is zeroed) again: ~80 page faults and ~0.4 ms per
+    file in the features stage. Raises the mmap and trim thresholds; returns False
+    where there is no glibc (nothing changes).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(libc.mallopt(m_trim_threshold, 2 * mmap_threshold) and libc.mallopt(m_mmap_threshold, mmap_threshold))

@@ -67,9 +67,8 @@ def peak_rss_mb() -> float:
 
 
 def cpu_s() -> float:
-    """CPU time of this process, all threads (less sensitive than wall time to other users)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """CPU time of this process (all threads) and its finished children (the feature workers)."""
+    return sum(u.ru_utime + u.ru_stime for u in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
 
 
 def naive(folder: Path, n: int, cfg: FeaturesConfig) -> dict:
