@@ -80,6 +80,16 @@ def test_delta_matrix_reproduces_librosa_delta_at_the_edges():
                                    atol=1e-10)
 
 
+@pytest.mark.parametrize("f_min, f_max, highpass_order", [(0.0, None, 0), (500.0, 8000.0, 4)])
+def test_gpu_block_projection_equals_the_cpu_kernel(f_min, f_max, highpass_order):
+    """The two mel projections (compiled sparse loop on the CPU, block products on a GPU) agree."""
+    logmel = LogMel(dataclasses.replace(CFG, f_min=f_min, f_max=f_max, highpass_order=highpass_order))
+    frames = torch.nn.functional.pad(torch.from_numpy(np.stack([chirp(seed=s) for s in range(3)])),
+                                     (1024, 1024)).unfold(-1, CFG.n_fft, CFG.hop_length)
+    blocks = logmel._mel_blocks(torch.fft.rfft(frames * logmel.window)).transpose(1, 2)
+    torch.testing.assert_close(logmel._mel_cpu(frames), blocks, rtol=1e-4, atol=1e-9)
+
+
 @pytest.mark.parametrize("kind", ["logmel", "mfcc"])
 def test_batch_equals_items(kind):
     frontend = FrontEnd(dataclasses.replace(CFG, kind=kind))

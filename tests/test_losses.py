@@ -99,11 +99,3 @@ def test_bad_loss_params_are_named():
         WeightedCEParams(weights="log")
     with pytest.raises(ParamsError, match=r"'loss_params.focal.label_smoothing' must be in \[0, 1\)"):
         FocalParams(label_smoothing=1.0)
-
-
-def test_doctests():
-    import doctest
-
-    import audioclf.losses
-
-    assert doctest.testmod(audioclf.losses).failed == 0

@@ -75,7 +75,7 @@ def transform(frontend: FrontEnd, segments: np.ndarray, batch_size: int, device:
     """Features (S, C, F, T) float32 of segments (S, n), in batches of ``batch_size``."""
     out = [frontend(torch.from_numpy(segments[i:i + batch_size]).to(device, non_blocking=True)).cpu().numpy()
            for i in range(0, len(segments), batch_size)]
-    return np.concatenate(out)
+    return out[0] if len(out) == 1 else np.concatenate(out)
 
 
 def _prepare(chunk: list[tuple[int, Entry]], audio_root: Path, cfg: FeaturesConfig, frontend: Optional[FrontEnd],
