@@ -18,7 +18,6 @@ that no reader looks at, and that a later run deletes once its writer is gone.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -27,7 +26,6 @@ import os
 import secrets
 import socket
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -45,7 +43,6 @@ NOT_IN_KEY = ("batch_size", "workers", "device", "store_dir", "min_coverage")
 MFCC_ONLY = ("n_mfcc", "delta_width")
 INDEX_COLUMNS = ("audio_hash", "file_sha256", "start", "rows", "notes")
 SHARD_BYTES = 256 << 20   # an interrupted run loses at most one shard of work
-SYNC_BYTES = 32 << 20     # written bytes handed to a background flush
 
 
 def frontend_params(cfg: FeaturesConfig) -> dict:
@@ -166,35 +163,25 @@ class ShardWriter:
 
     Use as a context manager: if the block raises, the shard being written is deleted
     and none of its entries is ever seen; shards committed before stay valid.
-
-    Every :data:`SYNC_BYTES` written are flushed to disk by a background thread while
-    extraction goes on, so a commit's ``fsync`` has little left to wait for (a
-    256 MB shard otherwise stalled the stage for its whole write-back).
     """
 
     def __init__(self, store: SegmentStore, shard_bytes: int):
         self.store, self.shard_bytes = store, shard_bytes
         self.committed = 0   # entries published by this writer
         self._fh = None
-        self._flusher = ThreadPoolExecutor(1, thread_name_prefix="shard-sync")
-        self._sync: Future | None = None   # the background fdatasync in flight
-        self._unsynced = 0                  # bytes written since the last one started
 
     def __enter__(self) -> "ShardWriter":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if exc_type is None:
-                try:
-                    self.commit()
-                except BaseException:
-                    self._discard()
-                    raise
-            else:
+        if exc_type is None:
+            try:
+                self.commit()
+            except BaseException:   # nothing published: leave no temporary shard behind
                 self._discard()
-        finally:
-            self._flusher.shutdown()
+                raise
+        else:
+            self._discard()
 
     def _open(self) -> None:
         self._name = f"{time.strftime('%Y%m%dT%H%M%S')}-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
@@ -214,28 +201,16 @@ class ShardWriter:
         self._fh.write(np.ascontiguousarray(feats).data)
         self._rows += len(feats)
         self._pending.append(entry)
-        self._unsynced += feats.nbytes
         if self._rows * self.store.row_bytes >= self.shard_bytes:
             self.commit()
-        elif self._unsynced >= SYNC_BYTES and (self._sync is None or self._sync.done()):
-            self._fh.flush()
-            self._sync, self._unsynced = self._flusher.submit(os.fdatasync, self._fh.fileno()), 0
         return entry
-
-    def _wait_sync(self) -> None:
-        """Wait for the background flush (raising its error, if any) before the file is synced or closed."""
-        sync, self._sync = self._sync, None
-        if sync is not None:
-            sync.result()
 
     def commit(self) -> None:
         """Publish the current shard: data flushed and renamed first, then its index."""
         if self._fh is None:
             return
         self._fh.flush()
-        self._wait_sync()
         os.fsync(self._fh.fileno())
-        self._unsynced = 0
         self._fh.close()
         self._fh = None
         os.replace(self._tmp, self.store.dir / f"{self._name}.f32")
@@ -250,8 +225,6 @@ class ShardWriter:
 
     def _discard(self) -> None:
         if self._fh is not None:
-            with contextlib.suppress(OSError):
-                self._wait_sync()
             self._fh.close()
             self._fh = None
             self._tmp.unlink(missing_ok=True)
