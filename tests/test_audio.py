@@ -23,6 +23,22 @@ def test_stereo_44k_matches_librosa_load(tmp_path):
     assert wave.notes == [] and len(wave.digest) == 64
 
 
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_16_bit_down_mix_is_librosas_mean(tmp_path, channels):
+    """The compiled int16 down-mix (a loop each for mono and stereo, one for more) at the native rate."""
+    sf.write(tmp_path / "m.wav", tone(channels=channels, seed=channels), 22050, subtype="PCM_16")
+    ref, _ = librosa.load(tmp_path / "m.wav", sr=None)
+    np.testing.assert_allclose(load_waveform(tmp_path / "m.wav", 22050).samples, ref, rtol=1e-6, atol=0)
+
+
+def test_one_nonzero_sample_is_not_silence(tmp_path):
+    pcm = np.zeros((1000, 2), dtype=np.int16)
+    pcm[500, 1] = -1                                   # one LSB in one channel: a peak of 2**-16 after the mix
+    sf.write(tmp_path / "faint.wav", pcm, 22050, subtype="PCM_16")
+    wave = load_waveform(tmp_path / "faint.wav", 22050)
+    assert np.flatnonzero(wave.samples).tolist() == [500] and wave.samples[500] == -2.0 ** -16
+
+
 def test_same_audio_same_hash_whatever_the_container(tmp_path):
     x = (tone(sr=16000) * 20000).astype(np.int16)   # integers: libsndfile's float->int rounding differs by format
     sf.write(tmp_path / "a.wav", x, 16000, subtype="PCM_16")

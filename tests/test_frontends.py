@@ -28,9 +28,11 @@ def librosa_logmel(wave, cfg, power=None):
     return librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=cfg.top_db)
 
 
-@pytest.mark.parametrize("f_min, f_max, n_mels", [(0.0, None, 128), (500.0, 8000.0, 128), (0.0, None, 40)])
-def test_logmel_matches_librosa(f_min, f_max, n_mels):
-    cfg = dataclasses.replace(CFG, f_min=f_min, f_max=f_max, n_mels=n_mels)
+@pytest.mark.parametrize("f_min, f_max, n_mels, n_fft", [(0.0, None, 128, 2048), (500.0, 8000.0, 128, 2048),
+                                                         (0.0, None, 40, 2048), (0.0, None, 40, 1001)])
+def test_logmel_matches_librosa(f_min, f_max, n_mels, n_fft):
+    """Odd FFT lengths too: the CPU kernel windows in the frequency domain, where odd and even differ."""
+    cfg = dataclasses.replace(CFG, f_min=f_min, f_max=f_max, n_mels=n_mels, n_fft=n_fft)
     wave = chirp()
     ours = LogMel(cfg)(torch.from_numpy(wave)[None])[0].numpy()
     mel = librosa.feature.melspectrogram(y=wave, sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
@@ -80,12 +82,15 @@ def test_delta_matrix_reproduces_librosa_delta_at_the_edges():
                                    atol=1e-10)
 
 
-@pytest.mark.parametrize("f_min, f_max, highpass_order", [(0.0, None, 0), (500.0, 8000.0, 4)])
-def test_gpu_block_projection_equals_the_cpu_kernel(f_min, f_max, highpass_order):
-    """The two mel projections (compiled sparse loop on the CPU, block products on a GPU) agree."""
-    logmel = LogMel(dataclasses.replace(CFG, f_min=f_min, f_max=f_max, highpass_order=highpass_order))
+@pytest.mark.parametrize("f_min, f_max, highpass_order, n_fft", [(0.0, None, 0, 2048), (500.0, 8000.0, 4, 2048),
+                                                                 (0.0, None, 0, 1001)])
+def test_gpu_block_projection_equals_the_cpu_kernel(f_min, f_max, highpass_order, n_fft):
+    """The two mel paths agree: on the CPU a compiled sparse loop, windowing in the frequency
+    domain; on a GPU the windowed frames' spectrum, projected in blocks of bands."""
+    cfg = dataclasses.replace(CFG, f_min=f_min, f_max=f_max, highpass_order=highpass_order, n_fft=n_fft)
+    logmel = LogMel(cfg)
     frames = torch.nn.functional.pad(torch.from_numpy(np.stack([chirp(seed=s) for s in range(3)])),
-                                     (1024, 1024)).unfold(-1, CFG.n_fft, CFG.hop_length)
+                                     (n_fft // 2, n_fft // 2)).unfold(-1, n_fft, CFG.hop_length)
     blocks = logmel._mel_blocks(torch.fft.rfft(frames * logmel.window)).transpose(1, 2)
     torch.testing.assert_close(logmel._mel_cpu(frames), blocks, rtol=1e-4, atol=1e-9)
 

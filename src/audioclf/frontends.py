@@ -84,10 +84,14 @@ class LogMel(nn.Module):
         return torch.maximum(db, floor)                                                         # (B, n_mels, T)
 
     def _mel_cpu(self, frames: torch.Tensor) -> torch.Tensor:
-        """Mel power (B, n_mels, T) of frames (B, T, n_fft), with the compiled sparse projection."""
+        """Mel power (B, n_mels, T) of frames (B, T, n_fft), with the compiled sparse projection.
+
+        The FFT reads the overlapping frames where they lie (no windowed copy, 4x the
+        waveform); the kernel applies the Hann window to the spectrum instead.
+        """
         mel = torch.empty(frames.shape[0], self.n_mels, frames.shape[1])
-        spec = torch.fft.rfft(frames * self.window)                                              # (B, T, F)
-        _mel_power(torch.view_as_real(spec).numpy(), self.bands, self.weights, mel.numpy())
+        spec = torch.fft.rfft(frames)                                                            # (B, T, F)
+        _mel_power(torch.view_as_real(spec).numpy(), self.n_fft % 2 == 0, self.bands, self.weights, mel.numpy())
         return mel
 
     def _mel_blocks(self, spec: torch.Tensor) -> torch.Tensor:
@@ -121,8 +125,14 @@ def bands_per_bin(fb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _mel_power(spec: np.ndarray, bands: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
-    """Write the mel power (B, n_mels, T) of a spectrum, float32 (B, T, F, 2) real and imaginary parts.
+def _mel_power(spec: np.ndarray, even: bool, bands: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
+    """Write the mel power (B, n_mels, T) of Hann-windowed frames, given the spectrum of the bare frames.
+
+    ``spec`` is float32 (B, T, F, 2), real and imaginary parts of the frames' rFFT
+    without a window. The periodic Hann window (0.5 - 0.5 cos(2 pi n / N)) is three
+    complex exponentials, so the windowed spectrum is ``0.5 X[k] - 0.25 (X[k-1] +
+    X[k+1])``, with ``X[-1] = conj(X[1])`` and, past the last bin, ``X[F] = conj(X[F-2])``
+    for an ``even`` FFT length, ``conj(X[F-1])`` for an odd one (the input is real).
 
     Frames go in tiles of ``MEL_TILE``: the tile's power is laid out bin-major (small
     enough for the L1/L2 cache), then each bin's power is added to its bands in runs
@@ -131,13 +141,25 @@ def _mel_power(spec: np.ndarray, bands: np.ndarray, weights: np.ndarray, out: np
     n_batch, n_frames, n_bins = spec.shape[0], spec.shape[1], spec.shape[2]
     power = np.empty((n_bins, MEL_TILE), dtype=np.float32)
     acc = np.empty((out.shape[1], MEL_TILE), dtype=np.float32)
+    last = n_bins - 1
     for b in range(n_batch):
         for t0 in range(0, n_frames, MEL_TILE):
             n = min(MEL_TILE, n_frames - t0)
             for t in range(n):
-                for k in range(n_bins):
-                    re, im = spec[b, t0 + t, k, 0], spec[b, t0 + t, k, 1]
+                x = spec[b, t0 + t]
+                re = 0.5 * (x[0, 0] - x[1, 0])                       # X[0] real, X[-1] = conj(X[1])
+                power[0, t] = re * re
+                for k in range(1, last):
+                    re = 0.5 * x[k, 0] - 0.25 * (x[k - 1, 0] + x[k + 1, 0])
+                    im = 0.5 * x[k, 1] - 0.25 * (x[k - 1, 1] + x[k + 1, 1])
                     power[k, t] = re * re + im * im
+                if even:                                              # X[F] = conj(X[F-2]): imaginary parts cancel
+                    re = 0.5 * (x[last, 0] - x[last - 1, 0])
+                    im = np.float32(0.0)
+                else:                                                 # X[F] = conj(X[F-1])
+                    re = 0.25 * x[last, 0] - 0.25 * x[last - 1, 0]
+                    im = 0.75 * x[last, 1] - 0.25 * x[last - 1, 1]
+                power[last, t] = re * re + im * im
             acc[:, :n] = 0.0
             for k in range(n_bins):
                 for j in range(bands.shape[1]):
