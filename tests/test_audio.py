@@ -1,10 +1,12 @@
 """Decoding every kind of file we have met, and segmentation."""
+import struct
+
 import librosa
 import numpy as np
 import pytest
 import soundfile as sf
 
-from audioclf.audio import DecodeError, load_waveform, segment
+from audioclf.audio import DecodeError, _read_any, _read_wav16, load_waveform, segment
 
 
 def tone(seconds=1.0, sr=22050, freq=440.0, channels=1, seed=0):
@@ -37,6 +39,53 @@ def test_one_nonzero_sample_is_not_silence(tmp_path):
     sf.write(tmp_path / "faint.wav", pcm, 22050, subtype="PCM_16")
     wave = load_waveform(tmp_path / "faint.wav", 22050)
     assert np.flatnonzero(wave.samples).tolist() == [500] and wave.samples[500] == -2.0 ** -16
+
+
+def riff(*chunks):
+    """WAV bytes from (id, body) chunks, each padded to an even size as RIFF requires."""
+    body = b"".join(cid + len(data).to_bytes(4, "little") + data + b"\0" * (len(data) % 2) for cid, data in chunks)
+    return b"RIFF" + (4 + len(body)).to_bytes(4, "little") + b"WAVE" + body
+
+
+def fmt_chunk(channels, rate, bits=16, tag=1):
+    align = channels * bits // 8
+    return b"fmt ", struct.pack("<HHIIHH", tag, channels, rate, rate * align, align, bits)
+
+
+PCM = (tone(seconds=0.5, channels=2, seed=3) * 20000).astype(np.int16)
+
+
+@pytest.mark.parametrize("name, chunks", [
+    ("plain", [fmt_chunk(2, 22050), (b"data", PCM.tobytes())]),
+    ("odd chunk before the data", [fmt_chunk(2, 22050), (b"LIST", b"INFOabc"), (b"data", PCM.tobytes())]),
+    ("chunk after the data", [fmt_chunk(2, 22050), (b"data", PCM.tobytes()), (b"LIST", b"INFOabcd")]),
+    ("six channels", [fmt_chunk(6, 22050), (b"data", np.tile(PCM, 3).tobytes())]),
+    ("odd byte past the last frame", [fmt_chunk(2, 22050), (b"data", PCM.tobytes() + b"\1")]),
+])
+def test_direct_16_bit_wav_read_equals_libsndfile(tmp_path, name, chunks):
+    path = tmp_path / "x.wav"
+    path.write_bytes(riff(*chunks))
+    for max_seconds in (None, 0.25):
+        ours, ref = _read_wav16(path, max_seconds), _read_any(path, max_seconds)
+        assert ours is not None, name
+        np.testing.assert_array_equal(ours[0], ref[0])
+        assert ours[0].dtype == ref[0].dtype == np.int16 and ours[1:] == ref[1:]
+
+
+@pytest.mark.parametrize("name, make", [
+    ("24-bit", lambda p: sf.write(p, PCM, 22050, subtype="PCM_24")),
+    ("float", lambda p: sf.write(p, PCM / 32768, 22050, subtype="FLOAT")),
+    ("extensible header", lambda p: sf.write(p, PCM, 22050, subtype="PCM_16", format="WAVEX")),
+    ("header past 4 KiB", lambda p: p.write_bytes(riff(fmt_chunk(2, 22050), (b"LIST", b"x" * 5000),
+                                                       (b"data", PCM.tobytes())))),
+    ("data size past the end", lambda p: p.write_bytes(riff(fmt_chunk(2, 22050), (b"data", PCM.tobytes()))[:-100])),
+    ("FLAC named .wav", lambda p: sf.write(p, PCM, 22050, format="FLAC")),
+])
+def test_unusual_wavs_are_left_to_libsndfile(tmp_path, name, make):
+    path = tmp_path / "x.wav"
+    make(path)
+    assert _read_wav16(path, None) is None, name
+    assert len(load_waveform(path, 22050).samples) > 0
 
 
 def test_same_audio_same_hash_whatever_the_container(tmp_path):
