@@ -42,6 +42,20 @@ def test_logmel_matches_librosa(f_min, f_max, n_mels, n_fft):
     np.testing.assert_allclose(ours, ref, atol=DB_ATOL, rtol=0)
 
 
+@pytest.mark.parametrize("top_db", [80.0, 30.0])
+def test_top_db_floor_and_silence_match_librosa(top_db):
+    """Half a second of digital silence: its frames sit on the floor, peak - top_db (per item)."""
+    cfg = dataclasses.replace(CFG, top_db=top_db)
+    loud, quiet = chirp(), 1e-3 * chirp(seed=1)
+    loud[: len(loud) // 2] = 0.0
+    waves = np.stack([loud, quiet])
+    ours = LogMel(cfg)(torch.from_numpy(waves)).numpy()
+    refs = [librosa_logmel(wave, cfg) for wave in waves]
+    assert (refs[0] == refs[0].max() - top_db).mean() > 0.1      # the floor is reached, not only in theory
+    for item, ref in zip(ours, refs):
+        np.testing.assert_allclose(item, ref, atol=DB_ATOL, rtol=0)
+
+
 def test_highpass_is_the_butterworth_gain_on_the_power_spectrum():
     cfg = dataclasses.replace(CFG, f_min=500.0, highpass_order=4)
     t = np.arange(cfg.segment_samples) / cfg.sample_rate

@@ -22,6 +22,7 @@ from audioclf.config import FeaturesConfig
 
 BANDS_PER_BLOCK = 16  # GPU path: bands projected together (fastest of 4 .. 32 for 128 mels)
 MEL_TILE = 32         # CPU path: frames projected together (fastest of 8 .. 32, cache-cold)
+AMIN = 1e-10          # power floor before the logarithm (librosa's power_to_db amin)
 
 
 def highpass_gain(freqs: np.ndarray, cutoff: float, order: int) -> np.ndarray:
@@ -76,22 +77,33 @@ class LogMel(nn.Module):
         pad = self.n_fft // 2
         frames = nn.functional.pad(wave, (pad, pad)).unfold(-1, self.n_fft, self.hop_length)  # (B, T, n_fft)
         if wave.device.type == "cpu":
-            mel = self._mel_cpu(frames)                                                         # (B, n_mels, T)
-        else:
-            mel = self._mel_blocks(torch.fft.rfft(frames * self.window)).transpose(1, 2)
-        db = torch.log10(mel.clamp_min_(1e-10)).mul_(10.0)
+            return self._logmel_cpu(frames)                                                     # (B, n_mels, T)
+        mel = self._mel_blocks(torch.fft.rfft(frames * self.window)).transpose(1, 2)
+        db = torch.log10(mel.clamp_min_(AMIN)).mul_(10.0)
         floor = db.amax(dim=(1, 2), keepdim=True) - self.top_db
         return torch.maximum(db, floor)                                                         # (B, n_mels, T)
 
-    def _mel_cpu(self, frames: torch.Tensor) -> torch.Tensor:
-        """Mel power (B, n_mels, T) of frames (B, T, n_fft), with the compiled sparse projection.
+    def _logmel_cpu(self, frames: torch.Tensor) -> torch.Tensor:
+        """Log-mel (B, n_mels, T) of frames (B, T, n_fft): the floor goes on the power, then one logarithm.
+
+        ``max(x, peak * 10^(-top_db / 10))`` in power is the ``top_db`` floor in dB.
+        """
+        mel = self._mel_cpu(frames, 10.0 ** (-self.top_db / 10.0))
+        out = mel.numpy()
+        np.log10(out, out=out)
+        out *= 10.0
+        return mel
+
+    def _mel_cpu(self, frames: torch.Tensor, floor: float = 0.0) -> torch.Tensor:
+        """Mel power (B, n_mels, T) of frames (B, T, n_fft), at least ``max(AMIN, floor * peak)`` per item.
 
         The FFT reads the overlapping frames where they lie (no windowed copy, 4x the
-        waveform); the kernel applies the Hann window to the spectrum instead.
+        waveform); the compiled kernel applies the Hann window to the spectrum instead.
         """
         mel = torch.empty(frames.shape[0], self.n_mels, frames.shape[1])
         spec = torch.fft.rfft(frames)                                                            # (B, T, F)
-        _mel_power(torch.view_as_real(spec).numpy(), self.n_fft % 2 == 0, self.bands, self.weights, mel.numpy())
+        _mel_power(torch.view_as_real(spec).numpy(), self.n_fft % 2 == 0, self.bands, self.weights,
+                   np.float32(floor), mel.numpy())
         return mel
 
     def _mel_blocks(self, spec: torch.Tensor) -> torch.Tensor:
@@ -125,7 +137,8 @@ def bands_per_bin(fb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _mel_power(spec: np.ndarray, even: bool, bands: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
+def _mel_power(spec: np.ndarray, even: bool, bands: np.ndarray, weights: np.ndarray, floor: np.float32,
+               out: np.ndarray) -> None:
     """Write the mel power (B, n_mels, T) of Hann-windowed frames, given the spectrum of the bare frames.
 
     ``spec`` is float32 (B, T, F, 2), real and imaginary parts of the frames' rFFT
@@ -136,7 +149,8 @@ def _mel_power(spec: np.ndarray, even: bool, bands: np.ndarray, weights: np.ndar
 
     Frames go in tiles of ``MEL_TILE``: the tile's power is laid out bin-major (small
     enough for the L1/L2 cache), then each bin's power is added to its bands in runs
-    over the tile's frames, which vectorise.
+    over the tile's frames, which vectorise. Last, each item's values are raised to at
+    least ``max(AMIN, floor * its peak)``.
     """
     n_batch, n_frames, n_bins = spec.shape[0], spec.shape[1], spec.shape[2]
     power = np.empty((n_bins, MEL_TILE), dtype=np.float32)
@@ -169,6 +183,10 @@ def _mel_power(spec: np.ndarray, even: bool, bands: np.ndarray, weights: np.ndar
                         for t in range(n):
                             acc[band, t] += w * power[k, t]
             out[b, :, t0:t0 + n] = acc[:, :n]
+        lowest = max(AMIN, floor * out[b].max())
+        for band in range(out.shape[1]):
+            for t in range(n_frames):
+                out[b, band, t] = max(out[b, band, t], lowest)
 
 
 def delta_matrix(n_frames: int, width: int, order: int) -> np.ndarray:
