@@ -22,6 +22,7 @@ from audioclf.config import FeaturesConfig
 
 BANDS_PER_BLOCK = 16  # GPU path: bands projected together (fastest of 4 .. 32 for 128 mels)
 MEL_TILE = 32         # CPU path: frames projected together (fastest of 8 .. 32, cache-cold)
+TRANSPOSE_BLOCK = 16  # CPU path: bins per block of the tile's transpose (8 .. 32 ran alike)
 AMIN = 1e-10          # power floor before the logarithm (librosa's power_to_db amin)
 
 
@@ -147,33 +148,39 @@ def _mel_power(spec: np.ndarray, even: bool, bands: np.ndarray, weights: np.ndar
     X[k+1])``, with ``X[-1] = conj(X[1])`` and, past the last bin, ``X[F] = conj(X[F-2])``
     for an ``even`` FFT length, ``conj(X[F-1])`` for an odd one (the input is real).
 
-    Frames go in tiles of ``MEL_TILE``: the tile's power is laid out bin-major (small
-    enough for the L1/L2 cache), then each bin's power is added to its bands in runs
-    over the tile's frames, which vectorise. Last, each item's values are raised to at
-    least ``max(AMIN, floor * its peak)``.
+    Frames go in tiles of ``MEL_TILE``. Each frame is windowed as interleaved floats (a
+    run that vectorises, unlike complex neighbours) and its power stored frame-major;
+    the tile is then transposed in blocks of ``TRANSPOSE_BLOCK`` bins to bin-major
+    (0.29 ms per 4-s segment against 0.37 ms writing it bin-major frame by frame), and
+    each bin's power is added to its bands in runs over the tile's frames, which
+    vectorise. Last, each item's values are raised to at least ``max(AMIN, floor * its peak)``.
     """
     n_batch, n_frames, n_bins = spec.shape[0], spec.shape[1], spec.shape[2]
-    power = np.empty((n_bins, MEL_TILE), dtype=np.float32)
+    m, last = 2 * n_bins, 2 * n_bins - 2                  # floats per frame; the last bin's real part
+    row = np.zeros(m, dtype=np.float32)                  # one windowed frame, (re, im) interleaved
+    padded = n_bins + TRANSPOSE_BLOCK                    # room for the last, partial block
+    tile = np.zeros((MEL_TILE, padded), dtype=np.float32)     # frame-major power
+    power = np.empty((padded, MEL_TILE), dtype=np.float32)    # bin-major power
     acc = np.empty((out.shape[1], MEL_TILE), dtype=np.float32)
-    last = n_bins - 1
     for b in range(n_batch):
         for t0 in range(0, n_frames, MEL_TILE):
             n = min(MEL_TILE, n_frames - t0)
             for t in range(n):
-                x = spec[b, t0 + t]
-                re = 0.5 * (x[0, 0] - x[1, 0])                       # X[0] real, X[-1] = conj(X[1])
-                power[0, t] = re * re
-                for k in range(1, last):
-                    re = 0.5 * x[k, 0] - 0.25 * (x[k - 1, 0] + x[k + 1, 0])
-                    im = 0.5 * x[k, 1] - 0.25 * (x[k - 1, 1] + x[k + 1, 1])
-                    power[k, t] = re * re + im * im
-                if even:                                              # X[F] = conj(X[F-2]): imaginary parts cancel
-                    re = 0.5 * (x[last, 0] - x[last - 1, 0])
-                    im = np.float32(0.0)
-                else:                                                 # X[F] = conj(X[F-1])
-                    re = 0.25 * x[last, 0] - 0.25 * x[last - 1, 0]
-                    im = 0.75 * x[last, 1] - 0.25 * x[last - 1, 1]
-                power[last, t] = re * re + im * im
+                x = spec[b, t0 + t].reshape(m)
+                for j in range(2, last):
+                    row[j] = 0.5 * x[j] - 0.25 * (x[j - 2] + x[j + 2])
+                row[0], row[1] = 0.5 * (x[0] - x[2]), 0.0     # X[0] real, X[-1] = conj(X[1])
+                if even:                                      # X[F] = conj(X[F-2]): imaginary parts cancel
+                    row[last], row[last + 1] = 0.5 * (x[last] - x[last - 2]), 0.0
+                else:                                         # X[F] = conj(X[F-1])
+                    row[last] = 0.25 * x[last] - 0.25 * x[last - 2]
+                    row[last + 1] = 0.75 * x[last + 1] - 0.25 * x[last - 1]
+                for k in range(n_bins):
+                    tile[t, k] = row[2 * k] * row[2 * k] + row[2 * k + 1] * row[2 * k + 1]
+            for k0 in range(0, n_bins, TRANSPOSE_BLOCK):
+                for t in range(n):
+                    for k in range(k0, k0 + TRANSPOSE_BLOCK):
+                        power[k, t] = tile[t, k]
             acc[:, :n] = 0.0
             for k in range(n_bins):
                 for j in range(bands.shape[1]):
