@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audioclf.audio import DecodeError, _read_any, _read_wav16, load_waveform, segment
+import soxr
+
+from audioclf.audio import RESAMPLE_QUALITY, DecodeError, _read_any, _read_wav16, _resample, load_waveform, segment
 
 
 def tone(seconds=1.0, sr=22050, freq=440.0, channels=1, seed=0):
@@ -39,6 +41,15 @@ def test_one_nonzero_sample_is_not_silence(tmp_path):
     sf.write(tmp_path / "faint.wav", pcm, 22050, subtype="PCM_16")
     wave = load_waveform(tmp_path / "faint.wav", 22050)
     assert np.flatnonzero(wave.samples).tolist() == [500] and wave.samples[500] == -2.0 ** -16
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 44100, 48000, 96000])
+def test_reused_resampler_gives_soxrs_one_shot_samples(rate):
+    """Each thread keeps a resampler per pair of rates; reset between files, it must not carry state over."""
+    rng = np.random.default_rng(rate)
+    for n in (1, 7, 1001, rate // 3, 2 * rate):     # the same resampler, file after file
+        x = rng.standard_normal(n).astype(np.float32)
+        np.testing.assert_array_equal(_resample(x, rate, 22050), soxr.resample(x, rate, 22050, RESAMPLE_QUALITY))
 
 
 def riff(*chunks):
