@@ -121,6 +121,22 @@ def test_an_interrupted_extraction_leaves_no_entry_taken_for_complete(dataset, t
     assert (tmp_path / "out" / "features.f32").read_bytes() == (tmp_path / "clean" / "features.f32").read_bytes()
 
 
+def test_a_failed_last_commit_publishes_nothing(dataset, tmp_path, monkeypatch):
+    """The last shard is committed while the output is assembled; if its fsync fails, neither appears."""
+    import audioclf.cache as cache
+
+    def fsync(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(cache.os, "fsync", fsync)
+    with pytest.raises(OSError, match="Input/output error"):
+        run(dataset, tmp_path)
+    assert not (tmp_path / "out").exists() and [p.name for p in tmp_path.iterdir()] == ["raw", "store"]
+    assert list((tmp_path / "store" / frontend_key(CFG)).iterdir()) == []
+    monkeypatch.undo()
+    assert run(dataset, tmp_path)["computed"] == 6
+
+
 def test_bad_audio_is_skipped_or_decoded_with_reasons(dataset, tmp_path):
     root, entries = dataset
     x = chirp(1.2, 16000, seed=9)[:, 0]

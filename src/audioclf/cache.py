@@ -133,17 +133,19 @@ class SegmentStore:
         return np.memmap(self.dir / f"{entry.shard}.f32", dtype=np.float32, mode="r",
                          offset=entry.start * self.row_bytes, shape=(entry.rows, *self.shape))
 
-    def copy_to(self, entries: Iterable[StoredEntry], out) -> int:
+    def copy_to(self, entries: Iterable[StoredEntry], out, uncommitted: dict | None = None) -> int:
         """Append the entries' bytes to ``out``, kernel-side where possible.
 
         Args:
             entries: what to copy, in order.
             out: a file opened unbuffered for writing (``open(path, "wb", buffering=0)``).
+            uncommitted: open files of shards still being committed, by shard name
+                (:meth:`ShardWriter.open_uncommitted`); this call closes them.
 
         Returns:
             The number of rows written.
         """
-        total, handles = 0, {}
+        total, handles = 0, dict(uncommitted or {})
         try:
             for shard, start, rows in _runs(entries):
                 if shard not in handles:
@@ -163,7 +165,8 @@ class ShardWriter:
     """Appends entries to new shards; each shard is committed when full and on a clean exit.
 
     Use as a context manager: if the block raises, the shard being written is deleted
-    and none of its entries is ever seen; shards committed before stay valid.
+    and none of its entries is ever seen; shards committed before stay valid. Or call
+    :meth:`close` (or :meth:`discard`) yourself, for example from another thread.
     """
 
     def __init__(self, store: SegmentStore, shard_bytes: int):
@@ -176,13 +179,29 @@ class ShardWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            try:
-                self.commit()
-            except BaseException:   # nothing published: leave no temporary shard behind
-                self._discard()
-                raise
+            self.close()
         else:
-            self._discard()
+            self.discard()
+
+    def close(self) -> None:
+        """Commit the current shard; if that fails, delete it (nothing is published) and raise."""
+        try:
+            self.commit()
+        except BaseException:
+            self.discard()
+            raise
+
+    def open_uncommitted(self) -> dict:
+        """The current shard's data, flushed and opened for reading, by shard name ({} if none).
+
+        The open file stays valid whether the shard is later committed (renamed) or
+        discarded, so the entries just written can be read while :meth:`close` runs
+        (its ``fsync`` waits on the disk).
+        """
+        if self._fh is None:
+            return {}
+        self._fh.flush()
+        return {self._name: open(self._tmp, "rb")}
 
     def _open(self) -> None:
         self._name = f"{time.strftime('%Y%m%dT%H%M%S')}-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
@@ -224,7 +243,8 @@ class ShardWriter:
             self.store._add(e)
         self.committed += len(self._pending)
 
-    def _discard(self) -> None:
+    def discard(self) -> None:
+        """Delete the shard being written, if any: none of its entries is ever seen."""
         if self._fh is not None:
             self._fh.close()
             self._fh = None

@@ -7,7 +7,8 @@ release the GIL); on the CPU each thread also runs the front-end on each file's
 segments as soon as they are decoded (while they are still in the core's cache), on
 a GPU the main thread runs it on batches of ``batch_size`` segments. New entries go
 to the store, then the stage's output folder (:mod:`audioclf.features`) is assembled
-from it by copying byte ranges. Memory stays flat in the number of files: a bounded
+from it by copying byte ranges, while the store's last shard is committed (its
+``fsync`` waits on the disk); the folder is published once that commit succeeded. Memory stays flat in the number of files: a bounded
 number of files is in flight and nothing is accumulated but the index.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from audioclf.audio import DecodeError, load_waveform, segment
-from audioclf.cache import SHARD_BYTES, SegmentStore, StoredEntry, frontend_key, frontend_params
+from audioclf.cache import SHARD_BYTES, SegmentStore, ShardWriter, StoredEntry, frontend_key, frontend_params
 from audioclf.config import FeaturesConfig
 from audioclf.features import DATA_FILE, INDEX_FILE, META_FILE, Row, write_index
 from audioclf.frontends import FrontEnd
@@ -150,18 +151,29 @@ def extract_features(entries: list[Entry], audio_root: Path, cfg: FeaturesConfig
         if e.sha256 in store.by_file:    # the very same file seen before: nothing to decode
             found[i], notes[i] = store.by_file[e.sha256], store.by_file[e.sha256].notes
     todo = [(i, e) for i, e in enumerate(entries) if i not in found]
-    failures, computed = _compute(todo, audio_root, cfg, device, store, shard_bytes, found, notes)
+    writer = store.writer(shard_bytes)
+    failures, computed = _compute(todo, audio_root, cfg, device, store, writer, found, notes)
     report = _coverage(entries, found, failures, notes, computed=computed, key=store.dir.name)
-    if report["coverage"] < cfg.min_coverage:
-        raise CoverageError(report, cfg.min_coverage)
-    _assemble(entries, found, store, cfg, out_dir)
+    uncommitted = writer.open_uncommitted()
+    with ThreadPoolExecutor(1) as background:      # the last commit's fsync waits on the disk: assemble meanwhile
+        committing = background.submit(writer.close)
+        try:
+            if report["coverage"] < cfg.min_coverage:
+                raise CoverageError(report, cfg.min_coverage)
+            _assemble(entries, found, store, cfg, out_dir, uncommitted, before_publish=committing.result)
+        finally:
+            for fh in uncommitted.values():
+                fh.close()
+            committing.result()
     return report
 
 
 def _compute(todo: list[tuple[int, Entry]], audio_root: Path, cfg: FeaturesConfig, device: torch.device,
-             store: SegmentStore, shard_bytes: int, found: dict[int, StoredEntry],
+             store: SegmentStore, writer: ShardWriter, found: dict[int, StoredEntry],
              notes: dict[int, tuple[str, ...]]) -> tuple[list[dict], int]:
-    """Decode the (manifest index, entry) pairs, store new features, fill ``found`` and ``notes``.
+    """Decode the (manifest index, entry) pairs, give new features to ``writer``, fill ``found`` and ``notes``.
+
+    The caller commits the writer's last shard; if this raises, that shard is discarded.
 
     Returns:
         The failures (path, reason) and the number of entries written to the store.
@@ -182,26 +194,30 @@ def _compute(todo: list[tuple[int, Entry]], audio_root: Path, cfg: FeaturesConfi
 
     chunks = (todo[i:i + FILES_PER_TASK] for i in range(0, len(todo), FILES_PER_TASK))
     batch: list[_Prepared] = []   # GPU: files waiting for a full batch of segments
-    with _single_threaded_kernels(), store.writer(shard_bytes) as writer, ThreadPoolExecutor(workers) as pool:
-        if cpu_frontend is not None:   # compile (or load) the front-end's kernels once, before the threads
-            with torch.inference_mode():
-                cpu_frontend(torch.zeros(1, cfg.segment_samples))
-        for prepared in _bounded(pool, lambda c: _prepare(c, audio_root, cfg, cpu_frontend, known), chunks,
-                                 window=2 * workers):
-            for p in prepared:
-                if p.error:
-                    failures.append({"path": p.entry.path, "reason": p.error})
-                    continue
-                notes[p.index] = tuple(p.notes)
-                if known(p.audio_hash):     # same audio as a stored file: share its entry
-                    found[p.index] = store.by_audio.get(p.audio_hash) or made[p.audio_hash]
-                elif p.features is not None:
-                    keep(p)
-                else:
-                    batch.append(p)
-            if sum(len(p.segments) for p in batch) >= cfg.batch_size:
-                _flush(batch, frontend, cfg, device, keep)
-        _flush(batch, frontend, cfg, device, keep)
+    try:
+        with _single_threaded_kernels(), ThreadPoolExecutor(workers) as pool:
+            if cpu_frontend is not None:   # compile (or load) the front-end's kernels once, before the threads
+                with torch.inference_mode():
+                    cpu_frontend(torch.zeros(1, cfg.segment_samples))
+            for prepared in _bounded(pool, lambda c: _prepare(c, audio_root, cfg, cpu_frontend, known), chunks,
+                                     window=2 * workers):
+                for p in prepared:
+                    if p.error:
+                        failures.append({"path": p.entry.path, "reason": p.error})
+                        continue
+                    notes[p.index] = tuple(p.notes)
+                    if known(p.audio_hash):     # same audio as a stored file: share its entry
+                        found[p.index] = store.by_audio.get(p.audio_hash) or made[p.audio_hash]
+                    elif p.features is not None:
+                        keep(p)
+                    else:
+                        batch.append(p)
+                if sum(len(p.segments) for p in batch) >= cfg.batch_size:
+                    _flush(batch, frontend, cfg, device, keep)
+            _flush(batch, frontend, cfg, device, keep)
+    except BaseException:
+        writer.discard()
+        raise
     return failures, len(made)
 
 
@@ -235,19 +251,25 @@ def _flush(batch: list[_Prepared], frontend: FrontEnd, cfg: FeaturesConfig, devi
 
 
 def _assemble(entries: list[Entry], found: dict[int, StoredEntry], store: SegmentStore, cfg: FeaturesConfig,
-              out_dir: Path) -> None:
-    """Write the stage's cache folder: the entries' segments in manifest order, index and meta."""
+              out_dir: Path, uncommitted: dict, before_publish: Callable[[], object]) -> None:
+    """Write the stage's cache folder: the entries' segments in manifest order, index and meta.
+
+    ``uncommitted``: open files of shards being committed meanwhile, by name (see
+    ``SegmentStore.copy_to``). ``before_publish`` waits for that commit: if it raises,
+    the folder is not published.
+    """
     order = [(entries[i], found[i]) for i in sorted(found)]
     rows = [Row(e.path, e.label, e.group, k, round(k * cfg.hop_samples / cfg.sample_rate, 6))
             for e, s in order for k in range(s.rows)]
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         with open(tmp / DATA_FILE, "wb", buffering=0) as fh:
-            store.copy_to((s for _, s in order), fh)
+            store.copy_to((s for _, s in order), fh, uncommitted)
         write_index(rows, tmp / INDEX_FILE)
         meta = {"shape": [len(rows), *cfg.shape], "dtype": "float32", "labels": sorted({e.label for e in entries}),
                 "frontend": frontend_params(cfg), "frontend_key": store.dir.name}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        before_publish()
 
 
 def _coverage(entries: list[Entry], found: dict[int, StoredEntry], failures: list[dict],
