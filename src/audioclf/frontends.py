@@ -128,12 +128,12 @@ def bands_per_bin(fb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     >>> bands.tolist(), weights.tolist()
     ([[0, -1], [0, 1], [1, -1]], [[1.0, 0.0], [0.5, 0.5], [1.0, 0.0]])
     """
-    per_bin = [np.flatnonzero(fb[:, k]) for k in range(fb.shape[1])]
-    k_max = max(1, max(len(b) for b in per_bin))
-    bands = np.full((fb.shape[1], k_max), -1, dtype=np.int64)
-    weights = np.zeros((fb.shape[1], k_max), dtype=np.float32)
-    for k, b in enumerate(per_bin):
-        bands[k, :len(b)], weights[k, :len(b)] = b, fb[b, k]
+    bins, mels = np.nonzero(fb.T)                           # by bin, then band: each bin's bands in order
+    counts = np.bincount(bins, minlength=fb.shape[1])
+    slot = np.arange(len(bins)) - np.repeat(np.cumsum(counts) - counts, counts)   # position among its bin's bands
+    bands = np.full((fb.shape[1], max(1, counts.max(initial=0))), -1, dtype=np.int64)
+    weights = np.zeros(bands.shape, dtype=np.float32)
+    bands[bins, slot], weights[bins, slot] = mels, fb[mels, bins]
     return bands, weights
 
 
