@@ -42,18 +42,25 @@ def test_logmel_matches_librosa(f_min, f_max, n_mels, n_fft):
     np.testing.assert_allclose(ours, ref, atol=DB_ATOL, rtol=0)
 
 
-@pytest.mark.parametrize("top_db", [80.0, 30.0])
-def test_top_db_floor_and_silence_match_librosa(top_db):
-    """Half a second of digital silence: its frames sit on the floor, peak - top_db (per item)."""
+@pytest.mark.parametrize("top_db, silence", [(80.0, "leading"), (30.0, "leading"), (80.0, "trailing"),
+                                             (80.0, "padding")])
+def test_top_db_floor_and_silence_match_librosa(top_db, silence):
+    """Digital silence: its frames sit on the floor, peak - top_db (per item). Trailing zeros
+    (and a clip zero-padded to its segment) take the path that skips their frames."""
     cfg = dataclasses.replace(CFG, top_db=top_db)
     loud, quiet = chirp(), 1e-3 * chirp(seed=1)
-    loud[: len(loud) // 2] = 0.0
+    cut = {"leading": slice(None, len(loud) // 2), "trailing": slice(len(loud) // 2, None),
+           "padding": slice(len(loud) // 5, None)}[silence]
+    loud[cut] = 0.0
     waves = np.stack([loud, quiet])
-    ours = LogMel(cfg)(torch.from_numpy(waves)).numpy()
+    logmel = LogMel(cfg)
+    batch = logmel(torch.from_numpy(waves)).numpy()
+    alone = [logmel(torch.from_numpy(wave)[None])[0].numpy() for wave in waves]   # a batch skips no frame here
     refs = [librosa_logmel(wave, cfg) for wave in waves]
     assert (refs[0] == refs[0].max() - top_db).mean() > 0.1      # the floor is reached, not only in theory
-    for item, ref in zip(ours, refs):
-        np.testing.assert_allclose(item, ref, atol=DB_ATOL, rtol=0)
+    for ours in (batch, alone):
+        for item, ref in zip(ours, refs):
+            np.testing.assert_allclose(item, ref, atol=DB_ATOL, rtol=0)
 
 
 def test_highpass_is_the_butterworth_gain_on_the_power_spectrum():
@@ -103,10 +110,15 @@ def test_gpu_block_projection_equals_the_cpu_kernel(f_min, f_max, highpass_order
     domain; on a GPU the windowed frames' spectrum, projected in blocks of bands."""
     cfg = dataclasses.replace(CFG, f_min=f_min, f_max=f_max, highpass_order=highpass_order, n_fft=n_fft)
     logmel = LogMel(cfg)
-    frames = torch.nn.functional.pad(torch.from_numpy(np.stack([chirp(seed=s) for s in range(3)])),
-                                     (n_fft // 2, n_fft // 2)).unfold(-1, n_fft, CFG.hop_length)
+    waves = np.stack([chirp(seed=s) for s in range(3)])
+    waves[1, len(waves[1]) // 3:] = 0.0                   # trailing zeros: frames the CPU path does not transform
+    waves = torch.from_numpy(waves)
+    frames = torch.nn.functional.pad(waves, (n_fft // 2, n_fft // 2)).unfold(-1, n_fft, CFG.hop_length)
     blocks = logmel._mel_blocks(torch.fft.rfft(frames * logmel.window)).transpose(1, 2)
-    torch.testing.assert_close(logmel._mel_cpu(frames), blocks, rtol=1e-4, atol=1e-9)
+    torch.testing.assert_close(logmel._mel_cpu(waves, frames), blocks, rtol=1e-4, atol=1e-9)
+    torch.testing.assert_close(logmel._mel_cpu(waves[1:2], frames[1:2]), blocks[1:2], rtol=1e-4, atol=1e-9)
+    zeros = torch.zeros_like(waves)
+    torch.testing.assert_close(logmel._mel_cpu(zeros, frames * 0), torch.full_like(blocks, 1e-10))
 
 
 @pytest.mark.parametrize("kind", ["logmel", "mfcc"])

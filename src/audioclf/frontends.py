@@ -80,31 +80,35 @@ class LogMel(nn.Module):
         pad = self.n_fft // 2
         frames = nn.functional.pad(wave, (pad, pad)).unfold(-1, self.n_fft, self.hop_length)  # (B, T, n_fft)
         if wave.device.type == "cpu":
-            return self._logmel_cpu(frames)                                                     # (B, n_mels, T)
+            return self._logmel_cpu(wave, frames)                                               # (B, n_mels, T)
         mel = self._mel_blocks(torch.fft.rfft(frames * self.window)).transpose(1, 2)
         db = torch.log10(mel.clamp_min_(AMIN)).mul_(10.0)
         floor = db.amax(dim=(1, 2), keepdim=True) - self.top_db
         return torch.maximum(db, floor)                                                         # (B, n_mels, T)
 
-    def _logmel_cpu(self, frames: torch.Tensor) -> torch.Tensor:
-        """Log-mel (B, n_mels, T) of frames (B, T, n_fft): the floor goes on the power, then one logarithm.
+    def _logmel_cpu(self, wave: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """Log-mel (B, n_mels, T) of frames (B, T, n_fft) of ``wave``: the floor goes on the power, then one log.
 
         ``max(x, peak * 10^(-top_db / 10))`` in power is the ``top_db`` floor in dB.
         """
-        mel = self._mel_cpu(frames, 10.0 ** (-self.top_db / 10.0))
+        mel = self._mel_cpu(wave, frames, 10.0 ** (-self.top_db / 10.0))
         out = mel.numpy()
         np.log10(out, out=out)
         out *= 10.0
         return mel
 
-    def _mel_cpu(self, frames: torch.Tensor, floor: float = 0.0) -> torch.Tensor:
-        """Mel power (B, n_mels, T) of frames (B, T, n_fft), at least ``max(AMIN, floor * peak)`` per item.
+    def _mel_cpu(self, wave: torch.Tensor, frames: torch.Tensor, floor: float = 0.0) -> torch.Tensor:
+        """Mel power (B, n_mels, T) of frames (B, T, n_fft) of ``wave``, at least ``max(AMIN, floor * peak)``.
 
         The FFT reads the overlapping frames where they lie (no windowed copy, 4x the
         waveform); the compiled kernel applies the Hann window to the spectrum instead.
+        Frames that lie wholly in trailing zeros (a short clip padded to its segment, or
+        digital silence) have no power: they are not transformed, and get the floor.
         """
         mel = torch.empty(frames.shape[0], self.n_mels, frames.shape[1])
-        spec = torch.fft.rfft(frames)                                                            # (B, T, F)
+        last = _last_nonzero(wave.numpy())                        # -1: all zero
+        with_signal = min(frames.shape[1], max(1, (last + self.n_fft // 2) // self.hop_length + 1))
+        spec = torch.fft.rfft(frames[:, :with_signal])                                           # (B, T', F)
         _mel_power(torch.view_as_real(spec).numpy(), self.n_fft % 2 == 0, self.bands, self.weights,
                    np.float32(floor), mel.numpy())
         return mel
@@ -144,8 +148,8 @@ def _mel_power(spec: np.ndarray, even: bool, bands: np.ndarray, weights: np.ndar
                out: np.ndarray) -> None:
     """Write the mel power (B, n_mels, T) of Hann-windowed frames, given the spectrum of the bare frames.
 
-    ``spec`` is float32 (B, T, F, 2), real and imaginary parts of the frames' rFFT
-    without a window. The periodic Hann window (0.5 - 0.5 cos(2 pi n / N)) is three
+    ``spec`` is float32 (B, T', F, 2), real and imaginary parts of the rFFT of the
+    first T' <= T frames without a window (the others are all zeros). The periodic Hann window (0.5 - 0.5 cos(2 pi n / N)) is three
     complex exponentials, so the windowed spectrum is ``0.5 X[k] - 0.25 (X[k-1] +
     X[k+1])``, with ``X[-1] = conj(X[1])`` and, past the last bin, ``X[F] = conj(X[F-2])``
     for an ``even`` FFT length, ``conj(X[F-1])`` for an odd one (the input is real).
@@ -192,10 +196,23 @@ def _mel_power(spec: np.ndarray, even: bool, bands: np.ndarray, weights: np.ndar
                         for t in range(n):
                             acc[band, t] += w * power[k, t]
             out[b, :, t0:t0 + n] = acc[:, :n]
+        out[b, :, n_frames:] = 0.0                       # frames past the spectrum's: all zeros
         lowest = max(AMIN, floor * out[b].max())
         for band in range(out.shape[1]):
-            for t in range(n_frames):
+            for t in range(out.shape[2]):
                 out[b, band, t] = max(out[b, band, t], lowest)
+
+
+@numba.njit(cache=True, nogil=True)
+def _last_nonzero(wave: np.ndarray) -> int:
+    """The largest index of a nonzero sample in any row of ``wave`` (B, N), or -1; scans from the end."""
+    last = -1
+    for b in range(wave.shape[0]):
+        for i in range(wave.shape[1] - 1, last, -1):
+            if wave[b, i] != 0.0:
+                last = i
+                break
+    return last
 
 
 def delta_matrix(n_frames: int, width: int, order: int) -> np.ndarray:
