@@ -17,7 +17,9 @@ that its peak memory is its own:
   written by ``ours``; the share of step time spent waiting for data.
 
 The two extraction phases alternate for ``--rounds`` rounds and the best round of
-each is compared, since other users of the machine slow one side or the other.
+each is compared, since other users of the machine slow one side or the other. Each
+phase starts after ``os.sync()``, with nothing left for the disk to write from the
+clips' generation or a former phase (``ours`` still writes and syncs its own output).
 Prints both rates (files/s, audio-seconds/s), their ratio, peak memory and the data
 wait share, and the load average before each phase.
 """
@@ -156,6 +158,9 @@ def _phase(name: str, args: argparse.Namespace, work: str = "work") -> dict:
     env = dict(os.environ)
     if name == "naive":
         env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    if name == "ours":
+        shutil.rmtree(args.dir / work, ignore_errors=True)    # a former run's output, deleted before the clock starts
+    os.sync()   # no phase is timed while the disk still writes what the clips' generation or a former phase left
     load = os.getloadavg()[0]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     return {**json.loads(out.stdout.strip().splitlines()[-1]), "load_before": round(load, 2)}
