@@ -8,8 +8,9 @@ segments as soon as they are decoded (while they are still in the core's cache),
 a GPU the main thread runs it on batches of ``batch_size`` segments. New entries go
 to the store, then the stage's output folder (:mod:`audioclf.features`) is assembled
 from it by copying byte ranges, while the store's last shard is committed (its
-``fsync`` waits on the disk); the folder is published once that commit succeeded. Memory stays flat in the number of files: a bounded
-number of files is in flight and nothing is accumulated but the index.
+``fsync`` waits on the disk); the folder is published once that commit succeeded.
+Memory stays flat in the number of files: a bounded number of files is in flight and
+nothing is accumulated but the index.
 """
 from __future__ import annotations
 
@@ -154,7 +155,11 @@ def extract_features(entries: list[Entry], audio_root: Path, cfg: FeaturesConfig
     writer = store.writer(shard_bytes)
     failures, computed = _compute(todo, audio_root, cfg, device, store, writer, found, notes)
     report = _coverage(entries, found, failures, notes, computed=computed, key=store.dir.name)
-    uncommitted = writer.open_uncommitted()
+    try:
+        uncommitted = writer.open_uncommitted()
+    except BaseException:
+        writer.discard()
+        raise
     with ThreadPoolExecutor(1) as background:      # the last commit's fsync waits on the disk: assemble meanwhile
         committing = background.submit(writer.close)
         try:
