@@ -4,6 +4,7 @@ from pathlib import Path
 
 from audioclf.config import load_params
 from audioclf.extract import CoverageError, extract_features
+from audioclf.frontends import MKL_STATUS
 from audioclf.io import project_path, write_json
 from audioclf.manifest import read_manifest
 
@@ -28,7 +29,7 @@ def main(argv=None) -> dict:
     write_json(report, args.report)
     print(f"features: {report['decoded']}/{report['files']} files ({report['coverage']:.1%}), "
           f"{report['segments']} segments ({computed} files computed, {reused} from the store), "
-          f"{len(report['failed'])} skipped")
+          f"{len(report['failed'])} skipped; MKL vendor check {MKL_STATUS}")
     return report
 
 

@@ -37,8 +37,9 @@ from audioclf.io import atomic_path
 
 # bump when decoding, the audio hash or a front-end changes: old entries then miss
 # (2: audio keyed by BLAKE3, not sha256; 3: on the CPU the Hann window is applied to the
-# spectrum, which changes features by float rounding)
-FRONTEND_VERSION = 3
+# spectrum, which changes features by float rounding; 4: on AMD CPUs MKL's FFT runs its vector
+# code, see audioclf.mkl, which rounds differently)
+FRONTEND_VERSION = 4
 # fields of FeaturesConfig that do not change the features (how, where and how many)
 NOT_IN_KEY = ("batch_size", "workers", "device", "store_dir", "min_coverage")
 MFCC_ONLY = ("n_mfcc", "delta_width")

@@ -7,7 +7,8 @@ under at most two triangles. On the CPU the FFT reads the overlapping frames in 
 (no windowed copy, 4x the waveform) and one compiled kernel applies the Hann window
 to the spectrum, adds each bin's power to its bands (~2 multiply-adds per bin) and
 applies the ``top_db`` floor, leaving one logarithm: ~0.29 ms per 4-s segment
-besides the FFT. On the GPU bands are projected in blocks of neighbours against the
+besides the FFT (whose MKL code :mod:`audioclf.mkl` lets run vectorised on AMD
+CPUs too). On the GPU bands are projected in blocks of neighbours against the
 bins they span, ~8x fewer multiply-adds than a dense product.
 """
 from __future__ import annotations
@@ -21,6 +22,10 @@ import torch
 from torch import nn
 
 from audioclf.config import FeaturesConfig
+from audioclf.mkl import use_vector_code
+
+# before any FFT: MKL's vector code on AMD CPUs (0.16 ms against 0.29 ms per segment's rFFT)
+MKL_STATUS = use_vector_code()
 
 BANDS_PER_BLOCK = 16  # GPU path: bands projected together (fastest of 4 .. 32 for 128 mels)
 MEL_TILE = 32         # CPU path: frames projected together (fastest of 8 .. 32, cache-cold)
