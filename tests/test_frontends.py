@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from audioclf import mkl
 from audioclf.config import FeaturesConfig
 from audioclf.frontends import MFCC, FrontEnd, LogMel, delta_matrix, highpass_gain, mel_filterbank
 
@@ -119,6 +120,35 @@ def test_gpu_block_projection_equals_the_cpu_kernel(f_min, f_max, highpass_order
     torch.testing.assert_close(logmel._mel_cpu(waves[1:2], frames[1:2]), blocks[1:2], rtol=1e-4, atol=1e-9)
     zeros = torch.zeros_like(waves)
     torch.testing.assert_close(logmel._mel_cpu(zeros, frames * 0), torch.full_like(blocks, 1e-10))
+
+
+@pytest.mark.skipif(not mkl.DFTI, reason="this torch build does not export MKL's FFT interface")
+@pytest.mark.parametrize("n_fft, hop, seconds", [(2048, 512, 4.0), (1001, 250, 1.3), (512, 128, 0.2)])
+def test_direct_mkl_fft_gives_the_same_features_as_torch_rfft(monkeypatch, n_fft, hop, seconds):
+    """The CPU path's own MKL calls, a tile of frames at a time, equal torch.fft.rfft of all frames at once."""
+    cfg = dataclasses.replace(CFG, n_fft=n_fft, hop_length=hop, segment_seconds=seconds)
+    logmel = LogMel(cfg)
+    waves = np.stack([chirp(seconds, cfg.sample_rate, seed=s)[:cfg.segment_samples] for s in range(3)])
+    waves[1, len(waves[1]) // 3:] = 0.0                   # fewer frames to transform than the others
+    waves = torch.from_numpy(waves)
+    frames = torch.nn.functional.pad(waves, (n_fft // 2, n_fft // 2)).unfold(-1, n_fft, hop)
+    direct = logmel._mel_cpu(waves, frames)
+    for item in range(3):                                 # scratch arrays reused across calls and sizes
+        torch.testing.assert_close(logmel._mel_cpu(waves[item:item + 1], frames[item:item + 1]), direct[item:item + 1],
+                                   rtol=0, atol=0)
+    monkeypatch.setattr(mkl, "DFTI", False)
+    torch.testing.assert_close(logmel._mel_cpu(waves, frames), direct, rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.skipif(not mkl.DFTI, reason="this torch build does not export MKL's FFT interface")
+def test_mkl_fft_descriptors_are_one_set_per_thread_at_a_time():
+    with mkl.real_fft(64, 16, 4) as first, mkl.real_fft(64, 16, 4) as second:
+        assert first is not second                        # both in use: two sets
+        assert first.handle(4) and first.handle(4) == first.handle(4) and first.handle(3) != first.handle(4)
+        with pytest.raises(ValueError, match="count must be in 1..4, got 5"):
+            first.handle(5)
+    with mkl.real_fft(64, 16, 4) as again:
+        assert again in (first, second)                   # returned sets are reused, descriptors and all
 
 
 @pytest.mark.parametrize("kind", ["logmel", "mfcc"])

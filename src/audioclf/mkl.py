@@ -11,6 +11,11 @@ alone, as preloading such a function (``LD_PRELOAD``) would, but from inside the
 process. The results are those MKL gives on an Intel CPU of the same features: the
 same transform, rounded differently.
 
+:class:`RealFFT` calls MKL's FFT interface (DFTI, also exported by ``libtorch_cpu.so``)
+directly, with descriptors committed once: ``torch.fft.rfft`` commits a new one on
+every call (~20-30 us for 2048 points), which ruled out transforming a segment a few
+frames at a time, while the spectrum still fits in the core's cache.
+
 MKL decides once, on its first call that needs to know, so :func:`use_vector_code`
 must run before any MKL work in the process: :mod:`audioclf.frontends` calls it when
 imported. Nothing is changed unless every check passes (Linux, an AMD CPU with AVX2,
@@ -20,14 +25,22 @@ is loaded); otherwise the reason is returned and MKL stays as it was. Set
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import platform
 import struct
+import threading
 from pathlib import Path
+from typing import Iterator
 
+import llvmlite.binding
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 SYMBOL = "mkl_serv_intel_cpu_true"
 ENV_KEEP = "AUDIOCLF_MKL_VENDOR_CHECK"
@@ -36,6 +49,13 @@ PT_LOAD, PT_GNU_RELRO, PF_W = 1, 0x6474E552, 2
 _SYM = np.dtype([("name", "<u4"), ("info", "u1"), ("other", "u1"), ("shndx", "<u2"), ("value", "<u8"),
                  ("size", "<u8")])
 _RELA = np.dtype([("offset", "<u8"), ("info", "<u8"), ("addend", "<i8")])
+
+# DFTI's configuration names and values (mkl_dfti.h)
+DFTI_NUMBER_OF_TRANSFORMS, DFTI_CONJUGATE_EVEN_STORAGE, DFTI_PLACEMENT = 7, 10, 11
+DFTI_INPUT_DISTANCE, DFTI_OUTPUT_DISTANCE, DFTI_THREAD_LIMIT = 14, 15, 27
+DFTI_REAL, DFTI_COMPLEX_COMPLEX, DFTI_NOT_INPLACE = 33, 39, 44
+DFTI_ENTRY_POINTS = ("DftiCreateDescriptor_s_1d", "DftiSetValue", "DftiCommitDescriptor", "DftiComputeForward",
+                     "DftiFreeDescriptor", "DftiErrorMessage")
 
 _status: str | None = None
 
@@ -164,3 +184,114 @@ def _mapping(address: int) -> tuple[str, str] | None:
             if lo <= address < hi:
                 return (fields[1], fields[5].strip()) if len(fields) == 6 and fields[5].startswith("/") else None
     return None
+
+
+def _libtorch() -> ctypes.CDLL | None:
+    """``libtorch_cpu.so`` as loaded by torch, if it exports MKL's FFT interface."""
+    import torch
+
+    path = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
+    try:
+        lib = ctypes.CDLL(str(path))
+        for name in DFTI_ENTRY_POINTS:
+            getattr(lib, name)
+    except (OSError, AttributeError):
+        return None
+    lib.DftiErrorMessage.restype = ctypes.c_char_p
+    # the compiled kernels call DftiComputeForward by name: tell numba's linker where it is
+    llvmlite.binding.add_symbol("DftiComputeForward", ctypes.cast(lib.DftiComputeForward, ctypes.c_void_p).value)
+    return lib
+
+
+_LIB = _libtorch()
+DFTI = _LIB is not None   # MKL's FFT can be called directly
+
+
+@intrinsic
+def dfti_forward(typingctx, handle, src, dst):
+    """``DftiComputeForward(handle, src, dst)`` from compiled code; all three are addresses (int64).
+
+    DftiComputeForward takes variable arguments, so it is declared as such: the caller
+    then says how many vector registers it passes (none), as the C convention asks.
+    """
+    def codegen(context, builder, signature, args):
+        pointer = ir.IntType(8).as_pointer()
+        fnty = ir.FunctionType(ir.IntType(64), [pointer], var_arg=True)
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "DftiComputeForward")
+        return builder.call(fn, [builder.inttoptr(a, pointer) for a in args])
+
+    return types.int64(types.int64, types.int64, types.int64), codegen
+
+
+class RealFFT:
+    """Committed MKL descriptors for the real FFTs of ``count`` overlapping frames, any count up to ``most``.
+
+    Frame ``t`` is ``n_fft`` samples from ``t * hop`` of a float32 array; its
+    ``n_fft // 2 + 1`` complex64 bins go to row ``t`` of the output. One thread at a
+    time uses an instance (see :func:`real_fft`): single-threaded transforms, no locking.
+    """
+
+    def __init__(self, n_fft: int, hop: int, most: int):
+        if _LIB is None:
+            raise RuntimeError("MKL's FFT interface is not available in this torch build")
+        self.n_fft, self.hop, self.most = n_fft, hop, most
+        self.handles = np.zeros(most + 1, dtype=np.int64)   # by frame count; 0: not created yet
+        self._scratch: tuple[np.ndarray, np.ndarray] | None = None
+
+    def handle(self, count: int) -> int:
+        """The committed descriptor for ``count`` frames (created on first use)."""
+        if not 0 < count <= self.most:
+            raise ValueError(f"count must be in 1..{self.most}, got {count}")
+        if not self.handles[count]:
+            h = ctypes.c_void_p()
+            _check(_LIB.DftiCreateDescriptor_s_1d(ctypes.byref(h), DFTI_REAL, ctypes.c_long(self.n_fft)), "create")
+            for name, value in ((DFTI_NUMBER_OF_TRANSFORMS, count), (DFTI_CONJUGATE_EVEN_STORAGE, DFTI_COMPLEX_COMPLEX),
+                                (DFTI_PLACEMENT, DFTI_NOT_INPLACE), (DFTI_INPUT_DISTANCE, self.hop),
+                                (DFTI_OUTPUT_DISTANCE, self.n_fft // 2 + 1), (DFTI_THREAD_LIMIT, 1)):
+                _check(_LIB.DftiSetValue(h, name, ctypes.c_long(value)), f"set {name}")
+            _check(_LIB.DftiCommitDescriptor(h), "commit")
+            self.handles[count] = h.value
+        return int(self.handles[count])
+
+    def scratch(self, samples: int, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+        """Zeroed float32 input (samples,) and output (most, n_bins, 2) arrays, kept for the next call of this size.
+
+        A caller writes only the same middle part of the input each time, so its ends stay zero.
+        """
+        if self._scratch is None or self._scratch[0].shape[0] != samples or self._scratch[1].shape[1] != n_bins:
+            self._scratch = np.zeros(samples, dtype=np.float32), np.zeros((self.most, n_bins, 2), dtype=np.float32)
+        return self._scratch
+
+    def __del__(self):
+        lib = _LIB      # None once the interpreter is shutting down
+        if lib is not None:
+            for h in self.handles[self.handles != 0]:
+                lib.DftiFreeDescriptor(ctypes.byref(ctypes.c_void_p(int(h))))
+
+
+_pools: dict[tuple[int, int, int], list[RealFFT]] = {}
+_pools_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def real_fft(n_fft: int, hop: int, most: int) -> Iterator[RealFFT]:
+    """A :class:`RealFFT` no other thread is using, kept for reuse (descriptors are committed once per thread)."""
+    key = (n_fft, hop, most)
+    with _pools_lock:
+        pool = _pools.setdefault(key, [])
+        fft = pool.pop() if pool else None
+    fft = fft or RealFFT(n_fft, hop, most)
+    try:
+        yield fft
+    finally:
+        with _pools_lock:
+            pool.append(fft)
+
+
+def error_message(status: int) -> str:
+    return _LIB.DftiErrorMessage(ctypes.c_long(status)).decode(errors="replace") if _LIB else f"status {status}"
+
+
+def _check(status: int, what: str) -> None:
+    if status:
+        raise RuntimeError(f"MKL DFTI {what} failed: {error_message(status)}")
