@@ -9,6 +9,8 @@ a GPU the main thread runs it on batches of ``batch_size`` segments. New entries
 to the store, then the stage's output folder (:mod:`audioclf.features`) is assembled
 from it by copying byte ranges, while the store's last shard is committed (its
 ``fsync`` waits on the disk); the folder is published once that commit succeeded.
+Where the output is exactly one whole shard (a first run), its data file is a hard
+link to that shard instead: no copy (0.3-2.6 s for the 0.88 GB of 10 000 clips here).
 Memory stays flat in the number of files: a bounded number of files is in flight and
 nothing is accumulated but the index.
 """
@@ -266,10 +268,14 @@ def _assemble(entries: list[Entry], found: dict[int, StoredEntry], store: Segmen
     order = [(entries[i], found[i]) for i in sorted(found)]
     rows = [Row(e.path, e.label, e.group, k, round(k * cfg.hop_samples / cfg.sample_rate, 6))
             for e, s in order for k in range(s.rows)]
+    stored = [s for _, s in order]
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
-        with open(tmp / DATA_FILE, "wb", buffering=0) as fh:
-            store.copy_to((s for _, s in order), fh, uncommitted)
+        if len({s.shard for s in stored}) == 1 and stored[0].start == 0:
+            before_publish()      # maybe all of a shard being committed: link it once committed
+        if not store.link_whole(stored, tmp / DATA_FILE):
+            with open(tmp / DATA_FILE, "wb", buffering=0) as fh:
+                store.copy_to(stored, fh, uncommitted)
         write_index(rows, tmp / INDEX_FILE)
         meta = {"shape": [len(rows), *cfg.shape], "dtype": "float32", "labels": sorted({e.label for e in entries}),
                 "frontend": frontend_params(cfg), "frontend_key": store.dir.name}
