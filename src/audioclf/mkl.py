@@ -1,4 +1,4 @@
-"""MKL's vectorised code paths on AMD CPUs, for the CPU front-end's FFT.
+"""MKL inside torch, used directly: its vectorised code on AMD CPUs, and its FFT interface.
 
 torch's x86-64 wheels carry Intel MKL inside ``libtorch_cpu.so``, and MKL chooses its
 code path by the CPU's vendor as well as its features: on an AMD CPU it runs its
