@@ -53,6 +53,9 @@ def test_files_without_the_entry_are_left_alone(tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("not a library")
     assert mkl.plt_slot(text, mkl.SYMBOL) == "notes.txt is not a little-endian ELF64 file"
+    bare = tmp_path / "bare.so"
+    bare.write_bytes(b"\x7fELF\x02\x01" + bytes(58))            # an ELF64 header and nothing else
+    assert mkl.plt_slot(bare, mkl.SYMBOL) == "bare.so has no usable section headers"
     if ON_LINUX_X86:   # an ELF library that has no such symbol: this interpreter's own binary
         reason = mkl.plt_slot(Path(sys.executable).resolve(), mkl.SYMBOL)
         assert isinstance(reason, str) and ("defines no" in reason or "no dynamic symbols" in reason), reason

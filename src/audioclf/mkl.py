@@ -108,6 +108,8 @@ def _patch() -> str:
     if entry.value != real and (bound is None or Path(bound[1]).resolve() != path.resolve()):
         return f"left alone: {SYMBOL} is bound outside {path.name} (preloaded?)"   # neither MKL's nor its lazy stub
     entry.value = _intel_cpu_true.address
+    if not hasattr(lib, "mkl_serv_cpu_detect"):
+        return "patched: MKL's code path unknown"
     code = lib.mkl_serv_cpu_detect()
     if code == 0:
         return "patched too late: MKL had already chosen its generic code (path 0)"
@@ -128,6 +130,8 @@ def plt_slot(path: Path, symbol: str) -> tuple[int, int] | str:
             return f"{path.name} is not a little-endian ELF64 file"
         e_phoff, e_shoff = struct.unpack_from("<QQ", head, 0x20)
         e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx = struct.unpack_from("<HHHHH", head, 0x36)
+        if e_shnum == 0 or e_shstrndx >= e_shnum or e_shentsize < 64 or e_phentsize < 56:
+            return f"{path.name} has no usable section headers"
         sections = [struct.unpack_from("<IIQQQQIIQQ", _read(fh, e_shoff + i * e_shentsize, e_shentsize))
                     for i in range(e_shnum)]
         names = _read(fh, sections[e_shstrndx][4], sections[e_shstrndx][5])
