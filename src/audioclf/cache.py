@@ -28,7 +28,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -160,17 +160,19 @@ class SegmentStore:
                 fh.close()
         return total
 
-    def link_whole(self, entries: list[StoredEntry], dst: Path) -> bool:
+    def link_whole(self, entries: list[StoredEntry], dst: Path, committed: Callable[[], object]) -> bool:
         """Hard-link ``dst`` to a committed shard if ``entries`` are all of it, in order; False (nothing done) if not.
 
         The common case of a first run, whose output is exactly the shard it wrote: no
         copy. Committed shards are never written again, so the two names share data
-        safely. False also where the shard is not (yet) committed or the filesystem
-        cannot link it there (another filesystem, no hard links): copy instead.
+        safely. ``committed`` is called first where the entries are one run from a
+        shard's start: it waits for a shard still being committed. False also where
+        the filesystem cannot link it there (another filesystem, no hard links): copy instead.
         """
         runs = list(_runs(entries))
         if len(runs) != 1 or runs[0][1] != 0:
             return False
+        committed()
         data = self.dir / f"{runs[0][0]}.f32"
         try:
             if data.stat().st_size != runs[0][2] * self.row_bytes:

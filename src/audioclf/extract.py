@@ -271,9 +271,7 @@ def _assemble(entries: list[Entry], found: dict[int, StoredEntry], store: Segmen
     stored = [s for _, s in order]
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
-        if len({s.shard for s in stored}) == 1 and stored[0].start == 0:
-            before_publish()      # maybe all of a shard being committed: link it once committed
-        if not store.link_whole(stored, tmp / DATA_FILE):
+        if not store.link_whole(stored, tmp / DATA_FILE, committed=before_publish):
             with open(tmp / DATA_FILE, "wb", buffering=0) as fh:
                 store.copy_to(stored, fh, uncommitted)
         write_index(rows, tmp / INDEX_FILE)

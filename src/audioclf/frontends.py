@@ -82,28 +82,31 @@ class LogMel(nn.Module):
         return f"n_fft={self.n_fft}, hop_length={self.hop_length}, n_mels={self.n_mels}, top_db={self.top_db}"
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        pad = self.n_fft // 2
-        frames = nn.functional.pad(wave, (pad, pad)).unfold(-1, self.n_fft, self.hop_length)  # (B, T, n_fft)
         if wave.device.type == "cpu":
-            return self._logmel_cpu(wave, frames)                                               # (B, n_mels, T)
-        mel = self._mel_blocks(torch.fft.rfft(frames * self.window)).transpose(1, 2)
+            return self._logmel_cpu(wave)                                                       # (B, n_mels, T)
+        mel = self._mel_blocks(torch.fft.rfft(self._frames(wave) * self.window)).transpose(1, 2)
         db = torch.log10(mel.clamp_min_(AMIN)).mul_(10.0)
         floor = db.amax(dim=(1, 2), keepdim=True) - self.top_db
         return torch.maximum(db, floor)                                                         # (B, n_mels, T)
 
-    def _logmel_cpu(self, wave: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-        """Log-mel (B, n_mels, T) of frames (B, T, n_fft) of ``wave``: the floor goes on the power, then one log.
+    def _frames(self, wave: torch.Tensor) -> torch.Tensor:
+        """The centred, zero-padded frames (B, T, n_fft) of ``wave`` (B, N), as a view of one padded copy."""
+        pad = self.n_fft // 2
+        return nn.functional.pad(wave, (pad, pad)).unfold(-1, self.n_fft, self.hop_length)
+
+    def _logmel_cpu(self, wave: torch.Tensor) -> torch.Tensor:
+        """Log-mel (B, n_mels, T) of ``wave`` (B, N): the floor goes on the power, then one log.
 
         ``max(x, peak * 10^(-top_db / 10))`` in power is the ``top_db`` floor in dB.
         """
-        mel = self._mel_cpu(wave, frames, 10.0 ** (-self.top_db / 10.0))
+        mel = self._mel_cpu(wave, floor=10.0 ** (-self.top_db / 10.0))
         out = mel.numpy()
         np.log10(out, out=out)
         out *= 10.0
         return mel
 
-    def _mel_cpu(self, wave: torch.Tensor, frames: torch.Tensor, floor: float = 0.0) -> torch.Tensor:
-        """Mel power (B, n_mels, T) of frames (B, T, n_fft) of ``wave``, at least ``max(AMIN, floor * peak)``.
+    def _mel_cpu(self, wave: torch.Tensor, frames: torch.Tensor | None = None, floor: float = 0.0) -> torch.Tensor:
+        """Mel power (B, n_mels, T) of the frames of ``wave`` (B, N), at least ``max(AMIN, floor * peak)``.
 
         The FFT reads the overlapping frames where they lie (no windowed copy, 4x the
         waveform); the compiled kernel applies the Hann window to the spectrum instead.
@@ -112,12 +115,14 @@ class LogMel(nn.Module):
         Frames that lie wholly in trailing zeros (a short clip padded to its segment, or
         digital silence) have no power: they are not transformed, and get the floor.
         """
-        mel = torch.empty(frames.shape[0], self.n_mels, frames.shape[1])
+        n_frames = 1 + (wave.shape[-1] + 2 * (self.n_fft // 2) - self.n_fft) // self.hop_length
+        mel = torch.empty(wave.shape[0], self.n_mels, n_frames)
         samples = wave.numpy()
         last = last_nonzero(samples)                             # -1: all zero
-        with_signal = min(frames.shape[1], max(1, (last + self.n_fft // 2) // self.hop_length + 1))
+        with_signal = min(n_frames, max(1, (last + self.n_fft // 2) // self.hop_length + 1))
         even, floor = self.n_fft % 2 == 0, np.float32(floor)
         if not mkl.DFTI:
+            frames = self._frames(wave) if frames is None else frames                           # (B, T, n_fft)
             spec = torch.fft.rfft(frames[:, :with_signal])                                       # (B, T', F)
             mel_power(torch.view_as_real(spec).numpy(), even, self.bands, self.weights, floor, mel.numpy())
             return mel
