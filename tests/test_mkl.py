@@ -10,11 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from audioclf import mkl
 
-LIBTORCH = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
+LIBTORCH = mkl.libtorch_path()
 ON_LINUX_X86 = platform.system() == "Linux" and platform.machine() == "x86_64"
 vendor, flags = mkl._cpu()
 AMD_AVX2 = ON_LINUX_X86 and vendor == "AuthenticAMD" and "avx2" in flags

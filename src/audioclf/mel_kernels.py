@@ -41,7 +41,7 @@ def bands_per_bin(fb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def mel_power(spec: np.ndarray, even: bool, bands: np.ndarray, weights: np.ndarray, floor: np.float32,
-               out: np.ndarray) -> None:
+              out: np.ndarray) -> None:
     """Write the mel power (B, n_mels, T) of Hann-windowed frames, given the spectrum of the bare frames.
 
     ``spec`` is float32 (B, T', F, 2), real and imaginary parts of the rFFT of the
@@ -59,11 +59,11 @@ def mel_power(spec: np.ndarray, even: bool, bands: np.ndarray, weights: np.ndarr
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def mel_power_mkl(wave: np.ndarray, n_frames: int, hop: int, full: int, rest: int, padded: np.ndarray,
-                   spec: np.ndarray, even: bool, bands: np.ndarray, weights: np.ndarray, floor: np.float32,
-                   out: np.ndarray) -> int:
+                  spec: np.ndarray, even: bool, bands: np.ndarray, weights: np.ndarray, floor: np.float32,
+                  out: np.ndarray) -> int:
     """:func:`mel_power` of the first ``n_frames`` frames of ``wave`` (B, N), transformed here by MKL.
 
-    Each item is copied into the middle of ``padded`` (N + n_fft, zeros at both ends:
+    Each item is copied into the middle of ``padded`` (N + 2 (n_fft // 2), zeros at both ends:
     the centred frames), and its frames are transformed a tile at a time into
     ``spec`` (MEL_TILE, F, 2), which stays in the core's cache for :func:`_tile_mel`.
     ``full`` and ``rest`` are MKL descriptors for ``MEL_TILE`` frames and for

@@ -86,9 +86,7 @@ def _patch() -> str:
     vendor, flags = _cpu()
     if vendor != "AuthenticAMD" or "avx2" not in flags:
         return f"left alone: {vendor or 'unknown'} CPU{'' if 'avx2' in flags else ' without AVX2'}"
-    import torch
-
-    path = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
+    path = libtorch_path()
     if not path.is_file():
         return f"left alone: no {path}"
     found = plt_slot(path, SYMBOL)
@@ -190,11 +188,16 @@ def _mapping(address: int) -> tuple[str, str] | None:
     return None
 
 
-def _libtorch() -> ctypes.CDLL | None:
-    """``libtorch_cpu.so`` as loaded by torch, if it exports MKL's FFT interface."""
+def libtorch_path() -> Path:
+    """Where torch keeps its CPU library, MKL inside."""
     import torch
 
-    path = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
+    return Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
+
+
+def _libtorch() -> ctypes.CDLL | None:
+    """``libtorch_cpu.so`` as loaded by torch, if it exports MKL's FFT interface."""
+    path = libtorch_path()
     try:
         lib = ctypes.CDLL(str(path))
         for name in DFTI_ENTRY_POINTS:
