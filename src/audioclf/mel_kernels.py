@@ -85,9 +85,13 @@ def mel_power_mkl(wave: np.ndarray, n_frames: int, hop: int, full: int, rest: in
 
 @numba.njit(cache=True, nogil=True)
 def _scratch(n_bins: int, n_mels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Work arrays of :func:`_tile_mel`: one windowed frame, a tile's power frame- and bin-major, its mel sums."""
+    """Work arrays of :func:`_tile_mel`: one windowed frame, a tile's power frame- and bin-major, its mel sums.
+
+    Left unset: every value read is written first (the bins the last transpose block
+    adds past ``n_bins`` are moved but never added to a band).
+    """
     padded = n_bins + TRANSPOSE_BLOCK                                     # room for the last, partial block
-    return (np.zeros(2 * n_bins, dtype=np.float32), np.zeros((MEL_TILE, padded), dtype=np.float32),
+    return (np.empty(2 * n_bins, dtype=np.float32), np.empty((MEL_TILE, padded), dtype=np.float32),
             np.empty((padded, MEL_TILE), dtype=np.float32), np.empty((n_mels, MEL_TILE), dtype=np.float32))
 
 
