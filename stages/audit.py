@@ -1,16 +1,18 @@
 """audit: fail the pipeline if any fold leaks (shared groups, duplicate or near-duplicate audio)."""
-import argparse
+import logging
 from pathlib import Path
 
-from audioclf.audit import audit_folds, describe_violations
+from audioclf.cli import parser, run
 from audioclf.config import load_params
+from audioclf.data.audit import audit_folds, refuse_on_violations
+from audioclf.data.split import read_folds
 from audioclf.io import write_json
-from audioclf.split import LeakageError, read_folds
+
+log = logging.getLogger("audioclf.stages.audit")
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
+    ap = parser(__doc__)
     ap.add_argument("--audio-root", required=True, help="folder the manifest paths are relative to")
     ap.add_argument("--split", required=True)
     ap.add_argument("--test", required=True)
@@ -22,13 +24,12 @@ def main(argv=None) -> dict:
                          near_level=cfg.near_duplicates, pretrained_ids=frozenset(cfg.pretrained_ids),
                          pretrained_level=cfg.pretrained_overlap, max_ber=cfg.max_ber, leaky=params.split.leaky)
     write_json(report, args.report)
-    if not report["ok"]:
-        raise LeakageError(f"leakage audit failed (details in {args.report}):\n{describe_violations(report)}")
+    refuse_on_violations(report, args.report)
     counts = {name: check["count"] for name, check in report["checks"].items()}
-    print(f"audit: {report['files']} files, {report['folds']} fold(s), violations {counts}"
-          + (" (LEAKY split: reported, not failed)" if params.split.leaky else ""))
+    log.info("audit: %d files, %d fold(s), violations %s%s", report["files"], report["folds"], counts,
+             " (LEAKY split: reported, not failed)" if params.split.leaky else "")
     return report
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -1,16 +1,18 @@
 """split: grouped, stratified train/val/test lists, one set per fold (holdout: one fold)."""
-import argparse
+import logging
 from pathlib import Path
 
+from audioclf.cli import parser, run
 from audioclf.config import load_params
+from audioclf.data.manifest import read_manifest
+from audioclf.data.split import make_folds, split_report, write_folds
 from audioclf.io import write_json
-from audioclf.manifest import read_manifest
-from audioclf.split import make_folds, split_counts, write_folds
+
+log = logging.getLogger("audioclf.stages.split")
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
+    ap = parser(__doc__)
     ap.add_argument("--manifest", required=True)
     ap.add_argument("--out", required=True, help="folder for fold_<n>/{train,val}.csv")
     ap.add_argument("--test-out", required=True, help="folder for fold_<n>.csv test lists (read by evaluate only)")
@@ -22,12 +24,12 @@ def main(argv=None) -> dict:
                        fractions={"train": cfg.train, "val": cfg.val, "test": cfg.test},
                        fold_column=cfg.fold_column, leaky=cfg.leaky)
     write_folds(folds, Path(args.out), Path(args.test_out))
-    report = {"strategy": cfg.strategy, "leaky": cfg.leaky, "folds": [split_counts(fold) for fold in folds]}
+    report = split_report(folds, cfg)
     write_json(report, args.report)
-    print(f"split: {cfg.strategy}, {len(folds)} fold(s); fold 0: {report['folds'][0]['clips']} clips"
-          + (" (LEAKY: groups ignored)" if cfg.leaky else ""))
+    log.info("split: %s, %d fold(s); fold 0: %s clips%s", cfg.strategy, len(folds), report["folds"][0]["clips"],
+             " (LEAKY: groups ignored)" if cfg.leaky else "")
     return report
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

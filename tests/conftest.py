@@ -9,8 +9,8 @@ import torch
 import yaml
 
 from audioclf.config import Params, parse_params
-from audioclf.datasets.synthetic import generate
-from audioclf.manifest import Entry
+from audioclf.data.datasets.synthetic import generate
+from audioclf.data.manifest import Entry
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,8 +63,8 @@ def tiny_dataset(tmp_path_factory) -> tuple[Path, list[Entry]]:
 @pytest.fixture(scope="session")
 def tiny_cache(tiny_dataset, tmp_path_factory):
     """The shrunk dataset's feature cache and a 60/20/20 grouped split: (cache folder, {split: entries})."""
-    from audioclf.extract import extract_features
-    from audioclf.split import grouped_split
+    from audioclf.features.extract import extract_features
+    from audioclf.data.split import grouped_split
 
     params = parse_params(shrink(repo_params()))
     root, entries = tiny_dataset

@@ -11,7 +11,7 @@ MODULES = sorted(".".join(p.relative_to(SRC).with_suffix("").parts)
 
 
 def test_modules_with_examples_are_found():
-    assert "audioclf.frontends" in MODULES and "audioclf.audio" in MODULES
+    assert "audioclf.features.frontends" in MODULES and "audioclf.features.audio" in MODULES
 
 
 @pytest.mark.parametrize("name", MODULES)

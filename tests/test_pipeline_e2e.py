@@ -121,7 +121,7 @@ def test_planted_duplicate_fails_the_pipeline(project):
     root, env = project
     run(["dvc", "repro", "split"], root, env)
     import soundfile as sf
-    from audioclf.manifest import describe, read_manifest, write_manifest
+    from audioclf.data.manifest import describe, read_manifest, write_manifest
 
     train = read_manifest(root / "data/split/fold_0/train.csv")
     source = train[0]

@@ -15,6 +15,8 @@ import os
 import re
 import sys
 
+from audioclf.errors import UserError
+
 # import name -> distribution name of the compiled dependencies, torch first
 COMPILED = {"torch": "torch", "torchaudio": "torchaudio", "numpy": "numpy", "scipy": "scipy",
             "soundfile": "soundfile", "soxr": "soxr", "blake3": "blake3"}
@@ -22,7 +24,7 @@ FIX = "uv sync --locked --extra dev"
 VERBOSE_ENV = "AUDIOCLF_VERBOSE"
 
 
-class BrokenEnvironment(ImportError):
+class BrokenEnvironment(UserError, ImportError):
     """A compiled dependency does not import; the message names versions and the fix."""
 
 

@@ -9,6 +9,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
+from audioclf.errors import MissingInputError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -56,7 +58,7 @@ def project_path(path: str | Path) -> Path:
 def read_json(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found (has the stage that writes it run?)")
+        raise MissingInputError(f"{path} not found (has the stage that writes it run?)")
     return json.loads(path.read_text())
 
 

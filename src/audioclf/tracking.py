@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -84,6 +85,38 @@ def start_run(dataset: str, *, run_name: str, params: dict[str, Any] | None = No
         status = "FINISHED"
     finally:
         mlflow.end_run(status=status)
+
+
+@dataclass(frozen=True)
+class Runs:
+    """The MLflow runs of one stage: one run per training, with one child per fold in a
+    cross-validation. A stage creates it and hands it to the library, which opens the runs.
+
+    Attributes:
+        dataset: names the experiment (``audioclf-<dataset>``).
+        name: the run's name (``<model>-<loss>``); a fold's child is ``<name>-fold<n>``.
+        params: flattened params logged on every new run.
+        tags: tags of every new run (a child also gets ``fold``).
+    """
+
+    dataset: str
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def open(self, *, run_id: str | None = None) -> contextlib.AbstractContextManager[mlflow.ActiveRun]:
+        """The training's run (reopened with ``run_id``)."""
+        return start_run(self.dataset, run_name=self.name, params=self.params, tags=self.tags, run_id=run_id)
+
+    def open_fold(self, n: int, *, run_id: str | None = None) -> contextlib.AbstractContextManager[mlflow.ActiveRun]:
+        """Fold ``n``'s child of the active run (reopened with ``run_id``)."""
+        return start_run(self.dataset, run_name=f"{self.name}-fold{n}", params=self.params, nested=True,
+                         run_id=run_id, tags={**self.tags, "fold": str(n)})
+
+    @staticmethod
+    def reuse(run: mlflow.ActiveRun) -> contextlib.AbstractContextManager[mlflow.ActiveRun]:
+        """The already open ``run`` (a single fold trains in the training's run itself)."""
+        return contextlib.nullcontext(run)
 
 
 def _run_exists(run_id: str) -> bool:

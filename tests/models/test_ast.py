@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from audioclf.models import build_model
-from audioclf.models.ast import ASTParams, interpolate_position_embeddings, patch_grid
+from audioclf.config.models import ASTConfig
+from audioclf.models.ast import interpolate_position_embeddings, patch_grid
 from audioclf.models.pretrained import PretrainedWeightsError
 
 SHAPE = (32, 40)
@@ -54,7 +55,7 @@ def saved_ast(tmp_path_factory):
 
 def test_pretrained_loads_everything_but_the_head_and_resizes_positions(saved_ast):
     folder, source = saved_ast
-    model = build_model("ast", ASTParams(pretrained=str(folder)), n_classes=3, input_shape=SHAPE)
+    model = build_model("ast", ASTConfig(pretrained=str(folder)), n_classes=3, input_shape=SHAPE)
     net = model.net
     assert net.config.max_length == SHAPE[1]                    # not padded to the pretrained 64 frames
     pos = net.audio_spectrogram_transformer.embeddings.position_embeddings
@@ -72,14 +73,14 @@ def test_pretrained_needs_its_mel_bins(saved_ast):
     folder, _ = saved_ast
     with pytest.raises(PretrainedWeightsError,
                        match="expects 32 mel bins, the features have 64; set features.n_mels=32"):
-        build_model("ast", ASTParams(pretrained=str(folder)), n_classes=3, input_shape=(64, 40))
+        build_model("ast", ASTConfig(pretrained=str(folder)), n_classes=3, input_shape=(64, 40))
 
 
 def test_checkpoint_of_a_pretrained_model_rebuilds_offline(saved_ast, tmp_path):
-    from audioclf.checkpoint import load_checkpoint, save_checkpoint
+    from audioclf.models.checkpoint import load_checkpoint, save_checkpoint
 
     folder, _ = saved_ast
-    cfg = ASTParams(pretrained=str(folder))
+    cfg = ASTConfig(pretrained=str(folder))
     model = build_model("ast", cfg, n_classes=3, input_shape=SHAPE).eval()
     save_checkpoint(tmp_path / "best.pt", model=model, model_name="ast", model_config=cfg, labels=["a", "b", "c"],
                     norm={"mean": 0.0, "std": 1.0}, params={}, input_shape=SHAPE)

@@ -53,7 +53,7 @@ def test_one_step_lowers_loss():
 def test_bad_config_is_named():
     with pytest.raises(ValueError, match="dropout' must be in"):
         CNNConfig(dropout=1.0)
-    with pytest.raises(ValueError, match="attention' is 'sk'; allowed values: none, se, cbam"):
+    with pytest.raises(ValueError, match="attention' is 'sk'; allowed values: cbam, none, se"):
         CNNConfig(attention="sk")
     with pytest.raises(ValueError, match="n_classes must be >= 2, got 1"):
         AudioCNN(CNNConfig(), n_classes=1)

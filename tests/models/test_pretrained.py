@@ -3,15 +3,15 @@ import pytest
 import torch
 
 from audioclf.models import build_model
-from audioclf.models.ast import ASTParams
-from audioclf.models.imagenet import EfficientNetParams, ResNetParams
+from audioclf.config.models import ASTConfig
+from audioclf.config.models import EfficientNetConfig, ResNetConfig
 from audioclf.models.pretrained import PretrainedWeightsError
 
 SHAPE = (32, 40)
 
 
-@pytest.mark.parametrize("name, cfg", [("ast", ASTParams(pretrained="no-such-org/no-such-model")),
-                                       ("resnet50", ResNetParams(pretrained="no-such-org/no-such-model"))])
+@pytest.mark.parametrize("name, cfg", [("ast", ASTConfig(pretrained="no-such-org/no-such-model")),
+                                       ("resnet50", ResNetConfig(pretrained="no-such-org/no-such-model"))])
 def test_uncached_hub_name_says_how_to_get_it(name, cfg):
     with pytest.raises(PretrainedWeightsError) as err:
         build_model(name, cfg, n_classes=3, input_shape=SHAPE)
@@ -23,12 +23,12 @@ def test_uncached_hub_name_says_how_to_get_it(name, cfg):
 
 def test_empty_folder_is_refused(tmp_path):
     with pytest.raises(PretrainedWeightsError, match="holds no Hugging Face model .*found nothing"):
-        build_model("ast", ASTParams(pretrained=str(tmp_path)), n_classes=3, input_shape=SHAPE)
+        build_model("ast", ASTConfig(pretrained=str(tmp_path)), n_classes=3, input_shape=SHAPE)
 
 
 def test_missing_folder_is_refused(tmp_path):
     with pytest.raises(PretrainedWeightsError, match="folder '.*/nowhere' does not exist"):
-        build_model("efficientnet_b2", EfficientNetParams(pretrained=str(tmp_path / "nowhere")),
+        build_model("efficientnet_b2", EfficientNetConfig(pretrained=str(tmp_path / "nowhere")),
                     n_classes=3, input_shape=SHAPE)
 
 
@@ -46,7 +46,7 @@ def saved_resnet(tmp_path_factory):
 
 def test_imagenet_model_keeps_backbone_and_repeats_the_channel(saved_resnet):
     folder, source = saved_resnet
-    model = build_model("resnet50", ResNetParams(pretrained=str(folder)), n_classes=3, input_shape=SHAPE)
+    model = build_model("resnet50", ResNetConfig(pretrained=str(folder)), n_classes=3, input_shape=SHAPE)
     state = model.net.state_dict()
     assert {k for k in state if not torch.equal(state[k], source[k]) or state[k].shape != source[k].shape} \
         == {"classifier.1.weight", "classifier.1.bias"}
@@ -58,4 +58,4 @@ def test_imagenet_model_keeps_backbone_and_repeats_the_channel(saved_resnet):
 def test_weights_of_another_architecture_are_refused(saved_resnet):
     folder, _ = saved_resnet
     with pytest.raises(PretrainedWeightsError, match="lacks .* weights outside the classifier head"):
-        build_model("efficientnet_b2", EfficientNetParams(pretrained=str(folder)), n_classes=3, input_shape=SHAPE)
+        build_model("efficientnet_b2", EfficientNetConfig(pretrained=str(folder)), n_classes=3, input_shape=SHAPE)

@@ -2,12 +2,13 @@
 import pytest
 import torch
 
-from audioclf.checkpoint import load_checkpoint, save_checkpoint
+from audioclf.models.checkpoint import load_checkpoint, save_checkpoint
 from audioclf.config import load_params
-from audioclf.models import MODEL_CONFIGS, MODELS, build_model, count_parameters, head_and_backbone
-from audioclf.models.ast import ASTParams
+from audioclf.config.models import MODEL_CONFIGS
+from audioclf.models import MODELS, build_model, count_parameters, head_and_backbone
+from audioclf.config.models import ASTConfig
 from audioclf.models.cnn import CNNConfig
-from audioclf.models.imagenet import EfficientNetParams, ResNetParams
+from audioclf.config.models import EfficientNetConfig, ResNetConfig
 from audioclf.models.vit import ViTConfig
 
 SHAPE = (32, 40)    # (n_mels, frames) of the shrunk test features
@@ -18,10 +19,10 @@ TINY = {
     "cnn_se": CNNConfig(channels=(8, 16), hidden=8, dropout=0.0, stem_stride=1, attention="se", reduction=4),
     "cnn_cbam": CNNConfig(channels=(8, 16), hidden=8, dropout=0.0, stem_stride=1, attention="cbam", reduction=4),
     "vit": ViTConfig(patch_size=8, dim=32, depth=2, heads=2, mlp_ratio=2.0, dropout=0.0),
-    "ast": ASTParams(pretrained=None, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64),
-    "resnet50": ResNetParams(pretrained=None, embedding_size=8, hidden_sizes=(8, 16), depths=(1, 1),
+    "ast": ASTConfig(pretrained=None, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64),
+    "resnet50": ResNetConfig(pretrained=None, embedding_size=8, hidden_sizes=(8, 16), depths=(1, 1),
                              layer_type="basic"),
-    "efficientnet_b2": EfficientNetParams(pretrained=None, width_coefficient=0.1, depth_coefficient=0.1,
+    "efficientnet_b2": EfficientNetConfig(pretrained=None, width_coefficient=0.1, depth_coefficient=0.1,
                                           dropout=0.0, drop_connect_rate=0.0),
 }
 

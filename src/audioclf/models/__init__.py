@@ -1,4 +1,6 @@
-"""Model registry: the ``model`` param names a family and its config in ``model_params``.
+"""Models: the registry (the ``model`` param names a family, configured in ``model_params.<model>``),
+one family per module, checkpoints (:mod:`audioclf.models.checkpoint`) and inference on
+feature batches (:mod:`audioclf.models.inference`). May import config, features and io.
 
 Every model maps (B, 1, n_mels, T) log-mel to (B, n_classes) logits and has a
 ``head_prefix``: the parameters under it form the classifier head (trained at
@@ -12,23 +14,23 @@ from typing import Any
 
 from torch import nn
 
-from audioclf.models.ast import ASTClassifier, ASTParams
-from audioclf.models.cnn import AudioCNN, CNNConfig
-from audioclf.models.imagenet import EfficientNetParams, ImageNetCNN, ResNetParams
-from audioclf.models.vit import SpecViT, ViTConfig
+from audioclf.models.ast import ASTClassifier
+from audioclf.models.cnn import AudioCNN
+from audioclf.models.imagenet import ImageNetCNN
+from audioclf.models.vit import SpecViT
 
-# name -> (model class, config class); variants of one family share a class
-MODELS: dict[str, tuple[type[nn.Module], type]] = {
-    "cnn": (AudioCNN, CNNConfig),
-    "cnn_v2": (AudioCNN, CNNConfig),
-    "cnn_se": (AudioCNN, CNNConfig),
-    "cnn_cbam": (AudioCNN, CNNConfig),
-    "vit": (SpecViT, ViTConfig),
-    "ast": (ASTClassifier, ASTParams),
-    "resnet50": (ImageNetCNN, ResNetParams),
-    "efficientnet_b2": (ImageNetCNN, EfficientNetParams),
+# the ``model`` param -> its model class (configs: audioclf.config.models.MODEL_CONFIGS, same names);
+# variants of one family share a class
+MODELS: dict[str, type[nn.Module]] = {
+    "cnn": AudioCNN,
+    "cnn_v2": AudioCNN,
+    "cnn_se": AudioCNN,
+    "cnn_cbam": AudioCNN,
+    "vit": SpecViT,
+    "ast": ASTClassifier,
+    "resnet50": ImageNetCNN,
+    "efficientnet_b2": ImageNetCNN,
 }
-MODEL_CONFIGS = {name: cfg for name, (_, cfg) in MODELS.items()}
 
 
 def build_model(name: str, cfg: Any, n_classes: int, in_channels: int = 1,
@@ -45,7 +47,7 @@ def build_model(name: str, cfg: Any, n_classes: int, in_channels: int = 1,
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; allowed: {', '.join(sorted(MODELS))}")
-    model_cls, _ = MODELS[name]
+    model_cls = MODELS[name]
     extra = {"arch": arch} if arch is not None else {}
     return model_cls(cfg, n_classes=n_classes, in_channels=in_channels,
                      input_shape=None if input_shape is None else tuple(input_shape), **extra)

@@ -2,7 +2,7 @@
 
 Pretrained (``pretrained:`` a Hub id in the local cache, or a folder; see
 :mod:`audioclf.models.pretrained`) or from scratch (``pretrained: null``, sized by
-:class:`ASTParams`). The AudioSet checkpoint was trained on 1024 frames of 128 mel
+:class:`~audioclf.config.models.ASTConfig`). The AudioSet checkpoint was trained on 1024 frames of 128 mel
 bins; short clips are *not* padded to 1024 frames: ``max_length`` is set to the
 cached features' frame count and the pretrained patch-grid position embeddings are
 interpolated (2-D, bilinear) to the new grid, keeping the [CLS] and distillation
@@ -10,51 +10,15 @@ tokens' embeddings.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import nn
 
+from audioclf.config.models import ASTConfig
 from audioclf.models.pretrained import PretrainedWeightsError, load_pretrained
-from audioclf.schema import check
 
-AST_CHECKPOINT = "MIT/ast-finetuned-audioset-10-10-0.4593"
 AST_MEL_BINS = 128  # what the AudioSet checkpoint's patch grid and weights expect
-
-
-@dataclass(frozen=True)
-class ASTParams:
-    """``model_params.ast``. With ``pretrained`` set, the size fields are ignored (the checkpoint's config rules).
-
-    Attributes:
-        pretrained: Hub id (already in the HF cache) or folder; null trains from scratch.
-        hidden_size, num_layers, num_heads, intermediate_size: transformer size (from scratch).
-        patch_size, frequency_stride, time_stride: patching (overlapping when stride < patch).
-        dropout: hidden dropout (also applied to a pretrained model).
-    """
-
-    pretrained: Optional[str] = AST_CHECKPOINT
-    hidden_size: int = 768
-    num_layers: int = 12
-    num_heads: int = 12
-    intermediate_size: int = 3072
-    patch_size: int = 16
-    frequency_stride: int = 10
-    time_stride: int = 10
-    dropout: float = 0.0
-
-    def __post_init__(self):
-
-        for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "patch_size",
-                     "frequency_stride", "time_stride"):
-            value = getattr(self, name)
-            check(value >= 1, f"model_params.ast.{name}", f"must be >= 1, got {value}")
-        check(self.hidden_size % self.num_heads == 0, "model_params.ast.num_heads",
-              f"must divide model_params.ast.hidden_size={self.hidden_size}, got {self.num_heads}")
-        check(0 <= self.dropout < 1, "model_params.ast.dropout", f"must be in [0, 1), got {self.dropout}")
-        check(self.pretrained is None or self.pretrained.strip() != "", "model_params.ast.pretrained",
-              "must be null (train from scratch), a Hugging Face model id or a folder")
 
 
 def patch_grid(n_mels: int, n_frames: int, patch: int, f_stride: int, t_stride: int) -> tuple[int, int]:
@@ -89,21 +53,22 @@ class ASTClassifier(nn.Module):
     """``ASTForAudioClassification`` on (B, 1, n_mels, T) log-mel; output (B, n_classes).
 
     Args:
-        cfg: :class:`ASTParams`.
+        cfg: :class:`~audioclf.config.models.ASTConfig`.
         n_classes: output logits.
         in_channels: must be 1.
         input_shape: (n_mels, n_frames) of the inputs.
-        arch: a saved ``ASTConfig`` dict (from :meth:`arch` via a checkpoint): rebuild
+        arch: a saved transformers ``ASTConfig`` dict (from :meth:`arch` via a checkpoint): rebuild
             that architecture without loading pretrained weights.
     """
 
     head_prefix = "net.classifier."
 
-    def __init__(self, cfg: ASTParams, n_classes: int, in_channels: int = 1,
+    def __init__(self, cfg: ASTConfig, n_classes: int, in_channels: int = 1,
                  input_shape: tuple[int, int] | None = None, arch: dict | None = None):
         super().__init__()
         # imported here: transformers takes seconds to import, and every stage imports the registry
-        from transformers import ASTConfig, ASTForAudioClassification
+        from transformers import ASTConfig as HFASTConfig
+        from transformers import ASTForAudioClassification
 
         if in_channels != 1:
             raise ValueError(f"AST takes one input channel, got in_channels={in_channels}")
@@ -111,9 +76,9 @@ class ASTClassifier(nn.Module):
             raise ValueError("ASTClassifier needs input_shape=(n_mels, n_frames)")
         n_mels, n_frames = input_shape
         if arch is not None:
-            self.net = ASTForAudioClassification(ASTConfig.from_dict(arch))
+            self.net = ASTForAudioClassification(HFASTConfig.from_dict(arch))
         elif cfg.pretrained is None:
-            self.net = ASTForAudioClassification(ASTConfig(
+            self.net = ASTForAudioClassification(HFASTConfig(
                 hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
                 intermediate_size=cfg.intermediate_size, patch_size=cfg.patch_size,
                 frequency_stride=cfg.frequency_stride, time_stride=cfg.time_stride, max_length=n_frames,
@@ -124,7 +89,7 @@ class ASTClassifier(nn.Module):
             raise ValueError(f"AST architecture has {self.net.config.num_labels} outputs, expected {n_classes}")
 
     @staticmethod
-    def _pretrained(cfg: ASTParams, model_cls: Any, n_classes: int, n_mels: int, n_frames: int) -> nn.Module:
+    def _pretrained(cfg: ASTConfig, model_cls: Any, n_classes: int, n_mels: int, n_frames: int) -> nn.Module:
         key = "model_params.ast.pretrained"
         net = load_pretrained(model_cls, cfg.pretrained, key, head_prefix="classifier.dense.",
                               num_labels=n_classes, hidden_dropout_prob=cfg.dropout)
@@ -146,7 +111,7 @@ class ASTClassifier(nn.Module):
         return net
 
     def arch(self) -> dict:
-        """The ``ASTConfig`` as a dict: with the state dict, enough to rebuild this model offline."""
+        """The transformers ``ASTConfig`` as a dict: with the state dict, enough to rebuild this model offline."""
         return self.net.config.to_dict()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -6,48 +6,11 @@ do the attention variants ``cnn_se`` and ``cnn_cbam`` (``attention: se | cbam``)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
+from audioclf.config.models import CNNConfig
 from audioclf.models.attention import ATTENTION
-from audioclf.schema import check
-
-ATTENTION_CHOICES = ("none", *ATTENTION)
-
-
-@dataclass(frozen=True)
-class CNNConfig:
-    """Architecture of :class:`AudioCNN`.
-
-    Attributes:
-        channels: output channels of each conv block; one 2x2 max-pool follows each.
-        stem_stride: stride of the first block's 5x5 conv; 2 quarters the compute of
-            every later block at the cost of input resolution.
-        hidden: width of the hidden layer of the classifier head.
-        dropout: dropout before the output layer.
-        attention: ``none``, ``se`` (squeeze-and-excitation) or ``cbam`` after each conv block.
-        reduction: channel reduction of the attention MLP.
-    """
-
-    channels: tuple[int, ...] = (32, 64, 128, 192)
-    stem_stride: int = 2
-    hidden: int = 64
-    dropout: float = 0.3
-    attention: str = "none"
-    reduction: int = 8
-
-    def __post_init__(self):
-
-        check(len(self.channels) >= 1 and all(c > 0 for c in self.channels), "model_params.*.channels",
-              f"must be a non-empty list of positive widths, got {list(self.channels)}")
-        check(self.stem_stride in (1, 2), "model_params.*.stem_stride", f"must be 1 or 2, got {self.stem_stride}")
-        check(self.hidden > 0, "model_params.*.hidden", f"must be positive, got {self.hidden}")
-        check(0 <= self.dropout < 1, "model_params.*.dropout", f"must be in [0, 1), got {self.dropout}")
-        check(self.attention in ATTENTION_CHOICES, "model_params.*.attention",
-              f"is {self.attention!r}; allowed values: {', '.join(ATTENTION_CHOICES)}")
-        check(self.reduction >= 1, "model_params.*.reduction", f"must be >= 1, got {self.reduction}")
 
 
 class AudioCNN(nn.Module):

@@ -17,11 +17,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from audioclf.errors import UserError
+
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
 
 
-class PretrainedWeightsError(FileNotFoundError):
+class PretrainedWeightsError(UserError, FileNotFoundError):
     """Pretrained weights that are not available locally, or that do not fit the model."""
 
 

@@ -6,43 +6,11 @@ Trained from scratch; its size (patch, width, depth, heads) comes from
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from audioclf.schema import check
-
-
-@dataclass(frozen=True)
-class ViTConfig:
-    """Architecture of :class:`SpecViT`.
-
-    Attributes:
-        patch_size: side of the square patches, in mel bins and frames.
-        dim: token width.
-        depth: transformer layers.
-        heads: attention heads (must divide ``dim``).
-        mlp_ratio: width of each layer's MLP / ``dim``.
-        dropout: dropout in the layers and on the tokens.
-    """
-
-    patch_size: int = 16
-    dim: int = 192
-    depth: int = 6
-    heads: int = 3
-    mlp_ratio: float = 4.0
-    dropout: float = 0.1
-
-    def __post_init__(self):
-
-        for name in ("patch_size", "dim", "depth", "heads"):
-            value = getattr(self, name)
-            check(value >= 1, f"model_params.vit.{name}", f"must be >= 1, got {value}")
-        check(self.dim % self.heads == 0, "model_params.vit.heads",
-              f"must divide model_params.vit.dim={self.dim}, got {self.heads}")
-        check(self.mlp_ratio > 0, "model_params.vit.mlp_ratio", f"must be positive, got {self.mlp_ratio}")
-        check(0 <= self.dropout < 1, "model_params.vit.dropout", f"must be in [0, 1), got {self.dropout}")
+from audioclf.config.models import ViTConfig
 
 
 class SpecViT(nn.Module):

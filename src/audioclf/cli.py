@@ -1,0 +1,105 @@
+"""Command lines: how every stage and command starts, logs and ends.
+
+:func:`run` wraps a ``main(argv)``: it sets up logging (``INFO`` to stderr, ``DEBUG``
+with ``-v``/``--verbose`` or ``AUDIOCLF_VERBOSE=1``) and turns a
+:class:`~audioclf.errors.UserError` into one line naming the problem and the fix, and
+exit status 1, without a traceback (which ``-v`` keeps). :func:`parser` gives each
+its argument parser with ``--params`` and ``-v``; :func:`command` also exits with the
+status a ``main`` returns. :func:`console` is the ``audioclf`` command (``python -m
+audioclf``), whose subcommands are the modules in :data:`COMMANDS`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from typing import Any, Callable, NoReturn, Sequence
+
+from audioclf.environment import VERBOSE_ENV
+from audioclf.errors import UserError
+
+log = logging.getLogger("audioclf")
+
+# ``audioclf <command>`` -> the module whose main(argv) it runs
+COMMANDS = {
+    "ladder": ("audioclf.experiments.ladder", "the phase ladder as DVC experiments -> reports/phases.md"),
+    "repeat": ("audioclf.experiments.repeat", "one experiment over N seeds: mean ± std"),
+    "show": ("audioclf.experiments.show", "dvc exp show with the columns that matter"),
+    "check": ("audioclf.devtools.pipeline_check", "dvc.yaml, params.yaml and dvc.lock agree (CI)"),
+    "params-table": ("audioclf.devtools.params_table", "the README's params table against the code"),
+    "bench-features": ("audioclf.devtools.feature_benchmark", "the features stage against a naive librosa loop"),
+}
+
+
+def verbose(argv: Sequence[str]) -> bool:
+    """Whether ``-v``/``--verbose`` is among ``argv`` or ``AUDIOCLF_VERBOSE`` is set."""
+    return bool(os.environ.get(VERBOSE_ENV)) or any(a in ("-v", "--verbose") for a in argv)
+
+
+def setup_logging(debug: bool) -> None:
+    """Progress lines on stderr: ``message`` for INFO, ``LEVEL: message`` above it."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)                           # third-party libraries: warnings only
+    log.setLevel(logging.DEBUG if debug else logging.INFO)
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            text = f"{record.levelname}: {text}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def parser(doc: str | None) -> argparse.ArgumentParser:
+    """An argument parser with the options every stage has: ``--params`` and ``-v``."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
+    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging, and tracebacks of user errors")
+    return ap
+
+
+def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> Any:
+    """Run ``main(argv)`` as a command: logging set up, a :class:`UserError` as one line and exit 1."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = verbose(argv)
+    setup_logging(debug)
+    try:
+        return main(argv)
+    except UserError as exc:
+        if debug:
+            raise
+        log.error("%s", exc)
+        raise SystemExit(1) from None
+
+
+def command(main: Callable[[list[str]], Any]) -> NoReturn:
+    """:func:`run` ``main`` on ``sys.argv`` and exit: with its result if that is an int, else 0."""
+    status = run(main)
+    sys.exit(status if isinstance(status, int) else 0)
+
+
+def dispatch(argv: Sequence[str] | None = None) -> Any:
+    """``audioclf <command> [options]``: see ``audioclf --help``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        lines = [f"  {name:<15} {about}" for name, (_, about) in COMMANDS.items()]
+        print("usage: audioclf <command> [options]   (audioclf <command> --help for its options)\n\ncommands:\n"
+              + "\n".join(lines), file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"\naudioclf: unknown command {argv[0]!r}", file=sys.stderr)
+            raise SystemExit(2)
+        return None
+    return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
+
+
+def console() -> NoReturn:
+    """The ``audioclf`` console script (and ``python -m audioclf``)."""
+    command(dispatch)

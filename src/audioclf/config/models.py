@@ -1,0 +1,189 @@
+"""Typed params of the models: ``model_params.<model>``, one config dataclass per family.
+
+The ``model`` param names an entry of :data:`MODEL_CONFIGS`; its builder is the entry
+of the same name in :data:`audioclf.models.MODELS`. Variants of one family share a
+config class (``cnn``, ``cnn_v2``, ``cnn_se`` and ``cnn_cbam`` differ only in their values
+in params.yaml). The configs are plain validated dataclasses, so params validate
+without importing torch or transformers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from audioclf.config.schema import check, choice
+
+ATTENTION = ("none", "se", "cbam")   # after each conv block of AudioCNN (audioclf.models.attention)
+AST_CHECKPOINT = "MIT/ast-finetuned-audioset-10-10-0.4593"
+LAYER_TYPES = ("basic", "bottleneck")
+
+
+@dataclass(frozen=True)
+class CNNConfig:
+    """Architecture of :class:`AudioCNN`.
+
+    Attributes:
+        channels: output channels of each conv block; one 2x2 max-pool follows each.
+        stem_stride: stride of the first block's 5x5 conv; 2 quarters the compute of
+            every later block at the cost of input resolution.
+        hidden: width of the hidden layer of the classifier head.
+        dropout: dropout before the output layer.
+        attention: ``none``, ``se`` (squeeze-and-excitation) or ``cbam`` after each conv block.
+        reduction: channel reduction of the attention MLP.
+    """
+
+    channels: tuple[int, ...] = (32, 64, 128, 192)
+    stem_stride: int = 2
+    hidden: int = 64
+    dropout: float = 0.3
+    attention: str = "none"
+    reduction: int = 8
+
+    def __post_init__(self):
+        check(len(self.channels) >= 1 and all(c > 0 for c in self.channels), "model_params.*.channels",
+              f"must be a non-empty list of positive widths, got {list(self.channels)}")
+        check(self.stem_stride in (1, 2), "model_params.*.stem_stride", f"must be 1 or 2, got {self.stem_stride}")
+        check(self.hidden > 0, "model_params.*.hidden", f"must be positive, got {self.hidden}")
+        check(0 <= self.dropout < 1, "model_params.*.dropout", f"must be in [0, 1), got {self.dropout}")
+        choice(self.attention, ATTENTION, "model_params.*.attention")
+        check(self.reduction >= 1, "model_params.*.reduction", f"must be >= 1, got {self.reduction}")
+
+
+@dataclass(frozen=True)
+class ViTConfig:
+    """Architecture of :class:`SpecViT`.
+
+    Attributes:
+        patch_size: side of the square patches, in mel bins and frames.
+        dim: token width.
+        depth: transformer layers.
+        heads: attention heads (must divide ``dim``).
+        mlp_ratio: width of each layer's MLP / ``dim``.
+        dropout: dropout in the layers and on the tokens.
+    """
+
+    patch_size: int = 16
+    dim: int = 192
+    depth: int = 6
+    heads: int = 3
+    mlp_ratio: float = 4.0
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        for name in ("patch_size", "dim", "depth", "heads"):
+            value = getattr(self, name)
+            check(value >= 1, f"model_params.vit.{name}", f"must be >= 1, got {value}")
+        check(self.dim % self.heads == 0, "model_params.vit.heads",
+              f"must divide model_params.vit.dim={self.dim}, got {self.heads}")
+        check(self.mlp_ratio > 0, "model_params.vit.mlp_ratio", f"must be positive, got {self.mlp_ratio}")
+        check(0 <= self.dropout < 1, "model_params.vit.dropout", f"must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class ASTConfig:
+    """``model_params.ast``. With ``pretrained`` set, the size fields are ignored (the checkpoint's config rules).
+
+    Attributes:
+        pretrained: Hub id (already in the HF cache) or folder; null trains from scratch.
+        hidden_size, num_layers, num_heads, intermediate_size: transformer size (from scratch).
+        patch_size, frequency_stride, time_stride: patching (overlapping when stride < patch).
+        dropout: hidden dropout (also applied to a pretrained model).
+    """
+
+    pretrained: Optional[str] = AST_CHECKPOINT
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    patch_size: int = 16
+    frequency_stride: int = 10
+    time_stride: int = 10
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "patch_size",
+                     "frequency_stride", "time_stride"):
+            value = getattr(self, name)
+            check(value >= 1, f"model_params.ast.{name}", f"must be >= 1, got {value}")
+        check(self.hidden_size % self.num_heads == 0, "model_params.ast.num_heads",
+              f"must divide model_params.ast.hidden_size={self.hidden_size}, got {self.num_heads}")
+        check(0 <= self.dropout < 1, "model_params.ast.dropout", f"must be in [0, 1), got {self.dropout}")
+        check(self.pretrained is None or self.pretrained.strip() != "", "model_params.ast.pretrained",
+              "must be null (train from scratch), a Hugging Face model id or a folder")
+
+
+def _check_pretrained(name: Optional[str], key: str) -> None:
+    check(name is None or name.strip() != "", key,
+           "must be null (train from scratch), a Hugging Face model id or a folder")
+
+
+@dataclass(frozen=True)
+class ResNetConfig:
+    """``model_params.resnet50``; the size fields apply when ``pretrained`` is null.
+
+    Attributes:
+        pretrained: Hub id (already in the HF cache) or folder; null trains from scratch.
+        embedding_size: stem width.
+        hidden_sizes: output width of each stage.
+        depths: residual blocks per stage.
+        layer_type: ``bottleneck`` (ResNet-50 and up) or ``basic`` (ResNet-18/34).
+    """
+
+    pretrained: Optional[str] = "microsoft/resnet-50"
+    embedding_size: int = 64
+    hidden_sizes: tuple[int, ...] = (256, 512, 1024, 2048)
+    depths: tuple[int, ...] = (3, 4, 6, 3)
+    layer_type: str = "bottleneck"
+
+    key = "model_params.resnet50"   # for messages (a class attribute, not a param)
+
+    def __post_init__(self):
+        key = self.key
+        _check_pretrained(self.pretrained, f"{key}.pretrained")
+        check(self.embedding_size >= 1, f"{key}.embedding_size", f"must be >= 1, got {self.embedding_size}")
+        check(len(self.hidden_sizes) == len(self.depths) >= 1 and min(self.hidden_sizes + self.depths) >= 1,
+               f"{key}.depths", f"and hidden_sizes must be equally long lists of positive integers, got "
+               f"{list(self.depths)} and {list(self.hidden_sizes)}")
+        choice(self.layer_type, LAYER_TYPES, f"{key}.layer_type")
+
+
+@dataclass(frozen=True)
+class EfficientNetConfig:
+    """``model_params.efficientnet_b2``; ``width``/``depth_coefficient`` apply when ``pretrained`` is null.
+
+    Attributes:
+        pretrained: Hub id (already in the HF cache) or folder; null trains from scratch.
+        width_coefficient: channel multiplier (B2: 1.1).
+        depth_coefficient: block-repeat multiplier (B2: 1.2).
+        dropout: before the classifier (also applied to a pretrained model).
+        drop_connect_rate: stochastic depth (also applied to a pretrained model).
+    """
+
+    pretrained: Optional[str] = "google/efficientnet-b2"
+    width_coefficient: float = 1.1
+    depth_coefficient: float = 1.2
+    dropout: float = 0.3
+    drop_connect_rate: float = 0.2
+
+    key = "model_params.efficientnet_b2"   # for messages (a class attribute, not a param)
+
+    def __post_init__(self):
+        key = self.key
+        _check_pretrained(self.pretrained, f"{key}.pretrained")
+        for name in ("width_coefficient", "depth_coefficient"):
+            check(getattr(self, name) > 0, f"{key}.{name}", f"must be positive, got {getattr(self, name)}")
+        for name in ("dropout", "drop_connect_rate"):
+            check(0 <= getattr(self, name) < 1, f"{key}.{name}", f"must be in [0, 1), got {getattr(self, name)}")
+
+
+# the ``model`` param -> its config class (builders: audioclf.models.MODELS, same names)
+MODEL_CONFIGS: dict[str, type] = {
+    "cnn": CNNConfig,
+    "cnn_v2": CNNConfig,
+    "cnn_se": CNNConfig,
+    "cnn_cbam": CNNConfig,
+    "vit": ViTConfig,
+    "ast": ASTConfig,
+    "resnet50": ResNetConfig,
+    "efficientnet_b2": EfficientNetConfig,
+}

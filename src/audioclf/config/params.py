@@ -1,0 +1,103 @@
+"""The whole of ``params.yaml``, validated: :class:`Params`, :func:`parse_params`, :func:`load_params`.
+
+Every stage calls :func:`load_params` first, so a typo'd key or a bad value anywhere
+in the file fails before any work starts, with a message naming the key and what
+would be accepted. Library code receives the typed section configs, never the raw dict.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from audioclf.config.data import DATASETS, AuditConfig, DataConfig, SplitConfig
+from audioclf.config.evaluation import EvaluateConfig
+from audioclf.config.features import FeaturesConfig
+from audioclf.config.losses import LOSS_CONFIGS
+from audioclf.config.models import MODEL_CONFIGS
+from audioclf.config.schema import ParamsError, build, check, choice, coerce
+from audioclf.config.training import AugmentConfig, TrainConfig, TrainSpec
+from audioclf.errors import MissingInputError
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    """The whole of params.yaml, validated."""
+
+    dataset: str
+    model: str
+    loss: str
+    seed: int
+    data: DataConfig
+    split: SplitConfig
+    audit: AuditConfig
+    features: FeaturesConfig
+    model_params: dict[str, Any]
+    loss_params: dict[str, Any]
+    train: TrainConfig
+    augment: AugmentConfig
+    evaluate: EvaluateConfig
+    raw: dict[str, Any] = dataclasses.field(repr=False, compare=False)
+
+    @property
+    def model_config(self) -> Any:
+        """The architecture config of the selected model."""
+        return self.model_params[self.model]
+
+    @property
+    def loss_config(self) -> Any:
+        """The config of the selected loss."""
+        return self.loss_params[self.loss]
+
+    def train_spec(self) -> TrainSpec:
+        """What training reads of these params."""
+        return TrainSpec(model=self.model, model_config=self.model_config, loss=self.loss,
+                         loss_config=self.loss_config, train=self.train, augment=self.augment, seed=self.seed)
+
+
+_SECTIONS = {"data": DataConfig, "split": SplitConfig, "audit": AuditConfig, "features": FeaturesConfig,
+             "train": TrainConfig, "augment": AugmentConfig, "evaluate": EvaluateConfig}
+_TOP_LEVEL = ("dataset", "model", "loss", "seed", "model_params", "loss_params", *_SECTIONS)
+
+
+def parse_params(raw: dict[str, Any]) -> Params:
+    """Validate a params mapping (as read from params.yaml) into :class:`Params`."""
+    check(isinstance(raw, dict), "params.yaml", "must be a mapping at the top level")
+    unknown = sorted(set(raw) - set(_TOP_LEVEL))
+    check(not unknown, unknown[0] if unknown else "",
+          f"is not a known key; allowed top-level keys: {', '.join(_TOP_LEVEL)}")
+    for key in ("dataset", "model", "loss"):
+        check(isinstance(raw.get(key), str), key, f"must be a string, got {raw.get(key)!r}")
+    choice(raw["dataset"], DATASETS, "dataset")
+    choice(raw["model"], MODEL_CONFIGS, "model")
+    choice(raw["loss"], LOSS_CONFIGS, "loss")
+    seed = coerce(int, raw.get("seed"), "seed")
+    model_params = _per_name(raw.get("model_params"), MODEL_CONFIGS, "model_params", "model")
+    loss_params = _per_name(raw.get("loss_params"), LOSS_CONFIGS, "loss_params", "loss")
+    sections = {name: build(cls, raw.get(name), name) for name, cls in _SECTIONS.items()}
+    return Params(dataset=raw["dataset"], model=raw["model"], loss=raw["loss"], seed=seed,
+                  model_params=model_params, loss_params=loss_params, raw=raw, **sections)
+
+
+def _per_name(raw: Any, configs: dict[str, type], key: str, what: str) -> dict[str, Any]:
+    """Validate a mapping of registry name -> config (``model_params``, ``loss_params``)."""
+    raw = raw or {}
+    check(isinstance(raw, dict), key, f"must be a mapping of {what} name to config")
+    for name in raw:
+        choice(name, configs, f"{key}.{name}")
+    return {name: build(cfg_cls, raw.get(name), f"{key}.{name}") for name, cfg_cls in configs.items()}
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml; raises :class:`ParamsError` on any bad key or value."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(f"params file not found: {path} (run from the repository root, or pass --params)")
+    with path.open() as fh:
+        try:
+            raw = yaml.safe_load(fh)
+        except yaml.YAMLError as exc:
+            raise ParamsError(f"params: {path} is not valid YAML ({exc})") from None
+    return parse_params(raw)

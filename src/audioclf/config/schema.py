@@ -1,0 +1,107 @@
+"""Typed, validated configuration objects built from YAML mappings (the bottom of the config package).
+
+:func:`build` turns a mapping into a frozen dataclass, rejecting unknown keys and values
+of the wrong type with messages that name the dotted key; each dataclass's
+``__post_init__`` checks ranges with :func:`check` and :func:`choice`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any
+
+from audioclf.errors import UserError
+
+
+class ParamsError(UserError, ValueError):
+    """A params key is unknown, missing or holds a bad value."""
+
+
+def check(ok: bool, key: str, message: str) -> None:
+    """Raise :class:`ParamsError` naming ``key`` unless ``ok``."""
+    if not ok:
+        raise ParamsError(f"params: '{key}' {message}")
+
+
+def build(cls: type, raw: Any, key: str) -> Any:
+    """Build dataclass ``cls`` from ``raw``, rejecting unknown keys and wrong types.
+
+    Args:
+        cls: a dataclass whose field annotations describe the accepted values.
+        raw: the mapping read from YAML (``None`` means all defaults).
+        key: dotted path of ``raw`` inside params.yaml, used in messages.
+
+    Returns:
+        An instance of ``cls``; its ``__post_init__`` checks value ranges.
+    """
+    raw = {} if raw is None else raw
+    check(isinstance(raw, dict), key, f"must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    check(not unknown, f"{key}.{unknown[0]}" if unknown else key,
+          f"is not a known key; allowed keys under '{key}': {', '.join(names)}")
+    values = {}
+    for f in dataclasses.fields(cls):
+        sub = f"{key}.{f.name}" if key else f.name
+        if f.name in raw:
+            values[f.name] = coerce(hints[f.name], raw[f.name], sub)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ParamsError(f"params: '{sub}' is required but missing")
+    return cls(**values)
+
+
+def coerce(hint: Any, value: Any, key: str) -> Any:
+    """``value`` checked against the annotation ``hint`` (YAML ints accepted as floats), or ParamsError."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            check(type(None) in args, key, "must not be null")
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return coerce(inner, value, key)
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, key)
+    if origin is tuple:
+        check(isinstance(value, (list, tuple)), key, f"must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
+        check(len(value) == len(args), key, f"must have {len(args)} items, got {value!r}")
+        return tuple(coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if hint is float:
+        check(isinstance(value, (int, float)) and not isinstance(value, bool), key,
+              f"must be a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        check(isinstance(value, int) and not isinstance(value, bool), key,
+              f"must be an integer, got {value!r}")
+        return value
+    if hint is bool:
+        check(isinstance(value, bool), key, f"must be true or false, got {value!r}")
+        return value
+    if hint is str:
+        check(isinstance(value, str), key, f"must be a string, got {value!r}")
+        return value
+    if hint is Any:
+        return value
+    raise TypeError(f"unsupported annotation {hint!r} for {key}")
+
+
+def choice(value: str, choices: typing.Iterable[str], key: str) -> None:
+    """Check that ``value`` is one of ``choices``, naming them if not."""
+    choices = sorted(choices)
+    check(value in choices, key, f"is {value!r}; allowed values: {', '.join(choices)}")
+
+
+def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested params to dotted keys, e.g. ``{"train.lr": 0.001}``."""
+    flat = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat

@@ -1,0 +1,236 @@
+"""HTTP downloads that survive flaky networks: resume, retry, verify, then publish.
+
+A file is fetched onto ``<dest>.part`` with HTTP ``Range`` requests, so a dropped
+connection (or a killed process) resumes where it stopped instead of starting over.
+It is checked against its sha256 when one is known, and only then renamed to
+``dest``: a file at ``dest`` is always complete. Rate limits (429), server errors
+(5xx) and connection errors are retried with exponential backoff; anything else
+fails at once. URLs are redacted (``key=...`` and similar) before they appear in a
+message, so API keys never reach logs or exceptions.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shutil
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, TypeVar
+from urllib.error import HTTPError, URLError
+
+from audioclf.data.manifest import sha256_file
+from audioclf.errors import UserError
+
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+SECRET_PARAMS = frozenset({"key", "api_key", "apikey", "token", "access_token"})
+USER_AGENT = "audioclf/0.1 (dataset download)"
+MAX_RETRY_AFTER_S = 300.0
+CHUNK = 1 << 16
+
+T = TypeVar("T")
+
+
+class DownloadError(UserError, RuntimeError):
+    """A URL could not be fetched (after retries, where retrying made sense)."""
+
+
+class ChecksumError(DownloadError):
+    """A downloaded or supplied file does not have the expected sha256."""
+
+
+class RefusedError(DownloadError):
+    """The server answered with an HTTP status that retrying will not change (404, 401...)."""
+
+    def __init__(self, message: str, code: int, content_range: str = ""):
+        super().__init__(message)
+        self.code = code
+        self.content_range = content_range
+
+
+class _Transient(Exception):
+    """A failure worth retrying: rate limit, server error, dropped connection."""
+
+    def __init__(self, reason: str, retry_after: Optional[str] = None):
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try: ``retries`` extra attempts, waiting ``backoff_s * 2**k`` before the k-th."""
+
+    retries: int = 4
+    backoff_s: float = 2.0
+    timeout_s: float = 60.0
+
+    def delay(self, attempt: int, retry_after: Optional[str]) -> float:
+        """Seconds to wait before retry number ``attempt`` (0-based); honours ``Retry-After``."""
+        wait = self.backoff_s * 2 ** attempt
+        if retry_after and retry_after.strip().isdigit():
+            wait = max(wait, min(float(retry_after), MAX_RETRY_AFTER_S))
+        return wait
+
+
+class Throttle:
+    """Keeps at least ``min_interval_s`` between the starts of consecutive requests."""
+
+    def __init__(self, min_interval_s: float):
+        self.min_interval_s = min_interval_s
+        self._last = -float("inf")
+
+    def wait(self) -> None:
+        pause = self._last + self.min_interval_s - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        self._last = time.monotonic()
+
+
+def redact(url: str) -> str:
+    """``url`` with the values of secret-looking query parameters replaced by ``***``.
+
+    >>> redact("https://xeno-canto.org/api/3/recordings?query=q:A&key=abc123&page=2")
+    'https://xeno-canto.org/api/3/recordings?query=q:A&key=***&page=2'
+    """
+    parts = urllib.parse.urlsplit(url)
+    if not parts.query:
+        return url
+    pairs = [f"{name}=***" if name.lower() in SECRET_PARAMS else f"{name}={value}"
+             for name, value in (p.partition("=")[::2] for p in parts.query.split("&"))]
+    return urllib.parse.urlunsplit(parts._replace(query="&".join(pairs)))
+
+
+def fetch_file(url: str, dest: Path, *, policy: RetryPolicy, sha256: Optional[str] = None,
+               throttle: Optional[Throttle] = None, hint: str = "") -> Path:
+    """Download ``url`` to ``dest`` unless a complete copy is already there.
+
+    Args:
+        url: http(s) URL of the file.
+        dest: final path; the partial download lives at ``dest`` + ``.part``.
+        policy: retries, backoff and per-request timeout.
+        sha256: expected hex digest, or None to skip verification.
+        throttle: shared rate limiter for polite access to one host.
+        hint: appended to error messages (how to supply the file by hand).
+
+    Returns:
+        ``dest``.
+
+    Raises:
+        ChecksumError: the complete file has another digest (the ``.part`` is deleted
+            so that the next attempt starts afresh).
+        DownloadError: the server refused the request, or retries ran out.
+    """
+    dest = Path(dest)
+    if dest.is_file():
+        verify_sha256(dest, sha256, f"cached download of {redact(url)}; delete it to download again. {hint}")
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    _with_retries(lambda: _get_into(url, part, policy), url, policy, throttle, hint)
+    try:
+        verify_sha256(part, sha256, f"download of {redact(url)}. {hint}")
+    except ChecksumError:
+        part.unlink()
+        raise
+    os.replace(part, dest)
+    return dest
+
+
+def fetch_json(url: str, *, policy: RetryPolicy, throttle: Optional[Throttle] = None,
+               hint: str = "") -> Any:
+    """GET ``url`` and parse its JSON body, retrying transient failures."""
+    def get() -> Any:
+        with _open(url, {}, policy) as resp:
+            try:
+                body = resp.read()
+            except (OSError, http.client.HTTPException) as exc:
+                raise _Transient(f"connection dropped while reading the response ({exc})") from None
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise DownloadError(f"{redact(url)} did not return JSON ({exc}): {body[:200]!r}") from None
+    return _with_retries(get, url, policy, throttle, hint)
+
+
+def verify_sha256(path: Path, expected: Optional[str], what: str) -> None:
+    """Raise :class:`ChecksumError` unless ``path`` hashes to ``expected`` (None: no check)."""
+    if expected is None:
+        return
+    actual = sha256_file(path)
+    if actual != expected.lower():
+        raise ChecksumError(f"sha256 mismatch for {path} ({what}): expected {expected.lower()}, "
+                            f"got {actual}")
+
+
+def _with_retries(call: Callable[[], T], url: str, policy: RetryPolicy,
+                  throttle: Optional[Throttle], hint: str) -> T:
+    for attempt in range(policy.retries + 1):
+        if throttle is not None:
+            throttle.wait()
+        try:
+            return call()
+        except RefusedError as exc:
+            raise RefusedError(f"{exc}. {hint}".rstrip(), exc.code) from None
+        except _Transient as exc:
+            last = exc
+            if attempt < policy.retries:
+                time.sleep(policy.delay(attempt, exc.retry_after))
+    raise DownloadError(f"could not fetch {redact(url)} after {policy.retries + 1} attempts "
+                        f"(last error: {last}). {hint}".rstrip())
+
+
+def _open(url: str, headers: dict[str, str], policy: RetryPolicy) -> http.client.HTTPResponse:
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **headers})
+    try:
+        return urllib.request.urlopen(request, timeout=policy.timeout_s)
+    except HTTPError as exc:  # before URLError/OSError: it subclasses both
+        if exc.code in RETRY_STATUS:
+            raise _Transient(f"HTTP {exc.code} {exc.reason}", exc.headers.get("Retry-After")) from None
+        detail = _error_detail(exc)
+        raise RefusedError(f"{redact(url)} answered HTTP {exc.code} {exc.reason}{detail}", exc.code,
+                           exc.headers.get("Content-Range", "")) from None
+    except (URLError, OSError, http.client.HTTPException) as exc:
+        raise _Transient(f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}") from None
+
+
+def _error_detail(exc: HTTPError) -> str:
+    """The server's own explanation (APIs put one in the body), shortened."""
+    try:
+        body = exc.read(2000).decode("utf-8", "replace")
+    except OSError:
+        return ""
+    text = re.sub(r"\s+", " ", body).strip()
+    return f": {text[:300]}" if text else ""
+
+
+def _get_into(url: str, part: Path, policy: RetryPolicy) -> None:
+    """One attempt: append the rest of ``url`` to ``part`` (the whole file if ``part`` is empty)."""
+    have = part.stat().st_size if part.is_file() else 0
+    try:
+        resp = _open(url, {"Range": f"bytes={have}-"} if have else {}, policy)
+    except RefusedError as exc:
+        if have and exc.code == 416 and exc.content_range == f"bytes */{have}":
+            return  # nothing left to fetch: the .part is already whole
+        if have and exc.code == 416:  # range not satisfiable: this .part cannot be resumed
+            part.unlink()
+            raise _Transient(f"server refused to resume at byte {have}; restarting") from None
+        raise
+    with resp:
+        content_range = resp.headers.get("Content-Range", "")
+        if have and not (resp.status == 206 and content_range.startswith(f"bytes {have}-")):
+            have = 0  # the server ignored the Range header: it is sending the whole file
+        length = resp.headers.get("Content-Length")
+        expected = have + int(length) if length and length.isdigit() else None
+        with open(part, "ab" if have else "wb") as fh:
+            try:
+                shutil.copyfileobj(resp, fh, CHUNK)
+            except (OSError, http.client.HTTPException) as exc:
+                raise _Transient(f"connection dropped after {fh.tell()} bytes ({exc})") from None
+            size = fh.tell()
+    # http.client reports a body cut short as a normal end of file: compare lengths
+    if expected is not None and size < expected:
+        raise _Transient(f"connection dropped after {size} of {expected} bytes")

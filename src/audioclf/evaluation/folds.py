@@ -1,0 +1,65 @@
+"""The evaluate stage's work beyond scoring: the files it writes and what it logs to MLflow.
+
+:func:`write_outputs` writes the metrics, per-class scores, predictions and figures of
+an :func:`audioclf.evaluation.evaluate.evaluate_folds` result; :func:`log_evaluation`
+records the test metrics and those files in the training's MLflow runs (each fold's
+child run too, for cross-validation).
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+
+from audioclf.config.evaluation import EvaluateConfig
+from audioclf.evaluation.plots import evaluation_figures
+from audioclf.io import atomic_path, write_json
+from audioclf.tracking import Runs, parent_run_id
+
+
+@dataclass(frozen=True)
+class EvaluationPaths:
+    """The evaluate stage's outputs (all named in dvc.yaml)."""
+
+    metrics: Path        # headline metrics, buckets, intervals (JSON, DVC metrics)
+    per_class: Path      # per-class precision/recall/F1 (JSON)
+    predictions: Path    # per-file actual/predicted (CSV, DVC plots)
+    confusion: Path      # confusion matrix (PNG)
+    per_class_plot: Path  # per-class F1 against training count (PNG)
+    reliability: Path    # reliability diagram (PNG)
+
+
+def write_outputs(out: dict, paths: EvaluationPaths, cfg: EvaluateConfig, *, leaky_split: bool) -> list[Path]:
+    """Write every output of the stage; returns the paths written. ``metrics.json`` is tagged ``leaky_split``."""
+    write_json({**out["summary"], "leaky_split": leaky_split}, paths.metrics)
+    write_json(out["per_class"], paths.per_class)
+    with atomic_path(paths.predictions) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["fold", "path", "actual", "predicted"])
+        writer.writeheader()
+        writer.writerows(out["predictions"])
+    figures = evaluation_figures(out, confusion=paths.confusion, per_class=paths.per_class_plot,
+                                 reliability=paths.reliability, head=cfg.buckets.head, tail=cfg.buckets.tail,
+                                 ece_bins=cfg.ece_bins)
+    return [paths.metrics, paths.per_class, paths.predictions, *figures]
+
+
+def log_evaluation(runs: Runs, out: dict, files: list[Path]) -> None:
+    """Test metrics (with their intervals and buckets) and ``files`` into the runs that trained the checkpoints."""
+    summary = out["summary"]
+    run_ids = [f["checkpoint"].get("mlflow_run_id") for f in out["folds"]]
+    cv = len(run_ids) > 1
+    with runs.open(run_id=parent_run_id(run_ids[0]) if cv else run_ids[0]):
+        for n, fold in enumerate(out["folds"]):
+            with runs.open_fold(n, run_id=run_ids[n]) if cv else contextlib.nullcontext():
+                mlflow.log_metrics({f"test_{k}": fold["metrics"][k] for k in summary["test"]})
+        mlflow.log_metrics({f"test_{k}": v for k, v in summary["test"].items()})
+        mlflow.log_metrics({f"test_{k}_std": v for k, v in summary.get("test_std", {}).items()})
+        mlflow.log_metrics({f"test_{b}_macro_f1": v["macro_f1"] for b, v in summary["buckets"].items()
+                            if "macro_f1" in v})
+        mlflow.log_metrics({f"test_{k}_ci_{side}": v[side] for k, v in summary["test_ci"].items()
+                            for side in ("low", "high")})
+        for path in files:
+            mlflow.log_artifact(str(path), "evaluation")

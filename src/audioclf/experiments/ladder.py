@@ -1,0 +1,214 @@
+"""The seeds' phase ladder in one command: queue every phase as a named DVC experiment,
+run the queue, and write ``reports/phases.md`` from ``dvc exp show --json``.
+
+    python -m audioclf.experiments.ladder                      # every phase once, on the workspace params
+    python -m audioclf.experiments.ladder --seeds 3            # each phase with seeds s, s+1, s+2: mean ± std
+    python -m audioclf.experiments.ladder --set train.epochs=5 --phases baseline,cnnv2-focal
+    python -m audioclf.experiments.ladder --dry-run            # print the plan and the reasons for skips
+
+Phases are defined in :mod:`audioclf.experiments.phases`. One whose params do not validate in this
+checkout, or whose pretrained weights are not on this machine, is listed as skipped
+with the reason; nothing is queued for it.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import datetime
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from audioclf.experiments import dvc_exps
+from audioclf.errors import UserError
+from audioclf.io import atomic_path
+from audioclf.experiments.phase_report import PhaseResult, metric_values, render
+from audioclf.experiments.phases import PHASES, Phase, apply_overrides, check_phase
+from audioclf.cli import command
+
+log = logging.getLogger(__name__)
+
+
+class LadderError(UserError, RuntimeError):
+    """The ladder cannot start: a name is taken, or the queue holds other experiments."""
+
+
+@dataclass
+class PlannedPhase:
+    """A phase with its verdict: ``runs`` (experiment name -> overrides) if it can run, else ``reason``."""
+
+    phase: Phase
+    reason: str | None = None
+    selected: bool = True
+    runs: dict[str, list[str]] = field(default_factory=dict)
+
+
+def plan(raw: dict, phases: tuple[Phase, ...] | list[Phase] = PHASES, *, extra: list[str] = (), seeds: int = 1,
+         seed_key: str = "seed", only: list[str] | None = None, tag: str = "") -> list[PlannedPhase]:
+    """Check every phase against the params and name its runs.
+
+    Args:
+        raw: the workspace params (params.yaml as read).
+        phases: the ladder.
+        extra: ``key=value`` overrides applied to every phase, after its own.
+        seeds: runs per phase, with ``seed_key`` = s, s+1, ... (s: the params' value).
+        seed_key: the params key that seeds a run.
+        only: names of the phases to run (None: all); the others are still checked.
+        tag: appended to experiment names (``baseline-<tag>``), to keep an earlier ladder.
+
+    Raises:
+        ValueError: ``extra`` or ``seed_key`` is invalid for the workspace params, or an
+            unknown phase is named in ``only``.
+    """
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    unknown = sorted(set(only or ()) - {p.name for p in phases})
+    if unknown:
+        raise ValueError(f"unknown phase(s) {unknown}; phases: {', '.join(p.name for p in phases)}")
+    problem = check_phase(raw, list(extra))
+    if problem:
+        raise ValueError(f"--set: {problem}")
+    base = apply_overrides(raw, list(extra))
+    node = base
+    for part in seed_key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    if not isinstance(node, int) or isinstance(node, bool):
+        raise ValueError(f"seed key '{seed_key}' is not an integer param in params.yaml (got {node!r})")
+    planned = []
+    for phase in phases:
+        overrides = [*phase.overrides, *extra]
+        item = PlannedPhase(phase, check_phase(raw, overrides), only is None or phase.name in only)
+        if item.reason is None and item.selected:
+            for seed in range(node, node + seeds):
+                name = phase.name + (f"-{tag}" if tag else "") + (f"-s{seed}" if seeds > 1 else "")
+                item.runs[name] = overrides + ([f"{seed_key}={seed}"] if seeds > 1 else [])
+        planned.append(item)
+    return planned
+
+
+def execute(planned: list[PlannedPhase], root: Path, *, jobs: int = 1, force: bool = False) -> dict[str, dict]:
+    """Queue every run, run the queue, and read the results back.
+
+    Returns:
+        experiment name -> ``{"metrics", "params"}`` or ``{"error"}`` (with the log's reason).
+    """
+    names = [name for item in planned for name in item.runs]
+    if not names:
+        return {}
+    taken, tasks = dvc_exps.conflicts(names, root)
+    if (taken or tasks) and not force:
+        raise LadderError(f"experiment name(s) already used on this commit: {', '.join(taken + tasks)}; pass --force "
+                          f"to replace them or --tag to name this ladder differently")
+    dvc_exps.remove(taken, tasks, root)
+    waiting = [t["name"] for t in dvc_exps.queue_tasks(root) if t["status"] in ("Queued", "Running")]
+    if waiting:
+        raise LadderError(f"the DVC queue already holds experiments {waiting}, which the ladder would run too; "
+                          f"run them (dvc queue start) or remove them (dvc queue remove --queued) first")
+    for item in planned:
+        for name, overrides in item.runs.items():
+            dvc_exps.dvc(dvc_exps.queue_command(name, overrides), root)
+    dvc_exps.run_queue(root, jobs)
+    found = dvc_exps.collect(dvc_exps.show(root), names)
+    for name in names:
+        if "error" in found.get(name, {"error": None}):
+            found[name] = {"error": dvc_exps.failure_reason(name, root)}
+    return found
+
+
+def summarise(planned: list[PlannedPhase], found: dict[str, dict]) -> list[PhaseResult]:
+    """One :class:`PhaseResult` per phase from the plan and the experiments' results."""
+    results = []
+    for item in planned:
+        p = item.phase
+        if item.reason is not None:
+            results.append(PhaseResult(p.name, p.title, "skipped", item.reason))
+            continue
+        if not item.selected:
+            results.append(PhaseResult(p.name, p.title, "not selected", "not in --phases"))
+            continue
+        result = PhaseResult(p.name, p.title, "ran")
+        failures = []
+        for name in item.runs:
+            outcome = found.get(name, {"error": "no result in dvc exp show"})
+            if "error" in outcome:
+                failures.append(f"{name}: {outcome['error']}")
+                continue
+            result.experiments.append(name)
+            for column, value in metric_values(outcome["metrics"]).items():
+                result.values.setdefault(column, []).append(value)
+        if failures:
+            result.status = "failed" if not result.experiments else "ran"
+            result.note = f"{len(failures)} of {len(item.runs)} run(s) failed: " + "; ".join(failures)
+        results.append(result)
+    return results
+
+
+def report(results: list[PhaseResult], planned: list[PlannedPhase], raw: dict, *, command: str, seeds: int,
+           baseline: str = PHASES[0].name) -> str:
+    """phases.md: header (dataset, commit, command), the table, then each phase's exact overrides."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    evaluate = raw.get("evaluate") or {}
+    buckets = evaluate.get("buckets") or {}
+    spread = f"mean ± sample std (ddof=1) over {seeds} seeds" if seeds > 1 else "one run each"
+    header = [f"Dataset `{raw.get('dataset')}`, baseline commit `{commit or 'unknown'}`, "
+              f"{datetime.datetime.now():%Y-%m-%d %H:%M}: `{command}`", "",
+              f"Test-set metrics in percent, {spread}; in brackets the difference from `{baseline}`. "
+              f"UAR: balanced accuracy. ECE: calibration error over {evaluate.get('ece_bins', '?')} bins, lower is "
+              f"better. head/mid/tail F1: macro-F1 over the classes with >= {buckets.get('head', '?')}, between, and "
+              f"<= {buckets.get('tail', '?')} training clips; tail F1 is the seeds' rare-species F1. Bootstrap "
+              f"intervals of each run: `test_ci` in its reports/metrics.json (`dvc exp show`). –: not run, or no "
+              f"class of that bucket has test items."]
+    lines = [render(results, baseline=baseline, header=header), "## Phases", "",
+             "Each phase is the workspace params.yaml with these overrides (`dvc exp run -S ...`):", ""]
+    for item in planned:
+        runs = ", ".join(f"`{n}`" for n in item.runs) or "none"
+        lines.append(f"- `{item.phase.name}`: `{' '.join(item.phase.overrides) or '(none)'}`; experiments: {runs}")
+    return "\n".join(lines) + "\n"
+
+
+def write(text: str, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", default="params.yaml", help="workspace params the phases start from")
+    ap.add_argument("--out", default="reports/phases.md", help="the report (markdown)")
+    ap.add_argument("--seeds", type=int, default=1, help="runs per phase, seeds s, s+1, ...: mean ± std")
+    ap.add_argument("--seed-key", default="seed", help="params key that seeds a run")
+    ap.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
+                    help="override applied to every phase (repeatable), e.g. --set train.epochs=3")
+    ap.add_argument("--phases", help="comma-separated phases to run (the others are still checked and listed)")
+    ap.add_argument("--tag", default="", help="suffix for the experiment names, to keep an earlier ladder")
+    ap.add_argument("--force", action="store_true", help="replace experiments that already have these names")
+    ap.add_argument("--jobs", type=int, default=1, help="experiments run at once")
+    ap.add_argument("--dry-run", action="store_true", help="print the plan and the skips; queue nothing")
+    args = ap.parse_args(argv)
+    raw = yaml.safe_load(Path(args.params).read_text())
+    try:
+        planned = plan(raw, extra=args.extra, seeds=args.seeds, seed_key=args.seed_key, tag=args.tag,
+                       only=args.phases.split(",") if args.phases else None)
+    except ValueError as err:
+        ap.error(str(err))
+    for item in planned:
+        verdict = item.reason or ("not selected" if not item.selected else f"{len(item.runs)} run(s)")
+        log.info("%s: %s", item.phase.name, verdict)
+        for name, overrides in item.runs.items():
+            log.info("    %s", shlex.join(["dvc", *dvc_exps.queue_command(name, overrides)]))
+    if args.dry_run:
+        return {"planned": planned}
+    found = execute(planned, Path.cwd(), jobs=args.jobs, force=args.force)
+    results = summarise(planned, found)
+    command = shlex.join(["python", "-m", "audioclf.experiments.ladder", *(argv if argv is not None else sys.argv[1:])])
+    write(report(results, planned, raw, command=command, seeds=args.seeds), args.out)
+    log.info("ladder: wrote %s", args.out)
+    return {"planned": planned, "results": results, "out": args.out}
+
+
+if __name__ == "__main__":
+    command(main)

@@ -1,0 +1,108 @@
+"""The train stage's work: every fold of a split trained, resumed where a killed run left it.
+
+:func:`train_folds` removes what a run with more folds left, finds each fold's
+resumable state and decides which to reuse (:func:`audioclf.training.resume.plan_folds`),
+trains each fold in its MLflow run (one run per training; for cross-validation a
+parent run with one child per fold), and writes each fold's checkpoint, resumable
+state and curves under :class:`FoldPaths`.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+
+from audioclf.config.training import TrainSpec
+from audioclf.data.split import Split
+from audioclf.evaluation.bootstrap import fold_summary
+from audioclf.features.table import FeatureTable
+from audioclf.tracking import Runs, parent_run_id
+from audioclf.training.curves import plot_curves, write_curves
+from audioclf.training.loop import train
+from audioclf.training.resume import find_resumable, plan_folds, run_key
+
+log = logging.getLogger(__name__)
+FOLD = re.compile(r"fold_(\d+)(\.csv)?")
+
+
+@dataclass(frozen=True)
+class FoldPaths:
+    """Where each fold's outputs go: ``models/fold_<n>/best.pt``, ``resume/fold_<n>/last.pt``,
+    ``curves/fold_<n>.csv``."""
+
+    models: Path
+    resume: Path
+    curves: Path
+
+    def best(self, n: int) -> Path:
+        return self.models / f"fold_{n}" / "best.pt"
+
+    def last(self, n: int) -> Path:
+        return self.resume / f"fold_{n}" / "last.pt"
+
+    def curve(self, n: int) -> Path:
+        return self.curves / f"fold_{n}.csv"
+
+
+def remove_stale_folds(n_folds: int, paths: FoldPaths) -> list[Path]:
+    """Delete the fold outputs numbered ``n_folds`` and up (left by a run with more folds); returns them."""
+    stale = [p for folder in (paths.models, paths.resume, paths.curves) for p in folder.glob("fold_*")
+             if (m := FOLD.fullmatch(p.name)) and int(m.group(1)) >= n_folds]
+    for p in stale:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    return stale
+
+
+def train_folds(spec: TrainSpec, table: FeatureTable, folds: list[Split], paths: FoldPaths, runs: Runs) -> dict:
+    """Train ``spec`` on every fold (resuming an interrupted run), logging to ``runs``.
+
+    Returns:
+        The stage summary (``reports/train.json``): one fold's result, or for
+        cross-validation the mean best validation macro-F1 and every fold's result.
+    """
+    remove_stale_folds(len(folds), paths)
+    files = [([e.path for e in f["train"]], [e.path for e in f["val"]]) for f in folds]
+    keys = [run_key(spec, tr, va, table.labels, table.frontend_key) for tr, va in files]
+    found = [find_resumable(paths.last(n), paths.best(n), key) for n, key in enumerate(keys)]
+    states = plan_folds([state for state, _ in found])
+    for n, ((_, note), state) in enumerate(zip(found, states)):
+        log.info("train: fold %d: %s", n, note if state is not None or "fresh" in note else "starting fresh (rerun)")
+    cv = len(folds) > 1
+    run_ids = [s["mlflow_run_id"] if s else None for s in states]
+    parent_id = next((parent_run_id(r) for r in run_ids if r), None) if cv else run_ids[0]
+    results = []
+    with runs.open(run_id=parent_id) as parent:
+        for n, ((train_paths, val_paths), state) in enumerate(zip(files, states)):
+            with runs.open_fold(n, run_id=run_ids[n]) if cv else runs.reuse(parent) as run:
+                result = train(spec, table, train_paths, val_paths, paths.best(n),
+                               log_metrics=lambda m, step: mlflow.log_metrics(m, step=step),
+                               run_id=run.info.run_id, last=paths.last(n), resume=state)
+                results.append(_record_fold(n, result, paths))
+        summary = results[0] if not cv else {
+            "best_val_macro_f1": fold_summary([{"v": r["best_val_macro_f1"]} for r in results])["v"]["mean"],
+            "n_parameters": results[0]["n_parameters"], "folds": {str(n): r for n, r in enumerate(results)}}
+        if cv:
+            mlflow.log_metric("best_val_macro_f1_mean", summary["best_val_macro_f1"])
+    return summary
+
+
+def _record_fold(n: int, result: dict, paths: FoldPaths) -> dict:
+    """Log one fold's result to its (active) run and write its curves; returns what the summary keeps."""
+    history = result.pop("history")
+    mlflow.set_tags({"device": result.pop("device"), "resumed_from_epoch": result.pop("resumed_from_epoch")})
+    # a timing: logged, but kept out of reports/train.json, which must be reproducible
+    wait = result.pop("data_wait_share")
+    mlflow.log_metric("data_wait_share", wait)
+    log.info("train: fold %d: %.1f%% of training time spent waiting for data", n, 100 * wait)
+    write_curves(history, paths.curve(n))
+    mlflow.log_metrics({"best_val_macro_f1": result["best_val_macro_f1"], "best_epoch": result["best_epoch"]})
+    mlflow.log_artifact(str(paths.best(n)), "checkpoints")
+    with tempfile.TemporaryDirectory() as tmp:
+        plot_curves(history, Path(tmp) / f"train_curves_fold_{n}.png")
+        mlflow.log_artifacts(tmp, "plots")
+    return result

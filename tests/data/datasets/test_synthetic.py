@@ -1,0 +1,53 @@
+from collections import Counter, defaultdict
+
+import numpy as np
+import soundfile as sf
+
+from audioclf.config.data import SyntheticConfig
+from audioclf.data.datasets.synthetic import class_counts, generate, make_species, recording_sizes
+from audioclf.data.manifest import sha256_file
+
+
+def test_default_counts_are_long_tailed():
+    counts = class_counts(SyntheticConfig())
+    assert len(counts) == 24
+    assert max(counts) / min(counts) >= 20
+    assert counts == sorted(counts, reverse=True)
+
+
+def test_recording_sizes_cover_all_clips_with_three_recordings():
+    for n in range(6, 80):
+        for seed in range(5):
+            sizes = recording_sizes(n, 2, 5, np.random.default_rng(seed))
+            assert sum(sizes) == n and min(sizes) >= 1 and len(sizes) >= 3
+
+
+def test_genus_members_share_shape_and_differ_in_pitch():
+    species = make_species(6, np.random.default_rng(0))
+    assert species[0].shape == species[1].shape == species[2].shape
+    assert species[0].f_center < species[1].f_center < species[2].f_center
+
+
+def test_generation_is_deterministic_and_grouped(tmp_path, tiny_params, tiny_dataset):
+    root, entries = tiny_dataset
+    again = generate(tiny_params.data.synthetic, tiny_params.seed, tmp_path)
+    assert [(e.path, e.sha256) for e in entries] == [(e.path, e.sha256) for e in again]
+    other = generate(tiny_params.data.synthetic, tiny_params.seed + 1, tmp_path / "other")
+    assert {e.sha256 for e in other}.isdisjoint({e.sha256 for e in entries})
+    labels_per_group = defaultdict(set)
+    for e in entries:
+        labels_per_group[e.group].add(e.label)
+    assert all(len(labels) == 1 for labels in labels_per_group.values())
+    groups_per_label = Counter(next(iter(v)) for v in labels_per_group.values())
+    assert min(groups_per_label.values()) >= 3
+
+
+def test_files_match_manifest(tiny_params, tiny_dataset):
+    root, entries = tiny_dataset
+    cfg = tiny_params.data.synthetic
+    for e in entries[:5]:
+        audio, sr = sf.read(root / e.path)
+        assert sr == cfg.sample_rate == e.sample_rate and e.channels == 1
+        assert len(audio) == round(cfg.clip_seconds * sr) and abs(e.duration - cfg.clip_seconds) < 1e-6
+        assert sha256_file(root / e.path) == e.sha256
+        assert 0 < np.abs(audio).max() < 1

@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from audioclf.evaluation.metrics import aggregate_by_file, classification_metrics, top_k_accuracy
+
+LABELS = ["a", "b", "c"]
+# hand-made case: 6 items, truth a a b b c c; predictions a b b b c a
+Y = np.array([0, 0, 1, 1, 2, 2])
+P = np.array([[.8, .1, .1], [.3, .6, .1], [.1, .8, .1], [.2, .7, .1], [.1, .1, .8], [.5, .2, .3]])
+
+
+def test_golden_values():
+    m = classification_metrics(Y, P, LABELS)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    # per class: a P=1/2 R=1/2 F=1/2; b P=2/3 R=1 F=0.8; c P=1 R=1/2 F=2/3
+    assert m["per_class"]["a"] == pytest.approx({"precision": .5, "recall": .5, "f1": .5, "support": 2})
+    assert m["per_class"]["b"]["f1"] == pytest.approx(0.8)
+    assert m["per_class"]["c"]["precision"] == 1.0 and m["per_class"]["c"]["recall"] == 0.5
+    assert m["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    assert m["weighted_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)  # equal supports
+    # AP: a ranks [.8 a, .5 c, .3 a] -> (1 + 2/3)/2; b ranks [.8 b, .7 b] first -> 1; c [.8 c, .3 c(2nd)] -> 1
+    assert m["macro_map"] == pytest.approx(((1 + 2 / 3) / 2 + 1 + 1) / 3)
+
+
+def test_golden_balanced_accuracy_auc_and_ece():
+    m = classification_metrics(Y, P, LABELS, ece_bins=5)
+    assert m["balanced_accuracy"] == pytest.approx((1 / 2 + 1 + 1 / 2) / 3)  # recalls a, b, c
+    # AUC a: positives .8, .3 against negatives .1 .2 .1 .5 -> 4 + 3 of 8 pairs; b and c separate perfectly
+    assert m["macro_auc"] == pytest.approx((7 / 8 + 1 + 1) / 3)
+    assert m["top5_accuracy"] == 1.0  # 3 classes: every class is in the top 5
+    # confidences .8 .6 .8 .7 .8 .5, right 1 0 1 1 1 0; 5 bins of 0.2:
+    # (.4,.6]: .6 wrong, .5 wrong -> |0 - .55| * 2; (.6,.8]: .8 .8 .7 .8 all right -> |1 - .775| * 4
+    assert m["ece"] == pytest.approx((2 * 0.55 + 4 * 0.225) / 6)
+
+
+def test_top5_golden_over_seven_classes():
+    y = np.array([0, 6, 3])
+    p = np.array([[.04, .2, .19, .18, .17, .16, .06],    # true class last of 7 -> miss
+                  [.3, .1, .1, .1, .05, .05, .3],        # true class tied first -> hit
+                  [.1, .1, .1, .1, .2, .2, .2]])         # true class tied 4th-7th: index order decides -> hit
+    assert top_k_accuracy(y, p) == pytest.approx(2 / 3)
+    assert classification_metrics(y, p, [str(i) for i in range(7)])["top5_accuracy"] == pytest.approx(2 / 3)
+
+
+def test_a_single_true_class_is_rejected():
+    with pytest.raises(ValueError, match="single class"):
+        classification_metrics(np.array([1, 1]), np.array([[.2, .8, 0.], [.6, .4, 0.]]), LABELS)
+
+
+def test_classes_absent_from_truth_and_predictions_do_not_count():
+    y = np.array([0, 1])
+    p = np.array([[.9, .1, 0.], [.2, .8, 0.]])
+    m = classification_metrics(y, p, LABELS)
+    assert m["macro_f1"] == 1.0 and m["macro_map"] == 1.0
+
+
+def test_validation_messages():
+    with pytest.raises(ValueError, match=r"probs must have shape \(N, 3\)"):
+        classification_metrics(Y, P[:, :2], LABELS)
+    with pytest.raises(ValueError, match="6 items but probs has 5 rows"):
+        classification_metrics(Y, P[:5], LABELS)
+
+
+def test_aggregate_by_file_averages_segments():
+    probs = np.array([[1., 0.], [0., 1.], [.2, .8]])
+    mean, y, files = aggregate_by_file(probs, np.array([0, 0, 1]), ["x", "x", "y"])
+    assert files == ["x", "y"] and list(y) == [0, 1]
+    np.testing.assert_allclose(mean, [[.5, .5], [.2, .8]])
