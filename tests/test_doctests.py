@@ -1,4 +1,5 @@
 """Every example in the library's docstrings runs and gives what it shows."""
+
 import doctest
 import importlib
 from pathlib import Path
@@ -6,8 +7,11 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-MODULES = sorted(".".join(p.relative_to(SRC).with_suffix("").parts)
-                 for p in (SRC / "audioclf").rglob("*.py") if ">>>" in p.read_text())
+MODULES = sorted(
+    ".".join(p.relative_to(SRC).with_suffix("").parts)
+    for p in (SRC / "audioclf").rglob("*.py")
+    if ">>>" in p.read_text()
+)
 
 
 def test_modules_with_examples_are_found():

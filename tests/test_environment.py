@@ -1,4 +1,5 @@
 """The install: exact torch pins, a lock in step with them, and a clear failure when the stack does not load."""
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,11 @@ tomllib = pytest.importorskip("tomllib")
 
 def _pyproject_pins() -> dict[str, str]:
     deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    return {m.group(1).lower(): m.group(2) for m in (re.match(r"([A-Za-z0-9_.-]+)\s*==\s*([^;,\s]+)", d)
-                                                     for d in deps) if m}
+    return {
+        m.group(1).lower(): m.group(2)
+        for m in (re.match(r"([A-Za-z0-9_.-]+)\s*==\s*([^;,\s]+)", d) for d in deps)
+        if m
+    }
 
 
 def test_torch_and_torchaudio_are_pinned_exactly_and_built_for_each_other():
@@ -32,13 +36,17 @@ def test_the_lock_pins_what_pyproject_pins():
     lock = tomllib.loads((REPO / "uv.lock").read_text())
     locked = {p["name"]: p["version"] for p in lock["package"]}
     for name, version in _pyproject_pins().items():
-        assert locked[name] == version, f"uv.lock has {name} {locked[name]}, pyproject.toml pins {version}"
+        assert locked[name] == version, (
+            f"uv.lock has {name} {locked[name]}, pyproject.toml pins {version}"
+        )
     # every locked package is exact and carries hashes (the project itself is built from source)
     for package in lock["package"]:
         if package["name"] == "audioclf":
             continue
         files = package.get("wheels", []) + ([package["sdist"]] if "sdist" in package else [])
-        assert files and all(f.get("hash", "").startswith("sha256:") for f in files), package["name"]
+        assert files and all(f.get("hash", "").startswith("sha256:") for f in files), package[
+            "name"
+        ]
 
 
 def test_installed_torch_pair_is_the_pinned_one():
@@ -58,7 +66,8 @@ def _fake_broken_torchaudio(root: Path, version: str = "2.11.1") -> Path:
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text(
         'raise OSError("/site/torchaudio/lib/libtorchaudio.so: undefined symbol: '
-        'torch_exception_get_what_without_backtrace")\n')
+        'torch_exception_get_what_without_backtrace")\n'
+    )
     info = root / f"torchaudio-{version}.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: torchaudio\nVersion: {version}\n")
@@ -69,10 +78,18 @@ def test_a_stage_with_a_broken_torchaudio_fails_early_with_versions_and_fix(tmp_
     fake = _fake_broken_torchaudio(tmp_path / "site")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), str(REPO / "src")])}
     env.pop("AUDIOCLF_VERBOSE", None)
-    out = subprocess.run([sys.executable, "stages/split.py", "--help"], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "stages/split.py", "--help"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 1
-    assert "Traceback" not in out.stderr and "usage:" not in out.stdout   # failed before parsing any argument
+    assert (
+        "Traceback" not in out.stderr and "usage:" not in out.stdout
+    )  # failed before parsing any argument
     message = out.stderr.strip()
     assert message.startswith("audioclf: the installed packages do not load together")
     assert "torchaudio 2.11.1" in message and "undefined symbol" in message
@@ -82,9 +99,19 @@ def test_a_stage_with_a_broken_torchaudio_fails_early_with_versions_and_fix(tmp_
 
 def test_verbose_keeps_the_traceback(tmp_path):
     fake = _fake_broken_torchaudio(tmp_path / "site")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), str(REPO / "src")]), "AUDIOCLF_VERBOSE": "1"}
-    out = subprocess.run([sys.executable, "-c", "import audioclf"], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(fake), str(REPO / "src")]),
+        "AUDIOCLF_VERBOSE": "1",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", "import audioclf"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 1
     assert "Traceback" in out.stderr and "BrokenEnvironment" in out.stderr
 
@@ -92,7 +119,10 @@ def test_verbose_keeps_the_traceback(tmp_path):
 def test_check_environment_names_every_module_that_fails():
     with pytest.raises(BrokenEnvironment) as err:
         check_environment({"json": "json", "audioclf_no_such_module": "audioclf-no-such"})
-    assert "audioclf_no_such_module" in str(err.value) and "json" not in str(err.value).split("Installed")[0]
+    assert (
+        "audioclf_no_such_module" in str(err.value)
+        and "json" not in str(err.value).split("Installed")[0]
+    )
 
 
 def test_describe_lists_installed_and_pinned_versions():

@@ -4,55 +4,29 @@ Runs ``dvc repro``, ``dvc exp run -S model=cnn_v2`` and a *queued* experiment (w
 executes in a temporary copy under .dvc/tmp/exps and must still log to the repo's
 MLflow store), then checks ``dvc exp show --json`` and the MLflow runs.
 """
+
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
-
-from tests.conftest import REPO, shrink
+from tests.conftest import run
 
 pytestmark = pytest.mark.slow
 
 
-def run(cmd: list[str], cwd: Path, env: dict) -> str:
-    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
-    return out.stdout
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    """A git+DVC copy of the working tree with shrunk params and its environment."""
-    root = tmp_path_factory.mktemp("project")
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split()
-    for rel in files:
-        if (REPO / rel).is_file() and not rel.startswith("reports/"):
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, root / rel)
-    raw = shrink(yaml.safe_load((REPO / "params.yaml").read_text()))
-    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    (root / "dvc.lock").unlink(missing_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_"))}
-    env.update(PYTHONPATH=str(root / "src"), GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@t")
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
-        run(cmd, root, env)
-    return root, env
-
-
 def mlflow_runs(root: Path) -> list:
-    code = ("import json, mlflow; mlflow.set_tracking_uri('sqlite:///mlflow.db'); "
-            "runs = mlflow.search_runs(search_all_experiments=True, output_format='list'); "
-            "print(json.dumps([{'name': r.info.run_name, 'status': r.info.status, 'metrics': r.data.metrics, "
-            "'tags': r.data.tags, 'artifacts': [a.path for a in mlflow.artifacts.list_artifacts(run_id=r.info.run_id)]} "
-            "for r in runs]))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    code = (
+        "import json, mlflow; mlflow.set_tracking_uri('sqlite:///mlflow.db'); "
+        "runs = mlflow.search_runs(search_all_experiments=True, output_format='list'); "
+        "print(json.dumps([{'name': r.info.run_name, 'status': r.info.status, 'metrics': r.data.metrics, "
+        "'tags': r.data.tags, 'artifacts': [a.path for a in mlflow.artifacts.list_artifacts(run_id=r.info.run_id)]} "
+        "for r in runs]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -65,18 +39,25 @@ def test_repro_experiments_and_tracking(project):
     first = (root / "reports/metrics.json").read_text()
 
     run(["dvc", "repro", "--force", "train", "evaluate"], root, env)
-    assert (root / "reports/metrics.json").read_text() == first, "same seed must give identical metrics"
+    assert (root / "reports/metrics.json").read_text() == first, (
+        "same seed must give identical metrics"
+    )
 
     run(["git", "add", "-A"], root, env)
     run(["git", "commit", "-qm", "baseline"], root, env)
     run(["dvc", "exp", "run", "-S", "model=cnn_v2", "-n", "v2"], root, env)
-    run(["dvc", "exp", "run", "-S", "split.strategy=kfold", "-S", "split.k=3", "-n", "cv3"], root, env)
+    run(
+        ["dvc", "exp", "run", "-S", "split.strategy=kfold", "-S", "split.k=3", "-n", "cv3"],
+        root,
+        env,
+    )
     run(["dvc", "exp", "run", "--queue", "-S", "train.lr=0.01", "-n", "queued-lr"], root, env)
     run(["dvc", "queue", "start"], root, env)
     run(["dvc", "queue", "status"], root, env)
     shown = run(["dvc", "exp", "show", "--json"], root, env)
     # wait for the queue worker: exp show lists the queued run once it finished
     import time
+
     deadline = time.time() + 300
     while '"queued-lr"' not in shown or '"Running"' in shown or '"Queued"' in shown:
         assert time.time() < deadline, "queued experiment did not finish in 5 minutes"
@@ -84,7 +65,9 @@ def test_repro_experiments_and_tracking(project):
         shown = run(["dvc", "exp", "show", "--json"], root, env)
     exps = {}
     for commit in json.loads(shown):
-        for exp in [commit] + [e for ex in commit.get("experiments") or [] for e in ex.get("revs", [])]:
+        for exp in [commit] + [
+            e for ex in commit.get("experiments") or [] for e in ex.get("revs", [])
+        ]:
             data = exp.get("data") or {}
             name = exp.get("name") or data.get("name") or exp.get("rev")
             exps[name] = data
@@ -95,7 +78,9 @@ def test_repro_experiments_and_tracking(project):
     assert exps["v2"]["params"]["params.yaml"]["data"]["model"] == "cnn_v2"
     cv = exps["cv3"]["metrics"]["reports/metrics.json"]["data"]
     assert set(cv["folds"]) == {"0", "1", "2"} and set(cv["test_std"]) == set(cv["test"])
-    assert cv["test"]["macro_f1"] == pytest.approx(sum(f["macro_f1"] for f in cv["folds"].values()) / 3, abs=1e-4)
+    assert cv["test"]["macro_f1"] == pytest.approx(
+        sum(f["macro_f1"] for f in cv["folds"].values()) / 3, abs=1e-4
+    )
     ci = cv["test_ci"]["macro_f1"]  # shown by dvc exp show: a mapping, not a list
     assert ci["low"] <= cv["test_pooled"]["macro_f1"] <= ci["high"]
 
@@ -107,12 +92,16 @@ def test_repro_experiments_and_tracking(project):
     v2 = next(r for r in finished if r["tags"].get("dvc_exp_name") == "v2")
     assert {"checkpoints", "plots", "evaluation"} <= set(v2["artifacts"])
     assert v2["tags"]["git_commit"] != "unknown"
-    assert not list((root / ".dvc/tmp").rglob("mlflow.db")), "a queued run wrote its own MLflow store"
+    assert not list((root / ".dvc/tmp").rglob("mlflow.db")), (
+        "a queued run wrote its own MLflow store"
+    )
     cv_runs = [r for r in runs if r["tags"].get("dvc_exp_name") == "cv3"]
     parent = [r for r in cv_runs if "mlflow.parentRunId" not in r["tags"]]
     children = [r for r in cv_runs if "mlflow.parentRunId" in r["tags"]]
     assert len(parent) == 1 and len(children) == 3
-    assert {"test_macro_f1", "test_macro_f1_std", "test_macro_f1_ci_low"} <= set(parent[0]["metrics"])
+    assert {"test_macro_f1", "test_macro_f1_std", "test_macro_f1_ci_low"} <= set(
+        parent[0]["metrics"]
+    )
     assert all("test_macro_f1" in c["metrics"] and "val_macro_f1" in c["metrics"] for c in children)
 
 
@@ -121,6 +110,7 @@ def test_planted_duplicate_fails_the_pipeline(project):
     root, env = project
     run(["dvc", "repro", "split"], root, env)
     import soundfile as sf
+
     from audioclf.data.manifest import describe, read_manifest, write_manifest
 
     train = read_manifest(root / "data/split/fold_0/train.csv")
@@ -128,12 +118,36 @@ def test_planted_duplicate_fails_the_pipeline(project):
     audio, sr = sf.read(root / "data/raw" / source.path)
     sf.write(root / "data/raw/planted_copy.wav", audio * 0.5, sr)
     test_list = root / "data/test/fold_0.csv"
-    write_manifest(read_manifest(test_list) + [describe(root / "data/raw/planted_copy.wav", root / "data/raw",
-                                                        source.label, "planted")], test_list)
-    out = subprocess.run(["python", "stages/audit.py", "--audio-root", "data/raw", "--split", "data/split",
-                          "--test", "data/test", "--report", "reports/leakage.json"],
-                         cwd=root, env=env, capture_output=True, text=True)
+    write_manifest(
+        read_manifest(test_list)
+        + [
+            describe(root / "data/raw/planted_copy.wav", root / "data/raw", source.label, "planted")
+        ],
+        test_list,
+    )
+    out = subprocess.run(
+        [
+            "python",
+            "stages/audit.py",
+            "--audio-root",
+            "data/raw",
+            "--split",
+            "data/split",
+            "--test",
+            "data/test",
+            "--report",
+            "reports/leakage.json",
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode != 0
-    assert "leakage audit failed" in out.stderr and "planted_copy.wav" in out.stderr and source.path in out.stderr
+    assert (
+        "leakage audit failed" in out.stderr
+        and "planted_copy.wav" in out.stderr
+        and source.path in out.stderr
+    )
     report = json.loads((root / "reports/leakage.json").read_text())
     assert report["ok"] is False and report["checks"]["near"]["count"] == 1

@@ -1,4 +1,5 @@
 """audioclf: reproducible, tracked audio classification (DVC + MLflow + PyTorch)."""
+
 from audioclf.environment import BrokenEnvironment, check_environment, print_message_only
 
 __version__ = "0.1.0"

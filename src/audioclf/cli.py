@@ -8,6 +8,7 @@ its argument parser with ``--params`` and ``-v``; :func:`command` also exits wit
 status a ``main`` returns. :func:`console` is the ``audioclf`` command (``python -m
 audioclf``), whose subcommands are the modules in :data:`COMMANDS`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,7 +16,8 @@ import importlib
 import logging
 import os
 import sys
-from typing import Any, Callable, NoReturn, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 from audioclf.environment import VERBOSE_ENV
 from audioclf.errors import UserError
@@ -24,12 +26,21 @@ log = logging.getLogger("audioclf")
 
 # ``audioclf <command>`` -> the module whose main(argv) it runs
 COMMANDS = {
-    "ladder": ("audioclf.experiments.ladder", "the phase ladder as DVC experiments -> reports/phases.md"),
+    "ladder": (
+        "audioclf.experiments.ladder",
+        "the phase ladder as DVC experiments -> reports/phases.md",
+    ),
     "repeat": ("audioclf.experiments.repeat", "one experiment over N seeds: mean ± std"),
     "show": ("audioclf.experiments.show", "dvc exp show with the columns that matter"),
     "check": ("audioclf.devtools.pipeline_check", "dvc.yaml, params.yaml and dvc.lock agree (CI)"),
-    "params-table": ("audioclf.devtools.params_table", "the README's params table against the code"),
-    "bench-features": ("audioclf.devtools.feature_benchmark", "the features stage against a naive librosa loop"),
+    "params-table": (
+        "audioclf.devtools.params_table",
+        "the README's params table against the code",
+    ),
+    "bench-features": (
+        "audioclf.devtools.feature_benchmark",
+        "the features stage against a naive librosa loop",
+    ),
 }
 
 
@@ -44,7 +55,7 @@ def setup_logging(debug: bool) -> None:
     handler.setFormatter(_Formatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING)                           # third-party libraries: warnings only
+    root.setLevel(logging.WARNING)  # third-party libraries: warnings only
     log.setLevel(logging.DEBUG if debug else logging.INFO)
 
 
@@ -60,9 +71,15 @@ class _Formatter(logging.Formatter):
 
 def parser(doc: str | None) -> argparse.ArgumentParser:
     """An argument parser with the options every stage has: ``--params`` and ``-v``."""
-    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
-    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging, and tracebacks of user errors")
+    ap = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--params", default="params.yaml", help="the params file (default: params.yaml)"
+    )
+    ap.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging, and tracebacks of user errors"
+    )
     return ap
 
 
@@ -91,8 +108,11 @@ def dispatch(argv: Sequence[str] | None = None) -> Any:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         lines = [f"  {name:<15} {about}" for name, (_, about) in COMMANDS.items()]
-        print("usage: audioclf <command> [options]   (audioclf <command> --help for its options)\n\ncommands:\n"
-              + "\n".join(lines), file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+        print(
+            "usage: audioclf <command> [options]   (audioclf <command> --help for its options)\n\ncommands:\n"
+            + "\n".join(lines),
+            file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout,
+        )
         if argv and argv[0] not in ("-h", "--help"):
             print(f"\naudioclf: unknown command {argv[0]!r}", file=sys.stderr)
             raise SystemExit(2)

@@ -1,4 +1,5 @@
 """The torch device a param names: one rule for ``features.device`` and ``train.device``."""
+
 from __future__ import annotations
 
 import torch
@@ -15,5 +16,7 @@ def resolve_device(name: str, key: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise ParamsError(f"params: '{key}' is 'cuda' but torch sees no CUDA device; use {key}=auto or cpu")
+        raise ParamsError(
+            f"params: '{key}' is 'cuda' but torch sees no CUDA device; use {key}=auto or cpu"
+        )
     return torch.device(name)

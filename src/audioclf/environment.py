@@ -7,6 +7,7 @@ is imported, before any stage does work, and turns such a failure into one sente
 that names the versions installed, the versions the project pins and the command that
 fixes it. Imports only the standard library (it must work when nothing else does).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -18,8 +19,15 @@ import sys
 from audioclf.errors import UserError
 
 # import name -> distribution name of the compiled dependencies, torch first
-COMPILED = {"torch": "torch", "torchaudio": "torchaudio", "numpy": "numpy", "scipy": "scipy",
-            "soundfile": "soundfile", "soxr": "soxr", "blake3": "blake3"}
+COMPILED = {
+    "torch": "torch",
+    "torchaudio": "torchaudio",
+    "numpy": "numpy",
+    "scipy": "scipy",
+    "soundfile": "soundfile",
+    "soxr": "soxr",
+    "blake3": "blake3",
+}
 FIX = "uv sync --locked --extra dev"
 VERBOSE_ENV = "AUDIOCLF_VERBOSE"
 
@@ -42,7 +50,10 @@ def pinned_versions() -> dict[str, str]:
         requires = importlib.metadata.requires("audioclf") or []
     except importlib.metadata.PackageNotFoundError:
         return {}
-    pins = (re.fullmatch(r"\s*([A-Za-z0-9_.-]+)\s*==\s*([^;,\s]+)\s*", r.split(";")[0]) for r in requires)
+    pins = (
+        re.fullmatch(r"\s*([A-Za-z0-9_.-]+)\s*==\s*([^;,\s]+)\s*", r.split(";")[0])
+        for r in requires
+    )
     return {m.group(1).lower(): m.group(2) for m in pins if m}
 
 
@@ -50,14 +61,19 @@ def describe(failures: dict[str, BaseException]) -> str:
     """One message for the modules that failed to import (module -> its exception)."""
     versions = {name: installed_version(dist) for name, dist in COMPILED.items()}
     pins = pinned_versions()
-    broken = ", ".join(f"{name} {versions.get(name, '?')} ({type(exc).__name__}: {exc})"
-                       for name, exc in failures.items())
+    broken = ", ".join(
+        f"{name} {versions.get(name, '?')} ({type(exc).__name__}: {exc})"
+        for name, exc in failures.items()
+    )
     stack = ", ".join(f"{name} {versions[name]}" for name in ("torch", "torchaudio"))
     wanted = ", ".join(f"{d}=={pins[d]}" for d in ("torch", "torchaudio") if d in pins)
-    return (f"the installed packages do not load together: {broken}. Installed: {stack}"
-            + (f"; the project pins {wanted}" if wanted else "")
-            + f". Fix: reinstall the locked environment with `{FIX}` (see README, Setup)"
-            + (f", or `python -m pip install {' '.join(wanted.split(', '))}`" if wanted else "") + ".")
+    return (
+        f"the installed packages do not load together: {broken}. Installed: {stack}"
+        + (f"; the project pins {wanted}" if wanted else "")
+        + f". Fix: reinstall the locked environment with `{FIX}` (see README, Setup)"
+        + (f", or `python -m pip install {' '.join(wanted.split(', '))}`" if wanted else "")
+        + "."
+    )
 
 
 def check_environment(modules: dict[str, str] = COMPILED) -> None:
@@ -70,7 +86,11 @@ def check_environment(modules: dict[str, str] = COMPILED) -> None:
     for name in modules:
         try:
             importlib.import_module(name)
-        except (ImportError, OSError, RuntimeError) as exc:   # a missing symbol is an OSError from dlopen
+        except (
+            ImportError,
+            OSError,
+            RuntimeError,
+        ) as exc:  # a missing symbol is an OSError from dlopen
             failures[name] = exc
     if failures:
         raise BrokenEnvironment(describe(failures)) from None

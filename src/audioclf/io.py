@@ -1,4 +1,5 @@
 """Writing outputs so that nothing half-written is ever taken for finished."""
+
 from __future__ import annotations
 
 import contextlib
@@ -6,8 +7,9 @@ import ctypes
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from audioclf.errors import MissingInputError
 
@@ -76,4 +78,7 @@ def keep_freed_memory(mmap_threshold: int = 256 << 20) -> bool:
     except OSError:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(libc.mallopt(m_trim_threshold, 2 * mmap_threshold) and libc.mallopt(m_mmap_threshold, mmap_threshold))
+    return bool(
+        libc.mallopt(m_trim_threshold, 2 * mmap_threshold)
+        and libc.mallopt(m_mmap_threshold, mmap_threshold)
+    )

@@ -4,16 +4,20 @@ The default store is ``sqlite:///<root>/mlflow.db`` with artifacts under
 ``<root>/mlartifacts``, where ``<root>`` is ``DVC_ROOT`` when DVC runs the stage
 (queued and ``--temp`` experiments execute in a throw-away copy of the repo; a store
 relative to the working directory would vanish with it) and the working directory
-otherwise. ``MLFLOW_TRACKING_URI`` overrides the store.
+otherwise. ``MLFLOW_TRACKING_URI`` set by the user overrides the store (MLflow 3
+sets that variable itself whenever a tracking URI is set, so a value this module set
+is not taken for the user's: see :func:`user_uri`).
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -21,6 +25,9 @@ from mlflow.tracking import MlflowClient
 from audioclf.io import project_path
 
 RUN_ID_TAG = "audioclf.run_id"
+_SET_HERE: list[
+    str
+] = []  # tracking URIs this process set (MLflow exports them as MLFLOW_TRACKING_URI)
 
 
 def project_root() -> Path:
@@ -28,8 +35,23 @@ def project_root() -> Path:
     return project_path(".").resolve()
 
 
+def user_uri() -> str | None:
+    """``MLFLOW_TRACKING_URI`` if the user set it; None if unset or set by this process."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    return None if not uri or uri in _SET_HERE else uri
+
+
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+    """The user's ``MLFLOW_TRACKING_URI``, else ``sqlite:///<root>/mlflow.db``."""
+    return user_uri() or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def use_store() -> str:
+    """Point MLflow at :func:`tracking_uri` for this process; returns it."""
+    uri = tracking_uri()
+    _SET_HERE.append(uri)
+    mlflow.set_tracking_uri(uri)
+    return uri
 
 
 def experiment_name(dataset: str) -> str:
@@ -41,25 +63,33 @@ def _experiment_id(name: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    artifacts = None
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        artifacts = (project_root() / "mlartifacts").as_uri()
+    artifacts = (
+        None if user_uri() else (project_root() / "mlartifacts").as_uri()
+    )  # else: the server's
     return client.create_experiment(name, artifact_location=artifacts)
 
 
 def git_commit(cwd: Path | None = None) -> str:
     """Commit of the checkout the stage runs in (``unknown`` outside git)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        )
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
 
 @contextlib.contextmanager
-def start_run(dataset: str, *, run_name: str, params: dict[str, Any] | None = None,
-              run_id: str | None = None, nested: bool = False,
-              tags: dict[str, str] | None = None) -> Iterator[mlflow.ActiveRun]:
+def start_run(
+    dataset: str,
+    *,
+    run_name: str,
+    params: dict[str, Any] | None = None,
+    run_id: str | None = None,
+    nested: bool = False,
+    tags: dict[str, str] | None = None,
+) -> Iterator[mlflow.ActiveRun]:
     """Open (or, with ``run_id``, reopen) an MLflow run in the dataset's experiment.
 
     New runs are tagged with the git commit, the DVC experiment name and ``tags``, and
@@ -67,14 +97,21 @@ def start_run(dataset: str, *, run_name: str, params: dict[str, Any] | None = No
     active one (cross-validation: one child per fold). The run ends FAILED if the
     block raises.
     """
-    mlflow.set_tracking_uri(tracking_uri())
+    use_store()
     if run_id is not None and not _run_exists(run_id):
         run_id = None  # the store was reset since training; record evaluation in a new run
     if run_id is None:
-        run = mlflow.start_run(experiment_id=_experiment_id(experiment_name(dataset)), run_name=run_name,
-                               nested=nested)
-        mlflow.set_tags({"git_commit": git_commit(), "dvc_exp_name": os.environ.get("DVC_EXP_NAME", "workspace"),
-                         "dataset": dataset, **(tags or {})})
+        run = mlflow.start_run(
+            experiment_id=_experiment_id(experiment_name(dataset)), run_name=run_name, nested=nested
+        )
+        mlflow.set_tags(
+            {
+                "git_commit": git_commit(),
+                "dvc_exp_name": os.environ.get("DVC_EXP_NAME", "workspace"),
+                "dataset": dataset,
+                **(tags or {}),
+            }
+        )
         if params:
             mlflow.log_params({k: _param_value(v) for k, v in params.items()})
     else:
@@ -104,14 +141,26 @@ class Runs:
     params: dict[str, Any] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
 
-    def open(self, *, run_id: str | None = None) -> contextlib.AbstractContextManager[mlflow.ActiveRun]:
+    def open(
+        self, *, run_id: str | None = None
+    ) -> contextlib.AbstractContextManager[mlflow.ActiveRun]:
         """The training's run (reopened with ``run_id``)."""
-        return start_run(self.dataset, run_name=self.name, params=self.params, tags=self.tags, run_id=run_id)
+        return start_run(
+            self.dataset, run_name=self.name, params=self.params, tags=self.tags, run_id=run_id
+        )
 
-    def open_fold(self, n: int, *, run_id: str | None = None) -> contextlib.AbstractContextManager[mlflow.ActiveRun]:
+    def open_fold(
+        self, n: int, *, run_id: str | None = None
+    ) -> contextlib.AbstractContextManager[mlflow.ActiveRun]:
         """Fold ``n``'s child of the active run (reopened with ``run_id``)."""
-        return start_run(self.dataset, run_name=f"{self.name}-fold{n}", params=self.params, nested=True,
-                         run_id=run_id, tags={**self.tags, "fold": str(n)})
+        return start_run(
+            self.dataset,
+            run_name=f"{self.name}-fold{n}",
+            params=self.params,
+            nested=True,
+            run_id=run_id,
+            tags={**self.tags, "fold": str(n)},
+        )
 
     @staticmethod
     def reuse(run: mlflow.ActiveRun) -> contextlib.AbstractContextManager[mlflow.ActiveRun]:
@@ -136,7 +185,7 @@ def parent_run_id(run_id: str | None) -> str | None:
     """The parent of a nested (per-fold) run, or None if it has none or is not in the store."""
     if run_id is None:
         return None
-    mlflow.set_tracking_uri(tracking_uri())
+    use_store()
     try:
         return MlflowClient().get_run(run_id).data.tags.get("mlflow.parentRunId")
     except mlflow.exceptions.MlflowException:

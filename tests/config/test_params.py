@@ -6,16 +6,26 @@ from audioclf.config import ParamsError, flatten, load_params, parse_params
 def test_repo_params_are_valid():
     params = load_params("params.yaml")
     assert params.model in params.model_params
-    assert params.features.n_frames == 1 + params.features.segment_samples // params.features.hop_length
+    assert (
+        params.features.n_frames
+        == 1 + params.features.segment_samples // params.features.hop_length
+    )
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("model", "cnnn", "'model' is 'cnnn'; allowed values: ast, cnn, cnn_cbam, cnn_se, cnn_v2, efficientnet_b2, "
-                       "resnet50, vit"),
-    ("dataset", "birds", "'dataset' is 'birds'; allowed values:"),
-    ("loss", "hinge", "'loss' is 'hinge'; allowed values: ce, focal, weighted_ce"),
-    ("seed", "42", "'seed' must be an integer, got '42'"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        (
+            "model",
+            "cnnn",
+            "'model' is 'cnnn'; allowed values: ast, cnn, cnn_cbam, cnn_se, cnn_v2, efficientnet_b2, "
+            "resnet50, vit",
+        ),
+        ("dataset", "birds", "'dataset' is 'birds'; allowed values:"),
+        ("loss", "hinge", "'loss' is 'hinge'; allowed values: ce, focal, weighted_ce"),
+        ("seed", "42", "'seed' must be an integer, got '42'"),
+    ],
+)
 def test_bad_top_level_value_names_key_and_choices(raw_params, key, value, message):
     raw_params[key] = value
     with pytest.raises(ParamsError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -36,7 +46,10 @@ def test_fractions_must_sum_to_one(raw_params):
 
 def test_typo_key_lists_allowed_keys(raw_params):
     raw_params["train"]["learning_rate"] = 0.1
-    with pytest.raises(ParamsError, match=r"'train.learning_rate' is not a known key; allowed keys under 'train': epochs"):
+    with pytest.raises(
+        ParamsError,
+        match=r"'train.learning_rate' is not a known key; allowed keys under 'train': epochs",
+    ):
         parse_params(raw_params)
 
 

@@ -1,12 +1,19 @@
 """The leakage audit catches planted duplicates (exact, re-encoded, gain-changed, resampled,
 trimmed) across splits and passes clean data."""
+
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from audioclf.data.audit import audit_folds, bit_error_rate, describe_violations, fingerprint, near_duplicates
+from audioclf.data.audit import (
+    audit_folds,
+    bit_error_rate,
+    describe_violations,
+    fingerprint,
+    near_duplicates,
+)
 from audioclf.data.manifest import describe
 from audioclf.data.split import grouped_split
 
@@ -21,7 +28,9 @@ def test_clean_split_passes(clean):
     root, _, split = clean
     report = audit_folds([split], root)
     assert report["ok"] and all(c["count"] == 0 for c in report["checks"].values())
-    assert report["near_pairs_found"] == 0  # no false positives among distinct clips, same recordings included
+    assert (
+        report["near_pairs_found"] == 0
+    )  # no false positives among distinct clips, same recordings included
 
 
 def _plant(root, source, name, transform, sr_out=None):
@@ -34,13 +43,21 @@ def _plant(root, source, name, transform, sr_out=None):
     return describe(path, root, label=source.label, group=f"planted-{name}")
 
 
-@pytest.mark.parametrize("name, transform, sr_out, check", [
-    ("copy.flac", lambda a, sr: a, None, "exact"),
-    ("quiet.wav", lambda a, sr: a * 0.25, None, "near"),
-    ("resampled.wav", lambda a, sr: AF.resample(torch.from_numpy(a), sr, 11025).numpy(), 11025, "near"),
-    ("trimmed.wav", lambda a, sr: a[int(0.3 * sr):], None, "near"),
-    ("reencoded.mp3", lambda a, sr: a, None, "near"),
-])
+@pytest.mark.parametrize(
+    "name, transform, sr_out, check",
+    [
+        ("copy.flac", lambda a, sr: a, None, "exact"),
+        ("quiet.wav", lambda a, sr: a * 0.25, None, "near"),
+        (
+            "resampled.wav",
+            lambda a, sr: AF.resample(torch.from_numpy(a), sr, 11025).numpy(),
+            11025,
+            "near",
+        ),
+        ("trimmed.wav", lambda a, sr: a[int(0.3 * sr) :], None, "near"),
+        ("reencoded.mp3", lambda a, sr: a, None, "near"),
+    ],
+)
 def test_planted_duplicate_in_test_is_caught(clean, name, transform, sr_out, check):
     root, _, split = clean
     source = split["train"][3]
@@ -51,7 +68,9 @@ def test_planted_duplicate_in_test_is_caught(clean, name, transform, sr_out, che
     assert report["checks"][check]["count"] == 1
     hit = report["checks"][check]["violations"][0]
     assert {hit["a"], hit["b"]} == {source.path, planted.path}
-    assert planted.path in describe_violations(report) and source.path in describe_violations(report)
+    assert planted.path in describe_violations(report) and source.path in describe_violations(
+        report
+    )
 
 
 def test_warn_level_and_leaky_do_not_fail(clean):
@@ -59,20 +78,39 @@ def test_warn_level_and_leaky_do_not_fail(clean):
     planted = _plant(root, split["train"][0], "warned.wav", lambda a, sr: a * 0.5)
     fold = {**split, "test": split["test"] + [planted]}
     report = audit_folds([fold], root, near_level="warn")
-    assert report["ok"] and report["checks"]["near"]["count"] == 1 and report["checks"]["near"]["level"] == "warn"
-    crossing = {**split, "test": split["test"] + [split["train"][1]]}  # same clip (so same group) on both sides
+    assert (
+        report["ok"]
+        and report["checks"]["near"]["count"] == 1
+        and report["checks"]["near"]["level"] == "warn"
+    )
+    crossing = {
+        **split,
+        "test": split["test"] + [split["train"][1]],
+    }  # same clip (so same group) on both sides
     assert not audit_folds([crossing], root)["ok"]
     leaky = audit_folds([crossing], root, leaky=True)
-    assert leaky["ok"] and leaky["checks"]["groups"]["count"] == 1 and leaky["checks"]["exact"]["level"] == "warn"
+    assert (
+        leaky["ok"]
+        and leaky["checks"]["groups"]["count"] == 1
+        and leaky["checks"]["exact"]["level"] == "warn"
+    )
 
 
 def test_pretrained_ids_in_test(clean):
     root, _, split = clean
     victim = split["test"][0]
     report = audit_folds([split], root, pretrained_ids=frozenset({victim.group}))
-    expected = [{"fold": 0, "path": e.path} for e in split["test"] if e.group == victim.group]  # a recording id
-    assert len(expected) >= 2 and not report["ok"] and report["checks"]["pretrained"]["violations"] == expected
-    by_stem = audit_folds([split], root, pretrained_ids=frozenset({victim.path.rsplit("/", 1)[1][:-4]}))
+    expected = [
+        {"fold": 0, "path": e.path} for e in split["test"] if e.group == victim.group
+    ]  # a recording id
+    assert (
+        len(expected) >= 2
+        and not report["ok"]
+        and report["checks"]["pretrained"]["violations"] == expected
+    )
+    by_stem = audit_folds(
+        [split], root, pretrained_ids=frozenset({victim.path.rsplit("/", 1)[1][:-4]})
+    )
     assert by_stem["checks"]["pretrained"]["violations"] == [{"fold": 0, "path": victim.path}]
 
 
@@ -94,4 +132,7 @@ def test_file_absent_from_a_fold_is_not_a_violation_there(clean):
     planted = _plant(root, split["train"][2], "only_in_fold0.wav", lambda a, sr: a * 0.5)
     fold0 = {**split, "test": split["test"] + [planted]}
     report = audit_folds([fold0, split], root)
-    assert report["checks"]["near"]["count"] == 1 and report["checks"]["near"]["violations"][0]["fold"] == 0
+    assert (
+        report["checks"]["near"]["count"] == 1
+        and report["checks"]["near"]["violations"][0]["fold"] == 0
+    )

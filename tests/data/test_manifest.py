@@ -4,8 +4,10 @@ from audioclf.data.manifest import COLUMNS, Entry, read_manifest, write_manifest
 
 
 def test_roundtrip_with_extra_columns(tmp_path):
-    entries = [Entry("a/1.wav", "dog", "g1", 5.0, 44100, 1, "ab" * 32, {"fold": "1"}),
-               Entry("b/2.wav", "cat", "g2", 2.5, 16000, 2, "cd" * 32, {"fold": "2", "speaker": "03"})]
+    entries = [
+        Entry("a/1.wav", "dog", "g1", 5.0, 44100, 1, "ab" * 32, {"fold": "1"}),
+        Entry("b/2.wav", "cat", "g2", 2.5, 16000, 2, "cd" * 32, {"fold": "2", "speaker": "03"}),
+    ]
     path = tmp_path / "manifest.csv"
     write_manifest(entries, path)
     header = path.read_text().splitlines()[0].split(",")

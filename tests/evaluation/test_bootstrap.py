@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from audioclf.evaluation.bootstrap import average_precision, average_precisions, bootstrap_ci, fold_summary, headline
+from audioclf.evaluation.bootstrap import (
+    average_precision,
+    average_precisions,
+    bootstrap_ci,
+    fold_summary,
+    headline,
+)
 from audioclf.evaluation.buckets import assign_buckets, bucket_f1
 from audioclf.evaluation.metrics import HEADLINE, classification_metrics
 
@@ -13,7 +19,9 @@ def test_average_precision_matches_sklearn_with_ties(seed):
     y = rng.random(60) < 0.3
     y[0] = True
     score = np.round(rng.random(60), 1)  # many ties
-    assert average_precision(y, score) == pytest.approx(average_precision_score(y, score), abs=1e-12)
+    assert average_precision(y, score) == pytest.approx(
+        average_precision_score(y, score), abs=1e-12
+    )
 
 
 def test_average_precisions_vectorised_equals_one_by_one():
@@ -47,8 +55,13 @@ def test_headline_matches_reference_metrics(seed, rounding):
 
 
 def test_fold_summary_golden():
-    summary = fold_summary([{"macro_f1": 0.6, "accuracy": 0.8}, {"macro_f1": 0.7, "accuracy": 0.8},
-                            {"macro_f1": 0.8, "accuracy": 0.8}])
+    summary = fold_summary(
+        [
+            {"macro_f1": 0.6, "accuracy": 0.8},
+            {"macro_f1": 0.7, "accuracy": 0.8},
+            {"macro_f1": 0.8, "accuracy": 0.8},
+        ]
+    )
     assert summary == {"macro_f1": {"mean": 0.7, "std": 0.1}, "accuracy": {"mean": 0.8, "std": 0.0}}
     assert fold_summary([{"a": 0.5}]) == {"a": {"mean": 0.5, "std": 0.0}}
 
@@ -77,7 +90,9 @@ def test_bootstrap_ci_contains_point_and_narrows_with_n():
 
 def test_bootstrap_covers_buckets_present_in_the_data():
     y, probs = _noisy_predictions(200)
-    ci = bootstrap_ci(y, probs, n_boot=100, seed=0, bucket_of=np.array(["head", "head", "tail", "tail"]))
+    ci = bootstrap_ci(
+        y, probs, n_boot=100, seed=0, bucket_of=np.array(["head", "head", "tail", "tail"])
+    )
     point = headline(y, probs, bucket_of=np.array(["head", "head", "tail", "tail"]))
     assert {"head_macro_f1", "tail_macro_f1"} <= set(ci) and "mid_macro_f1" not in ci
     assert ci["tail_macro_f1"][0] <= point["tail_macro_f1"] <= ci["tail_macro_f1"][1]

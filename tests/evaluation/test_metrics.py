@@ -6,14 +6,25 @@ from audioclf.evaluation.metrics import aggregate_by_file, classification_metric
 LABELS = ["a", "b", "c"]
 # hand-made case: 6 items, truth a a b b c c; predictions a b b b c a
 Y = np.array([0, 0, 1, 1, 2, 2])
-P = np.array([[.8, .1, .1], [.3, .6, .1], [.1, .8, .1], [.2, .7, .1], [.1, .1, .8], [.5, .2, .3]])
+P = np.array(
+    [
+        [0.8, 0.1, 0.1],
+        [0.3, 0.6, 0.1],
+        [0.1, 0.8, 0.1],
+        [0.2, 0.7, 0.1],
+        [0.1, 0.1, 0.8],
+        [0.5, 0.2, 0.3],
+    ]
+)
 
 
 def test_golden_values():
     m = classification_metrics(Y, P, LABELS)
     assert m["accuracy"] == pytest.approx(4 / 6)
     # per class: a P=1/2 R=1/2 F=1/2; b P=2/3 R=1 F=0.8; c P=1 R=1/2 F=2/3
-    assert m["per_class"]["a"] == pytest.approx({"precision": .5, "recall": .5, "f1": .5, "support": 2})
+    assert m["per_class"]["a"] == pytest.approx(
+        {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+    )
     assert m["per_class"]["b"]["f1"] == pytest.approx(0.8)
     assert m["per_class"]["c"]["precision"] == 1.0 and m["per_class"]["c"]["recall"] == 0.5
     assert m["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
@@ -35,21 +46,29 @@ def test_golden_balanced_accuracy_auc_and_ece():
 
 def test_top5_golden_over_seven_classes():
     y = np.array([0, 6, 3])
-    p = np.array([[.04, .2, .19, .18, .17, .16, .06],    # true class last of 7 -> miss
-                  [.3, .1, .1, .1, .05, .05, .3],        # true class tied first -> hit
-                  [.1, .1, .1, .1, .2, .2, .2]])         # true class tied 4th-7th: index order decides -> hit
+    p = np.array(
+        [
+            [0.04, 0.2, 0.19, 0.18, 0.17, 0.16, 0.06],  # true class last of 7 -> miss
+            [0.3, 0.1, 0.1, 0.1, 0.05, 0.05, 0.3],  # true class tied first -> hit
+            [0.1, 0.1, 0.1, 0.1, 0.2, 0.2, 0.2],
+        ]
+    )  # true class tied 4th-7th: index order decides -> hit
     assert top_k_accuracy(y, p) == pytest.approx(2 / 3)
-    assert classification_metrics(y, p, [str(i) for i in range(7)])["top5_accuracy"] == pytest.approx(2 / 3)
+    assert classification_metrics(y, p, [str(i) for i in range(7)])[
+        "top5_accuracy"
+    ] == pytest.approx(2 / 3)
 
 
 def test_a_single_true_class_is_rejected():
     with pytest.raises(ValueError, match="single class"):
-        classification_metrics(np.array([1, 1]), np.array([[.2, .8, 0.], [.6, .4, 0.]]), LABELS)
+        classification_metrics(
+            np.array([1, 1]), np.array([[0.2, 0.8, 0.0], [0.6, 0.4, 0.0]]), LABELS
+        )
 
 
 def test_classes_absent_from_truth_and_predictions_do_not_count():
     y = np.array([0, 1])
-    p = np.array([[.9, .1, 0.], [.2, .8, 0.]])
+    p = np.array([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0]])
     m = classification_metrics(y, p, LABELS)
     assert m["macro_f1"] == 1.0 and m["macro_map"] == 1.0
 
@@ -62,7 +81,7 @@ def test_validation_messages():
 
 
 def test_aggregate_by_file_averages_segments():
-    probs = np.array([[1., 0.], [0., 1.], [.2, .8]])
+    probs = np.array([[1.0, 0.0], [0.0, 1.0], [0.2, 0.8]])
     mean, y, files = aggregate_by_file(probs, np.array([0, 0, 1]), ["x", "x", "y"])
     assert files == ["x", "y"] and list(y) == [0, 1]
-    np.testing.assert_allclose(mean, [[.5, .5], [.2, .8]])
+    np.testing.assert_allclose(mean, [[0.5, 0.5], [0.2, 0.8]])

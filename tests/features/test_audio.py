@@ -1,14 +1,22 @@
 """Decoding every kind of file we have met, and segmentation."""
+
 import struct
 
 import librosa
 import numpy as np
 import pytest
 import soundfile as sf
-
 import soxr
 
-from audioclf.features.audio import RESAMPLE_QUALITY, DecodeError, _read_any, _read_wav16, _resample, load_waveform, segment
+from audioclf.features.audio import (
+    RESAMPLE_QUALITY,
+    DecodeError,
+    _read_any,
+    _read_wav16,
+    _resample,
+    load_waveform,
+    segment,
+)
 
 
 def tone(seconds=1.0, sr=22050, freq=440.0, channels=1, seed=0):
@@ -21,7 +29,7 @@ def tone(seconds=1.0, sr=22050, freq=440.0, channels=1, seed=0):
 def test_stereo_44k_matches_librosa_load(tmp_path):
     sf.write(tmp_path / "s.wav", tone(sr=44100, channels=2), 44100, subtype="PCM_16")
     wave = load_waveform(tmp_path / "s.wav", 22050)
-    ref, _ = librosa.load(tmp_path / "s.wav", sr=22050)   # mean of channels, then soxr_hq
+    ref, _ = librosa.load(tmp_path / "s.wav", sr=22050)  # mean of channels, then soxr_hq
     assert wave.samples.dtype == np.float32 and wave.samples.shape == ref.shape
     np.testing.assert_allclose(wave.samples, ref, atol=1e-6)
     assert wave.notes == [] and len(wave.digest) == 64
@@ -32,29 +40,36 @@ def test_16_bit_down_mix_is_librosas_mean(tmp_path, channels):
     """The compiled int16 down-mix (a loop each for mono and stereo, one for more) at the native rate."""
     sf.write(tmp_path / "m.wav", tone(channels=channels, seed=channels), 22050, subtype="PCM_16")
     ref, _ = librosa.load(tmp_path / "m.wav", sr=None)
-    np.testing.assert_allclose(load_waveform(tmp_path / "m.wav", 22050).samples, ref, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(
+        load_waveform(tmp_path / "m.wav", 22050).samples, ref, rtol=1e-6, atol=0
+    )
 
 
 def test_one_nonzero_sample_is_not_silence(tmp_path):
     pcm = np.zeros((1000, 2), dtype=np.int16)
-    pcm[500, 1] = -1                                   # one LSB in one channel: a peak of 2**-16 after the mix
+    pcm[500, 1] = -1  # one LSB in one channel: a peak of 2**-16 after the mix
     sf.write(tmp_path / "faint.wav", pcm, 22050, subtype="PCM_16")
     wave = load_waveform(tmp_path / "faint.wav", 22050)
-    assert np.flatnonzero(wave.samples).tolist() == [500] and wave.samples[500] == -2.0 ** -16
+    assert np.flatnonzero(wave.samples).tolist() == [500] and wave.samples[500] == -(2.0**-16)
 
 
 @pytest.mark.parametrize("rate", [8000, 16000, 44100, 48000, 96000])
 def test_reused_resampler_gives_soxrs_one_shot_samples(rate):
     """Each thread keeps a resampler per pair of rates; reset between files, it must not carry state over."""
     rng = np.random.default_rng(rate)
-    for n in (1, 7, 1001, rate // 3, 2 * rate):     # the same resampler, file after file
+    for n in (1, 7, 1001, rate // 3, 2 * rate):  # the same resampler, file after file
         x = rng.standard_normal(n).astype(np.float32)
-        np.testing.assert_array_equal(_resample(x, rate, 22050), soxr.resample(x, rate, 22050, RESAMPLE_QUALITY))
+        np.testing.assert_array_equal(
+            _resample(x, rate, 22050), soxr.resample(x, rate, 22050, RESAMPLE_QUALITY)
+        )
 
 
 def riff(*chunks):
     """WAV bytes from (id, body) chunks, each padded to an even size as RIFF requires."""
-    body = b"".join(cid + len(data).to_bytes(4, "little") + data + b"\0" * (len(data) % 2) for cid, data in chunks)
+    body = b"".join(
+        cid + len(data).to_bytes(4, "little") + data + b"\0" * (len(data) % 2)
+        for cid, data in chunks
+    )
     return b"RIFF" + (4 + len(body)).to_bytes(4, "little") + b"WAVE" + body
 
 
@@ -66,13 +81,22 @@ def fmt_chunk(channels, rate, bits=16, tag=1):
 PCM = (tone(seconds=0.5, channels=2, seed=3) * 20000).astype(np.int16)
 
 
-@pytest.mark.parametrize("name, chunks", [
-    ("plain", [fmt_chunk(2, 22050), (b"data", PCM.tobytes())]),
-    ("odd chunk before the data", [fmt_chunk(2, 22050), (b"LIST", b"INFOabc"), (b"data", PCM.tobytes())]),
-    ("chunk after the data", [fmt_chunk(2, 22050), (b"data", PCM.tobytes()), (b"LIST", b"INFOabcd")]),
-    ("six channels", [fmt_chunk(6, 22050), (b"data", np.tile(PCM, 3).tobytes())]),
-    ("odd byte past the last frame", [fmt_chunk(2, 22050), (b"data", PCM.tobytes() + b"\1")]),
-])
+@pytest.mark.parametrize(
+    "name, chunks",
+    [
+        ("plain", [fmt_chunk(2, 22050), (b"data", PCM.tobytes())]),
+        (
+            "odd chunk before the data",
+            [fmt_chunk(2, 22050), (b"LIST", b"INFOabc"), (b"data", PCM.tobytes())],
+        ),
+        (
+            "chunk after the data",
+            [fmt_chunk(2, 22050), (b"data", PCM.tobytes()), (b"LIST", b"INFOabcd")],
+        ),
+        ("six channels", [fmt_chunk(6, 22050), (b"data", np.tile(PCM, 3).tobytes())]),
+        ("odd byte past the last frame", [fmt_chunk(2, 22050), (b"data", PCM.tobytes() + b"\1")]),
+    ],
+)
 def test_direct_16_bit_wav_read_equals_libsndfile(tmp_path, name, chunks):
     path = tmp_path / "x.wav"
     path.write_bytes(riff(*chunks))
@@ -83,15 +107,25 @@ def test_direct_16_bit_wav_read_equals_libsndfile(tmp_path, name, chunks):
         assert ours[0].dtype == ref[0].dtype == np.int16 and ours[1:] == ref[1:]
 
 
-@pytest.mark.parametrize("name, make", [
-    ("24-bit", lambda p: sf.write(p, PCM, 22050, subtype="PCM_24")),
-    ("float", lambda p: sf.write(p, PCM / 32768, 22050, subtype="FLOAT")),
-    ("extensible header", lambda p: sf.write(p, PCM, 22050, subtype="PCM_16", format="WAVEX")),
-    ("header past 4 KiB", lambda p: p.write_bytes(riff(fmt_chunk(2, 22050), (b"LIST", b"x" * 5000),
-                                                       (b"data", PCM.tobytes())))),
-    ("data size past the end", lambda p: p.write_bytes(riff(fmt_chunk(2, 22050), (b"data", PCM.tobytes()))[:-100])),
-    ("FLAC named .wav", lambda p: sf.write(p, PCM, 22050, format="FLAC")),
-])
+@pytest.mark.parametrize(
+    "name, make",
+    [
+        ("24-bit", lambda p: sf.write(p, PCM, 22050, subtype="PCM_24")),
+        ("float", lambda p: sf.write(p, PCM / 32768, 22050, subtype="FLOAT")),
+        ("extensible header", lambda p: sf.write(p, PCM, 22050, subtype="PCM_16", format="WAVEX")),
+        (
+            "header past 4 KiB",
+            lambda p: p.write_bytes(
+                riff(fmt_chunk(2, 22050), (b"LIST", b"x" * 5000), (b"data", PCM.tobytes()))
+            ),
+        ),
+        (
+            "data size past the end",
+            lambda p: p.write_bytes(riff(fmt_chunk(2, 22050), (b"data", PCM.tobytes()))[:-100]),
+        ),
+        ("FLAC named .wav", lambda p: sf.write(p, PCM, 22050, format="FLAC")),
+    ],
+)
 def test_unusual_wavs_are_left_to_libsndfile(tmp_path, name, make):
     path = tmp_path / "x.wav"
     make(path)
@@ -100,7 +134,9 @@ def test_unusual_wavs_are_left_to_libsndfile(tmp_path, name, make):
 
 
 def test_same_audio_same_hash_whatever_the_container(tmp_path):
-    x = (tone(sr=16000) * 20000).astype(np.int16)   # integers: libsndfile's float->int rounding differs by format
+    x = (tone(sr=16000) * 20000).astype(
+        np.int16
+    )  # integers: libsndfile's float->int rounding differs by format
     sf.write(tmp_path / "a.wav", x, 16000, subtype="PCM_16")
     sf.write(tmp_path / "b.flac", x, 16000, subtype="PCM_16")
     sf.write(tmp_path / "c.wav", x // 2, 16000, subtype="PCM_16")
@@ -111,7 +147,7 @@ def test_same_audio_same_hash_whatever_the_container(tmp_path):
 def test_eight_bit_is_decoded_and_noted(tmp_path):
     sf.write(tmp_path / "u8.wav", tone(), 22050, subtype="PCM_U8")
     wave = load_waveform(tmp_path / "u8.wav", 22050)
-    np.testing.assert_allclose(wave.samples, tone(), atol=2 / 256)   # 8-bit quantisation
+    np.testing.assert_allclose(wave.samples, tone(), atol=2 / 256)  # 8-bit quantisation
     assert wave.notes == ["8-bit PCM"]
 
 
@@ -120,7 +156,7 @@ def test_mp3_inside_a_wav_is_decoded_and_noted(tmp_path):
     (tmp_path / "song.wav").write_bytes((tmp_path / "song.mp3").read_bytes())
     wave = load_waveform(tmp_path / "song.wav", 22050)
     assert wave.notes == ["MP3 data in a .wav file"]
-    assert abs(len(wave.samples) - 22050) < 2048        # MP3 adds encoder padding
+    assert abs(len(wave.samples) - 22050) < 2048  # MP3 adds encoder padding
     assert np.abs(wave.samples).max() > 0.2
 
 
@@ -131,15 +167,18 @@ def test_very_long_file_is_truncated_and_noted(tmp_path):
     assert wave.notes == ["truncated to the first 2 s of 5.0 s"]
 
 
-@pytest.mark.parametrize("kind, reason", [
-    ("garbage", "unreadable"),
-    ("empty", "empty: no samples"),
-    ("zeros", "silent: every sample is zero"),
-    ("cancelling", "silent: every sample is zero after the down-mix"),
-    ("nan", "non-finite: 1 NaN or Inf samples"),
-    ("inf", "non-finite: 2 NaN or Inf samples"),
-    ("missing", "unreadable"),
-])
+@pytest.mark.parametrize(
+    "kind, reason",
+    [
+        ("garbage", "unreadable"),
+        ("empty", "empty: no samples"),
+        ("zeros", "silent: every sample is zero"),
+        ("cancelling", "silent: every sample is zero after the down-mix"),
+        ("nan", "non-finite: 1 NaN or Inf samples"),
+        ("inf", "non-finite: 2 NaN or Inf samples"),
+        ("missing", "unreadable"),
+    ],
+)
 def test_bad_audio_gives_reason(tmp_path, kind, reason):
     path = tmp_path / "bad.wav"
     x = tone()
@@ -171,7 +210,9 @@ def test_segment_with_hop_overlaps():
     assert segs.shape == (4, 16) and [s[0] for s in segs] == [0, 8, 16, 24]
 
 
-@pytest.mark.parametrize("short, expected", [("pad", [1, 2, 3, 0, 0, 0, 0]), ("repeat", [1, 2, 3, 1, 2, 3, 1])])
+@pytest.mark.parametrize(
+    "short, expected", [("pad", [1, 2, 3, 0, 0, 0, 0]), ("repeat", [1, 2, 3, 1, 2, 3, 1])]
+)
 def test_short_clip_padded_or_repeated(short, expected):
     assert segment(np.array([1.0, 2.0, 3.0]), 7, short=short).tolist() == [expected]
 

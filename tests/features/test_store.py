@@ -1,4 +1,5 @@
 """The content-addressed segment store: keys, commits, and what an interruption leaves."""
+
 import dataclasses
 import os
 import socket
@@ -6,8 +7,9 @@ import socket
 import numpy as np
 import pytest
 
-from audioclf.features.store import FeatureStore, frontend_key
 from audioclf.config.features import FeaturesConfig
+from audioclf.features.shards import ShardWriter
+from audioclf.features.store import FeatureStore, frontend_key
 
 SHAPE = (1, 4, 5)
 
@@ -18,12 +20,28 @@ def feats(rows, value):
 
 def test_key_follows_the_params_that_shape_features_only():
     base = FeaturesConfig()
-    same = [dataclasses.replace(base, **kw) for kw in ({"batch_size": 4}, {"workers": 1}, {"device": "cpu"},
-                                                       {"store_dir": "elsewhere"}, {"min_coverage": 0.1},
-                                                       {"n_mfcc": 13})]   # n_mfcc is unused by logmel
-    other = [dataclasses.replace(base, **kw) for kw in ({"n_mels": 64}, {"f_min": 500.0}, {"kind": "mfcc"},
-                                                        {"segment_hop_seconds": 1.0}, {"short_clips": "repeat"},
-                                                        {"sample_rate": 16000, "n_fft": 1024})]
+    same = [
+        dataclasses.replace(base, **kw)
+        for kw in (
+            {"batch_size": 4},
+            {"workers": 1},
+            {"device": "cpu"},
+            {"store_dir": "elsewhere"},
+            {"min_coverage": 0.1},
+            {"n_mfcc": 13},
+        )
+    ]  # n_mfcc is unused by logmel
+    other = [
+        dataclasses.replace(base, **kw)
+        for kw in (
+            {"n_mels": 64},
+            {"f_min": 500.0},
+            {"kind": "mfcc"},
+            {"segment_hop_seconds": 1.0},
+            {"short_clips": "repeat"},
+            {"sample_rate": 16000, "n_fft": 1024},
+        )
+    ]
     assert {frontend_key(c) for c in same} == {frontend_key(base)}
     assert len({frontend_key(c) for c in other} | {frontend_key(base)}) == len(other) + 1
     assert frontend_key(base).startswith("logmel-")
@@ -31,11 +49,13 @@ def test_key_follows_the_params_that_shape_features_only():
 
 def test_committed_entries_read_back_in_a_new_store(tmp_path):
     store = FeatureStore(tmp_path, "k", SHAPE)
-    with store.writer() as w:
+    with ShardWriter(store) as w:
         a = w.add(feats(2, 1.0), audio_hash="a", file_sha256="fa", notes=["8-bit PCM"])
         w.add(feats(3, 2.0), audio_hash="b", file_sha256="fb")
     again = FeatureStore(tmp_path, "k", SHAPE)
-    assert len(again) == 2 and again.by_file["fa"] == a and again.by_audio["a"].notes == ("8-bit PCM",)
+    assert (
+        len(again) == 2 and again.by_file["fa"] == a and again.by_audio["a"].notes == ("8-bit PCM",)
+    )
     np.testing.assert_array_equal(again.read(again.by_audio["b"]), feats(3, 2.0))
     with open(tmp_path / "out.f32", "wb", buffering=0) as fh:
         assert again.copy_to([again.by_audio["b"], again.by_audio["a"]], fh) == 5
@@ -52,7 +72,7 @@ def test_a_failed_commit_publishes_nothing_and_leaves_no_temporary_shard(tmp_pat
     monkeypatch.setattr(cache.os, "fsync", fsync)
     store = FeatureStore(tmp_path, "k", SHAPE)
     with pytest.raises(OSError, match="Input/output error"):
-        with store.writer() as w:
+        with ShardWriter(store) as w:
             w.add(feats(1, 1.0), audio_hash="a", file_sha256="fa")
     assert len(FeatureStore(tmp_path, "k", SHAPE)) == 0 and list((tmp_path / "k").iterdir()) == []
 
@@ -60,7 +80,7 @@ def test_a_failed_commit_publishes_nothing_and_leaves_no_temporary_shard(tmp_pat
 def test_an_exception_discards_the_uncommitted_shard(tmp_path):
     store = FeatureStore(tmp_path, "k", SHAPE)
     with pytest.raises(KeyboardInterrupt):
-        with store.writer() as w:
+        with ShardWriter(store) as w:
             w.add(feats(2, 1.0), audio_hash="a", file_sha256="fa")
             raise KeyboardInterrupt
     assert len(FeatureStore(tmp_path, "k", SHAPE)) == 0
@@ -70,8 +90,8 @@ def test_an_exception_discards_the_uncommitted_shard(tmp_path):
 def test_full_shards_are_committed_and_survive_a_later_failure(tmp_path):
     store = FeatureStore(tmp_path, "k", SHAPE)
     with pytest.raises(RuntimeError):
-        with store.writer(shard_bytes=2 * 4 * np.prod(SHAPE)) as w:   # a shard holds two rows
-            w.add(feats(2, 1.0), audio_hash="a", file_sha256="fa")   # fills a shard: committed
+        with ShardWriter(store, shard_bytes=2 * 4 * np.prod(SHAPE)) as w:  # a shard holds two rows
+            w.add(feats(2, 1.0), audio_hash="a", file_sha256="fa")  # fills a shard: committed
             w.add(feats(1, 2.0), audio_hash="b", file_sha256="fb")
             raise RuntimeError("killed")
     again = FeatureStore(tmp_path, "k", SHAPE)
@@ -84,10 +104,13 @@ def test_a_hard_kill_leaves_nothing_taken_for_complete(tmp_path):
     folder.mkdir()
     host = socket.gethostname()
     # killed while writing data, and between the data's rename and the index's
-    dead = [f".20250101T000000-{host}-999999999-abcd.f32.tmp", f"20250101T000000-{host}-999999999-ef.f32"]
+    dead = [
+        f".20250101T000000-{host}-999999999-abcd.f32.tmp",
+        f"20250101T000000-{host}-999999999-ef.f32",
+    ]
     for name in dead:
         (folder / name).write_bytes(b"\0" * 80)
-    other_host = "20250101T000000-elsewhere-1-ef.f32"   # not ours to judge: ignored, kept
+    other_host = "20250101T000000-elsewhere-1-ef.f32"  # not ours to judge: ignored, kept
     (folder / other_host).write_bytes(b"\0" * 80)
     # a writer still running on this host: its temporary file is left alone
     live = f".20250101T000000-{host}-{os.getpid()}-abcd.f32.tmp"
@@ -99,7 +122,7 @@ def test_a_hard_kill_leaves_nothing_taken_for_complete(tmp_path):
 
 def test_an_index_whose_data_is_short_is_ignored(tmp_path):
     store = FeatureStore(tmp_path, "k", SHAPE)
-    with store.writer() as w:
+    with ShardWriter(store) as w:
         entry = w.add(feats(3, 1.0), audio_hash="a", file_sha256="fa")
     data = tmp_path / "k" / f"{entry.shard}.f32"
     data.write_bytes(data.read_bytes()[:100])
@@ -107,6 +130,8 @@ def test_an_index_whose_data_is_short_is_ignored(tmp_path):
 
 
 def test_add_checks_shape_and_dtype(tmp_path):
-    with FeatureStore(tmp_path, "k", SHAPE).writer() as w:
-        with pytest.raises(ValueError, match=r"float32 \(rows, 1, 4, 5\), got float64 \(2, 1, 4, 5\)"):
+    with ShardWriter(FeatureStore(tmp_path, "k", SHAPE)) as w:
+        with pytest.raises(
+            ValueError, match=r"float32 \(rows, 1, 4, 5\), got float64 \(2, 1, 4, 5\)"
+        ):
             w.add(np.zeros((2, *SHAPE)), audio_hash="a", file_sha256="fa")

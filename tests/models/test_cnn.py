@@ -26,11 +26,16 @@ def test_attention_rescales_without_changing_shape(block):
     x = torch.rand(2, 16, 8, 10)
     out = block(x)
     assert out.shape == x.shape
-    assert (out <= x + 1e-6).all() and (out >= 0).all()   # sigmoid gates in (0, 1) on non-negative input
+    assert (out <= x + 1e-6).all() and (
+        out >= 0
+    ).all()  # sigmoid gates in (0, 1) on non-negative input
 
 
 def test_attention_variants_are_configs_of_one_class():
-    plain, se = (AudioCNN(CNNConfig(channels=(8, 16), hidden=8, attention=a), n_classes=3) for a in ("none", "se"))
+    plain, se = (
+        AudioCNN(CNNConfig(channels=(8, 16), hidden=8, attention=a), n_classes=3)
+        for a in ("none", "se")
+    )
     assert type(plain) is type(se)
     assert not any(isinstance(m, SqueezeExcite) for m in plain.modules())
     assert sum(isinstance(m, SqueezeExcite) for m in se.modules()) == 2

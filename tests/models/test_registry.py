@@ -1,29 +1,40 @@
 """Every registered model, in a tiny config: shapes, one optimisation step, checkpoint round trip."""
+
 import pytest
 import torch
 
-from audioclf.models.checkpoint import load_checkpoint, save_checkpoint
 from audioclf.config import load_params
-from audioclf.config.models import MODEL_CONFIGS
+from audioclf.config.models import MODEL_CONFIGS, ASTConfig, EfficientNetConfig, ResNetConfig
 from audioclf.models import MODELS, build_model, count_parameters, head_and_backbone
-from audioclf.config.models import ASTConfig
+from audioclf.models.checkpoint import load_checkpoint, save_checkpoint
 from audioclf.models.cnn import CNNConfig
-from audioclf.config.models import EfficientNetConfig, ResNetConfig
 from audioclf.models.vit import ViTConfig
 
-SHAPE = (32, 40)    # (n_mels, frames) of the shrunk test features
+SHAPE = (32, 40)  # (n_mels, frames) of the shrunk test features
 # the tiny configs of docs/models.md; no dropout, so one step's effect is measurable
 TINY = {
     "cnn": CNNConfig(channels=(8, 16), hidden=8, dropout=0.0, stem_stride=1),
     "cnn_v2": CNNConfig(channels=(8, 16, 16), hidden=8, dropout=0.0, stem_stride=1),
-    "cnn_se": CNNConfig(channels=(8, 16), hidden=8, dropout=0.0, stem_stride=1, attention="se", reduction=4),
-    "cnn_cbam": CNNConfig(channels=(8, 16), hidden=8, dropout=0.0, stem_stride=1, attention="cbam", reduction=4),
+    "cnn_se": CNNConfig(
+        channels=(8, 16), hidden=8, dropout=0.0, stem_stride=1, attention="se", reduction=4
+    ),
+    "cnn_cbam": CNNConfig(
+        channels=(8, 16), hidden=8, dropout=0.0, stem_stride=1, attention="cbam", reduction=4
+    ),
     "vit": ViTConfig(patch_size=8, dim=32, depth=2, heads=2, mlp_ratio=2.0, dropout=0.0),
-    "ast": ASTConfig(pretrained=None, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64),
-    "resnet50": ResNetConfig(pretrained=None, embedding_size=8, hidden_sizes=(8, 16), depths=(1, 1),
-                             layer_type="basic"),
-    "efficientnet_b2": EfficientNetConfig(pretrained=None, width_coefficient=0.1, depth_coefficient=0.1,
-                                          dropout=0.0, drop_connect_rate=0.0),
+    "ast": ASTConfig(
+        pretrained=None, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64
+    ),
+    "resnet50": ResNetConfig(
+        pretrained=None, embedding_size=8, hidden_sizes=(8, 16), depths=(1, 1), layer_type="basic"
+    ),
+    "efficientnet_b2": EfficientNetConfig(
+        pretrained=None,
+        width_coefficient=0.1,
+        depth_coefficient=0.1,
+        dropout=0.0,
+        drop_connect_rate=0.0,
+    ),
 }
 
 
@@ -53,8 +64,16 @@ def test_maps_batch_to_logits_and_one_step_lowers_loss(name):
 def test_checkpoint_rebuilds_the_model(name, tmp_path):
     torch.manual_seed(0)
     model = build_model(name, TINY[name], n_classes=3, input_shape=SHAPE).eval()
-    save_checkpoint(tmp_path / "best.pt", model=model, model_name=name, model_config=TINY[name],
-                    labels=["a", "b", "c"], norm={"mean": 0.0, "std": 1.0}, params={}, input_shape=SHAPE)
+    save_checkpoint(
+        tmp_path / "best.pt",
+        model=model,
+        model_name=name,
+        model_config=TINY[name],
+        labels=["a", "b", "c"],
+        norm={"mean": 0.0, "std": 1.0},
+        params={},
+        input_shape=SHAPE,
+    )
     rebuilt, _ = load_checkpoint(tmp_path / "best.pt")
     x = torch.randn(2, 1, *SHAPE)
     with torch.no_grad():
@@ -64,13 +83,18 @@ def test_checkpoint_rebuilds_the_model(name, tmp_path):
 def test_shipped_configs_are_valid_for_every_model():
     params = load_params("params.yaml")
     assert set(params.model_params) == set(MODEL_CONFIGS)
-    assert params.model_params["cnn_se"].attention == "se" and params.model_params["cnn_cbam"].attention == "cbam"
+    assert (
+        params.model_params["cnn_se"].attention == "se"
+        and params.model_params["cnn_cbam"].attention == "cbam"
+    )
     assert params.model_params["ast"].pretrained == "MIT/ast-finetuned-audioset-10-10-0.4593"
     assert params.model_params["resnet50"].pretrained == "microsoft/resnet-50"
     assert params.model_params["efficientnet_b2"].pretrained == "google/efficientnet-b2"
 
 
-@pytest.mark.parametrize("name, expected", [("cnn_se", 356_000), ("cnn_cbam", 357_000), ("vit", 2_740_000)])
+@pytest.mark.parametrize(
+    "name, expected", [("cnn_se", 356_000), ("cnn_cbam", 357_000), ("vit", 2_740_000)]
+)
 def test_shipped_sizes(name, expected):
     params = load_params("params.yaml")
     model = build_model(name, params.model_params[name], n_classes=24, input_shape=(128, 173))

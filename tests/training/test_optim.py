@@ -1,13 +1,20 @@
 """Device and precision choice, head/backbone learning rates, warm-up and schedules."""
+
 import dataclasses
 
 import pytest
 import torch
 
 from audioclf.config import ParamsError
-from audioclf.models.cnn import AudioCNN, CNNConfig
-from audioclf.training.optim import build_optimizer, build_scheduler, lr_factor, resolve_amp, steps_per_epoch
 from audioclf.config.training import TrainConfig
+from audioclf.models.cnn import AudioCNN, CNNConfig
+from audioclf.training.optim import (
+    build_optimizer,
+    build_scheduler,
+    lr_factor,
+    resolve_amp,
+    steps_per_epoch,
+)
 
 CPU = torch.device("cpu")
 
@@ -37,16 +44,20 @@ def test_head_trains_at_lr_and_backbone_at_the_multiple():
 def test_warmup_then_cosine_to_zero():
     cfg = TrainConfig(epochs=10, warmup_epochs=2, schedule="cosine")
     f = [lr_factor(s, cfg=cfg, steps_per_epoch=5) for s in range(50)]
-    assert f[0] == pytest.approx(1 / 11) and f[9] == pytest.approx(10 / 11)   # linear ramp over 10 steps
+    assert f[0] == pytest.approx(1 / 11) and f[9] == pytest.approx(
+        10 / 11
+    )  # linear ramp over 10 steps
     assert f[10] == pytest.approx(1.0)
-    assert f[30] == pytest.approx(0.5)                                          # half-way through the cosine
-    assert all(a >= b for a, b in zip(f[10:], f[11:])) and f[-1] < 0.01
+    assert f[30] == pytest.approx(0.5)  # half-way through the cosine
+    assert all(a >= b for a, b in zip(f[10:], f[11:], strict=False)) and f[-1] < 0.01
 
 
 def test_step_schedule_and_no_warmup_by_default():
     cfg = TrainConfig(epochs=30, schedule="step", step_epochs=10, step_gamma=0.1)
     assert cfg.warmup_epochs == 0
-    assert [lr_factor(s * 4, cfg=cfg, steps_per_epoch=4) for s in (0, 9, 10, 25)] == pytest.approx([1, 1, 0.1, 0.01])
+    assert [lr_factor(s * 4, cfg=cfg, steps_per_epoch=4) for s in (0, 9, 10, 25)] == pytest.approx(
+        [1, 1, 0.1, 0.01]
+    )
 
 
 def test_scheduler_applies_factor_per_step():
@@ -69,9 +80,15 @@ def test_steps_per_epoch_counts_accumulation():
 
 
 def test_bad_train_params_are_named():
-    with pytest.raises(ParamsError, match="'train.schedule' is 'linear'; allowed values: constant, cosine, step"):
+    with pytest.raises(
+        ParamsError, match="'train.schedule' is 'linear'; allowed values: constant, cosine, step"
+    ):
         TrainConfig(schedule="linear")
-    with pytest.raises(ParamsError, match="'train.amp' is 'fp32'; allowed values: auto, bf16, fp16, off"):
+    with pytest.raises(
+        ParamsError, match="'train.amp' is 'fp32'; allowed values: auto, bf16, fp16, off"
+    ):
         dataclasses.replace(TrainConfig(), amp="fp32")
-    with pytest.raises(ParamsError, match=r"'train.warmup_epochs' must be in \[0, train.epochs=5\)"):
+    with pytest.raises(
+        ParamsError, match=r"'train.warmup_epochs' must be in \[0, train.epochs=5\)"
+    ):
         TrainConfig(epochs=5, warmup_epochs=5)

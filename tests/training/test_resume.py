@@ -1,18 +1,18 @@
 """A killed training resumes from last.pt to exactly the uninterrupted result (CPU, same seed),
 and starts fresh, saying why, when last.pt does not belong to this run."""
+
 import dataclasses
 import shutil
 
 import pytest
 import torch
-
-from audioclf.config.training import AugmentConfig
-from audioclf.config import parse_params
-from audioclf.features.table import FeatureTable
-from audioclf.training.resume import find_resumable, plan_folds, run_key
-from audioclf.training.loop import train
-from audioclf.config.training import MixupConfig, SpecAugmentConfig
 from tests.conftest import repo_params, shrink
+
+from audioclf.config import parse_params
+from audioclf.config.training import AugmentConfig, MixupConfig, SpecAugmentConfig
+from audioclf.features.table import FeatureTable
+from audioclf.training.loop import train
+from audioclf.training.resume import find_resumable, plan_folds, run_key
 
 
 class Killed(Exception):
@@ -23,6 +23,7 @@ def kill_at(epoch):
     def log(metrics, step):
         if step == epoch:
             raise Killed
+
     return log
 
 
@@ -32,9 +33,13 @@ def setup(tiny_cache):
     params = parse_params(shrink(repo_params()))
     # dropout, MixUp and SpecAugment all draw random numbers: resuming must restore every random state
     params = dataclasses.replace(
-        params, train=dataclasses.replace(params.train, epochs=4, patience=4, warmup_epochs=1.0),
-        augment=AugmentConfig(specaugment=SpecAugmentConfig(p=0.5, freq_width=4, time_width=4),
-                              mixup=MixupConfig(p=0.5)))
+        params,
+        train=dataclasses.replace(params.train, epochs=4, patience=4, warmup_epochs=1.0),
+        augment=AugmentConfig(
+            specaugment=SpecAugmentConfig(p=0.5, freq_width=4, time_width=4),
+            mixup=MixupConfig(p=0.5),
+        ),
+    )
     paths = {name: [e.path for e in rows] for name, rows in splits.items()}
     return params, FeatureTable(cache), paths["train"], paths["val"]
 
@@ -44,9 +49,25 @@ def runs(setup, tmp_path_factory):
     """An uninterrupted run, and one killed in epoch 3 (last.pt then holds epoch 2)."""
     params, store, tr, va = setup
     full, killed = tmp_path_factory.mktemp("full"), tmp_path_factory.mktemp("killed")
-    result = train(params.train_spec(), store, tr, va, full / "best.pt", lambda m, s: None, last=full / "last.pt")
+    result = train(
+        params.train_spec(),
+        store,
+        tr,
+        va,
+        full / "best.pt",
+        lambda m, s: None,
+        last=full / "last.pt",
+    )
     with pytest.raises(Killed):
-        train(params.train_spec(), store, tr, va, killed / "best.pt", kill_at(3), last=killed / "last.pt")
+        train(
+            params.train_spec(),
+            store,
+            tr,
+            va,
+            killed / "best.pt",
+            kill_at(3),
+            last=killed / "last.pt",
+        )
     return result, full, killed
 
 
@@ -55,52 +76,92 @@ def test_resumed_run_equals_the_uninterrupted_one(setup, runs, tmp_path):
     full_result, full, killed = runs
     run = tmp_path / "run"
     shutil.copytree(killed, run)
-    state, note = find_resumable(run / "last.pt", run / "best.pt", run_key(params.train_spec(), tr, va, store.labels, store.frontend_key))
+    state, note = find_resumable(
+        run / "last.pt",
+        run / "best.pt",
+        run_key(params.train_spec(), tr, va, store.labels, store.frontend_key),
+    )
     assert state is not None and note.startswith("resuming after epoch 2")
-    result = train(params.train_spec(), store, tr, va, run / "best.pt", lambda m, s: None, last=run / "last.pt", resume=state)
+    result = train(
+        params.train_spec(),
+        store,
+        tr,
+        va,
+        run / "best.pt",
+        lambda m, s: None,
+        last=run / "last.pt",
+        resume=state,
+    )
     assert result["resumed_from_epoch"] == 2 and full_result["resumed_from_epoch"] == 0
     assert result["history"] == full_result["history"]
     assert result["best_epoch"] == full_result["best_epoch"]
     a, b = (torch.load(d / "best.pt", weights_only=False)["state_dict"] for d in (full, run))
     assert all(torch.equal(a[k], b[k]) for k in a)
-    state, note = find_resumable(run / "last.pt", run / "best.pt", run_key(params.train_spec(), tr, va, store.labels, store.frontend_key))
+    state, note = find_resumable(
+        run / "last.pt",
+        run / "best.pt",
+        run_key(params.train_spec(), tr, va, store.labels, store.frontend_key),
+    )
     assert state["finished"] and "finished" in note
     assert plan_folds([state]) == [None]  # a rerun of a finished training retrains
 
 
 def test_plan_folds_continues_only_an_interrupted_run():
     done, unfinished = {"finished": True}, {"finished": False}
-    assert plan_folds([None, None]) == [None, None]                       # first run
-    assert plan_folds([done, done]) == [None, None]                       # forced rerun: retrain all
+    assert plan_folds([None, None]) == [None, None]  # first run
+    assert plan_folds([done, done]) == [None, None]  # forced rerun: retrain all
     assert plan_folds([done, unfinished, None]) == [done, unfinished, None]  # killed in fold 1
-    assert plan_folds([done, None]) == [done, None]                       # killed between folds
+    assert plan_folds([done, None]) == [done, None]  # killed between folds
 
 
 def test_other_params_start_fresh(setup, runs):
     params, store, tr, va = setup
     _, _, killed = runs
     other = dataclasses.replace(params, seed=7)
-    state, note = find_resumable(killed / "last.pt", killed / "best.pt", run_key(other.train_spec(), tr, va, store.labels, store.frontend_key))
+    state, note = find_resumable(
+        killed / "last.pt",
+        killed / "best.pt",
+        run_key(other.train_spec(), tr, va, store.labels, store.frontend_key),
+    )
     assert state is None and "other params, splits, classes, device or precision" in note
-    state, note = find_resumable(killed / "last.pt", killed / "best.pt", run_key(params.train_spec(), tr[1:], va, store.labels, store.frontend_key))
+    state, note = find_resumable(
+        killed / "last.pt",
+        killed / "best.pt",
+        run_key(params.train_spec(), tr[1:], va, store.labels, store.frontend_key),
+    )
     assert state is None
 
 
 def test_missing_or_foreign_best_checkpoint_starts_fresh(setup, runs, tmp_path):
     params, store, tr, va = setup
     _, full, killed = runs
-    state, note = find_resumable(killed / "last.pt", tmp_path / "best.pt", run_key(params.train_spec(), tr, va, store.labels, store.frontend_key))
+    state, note = find_resumable(
+        killed / "last.pt",
+        tmp_path / "best.pt",
+        run_key(params.train_spec(), tr, va, store.labels, store.frontend_key),
+    )
     assert state is None and "missing or from another training" in note
-    state, _ = find_resumable(killed / "last.pt", full / "best.pt", run_key(params.train_spec(), tr, va, store.labels, store.frontend_key))
+    state, _ = find_resumable(
+        killed / "last.pt",
+        full / "best.pt",
+        run_key(params.train_spec(), tr, va, store.labels, store.frontend_key),
+    )
     assert state is None
 
 
 def test_no_or_unreadable_last_checkpoint_starts_fresh(setup, tmp_path):
     params, store, tr, va = setup
-    assert find_resumable(tmp_path / "last.pt", tmp_path / "best.pt", run_key(params.train_spec(), tr, va, store.labels, store.frontend_key)) == \
-        (None, "starting fresh (no last checkpoint)")
+    assert find_resumable(
+        tmp_path / "last.pt",
+        tmp_path / "best.pt",
+        run_key(params.train_spec(), tr, va, store.labels, store.frontend_key),
+    ) == (None, "starting fresh (no last checkpoint)")
     (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
-    state, note = find_resumable(tmp_path / "last.pt", tmp_path / "best.pt", run_key(params.train_spec(), tr, va, store.labels, store.frontend_key))
+    state, note = find_resumable(
+        tmp_path / "last.pt",
+        tmp_path / "best.pt",
+        run_key(params.train_spec(), tr, va, store.labels, store.frontend_key),
+    )
     assert state is None and "is unreadable" in note
 
 
@@ -109,9 +170,9 @@ def _stage(tmp_path, monkeypatch, tiny_cache, n_folds):
     import importlib.util
 
     import yaml
+    from tests.conftest import REPO
 
     from audioclf.data.manifest import write_manifest
-    from tests.conftest import REPO
 
     cache, splits = tiny_cache
     for n in range(n_folds):
@@ -125,8 +186,22 @@ def _stage(tmp_path, monkeypatch, tiny_cache, n_folds):
     spec = importlib.util.spec_from_file_location("train_stage", REPO / "stages" / "train.py")
     stage = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(stage)
-    argv = ["--params", "params.yaml", "--features", str(cache), "--split", "split", "--models", "models",
-            "--resume", "resume", "--curves", "curves", "--summary", "train.json"]
+    argv = [
+        "--params",
+        "params.yaml",
+        "--features",
+        str(cache),
+        "--split",
+        "split",
+        "--models",
+        "models",
+        "--resume",
+        "resume",
+        "--curves",
+        "curves",
+        "--summary",
+        "train.json",
+    ]
     return stage, argv
 
 
@@ -175,7 +250,9 @@ def test_killed_cross_validation_reuses_finished_folds(tiny_cache, tmp_path, mon
     runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
     children = {r.data.tags["fold"]: r for r in runs if "mlflow.parentRunId" in r.data.tags}
     assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs)
-    assert children["0"].data.tags["resumed_from_epoch"] == "3"   # finished before the kill: not retrained
+    assert (
+        children["0"].data.tags["resumed_from_epoch"] == "3"
+    )  # finished before the kill: not retrained
     assert children["1"].data.tags["resumed_from_epoch"] == "1"
     for fold, run in children.items():
         history = mlflow.tracking.MlflowClient().get_metric_history(run.info.run_id, "val_macro_f1")

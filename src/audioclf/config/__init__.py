@@ -9,6 +9,7 @@ dataclass named ``*Config`` whose ``__post_init__`` checks its ranges, naming th
 The bottom layer of the package: imports only the standard library, yaml and
 :mod:`audioclf.errors`.
 """
+
 from audioclf.config.params import Params, load_params, parse_params
 from audioclf.config.schema import ParamsError, flatten
 

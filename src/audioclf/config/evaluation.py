@@ -1,4 +1,5 @@
 """Typed params of the evaluate stage: ``evaluate.*``."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,7 +16,11 @@ class BucketsConfig:
 
     def __post_init__(self):
         check(self.tail >= 0, "evaluate.buckets.tail", f"must be >= 0, got {self.tail}")
-        check(self.head > self.tail, "evaluate.buckets.head", f"must be > tail ({self.tail}), got {self.head}")
+        check(
+            self.head > self.tail,
+            "evaluate.buckets.head",
+            f"must be > tail ({self.tail}), got {self.head}",
+        )
 
 
 @dataclasses.dataclass(frozen=True)

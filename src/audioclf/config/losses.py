@@ -3,14 +3,18 @@
 The ``loss`` param names an entry of :data:`LOSS_CONFIGS`; its builder is the entry of
 the same name in :data:`audioclf.training.losses.LOSSES`.
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
 from audioclf.config.schema import check, choice
 
-WEIGHT_METHODS = ("balanced", "inverse", "sqrt")   # class weights from training counts (audioclf.training.losses)
+WEIGHT_METHODS = (
+    "balanced",
+    "inverse",
+    "sqrt",
+)  # class weights from training counts (audioclf.training.losses)
 
 
 def _check_smoothing(value: float, key: str) -> None:
@@ -44,15 +48,22 @@ class FocalConfig:
     """``loss: focal``: ``-alpha_c (1 - p_c)^gamma log p_c``; ``alpha`` null (all 1) or a weight method."""
 
     gamma: float = 2.0
-    alpha: Optional[str] = None
+    alpha: str | None = None
     label_smoothing: float = 0.0
 
     def __post_init__(self):
         check(self.gamma >= 0, "loss_params.focal.gamma", f"must be >= 0, got {self.gamma}")
-        check(self.alpha is None or self.alpha in WEIGHT_METHODS, "loss_params.focal.alpha",
-               f"is {self.alpha!r}; allowed values: null, {', '.join(WEIGHT_METHODS)}")
+        check(
+            self.alpha is None or self.alpha in WEIGHT_METHODS,
+            "loss_params.focal.alpha",
+            f"is {self.alpha!r}; allowed values: null, {', '.join(WEIGHT_METHODS)}",
+        )
         _check_smoothing(self.label_smoothing, "loss_params.focal")
 
 
 # the ``loss`` param -> its config class
-LOSS_CONFIGS: dict[str, type] = {"ce": CEConfig, "weighted_ce": WeightedCEConfig, "focal": FocalConfig}
+LOSS_CONFIGS: dict[str, type] = {
+    "ce": CEConfig,
+    "weighted_ce": WeightedCEConfig,
+    "focal": FocalConfig,
+}

@@ -6,14 +6,14 @@ config class (``cnn``, ``cnn_v2``, ``cnn_se`` and ``cnn_cbam`` differ only in th
 in params.yaml). The configs are plain validated dataclasses, so params validate
 without importing torch or transformers.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from audioclf.config.schema import check, choice
 
-ATTENTION = ("none", "se", "cbam")   # after each conv block of AudioCNN (audioclf.models.attention)
+ATTENTION = ("none", "se", "cbam")  # after each conv block of AudioCNN (audioclf.models.attention)
 AST_CHECKPOINT = "MIT/ast-finetuned-audioset-10-10-0.4593"
 LAYER_TYPES = ("basic", "bottleneck")
 
@@ -40,13 +40,26 @@ class CNNConfig:
     reduction: int = 8
 
     def __post_init__(self):
-        check(len(self.channels) >= 1 and all(c > 0 for c in self.channels), "model_params.*.channels",
-              f"must be a non-empty list of positive widths, got {list(self.channels)}")
-        check(self.stem_stride in (1, 2), "model_params.*.stem_stride", f"must be 1 or 2, got {self.stem_stride}")
+        check(
+            len(self.channels) >= 1 and all(c > 0 for c in self.channels),
+            "model_params.*.channels",
+            f"must be a non-empty list of positive widths, got {list(self.channels)}",
+        )
+        check(
+            self.stem_stride in (1, 2),
+            "model_params.*.stem_stride",
+            f"must be 1 or 2, got {self.stem_stride}",
+        )
         check(self.hidden > 0, "model_params.*.hidden", f"must be positive, got {self.hidden}")
-        check(0 <= self.dropout < 1, "model_params.*.dropout", f"must be in [0, 1), got {self.dropout}")
+        check(
+            0 <= self.dropout < 1,
+            "model_params.*.dropout",
+            f"must be in [0, 1), got {self.dropout}",
+        )
         choice(self.attention, ATTENTION, "model_params.*.attention")
-        check(self.reduction >= 1, "model_params.*.reduction", f"must be >= 1, got {self.reduction}")
+        check(
+            self.reduction >= 1, "model_params.*.reduction", f"must be >= 1, got {self.reduction}"
+        )
 
 
 @dataclass(frozen=True)
@@ -73,10 +86,21 @@ class ViTConfig:
         for name in ("patch_size", "dim", "depth", "heads"):
             value = getattr(self, name)
             check(value >= 1, f"model_params.vit.{name}", f"must be >= 1, got {value}")
-        check(self.dim % self.heads == 0, "model_params.vit.heads",
-              f"must divide model_params.vit.dim={self.dim}, got {self.heads}")
-        check(self.mlp_ratio > 0, "model_params.vit.mlp_ratio", f"must be positive, got {self.mlp_ratio}")
-        check(0 <= self.dropout < 1, "model_params.vit.dropout", f"must be in [0, 1), got {self.dropout}")
+        check(
+            self.dim % self.heads == 0,
+            "model_params.vit.heads",
+            f"must divide model_params.vit.dim={self.dim}, got {self.heads}",
+        )
+        check(
+            self.mlp_ratio > 0,
+            "model_params.vit.mlp_ratio",
+            f"must be positive, got {self.mlp_ratio}",
+        )
+        check(
+            0 <= self.dropout < 1,
+            "model_params.vit.dropout",
+            f"must be in [0, 1), got {self.dropout}",
+        )
 
 
 @dataclass(frozen=True)
@@ -90,7 +114,7 @@ class ASTConfig:
         dropout: hidden dropout (also applied to a pretrained model).
     """
 
-    pretrained: Optional[str] = AST_CHECKPOINT
+    pretrained: str | None = AST_CHECKPOINT
     hidden_size: int = 768
     num_layers: int = 12
     num_heads: int = 12
@@ -101,20 +125,40 @@ class ASTConfig:
     dropout: float = 0.0
 
     def __post_init__(self):
-        for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "patch_size",
-                     "frequency_stride", "time_stride"):
+        for name in (
+            "hidden_size",
+            "num_layers",
+            "num_heads",
+            "intermediate_size",
+            "patch_size",
+            "frequency_stride",
+            "time_stride",
+        ):
             value = getattr(self, name)
             check(value >= 1, f"model_params.ast.{name}", f"must be >= 1, got {value}")
-        check(self.hidden_size % self.num_heads == 0, "model_params.ast.num_heads",
-              f"must divide model_params.ast.hidden_size={self.hidden_size}, got {self.num_heads}")
-        check(0 <= self.dropout < 1, "model_params.ast.dropout", f"must be in [0, 1), got {self.dropout}")
-        check(self.pretrained is None or self.pretrained.strip() != "", "model_params.ast.pretrained",
-              "must be null (train from scratch), a Hugging Face model id or a folder")
+        check(
+            self.hidden_size % self.num_heads == 0,
+            "model_params.ast.num_heads",
+            f"must divide model_params.ast.hidden_size={self.hidden_size}, got {self.num_heads}",
+        )
+        check(
+            0 <= self.dropout < 1,
+            "model_params.ast.dropout",
+            f"must be in [0, 1), got {self.dropout}",
+        )
+        check(
+            self.pretrained is None or self.pretrained.strip() != "",
+            "model_params.ast.pretrained",
+            "must be null (train from scratch), a Hugging Face model id or a folder",
+        )
 
 
-def _check_pretrained(name: Optional[str], key: str) -> None:
-    check(name is None or name.strip() != "", key,
-           "must be null (train from scratch), a Hugging Face model id or a folder")
+def _check_pretrained(name: str | None, key: str) -> None:
+    check(
+        name is None or name.strip() != "",
+        key,
+        "must be null (train from scratch), a Hugging Face model id or a folder",
+    )
 
 
 @dataclass(frozen=True)
@@ -129,21 +173,29 @@ class ResNetConfig:
         layer_type: ``bottleneck`` (ResNet-50 and up) or ``basic`` (ResNet-18/34).
     """
 
-    pretrained: Optional[str] = "microsoft/resnet-50"
+    pretrained: str | None = "microsoft/resnet-50"
     embedding_size: int = 64
     hidden_sizes: tuple[int, ...] = (256, 512, 1024, 2048)
     depths: tuple[int, ...] = (3, 4, 6, 3)
     layer_type: str = "bottleneck"
 
-    key = "model_params.resnet50"   # for messages (a class attribute, not a param)
+    key = "model_params.resnet50"  # for messages (a class attribute, not a param)
 
     def __post_init__(self):
         key = self.key
         _check_pretrained(self.pretrained, f"{key}.pretrained")
-        check(self.embedding_size >= 1, f"{key}.embedding_size", f"must be >= 1, got {self.embedding_size}")
-        check(len(self.hidden_sizes) == len(self.depths) >= 1 and min(self.hidden_sizes + self.depths) >= 1,
-               f"{key}.depths", f"and hidden_sizes must be equally long lists of positive integers, got "
-               f"{list(self.depths)} and {list(self.hidden_sizes)}")
+        check(
+            self.embedding_size >= 1,
+            f"{key}.embedding_size",
+            f"must be >= 1, got {self.embedding_size}",
+        )
+        check(
+            len(self.hidden_sizes) == len(self.depths) >= 1
+            and min(self.hidden_sizes + self.depths) >= 1,
+            f"{key}.depths",
+            f"and hidden_sizes must be equally long lists of positive integers, got "
+            f"{list(self.depths)} and {list(self.hidden_sizes)}",
+        )
         choice(self.layer_type, LAYER_TYPES, f"{key}.layer_type")
 
 
@@ -159,21 +211,29 @@ class EfficientNetConfig:
         drop_connect_rate: stochastic depth (also applied to a pretrained model).
     """
 
-    pretrained: Optional[str] = "google/efficientnet-b2"
+    pretrained: str | None = "google/efficientnet-b2"
     width_coefficient: float = 1.1
     depth_coefficient: float = 1.2
     dropout: float = 0.3
     drop_connect_rate: float = 0.2
 
-    key = "model_params.efficientnet_b2"   # for messages (a class attribute, not a param)
+    key = "model_params.efficientnet_b2"  # for messages (a class attribute, not a param)
 
     def __post_init__(self):
         key = self.key
         _check_pretrained(self.pretrained, f"{key}.pretrained")
         for name in ("width_coefficient", "depth_coefficient"):
-            check(getattr(self, name) > 0, f"{key}.{name}", f"must be positive, got {getattr(self, name)}")
+            check(
+                getattr(self, name) > 0,
+                f"{key}.{name}",
+                f"must be positive, got {getattr(self, name)}",
+            )
         for name in ("dropout", "drop_connect_rate"):
-            check(0 <= getattr(self, name) < 1, f"{key}.{name}", f"must be in [0, 1), got {getattr(self, name)}")
+            check(
+                0 <= getattr(self, name) < 1,
+                f"{key}.{name}",
+                f"must be in [0, 1), got {getattr(self, name)}",
+            )
 
 
 # the ``model`` param -> its config class (builders: audioclf.models.MODELS, same names)

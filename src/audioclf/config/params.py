@@ -4,6 +4,7 @@ Every stage calls :func:`load_params` first, so a typo'd key or a bad value anyw
 in the file fails before any work starts, with a message naming the key and what
 would be accepted. Library code receives the typed section configs, never the raw dict.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -53,21 +54,38 @@ class Params:
 
     def train_spec(self) -> TrainSpec:
         """What training reads of these params."""
-        return TrainSpec(model=self.model, model_config=self.model_config, loss=self.loss,
-                         loss_config=self.loss_config, train=self.train, augment=self.augment, seed=self.seed)
+        return TrainSpec(
+            model=self.model,
+            model_config=self.model_config,
+            loss=self.loss,
+            loss_config=self.loss_config,
+            train=self.train,
+            augment=self.augment,
+            seed=self.seed,
+        )
 
 
-_SECTIONS = {"data": DataConfig, "split": SplitConfig, "audit": AuditConfig, "features": FeaturesConfig,
-             "train": TrainConfig, "augment": AugmentConfig, "evaluate": EvaluateConfig}
-_TOP_LEVEL = ("dataset", "model", "loss", "seed", "model_params", "loss_params", *_SECTIONS)
+SECTIONS = {
+    "data": DataConfig,
+    "split": SplitConfig,
+    "audit": AuditConfig,
+    "features": FeaturesConfig,
+    "train": TrainConfig,
+    "augment": AugmentConfig,
+    "evaluate": EvaluateConfig,
+}
+_TOP_LEVEL = ("dataset", "model", "loss", "seed", "model_params", "loss_params", *SECTIONS)
 
 
 def parse_params(raw: dict[str, Any]) -> Params:
     """Validate a params mapping (as read from params.yaml) into :class:`Params`."""
     check(isinstance(raw, dict), "params.yaml", "must be a mapping at the top level")
     unknown = sorted(set(raw) - set(_TOP_LEVEL))
-    check(not unknown, unknown[0] if unknown else "",
-          f"is not a known key; allowed top-level keys: {', '.join(_TOP_LEVEL)}")
+    check(
+        not unknown,
+        unknown[0] if unknown else "",
+        f"is not a known key; allowed top-level keys: {', '.join(_TOP_LEVEL)}",
+    )
     for key in ("dataset", "model", "loss"):
         check(isinstance(raw.get(key), str), key, f"must be a string, got {raw.get(key)!r}")
     choice(raw["dataset"], DATASETS, "dataset")
@@ -76,9 +94,17 @@ def parse_params(raw: dict[str, Any]) -> Params:
     seed = coerce(int, raw.get("seed"), "seed")
     model_params = _per_name(raw.get("model_params"), MODEL_CONFIGS, "model_params", "model")
     loss_params = _per_name(raw.get("loss_params"), LOSS_CONFIGS, "loss_params", "loss")
-    sections = {name: build(cls, raw.get(name), name) for name, cls in _SECTIONS.items()}
-    return Params(dataset=raw["dataset"], model=raw["model"], loss=raw["loss"], seed=seed,
-                  model_params=model_params, loss_params=loss_params, raw=raw, **sections)
+    sections = {name: build(cls, raw.get(name), name) for name, cls in SECTIONS.items()}
+    return Params(
+        dataset=raw["dataset"],
+        model=raw["model"],
+        loss=raw["loss"],
+        seed=seed,
+        model_params=model_params,
+        loss_params=loss_params,
+        raw=raw,
+        **sections,
+    )
 
 
 def _per_name(raw: Any, configs: dict[str, type], key: str, what: str) -> dict[str, Any]:
@@ -87,14 +113,18 @@ def _per_name(raw: Any, configs: dict[str, type], key: str, what: str) -> dict[s
     check(isinstance(raw, dict), key, f"must be a mapping of {what} name to config")
     for name in raw:
         choice(name, configs, f"{key}.{name}")
-    return {name: build(cfg_cls, raw.get(name), f"{key}.{name}") for name, cfg_cls in configs.items()}
+    return {
+        name: build(cfg_cls, raw.get(name), f"{key}.{name}") for name, cfg_cls in configs.items()
+    }
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read and validate params.yaml; raises :class:`ParamsError` on any bad key or value."""
     path = Path(path)
     if not path.is_file():
-        raise MissingInputError(f"params file not found: {path} (run from the repository root, or pass --params)")
+        raise MissingInputError(
+            f"params file not found: {path} (run from the repository root, or pass --params)"
+        )
     with path.open() as fh:
         try:
             raw = yaml.safe_load(fh)

@@ -4,6 +4,7 @@
 of the wrong type with messages that name the dotted key; each dataclass's
 ``__post_init__`` checks ranges with :func:`check` and :func:`choice`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,8 +41,11 @@ def build(cls: type, raw: Any, key: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(raw) - set(names))
-    check(not unknown, f"{key}.{unknown[0]}" if unknown else key,
-          f"is not a known key; allowed keys under '{key}': {', '.join(names)}")
+    check(
+        not unknown,
+        f"{key}.{unknown[0]}" if unknown else key,
+        f"is not a known key; allowed keys under '{key}': {', '.join(names)}",
+    )
     values = {}
     for f in dataclasses.fields(cls):
         sub = f"{key}.{f.name}" if key else f.name
@@ -69,14 +73,22 @@ def coerce(hint: Any, value: Any, key: str) -> Any:
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
         check(len(value) == len(args), key, f"must have {len(args)} items, got {value!r}")
-        return tuple(coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        return tuple(
+            coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True))
+        )
     if hint is float:
-        check(isinstance(value, (int, float)) and not isinstance(value, bool), key,
-              f"must be a number, got {value!r}")
+        check(
+            isinstance(value, (int, float)) and not isinstance(value, bool),
+            key,
+            f"must be a number, got {value!r}",
+        )
         return float(value)
     if hint is int:
-        check(isinstance(value, int) and not isinstance(value, bool), key,
-              f"must be an integer, got {value!r}")
+        check(
+            isinstance(value, int) and not isinstance(value, bool),
+            key,
+            f"must be an integer, got {value!r}",
+        )
         return value
     if hint is bool:
         check(isinstance(value, bool), key, f"must be true or false, got {value!r}")

@@ -4,6 +4,7 @@ and :class:`TrainSpec`, all that :func:`audioclf.training.loop.train` reads.
 Validated when params are loaded, so a bad value fails before any work starts, naming
 the key and the allowed values.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,30 +32,43 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-2
-    patience: int = 8              # epochs without a better validation macro-F1
+    patience: int = 8  # epochs without a better validation macro-F1
     grad_clip: float = 5.0
     backbone_lr_mult: float = 1.0
     warmup_epochs: float = 0.0
     schedule: str = "cosine"
-    step_epochs: int = 10          # schedule=step: multiply the rate by step_gamma every step_epochs
+    step_epochs: int = 10  # schedule=step: multiply the rate by step_gamma every step_epochs
     step_gamma: float = 0.1
-    accumulate: int = 1            # batches per optimizer step
-    amp: str = "auto"              # auto: bf16 (else fp16) on CUDA, off on CPU
-    device: str = "auto"           # auto: CUDA when present
-    sampler: str = "shuffle"       # balanced: classes drawn equally often (with replacement)
-    norm: str = "global"           # input statistics from the training split: global (per channel) | band
+    accumulate: int = 1  # batches per optimizer step
+    amp: str = "auto"  # auto: bf16 (else fp16) on CUDA, off on CPU
+    device: str = "auto"  # auto: CUDA when present
+    sampler: str = "shuffle"  # balanced: classes drawn equally often (with replacement)
+    norm: str = "global"  # input statistics from the training split: global (per channel) | band
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "patience", "step_epochs", "accumulate"):
             value = getattr(self, name)
             check(value >= 1, f"train.{name}", f"must be >= 1, got {value}")
         check(self.lr > 0, "train.lr", f"must be positive, got {self.lr}")
-        check(self.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        check(
+            self.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {self.weight_decay}"
+        )
         check(self.grad_clip > 0, "train.grad_clip", f"must be positive, got {self.grad_clip}")
-        check(self.backbone_lr_mult >= 0, "train.backbone_lr_mult", f"must be >= 0, got {self.backbone_lr_mult}")
-        check(0 <= self.warmup_epochs < self.epochs, "train.warmup_epochs",
-               f"must be in [0, train.epochs={self.epochs}), got {self.warmup_epochs}")
-        check(0 < self.step_gamma <= 1, "train.step_gamma", f"must be in (0, 1], got {self.step_gamma}")
+        check(
+            self.backbone_lr_mult >= 0,
+            "train.backbone_lr_mult",
+            f"must be >= 0, got {self.backbone_lr_mult}",
+        )
+        check(
+            0 <= self.warmup_epochs < self.epochs,
+            "train.warmup_epochs",
+            f"must be in [0, train.epochs={self.epochs}), got {self.warmup_epochs}",
+        )
+        check(
+            0 < self.step_gamma <= 1,
+            "train.step_gamma",
+            f"must be in (0, 1], got {self.step_gamma}",
+        )
         choice(self.schedule, SCHEDULES, "train.schedule")
         choice(self.amp, AMP_MODES, "train.amp")
         choice(self.device, DEVICES, "train.device")
@@ -144,7 +158,9 @@ class PitchShiftConfig:
 
     def __post_init__(self):
         _check_p(self.p, "augment.pitch_shift")
-        check(self.max_bins >= 0, "augment.pitch_shift.max_bins", f"must be >= 0, got {self.max_bins}")
+        check(
+            self.max_bins >= 0, "augment.pitch_shift.max_bins", f"must be >= 0, got {self.max_bins}"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,7 +172,11 @@ class TimeStretchConfig:
 
     def __post_init__(self):
         _check_p(self.p, "augment.time_stretch")
-        check(0 <= self.max_rate < 1, "augment.time_stretch.max_rate", f"must be in [0, 1), got {self.max_rate}")
+        check(
+            0 <= self.max_rate < 1,
+            "augment.time_stretch.max_rate",
+            f"must be in [0, 1), got {self.max_rate}",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,8 +191,11 @@ class ReverbConfig:
         _check_p(self.p, "augment.reverb")
         _check_range(self.wet_db, "augment.reverb.wet_db")
         _check_range(self.decay_frames, "augment.reverb.decay_frames")
-        check(self.decay_frames[0] > 0, "augment.reverb.decay_frames",
-               f"must be positive, got {list(self.decay_frames)}")
+        check(
+            self.decay_frames[0] > 0,
+            "augment.reverb.decay_frames",
+            f"must be positive, got {list(self.decay_frames)}",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,7 +237,12 @@ class TrainSpec:
 
     def resolved(self) -> dict:
         """The spec as params.yaml would hold it (JSON-able): stored in checkpoints, hashed to resume."""
-        return {"model": self.model, "model_params": {self.model: dataclasses.asdict(self.model_config)},
-                "loss": self.loss, "loss_params": {self.loss: dataclasses.asdict(self.loss_config)},
-                "train": dataclasses.asdict(self.train), "augment": dataclasses.asdict(self.augment),
-                "seed": self.seed}
+        return {
+            "model": self.model,
+            "model_params": {self.model: dataclasses.asdict(self.model_config)},
+            "loss": self.loss,
+            "loss_params": {self.loss: dataclasses.asdict(self.loss_config)},
+            "train": dataclasses.asdict(self.train),
+            "augment": dataclasses.asdict(self.augment),
+            "seed": self.seed,
+        }

@@ -16,6 +16,7 @@ sha256        hex digest of the file bytes
 Adapters may append extra columns (``fold``, ``text_id``, ``licence``...); readers
 keep them as strings.
 """
+
 from __future__ import annotations
 
 import csv
@@ -64,10 +65,16 @@ def describe(path: Path, root: Path, label: str, group: str, **extra: str) -> En
         info = sf.info(str(path))
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError
         raise RuntimeError(f"cannot read audio header of {path}: {exc}") from exc
-    return Entry(path=path.relative_to(root).as_posix(), label=label, group=group,
-                 duration=round(info.frames / info.samplerate, 6), sample_rate=int(info.samplerate),
-                 channels=int(info.channels), sha256=sha256_file(path),
-                 extra={k: str(v) for k, v in extra.items()})
+    return Entry(
+        path=path.relative_to(root).as_posix(),
+        label=label,
+        group=group,
+        duration=round(info.frames / info.samplerate, 6),
+        sample_rate=int(info.samplerate),
+        channels=int(info.channels),
+        sha256=sha256_file(path),
+        extra={k: str(v) for k, v in extra.items()},
+    )
 
 
 def write_manifest(entries: list[Entry], path: str | Path) -> None:
@@ -77,8 +84,18 @@ def write_manifest(entries: list[Entry], path: str | Path) -> None:
         writer = csv.writer(fh)
         writer.writerow([*COLUMNS, *extra_cols])
         for e in entries:
-            writer.writerow([e.path, e.label, e.group, e.duration, e.sample_rate, e.channels,
-                             e.sha256, *(e.extra.get(c, "") for c in extra_cols)])
+            writer.writerow(
+                [
+                    e.path,
+                    e.label,
+                    e.group,
+                    e.duration,
+                    e.sample_rate,
+                    e.channels,
+                    e.sha256,
+                    *(e.extra.get(c, "") for c in extra_cols),
+                ]
+            )
 
 
 def read_manifest(path: str | Path) -> list[Entry]:
@@ -90,7 +107,9 @@ def read_manifest(path: str | Path) -> list[Entry]:
     """
     path = Path(path)
     if not path.is_file():
-        raise MissingInputError(f"manifest not found: {path} (run the download stage: dvc repro download)")
+        raise MissingInputError(
+            f"manifest not found: {path} (run the download stage: dvc repro download)"
+        )
     with path.open(newline="") as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
@@ -99,11 +118,18 @@ def read_manifest(path: str | Path) -> list[Entry]:
         entries = []
         for lineno, row in enumerate(reader, start=2):
             try:
-                entries.append(Entry(
-                    path=row["path"], label=row["label"], group=row["group"],
-                    duration=float(row["duration"]), sample_rate=int(row["sample_rate"]),
-                    channels=int(row["channels"]), sha256=row["sha256"],
-                    extra={k: v for k, v in row.items() if k not in COLUMNS}))
+                entries.append(
+                    Entry(
+                        path=row["path"],
+                        label=row["label"],
+                        group=row["group"],
+                        duration=float(row["duration"]),
+                        sample_rate=int(row["sample_rate"]),
+                        channels=int(row["channels"]),
+                        sha256=row["sha256"],
+                        extra={k: v for k, v in row.items() if k not in COLUMNS},
+                    )
+                )
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"manifest {path} line {lineno}: {exc}") from exc
     return entries

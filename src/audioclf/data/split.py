@@ -10,8 +10,10 @@ the groups allow. Strategies (``split.strategy``):
 * ``kfold``: ``StratifiedGroupKFold`` with ``k`` folds, validation carved likewise;
 * ``logo``: leave one group out (one EmoDB speaker per fold).
 """
+
 from __future__ import annotations
 
+import logging
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from audioclf.data.manifest import Entry, read_manifest, write_manifest
 from audioclf.errors import MissingInputError, UserError
 from audioclf.io import atomic_path
 
+log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 Split = dict[str, list[Entry]]
 
@@ -35,8 +38,9 @@ class SplitError(UserError, ValueError):
     """The dataset cannot be split as the params ask (too few groups, no fold column)."""
 
 
-def grouped_split(entries: list[Entry], fractions: dict[str, float], seed: int, *,
-                  leaky: bool = False) -> dict[str, list[Entry]]:
+def grouped_split(
+    entries: list[Entry], fractions: dict[str, float], seed: int, *, leaky: bool = False
+) -> dict[str, list[Entry]]:
     """Assign whole groups to splits, stratified by label.
 
     Groups are placed rarest-label first; each goes to the split that most needs its
@@ -62,10 +66,16 @@ def grouped_split(entries: list[Entry], fractions: dict[str, float], seed: int, 
     label_total = Counter(e.label for e in entries)
     rng = np.random.default_rng(seed)
     names = sorted(groups)
-    tiebreak = dict(zip(names, rng.permutation(len(names))))
+    tiebreak = dict(zip(names, rng.permutation(len(names)), strict=True))
     # rarest label first, then larger groups first (they are hardest to place late)
-    order = sorted(names, key=lambda g: (min(label_total[lab] for lab in groups[g]),
-                                         -sum(groups[g].values()), tiebreak[g]))
+    order = sorted(
+        names,
+        key=lambda g: (
+            min(label_total[lab] for lab in groups[g]),
+            -sum(groups[g].values()),
+            tiebreak[g],
+        ),
+    )
     splits = list(fractions)
     target = {s: {lab: fractions[s] * n for lab, n in label_total.items()} for s in splits}
     have = {s: Counter() for s in splits}
@@ -73,9 +83,13 @@ def grouped_split(entries: list[Entry], fractions: dict[str, float], seed: int, 
     size = Counter()
     assign = {}
     for g in order:
-        def need(s):
-            by_label = sum(n * (target[s][lab] - have[s][lab]) / target[s][lab] for lab, n in groups[g].items())
+
+        def need(s, counts=groups[g]):
+            by_label = sum(
+                n * (target[s][lab] - have[s][lab]) / target[s][lab] for lab, n in counts.items()
+            )
             return by_label, (size_target[s] - size[s]) / size_target[s]
+
         best = max(splits, key=need)
         assign[g] = best
         have[best].update(groups[g])
@@ -102,19 +116,55 @@ def split_counts(splits: dict[str, list[Entry]]) -> dict:
     """Per-class clip counts per split, plus totals and group counts, for reports/split.json."""
     labels = sorted({e.label for rows in splits.values() for e in rows})
     return {
-        "per_class": {lab: {s: sum(e.label == lab for e in rows) for s, rows in splits.items()} for lab in labels},
+        "per_class": {
+            lab: {s: sum(e.label == lab for e in rows) for s, rows in splits.items()}
+            for lab in labels
+        },
         "clips": {s: len(rows) for s, rows in splits.items()},
         "groups": {s: len({e.group for e in rows}) for s, rows in splits.items()},
     }
 
 
+def split_folds(entries: list[Entry], cfg: SplitConfig, *, seed: int) -> list[Split]:
+    """:func:`make_folds` with the ``split`` params; logs what it made."""
+    folds = make_folds(
+        entries,
+        strategy=cfg.strategy,
+        seed=seed,
+        k=cfg.k,
+        fold_column=cfg.fold_column,
+        fractions={"train": cfg.train, "val": cfg.val, "test": cfg.test},
+        leaky=cfg.leaky,
+    )
+    log.info(
+        "split: %s, %d fold(s); fold 0: %s clips%s",
+        cfg.strategy,
+        len(folds),
+        {s: len(rows) for s, rows in folds[0].items()},
+        " (LEAKY: groups ignored)" if cfg.leaky else "",
+    )
+    return folds
+
+
 def split_report(folds: list[Split], cfg: SplitConfig) -> dict:
     """``reports/split.json``: the strategy and :func:`split_counts` of every fold."""
-    return {"strategy": cfg.strategy, "leaky": cfg.leaky, "folds": [split_counts(fold) for fold in folds]}
+    return {
+        "strategy": cfg.strategy,
+        "leaky": cfg.leaky,
+        "folds": [split_counts(fold) for fold in folds],
+    }
 
 
-def make_folds(entries: list[Entry], *, strategy: str, fractions: dict[str, float], seed: int, k: int = 5,
-               fold_column: str = "fold", leaky: bool = False) -> list[Split]:
+def make_folds(
+    entries: list[Entry],
+    *,
+    strategy: str,
+    fractions: dict[str, float],
+    seed: int,
+    k: int = 5,
+    fold_column: str = "fold",
+    leaky: bool = False,
+) -> list[Split]:
     """Train/val/test splits for one strategy: one for ``holdout``, one per fold otherwise.
 
     Every clip is in the test set of exactly one fold (for the cross-validation
@@ -130,10 +180,15 @@ def make_folds(entries: list[Entry], *, strategy: str, fractions: dict[str, floa
     key = (lambda e: e.path) if leaky else (lambda e: e.group)
     if strategy == "official":
         if any(fold_column not in e.extra for e in entries):
-            raise SplitError(f"split.strategy=official needs a '{fold_column}' column in the manifest (ESC-50 has "
-                             f"one); set split.fold_column, or use split.strategy=kfold")
+            raise SplitError(
+                f"split.strategy=official needs a '{fold_column}' column in the manifest (ESC-50 has "
+                f"one); set split.fold_column, or use split.strategy=kfold"
+            )
         fold_of = [e.extra[fold_column] for e in entries]
-        test_sets = [[i for i, f in enumerate(fold_of) if f == value] for value in sorted(set(fold_of), key=_natural)]
+        test_sets = [
+            [i for i, f in enumerate(fold_of) if f == value]
+            for value in sorted(set(fold_of), key=_natural)
+        ]
     elif strategy == "logo":
         names = sorted({key(e) for e in entries})
         if len(names) < 3:
@@ -145,14 +200,23 @@ def make_folds(entries: list[Entry], *, strategy: str, fractions: dict[str, floa
             raise SplitError(f"split.k={k} folds need at least {k} groups, got {n_groups}")
         cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
         labels = [e.label for e in entries]
-        test_sets = [list(test) for _, test in cv.split(np.zeros(len(entries)), labels, [key(e) for e in entries])]
+        test_sets = [
+            list(test)
+            for _, test in cv.split(np.zeros(len(entries)), labels, [key(e) for e in entries])
+        ]
     val_share = fractions["val"] / (fractions["train"] + fractions["val"])
     folds = []
     for n, test_idx in enumerate(test_sets):
         in_test = set(test_idx)
         rest = [e for i, e in enumerate(entries) if i not in in_test]
-        inner = grouped_split(rest, {"train": 1 - val_share, "val": val_share}, seed + n, leaky=leaky)
-        fold = {"train": inner["train"], "val": inner["val"], "test": [entries[i] for i in test_idx]}
+        inner = grouped_split(
+            rest, {"train": 1 - val_share, "val": val_share}, seed + n, leaky=leaky
+        )
+        fold = {
+            "train": inner["train"],
+            "val": inner["val"],
+            "test": [entries[i] for i in test_idx],
+        }
         if not leaky:
             check_no_group_overlap(fold)
         folds.append(fold)
@@ -179,7 +243,11 @@ def write_folds(folds: list[Split], split_dir: Path, test_dir: Path) -> None:
 def fold_names(folder: Path) -> list[str]:
     """``fold_0``, ``fold_1``, ... in ``folder`` (folds of a split folder, or test lists ``fold_<n>.csv``), in
     numeric order."""
-    found = [p.name if p.is_dir() else p.stem for p in Path(folder).glob("fold_*") if p.is_dir() or p.suffix == ".csv"]
+    found = [
+        p.name if p.is_dir() else p.stem
+        for p in Path(folder).glob("fold_*")
+        if p.is_dir() or p.suffix == ".csv"
+    ]
     names = sorted((n for n in found if n[5:].isdigit()), key=lambda n: int(n[5:]))
     if not names:
         raise MissingInputError(f"no folds (fold_<n>) in {folder} (run: dvc repro split)")

@@ -10,17 +10,19 @@ On a fresh clone the stage outputs are absent; ``dvc status`` then reports them
 (and downstream deps on them) as deleted or not in cache, which is expected and
 ignored. Modified deps, changed params and changed commands are not.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
+
 from audioclf.cli import command
+from audioclf.errors import MissingInputError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ def resolve(key: str, params: dict) -> str:
     >>> resolve("model_params.${model}", {"model": "cnn"})
     'model_params.cnn'
     """
+
     def value(m: re.Match) -> str:
         node = params
         for part in m.group(1).split("."):
@@ -85,12 +88,18 @@ def _covers(key: str) -> re.Pattern:
 def params_problems(dvc_yaml: dict, params: dict) -> list[str]:
     """Declared keys missing from params.yaml, and params.yaml keys no stage declares."""
     declared = _declared(dvc_yaml)
-    problems = [f"stage '{stage}' declares param '{key}', which params.yaml lacks"
-                for stage, keys in declared.items() for key in keys if not _has_key(params, resolve(key, params))]
+    problems = [
+        f"stage '{stage}' declares param '{key}', which params.yaml lacks"
+        for stage, keys in declared.items()
+        for key in keys
+        if not _has_key(params, resolve(key, params))
+    ]
     covers = [_covers(k) for keys in declared.values() for k in keys]
     for leaf in _leaves(params):
         if not any(c.fullmatch(leaf) for c in covers):
-            problems.append(f"params.yaml key '{leaf}' is declared by no stage in dvc.yaml (dead flag?)")
+            problems.append(
+                f"params.yaml key '{leaf}' is declared by no stage in dvc.yaml (dead flag?)"
+            )
     return problems
 
 
@@ -108,21 +117,28 @@ def lock_problems(status: dict) -> list[str]:
             for kind, items in change.items():
                 for path, state in items.items():
                     if isinstance(state, dict):  # params file -> {key: state}
-                        problems.extend(f"{stage}: param '{k}' {v} since dvc.lock" for k, v in state.items())
+                        problems.extend(
+                            f"{stage}: param '{k}' {v} since dvc.lock" for k, v in state.items()
+                        )
                     elif state not in EXPECTED_ON_CLEAN_CLONE:
-                        problems.append(f"{stage}: {kind.replace('changed ', '')[:-1]} '{path}' {state} since dvc.lock")
+                        problems.append(
+                            f"{stage}: {kind.replace('changed ', '')[:-1]} '{path}' {state} since dvc.lock"
+                        )
     return problems
 
 
 def dvc_status(repo: Path) -> dict:
     out = subprocess.run(["dvc", "status", "--json"], cwd=repo, capture_output=True, text=True)
     if out.returncode != 0:
-        raise RuntimeError(f"dvc status failed in {repo}: {out.stderr.strip()}")
+        raise UserError(f"dvc status failed in {repo}: {out.stderr.strip()}")
     text = out.stdout.strip()
     return json.loads(text) if text else {}
 
 
 def check(repo: Path) -> list[str]:
+    for name in ("dvc.yaml", "params.yaml"):
+        if not (repo / name).is_file():
+            raise MissingInputError(f"{repo} has no {name}: run the check from the repository root")
     dvc_yaml = yaml.safe_load((repo / "dvc.yaml").read_text())
     params = yaml.safe_load((repo / "params.yaml").read_text())
     return params_problems(dvc_yaml, params) + lock_problems(dvc_status(repo))
@@ -134,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     for problem in problems:
         log.error("pipeline check: %s", problem)
     if problems:
-        log.error("pipeline check FAILED: run 'dvc repro' and commit dvc.lock, or fix dvc.yaml/params.yaml")
+        log.error(
+            "pipeline check FAILED: run 'dvc repro' and commit dvc.lock, or fix dvc.yaml/params.yaml"
+        )
         return 1
     log.info("pipeline check: dvc.yaml, params.yaml and dvc.lock agree")
     return 0

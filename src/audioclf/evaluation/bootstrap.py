@@ -5,6 +5,7 @@ metrics each time, so it needs them fast: :func:`headline` computes every metric
 :data:`audioclf.evaluation.metrics.HEADLINE` (and the head/mid/tail macro-F1) in numpy, equal to
 the scikit-learn-based :func:`audioclf.evaluation.metrics.classification_metrics` (tested).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,16 +28,18 @@ def average_precisions(positive: np.ndarray, scores: np.ndarray) -> np.ndarray:
         (K,) average precisions.
     """
     n, k = scores.shape
-    order = np.argsort(-scores, axis=0, kind="mergesort")               # (N, K) descending per column
+    order = np.argsort(-scores, axis=0, kind="mergesort")  # (N, K) descending per column
     s = np.take_along_axis(scores, order, axis=0)
     y = np.take_along_axis(positive, order, axis=0).astype(float)
-    last = np.ones((n, k), dtype=bool)                                   # last item of each run of tied scores
+    last = np.ones((n, k), dtype=bool)  # last item of each run of tied scores
     last[:-1] = s[:-1] != s[1:]
-    group = np.zeros((n, k), dtype=np.int64)                             # tie-run index within each column
+    group = np.zeros((n, k), dtype=np.int64)  # tie-run index within each column
     group[1:] = np.cumsum(last[:-1], axis=0)
-    flat = group + np.arange(k)[None, :] * n                             # unique over columns
-    gain = np.bincount(flat.ravel(), weights=y.ravel(), minlength=n * k)  # positives per run: the recall step
-    precision = np.cumsum(y, axis=0) / np.arange(1, n + 1)[:, None]      # precision after each item
+    flat = group + np.arange(k)[None, :] * n  # unique over columns
+    gain = np.bincount(
+        flat.ravel(), weights=y.ravel(), minlength=n * k
+    )  # positives per run: the recall step
+    precision = np.cumsum(y, axis=0) / np.arange(1, n + 1)[:, None]  # precision after each item
     at_run_end = np.zeros(n * k)
     at_run_end[flat[last]] = precision[last]
     return (gain * at_run_end).reshape(k, n).sum(axis=1) / y.sum(axis=0)
@@ -44,15 +47,17 @@ def average_precisions(positive: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 def average_precision(y: np.ndarray, score: np.ndarray) -> float:
     """Average precision of binary labels ``y`` ranked by ``score`` (one column of :func:`average_precisions`)."""
-    return float(average_precisions(np.asarray(y)[:, None], np.asarray(score, dtype=float)[:, None])[0])
+    return float(
+        average_precisions(np.asarray(y)[:, None], np.asarray(score, dtype=float)[:, None])[0]
+    )
 
 
 def macro_auc(y_true: np.ndarray, probs: np.ndarray, classes: np.ndarray) -> float:
     """Mean one-vs-rest ROC-AUC over ``classes`` (each with positives and negatives), by the
     Mann-Whitney rank sum with tied scores at their mean rank, as scikit-learn's trapezoids give."""
     n = len(y_true)
-    ranks = rankdata(probs[:, classes], axis=0)                         # (N, K) ranks within each class column
-    pos = y_true[:, None] == classes[None, :]                           # (N, K)
+    ranks = rankdata(probs[:, classes], axis=0)  # (N, K) ranks within each class column
+    pos = y_true[:, None] == classes[None, :]  # (N, K)
     n_pos = pos.sum(axis=0)
     rank_sum = (ranks * pos).sum(axis=0)
     auc = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * (n - n_pos))
@@ -67,8 +72,13 @@ def top_k_hits(y_true: np.ndarray, probs: np.ndarray, k: int = TOP_K) -> float:
     return float((top == y_true[:, None]).any(axis=1).mean())
 
 
-def headline(y_true: np.ndarray, probs: np.ndarray, *, ece_bins: int = 15,
-             bucket_of: np.ndarray | None = None) -> dict[str, float]:
+def headline(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    *,
+    ece_bins: int = 15,
+    bucket_of: np.ndarray | None = None,
+) -> dict[str, float]:
     """The headline metrics, and with ``bucket_of`` each bucket's macro-F1, in numpy.
 
     Accuracy, balanced accuracy (mean recall over true classes), macro-/weighted-F1
@@ -98,7 +108,9 @@ def headline(y_true: np.ndarray, probs: np.ndarray, *, ece_bins: int = 15,
         "balanced_accuracy": float((tp[classes] / support[classes]).mean()),
         "macro_f1": float(f1[present].mean()),
         "weighted_f1": float((f1 * support).sum() / support.sum()),
-        "macro_map": float(average_precisions(y_true[:, None] == classes[None, :], probs[:, classes]).mean()),
+        "macro_map": float(
+            average_precisions(y_true[:, None] == classes[None, :], probs[:, classes]).mean()
+        ),
         "macro_auc": macro_auc(y_true, probs, classes),
         "top5_accuracy": top_k_hits(y_true, probs),
         "ece": expected_calibration_error(y_true, probs, ece_bins),
@@ -108,8 +120,16 @@ def headline(y_true: np.ndarray, probs: np.ndarray, *, ece_bins: int = 15,
     return out
 
 
-def bootstrap_ci(y_true: np.ndarray, probs: np.ndarray, *, n_boot: int = 1000, level: float = 0.95,
-                 seed: int = 0, ece_bins: int = 15, bucket_of: np.ndarray | None = None) -> dict[str, list[float]]:
+def bootstrap_ci(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    *,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    ece_bins: int = 15,
+    bucket_of: np.ndarray | None = None,
+) -> dict[str, list[float]]:
     """Percentile bootstrap interval of each :func:`headline` metric, resampling items with replacement.
 
     A resample holding a single class (ROC-AUC undefined; only likely with a handful of
@@ -142,13 +162,18 @@ def bootstrap_ci(y_true: np.ndarray, probs: np.ndarray, *, n_boot: int = 1000, l
         idx = rng.integers(0, n, n)
         if np.all(y_true[idx] == y_true[idx[0]]):
             continue
-        for m, v in headline(y_true[idx], probs[idx], ece_bins=ece_bins, bucket_of=bucket_of).items():
+        for m, v in headline(
+            y_true[idx], probs[idx], ece_bins=ece_bins, bucket_of=bucket_of
+        ).items():
             samples.setdefault(m, []).append(v)
         done += 1
     present = headline(y_true, probs, ece_bins=ece_bins, bucket_of=bucket_of)
     tail = (1 - level) / 2 * 100
-    return {m: [float(np.percentile(samples[m], tail)), float(np.percentile(samples[m], 100 - tail))]
-            for m in present if m in samples}
+    return {
+        m: [float(np.percentile(samples[m], tail)), float(np.percentile(samples[m], 100 - tail))]
+        for m in present
+        if m in samples
+    }
 
 
 def fold_summary(per_fold: list[dict[str, float]]) -> dict[str, dict[str, float]]:

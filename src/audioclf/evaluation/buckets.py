@@ -1,12 +1,13 @@
 """Head, mid and tail classes by training-set frequency, and macro-F1 within each.
 
 Long-tailed datasets (bird species, ESC-50 subsets) hide their rare classes in a
-macro average; the seeds reported "rare species F1" separately. A class is *head*
+macro average; the reference reports gave "rare species F1" separately. A class is *head*
 with at least ``head`` training clips, *tail* with at most ``tail``, *mid* otherwise.
 Counts come from ``reports/split.json`` (written by the split stage), so evaluation
 never reads the training data itself. For cross-validation a class's count is its
 mean over folds (stratified folds differ by a clip or two).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,10 +30,15 @@ def training_counts(split_report: dict) -> dict[str, float]:
     """
     folds = split_report.get("folds") if isinstance(split_report, dict) else None
     if not folds:
-        raise ValueError("the split report has no 'folds' with per-class counts (written by an older split stage?); "
-                         "rerun: dvc repro split")
+        raise ValueError(
+            "the split report has no 'folds' with per-class counts (written by an older split stage?); "
+            "rerun: dvc repro split"
+        )
     labels = sorted({lab for fold in folds for lab in fold.get("per_class", {})})
-    return {lab: float(np.mean([fold["per_class"].get(lab, {}).get("train", 0) for fold in folds])) for lab in labels}
+    return {
+        lab: float(np.mean([fold["per_class"].get(lab, {}).get("train", 0) for fold in folds]))
+        for lab in labels
+    }
 
 
 def assign_buckets(counts: np.ndarray, *, head: int, tail: int) -> np.ndarray:
@@ -66,16 +72,23 @@ def bucket_f1(f1: np.ndarray, support: np.ndarray, bucket_of: np.ndarray) -> dic
     return out
 
 
-def bucket_summary(f1: np.ndarray, support: np.ndarray, counts: np.ndarray, bucket_of: np.ndarray) -> dict:
+def bucket_summary(
+    f1: np.ndarray, support: np.ndarray, counts: np.ndarray, bucket_of: np.ndarray
+) -> dict:
     """Per bucket: ``macro_f1`` (absent if no class has test items), ``classes``, ``test_support``
     and the training-count range ``train_min``/``train_max``; for ``reports/metrics.json``."""
     scores = bucket_f1(f1, support, bucket_of)
     out = {}
     for name in BUCKETS:
         members = bucket_of == name
-        entry = {"classes": int(members.sum()), "test_support": int(np.asarray(support)[members].sum())}
+        entry = {
+            "classes": int(members.sum()),
+            "test_support": int(np.asarray(support)[members].sum()),
+        }
         if members.any():
-            entry.update(train_min=float(counts[members].min()), train_max=float(counts[members].max()))
+            entry.update(
+                train_min=float(counts[members].min()), train_max=float(counts[members].max())
+            )
         if f"{name}_macro_f1" in scores:
             entry["macro_f1"] = scores[f"{name}_macro_f1"]
         out[name] = entry

@@ -9,6 +9,7 @@ Networks"; 15 bins is their, and the common, choice). scikit-learn has no multic
 ECE (``calibration_curve`` is binary), so this module is the reference and its tests
 use hand-made golden values.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,10 +21,10 @@ import numpy as np
 class ReliabilityBins:
     """Per-bin statistics, each of shape (n_bins,); empty bins have count 0 and NaN means."""
 
-    edges: np.ndarray        # (n_bins + 1,) from 0 to 1
-    count: np.ndarray        # items per bin
-    accuracy: np.ndarray     # fraction right per bin
-    confidence: np.ndarray   # mean top probability per bin
+    edges: np.ndarray  # (n_bins + 1,) from 0 to 1
+    count: np.ndarray  # items per bin
+    accuracy: np.ndarray  # fraction right per bin
+    confidence: np.ndarray  # mean top probability per bin
 
 
 def _check(probs: np.ndarray, n_bins: int) -> None:
@@ -32,7 +33,9 @@ def _check(probs: np.ndarray, n_bins: int) -> None:
     if probs.ndim != 2 or len(probs) == 0:
         raise ValueError(f"probs must have shape (N, C) with N >= 1, got {probs.shape}")
     if probs.min() < 0 or probs.max() > 1 + 1e-6:
-        raise ValueError(f"probs must be probabilities in [0, 1], got values in [{probs.min():g}, {probs.max():g}]")
+        raise ValueError(
+            f"probs must be probabilities in [0, 1], got values in [{probs.min():g}, {probs.max():g}]"
+        )
 
 
 def bin_index(confidence: np.ndarray, n_bins: int) -> np.ndarray:
@@ -58,7 +61,7 @@ def reliability_bins(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 15) ->
     """
     probs = np.asarray(probs, dtype=np.float64)
     _check(probs, n_bins)
-    confidence = probs.max(axis=1)                                       # (N,)
+    confidence = probs.max(axis=1)  # (N,)
     correct = (probs.argmax(axis=1) == np.asarray(y_true)).astype(float)  # (N,)
     b = bin_index(confidence, n_bins)
     count = np.bincount(b, minlength=n_bins).astype(float)

@@ -5,10 +5,14 @@ an :func:`audioclf.evaluation.evaluate.evaluate_folds` result; :func:`log_evalua
 records the test metrics and those files in the training's MLflow runs (each fold's
 child run too, for cross-validation).
 """
+
 from __future__ import annotations
 
+import argparse
 import contextlib
 import csv
+import dataclasses
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,20 +23,34 @@ from audioclf.evaluation.plots import evaluation_figures
 from audioclf.io import atomic_path, write_json
 from audioclf.tracking import Runs, parent_run_id
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class EvaluationPaths:
     """The evaluate stage's outputs (all named in dvc.yaml)."""
 
-    metrics: Path        # headline metrics, buckets, intervals (JSON, DVC metrics)
-    per_class: Path      # per-class precision/recall/F1 (JSON)
-    predictions: Path    # per-file actual/predicted (CSV, DVC plots)
-    confusion: Path      # confusion matrix (PNG)
+    metrics: Path  # headline metrics, buckets, intervals (JSON, DVC metrics)
+    per_class: Path  # per-class precision/recall/F1 (JSON)
+    predictions: Path  # per-file actual/predicted (CSV, DVC plots)
+    confusion: Path  # confusion matrix (PNG)
     per_class_plot: Path  # per-class F1 against training count (PNG)
-    reliability: Path    # reliability diagram (PNG)
+    reliability: Path  # reliability diagram (PNG)
+
+    @classmethod
+    def add_arguments(cls, ap: argparse.ArgumentParser) -> None:
+        """One required option per output: ``--metrics``, ``--per-class``, ..."""
+        for f in dataclasses.fields(cls):
+            ap.add_argument(f"--{f.name.replace('_', '-')}", type=Path, required=True)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> EvaluationPaths:
+        return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
 
 
-def write_outputs(out: dict, paths: EvaluationPaths, cfg: EvaluateConfig, *, leaky_split: bool) -> list[Path]:
+def write_outputs(
+    out: dict, paths: EvaluationPaths, cfg: EvaluateConfig, leaky_split: bool
+) -> list[Path]:
     """Write every output of the stage; returns the paths written. ``metrics.json`` is tagged ``leaky_split``."""
     write_json({**out["summary"], "leaky_split": leaky_split}, paths.metrics)
     write_json(out["per_class"], paths.per_class)
@@ -40,9 +58,15 @@ def write_outputs(out: dict, paths: EvaluationPaths, cfg: EvaluateConfig, *, lea
         writer = csv.DictWriter(fh, fieldnames=["fold", "path", "actual", "predicted"])
         writer.writeheader()
         writer.writerows(out["predictions"])
-    figures = evaluation_figures(out, confusion=paths.confusion, per_class=paths.per_class_plot,
-                                 reliability=paths.reliability, head=cfg.buckets.head, tail=cfg.buckets.tail,
-                                 ece_bins=cfg.ece_bins)
+    figures = evaluation_figures(
+        out,
+        confusion=paths.confusion,
+        per_class=paths.per_class_plot,
+        reliability=paths.reliability,
+        head=cfg.buckets.head,
+        tail=cfg.buckets.tail,
+        ece_bins=cfg.ece_bins,
+    )
     return [paths.metrics, paths.per_class, paths.predictions, *figures]
 
 
@@ -57,9 +81,28 @@ def log_evaluation(runs: Runs, out: dict, files: list[Path]) -> None:
                 mlflow.log_metrics({f"test_{k}": fold["metrics"][k] for k in summary["test"]})
         mlflow.log_metrics({f"test_{k}": v for k, v in summary["test"].items()})
         mlflow.log_metrics({f"test_{k}_std": v for k, v in summary.get("test_std", {}).items()})
-        mlflow.log_metrics({f"test_{b}_macro_f1": v["macro_f1"] for b, v in summary["buckets"].items()
-                            if "macro_f1" in v})
-        mlflow.log_metrics({f"test_{k}_ci_{side}": v[side] for k, v in summary["test_ci"].items()
-                            for side in ("low", "high")})
+        mlflow.log_metrics(
+            {
+                f"test_{b}_macro_f1": v["macro_f1"]
+                for b, v in summary["buckets"].items()
+                if "macro_f1" in v
+            }
+        )
+        mlflow.log_metrics(
+            {
+                f"test_{k}_ci_{side}": v[side]
+                for k, v in summary["test_ci"].items()
+                for side in ("low", "high")
+            }
+        )
         for path in files:
             mlflow.log_artifact(str(path), "evaluation")
+    test, std = summary["test"], summary.get("test_std", {}).get("macro_f1")
+    log.info(
+        "evaluate: %d fold(s), test accuracy %.4f, macro-F1 %.4f%s, mAP %.4f",
+        len(run_ids),
+        test["accuracy"],
+        test["macro_f1"],
+        f" ± {std:.4f}" if cv else "",
+        test["macro_map"],
+    )

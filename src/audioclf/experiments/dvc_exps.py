@@ -7,6 +7,7 @@ repository; MLflow runs still land in the repository's store because
 ``dvc exp show --json``, where a failed experiment carries an ``error`` (and its
 baseline's metrics, which must not be taken for its own).
 """
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,9 @@ def dvc(args: list[str], cwd: Path) -> str:
     """Run ``dvc <args>`` in ``cwd`` and return its stdout."""
     out = subprocess.run(["dvc", *args], cwd=cwd, capture_output=True, text=True)
     if out.returncode != 0:
-        raise DvcError(f"dvc {' '.join(args)} failed ({out.returncode}):\n{(out.stderr or out.stdout).strip()[-3000:]}")
+        raise DvcError(
+            f"dvc {' '.join(args)} failed ({out.returncode}):\n{(out.stderr or out.stdout).strip()[-3000:]}"
+        )
     return out.stdout
 
 
@@ -47,7 +50,11 @@ def conflicts(names: list[str], cwd: Path) -> tuple[list[str], list[str]]:
         (experiment names to remove, queue task ids to remove), for ``--force``.
     """
     taken = set(dvc(["exp", "list", "--name-only"], cwd).split()) & set(names)
-    tasks = [t for t in queue_tasks(cwd) if t["name"] in names and t["status"] in ("Queued", "Running", "Failed")]
+    tasks = [
+        t
+        for t in queue_tasks(cwd)
+        if t["name"] in names and t["status"] in ("Queued", "Running", "Failed")
+    ]
     return sorted(taken), [t["task"] for t in tasks]
 
 
@@ -80,18 +87,26 @@ def failure_reason(name: str, cwd: Path) -> str:
         log = dvc(["queue", "logs", name], cwd).splitlines()
     except DvcError as err:
         return f"failed (no log: {err})"
-    errors = [line.strip() for line in log if re.match(r"^\w[\w.]*(Error|Exception): ", line.strip())]
+    errors = [
+        line.strip() for line in log if re.match(r"^\w[\w.]*(Error|Exception): ", line.strip())
+    ]
     errors = errors or [line.strip() for line in log if line.strip().startswith("ERROR")]
     return errors[-1] if errors else "failed (see: dvc queue logs " + name + ")"
 
 
 def _experiments(shown: list[dict]) -> list[dict]:
     """Every experiment revision in ``dvc exp show --json`` output (baselines excluded)."""
-    return [rev for commit in shown for group in commit.get("experiments") or [] for rev in group.get("revs", [])]
+    return [
+        rev
+        for commit in shown
+        for group in commit.get("experiments") or []
+        for rev in group.get("revs", [])
+    ]
 
 
-def collect(shown: list[dict], names: list[str],
-            metrics_file: str = "reports/metrics.json") -> dict[str, dict[str, Any]]:
+def collect(
+    shown: list[dict], names: list[str], metrics_file: str = "reports/metrics.json"
+) -> dict[str, dict[str, Any]]:
     """Results of the named experiments from ``dvc exp show --json``.
 
     Returns:
@@ -100,7 +115,9 @@ def collect(shown: list[dict], names: list[str],
         a name that is absent. With several of one name, the latest counts.
     """
     found: dict[str, dict[str, Any]] = {}
-    for rev in sorted(_experiments(shown), key=lambda r: (r.get("data") or {}).get("timestamp") or ""):
+    for rev in sorted(
+        _experiments(shown), key=lambda r: (r.get("data") or {}).get("timestamp") or ""
+    ):
         name = rev.get("name")
         if name not in names:
             continue

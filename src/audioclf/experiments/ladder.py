@@ -1,4 +1,4 @@
-"""The seeds' phase ladder in one command: queue every phase as a named DVC experiment,
+"""The phase ladder of the reference reports in one command: queue every phase as a named DVC experiment,
 run the queue, and write ``reports/phases.md`` from ``dvc exp show --json``.
 
     python -m audioclf.experiments.ladder                      # every phase once, on the workspace params
@@ -10,11 +10,12 @@ Phases are defined in :mod:`audioclf.experiments.phases`. One whose params do no
 checkout, or whose pretrained weights are not on this machine, is listed as skipped
 with the reason; nothing is queued for it.
 """
+
 from __future__ import annotations
 
 import argparse
-import logging
 import datetime
+import logging
 import shlex
 import subprocess
 import sys
@@ -23,12 +24,12 @@ from pathlib import Path
 
 import yaml
 
-from audioclf.experiments import dvc_exps
+from audioclf.cli import command
 from audioclf.errors import UserError
-from audioclf.io import atomic_path
+from audioclf.experiments import dvc_exps
 from audioclf.experiments.phase_report import PhaseResult, metric_values, render
 from audioclf.experiments.phases import PHASES, Phase, apply_overrides, check_phase
-from audioclf.cli import command
+from audioclf.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,16 @@ class PlannedPhase:
     runs: dict[str, list[str]] = field(default_factory=dict)
 
 
-def plan(raw: dict, phases: tuple[Phase, ...] | list[Phase] = PHASES, *, extra: list[str] = (), seeds: int = 1,
-         seed_key: str = "seed", only: list[str] | None = None, tag: str = "") -> list[PlannedPhase]:
+def plan(
+    raw: dict,
+    phases: tuple[Phase, ...] | list[Phase] = PHASES,
+    *,
+    extra: list[str] = (),
+    seeds: int = 1,
+    seed_key: str = "seed",
+    only: list[str] | None = None,
+    tag: str = "",
+) -> list[PlannedPhase]:
     """Check every phase against the params and name its runs.
 
     Args:
@@ -77,7 +86,9 @@ def plan(raw: dict, phases: tuple[Phase, ...] | list[Phase] = PHASES, *, extra: 
     for part in seed_key.split("."):
         node = node.get(part) if isinstance(node, dict) else None
     if not isinstance(node, int) or isinstance(node, bool):
-        raise ValueError(f"seed key '{seed_key}' is not an integer param in params.yaml (got {node!r})")
+        raise ValueError(
+            f"seed key '{seed_key}' is not an integer param in params.yaml (got {node!r})"
+        )
     planned = []
     for phase in phases:
         overrides = [*phase.overrides, *extra]
@@ -90,7 +101,9 @@ def plan(raw: dict, phases: tuple[Phase, ...] | list[Phase] = PHASES, *, extra: 
     return planned
 
 
-def execute(planned: list[PlannedPhase], root: Path, *, jobs: int = 1, force: bool = False) -> dict[str, dict]:
+def execute(
+    planned: list[PlannedPhase], root: Path, *, jobs: int = 1, force: bool = False
+) -> dict[str, dict]:
     """Queue every run, run the queue, and read the results back.
 
     Returns:
@@ -101,13 +114,19 @@ def execute(planned: list[PlannedPhase], root: Path, *, jobs: int = 1, force: bo
         return {}
     taken, tasks = dvc_exps.conflicts(names, root)
     if (taken or tasks) and not force:
-        raise LadderError(f"experiment name(s) already used on this commit: {', '.join(taken + tasks)}; pass --force "
-                          f"to replace them or --tag to name this ladder differently")
+        raise LadderError(
+            f"experiment name(s) already used on this commit: {', '.join(taken + tasks)}; pass --force "
+            f"to replace them or --tag to name this ladder differently"
+        )
     dvc_exps.remove(taken, tasks, root)
-    waiting = [t["name"] for t in dvc_exps.queue_tasks(root) if t["status"] in ("Queued", "Running")]
+    waiting = [
+        t["name"] for t in dvc_exps.queue_tasks(root) if t["status"] in ("Queued", "Running")
+    ]
     if waiting:
-        raise LadderError(f"the DVC queue already holds experiments {waiting}, which the ladder would run too; "
-                          f"run them (dvc queue start) or remove them (dvc queue remove --queued) first")
+        raise LadderError(
+            f"the DVC queue already holds experiments {waiting}, which the ladder would run too; "
+            f"run them (dvc queue start) or remove them (dvc queue remove --queued) first"
+        )
     for item in planned:
         for name, overrides in item.runs.items():
             dvc_exps.dvc(dvc_exps.queue_command(name, overrides), root)
@@ -142,31 +161,52 @@ def summarise(planned: list[PlannedPhase], found: dict[str, dict]) -> list[Phase
                 result.values.setdefault(column, []).append(value)
         if failures:
             result.status = "failed" if not result.experiments else "ran"
-            result.note = f"{len(failures)} of {len(item.runs)} run(s) failed: " + "; ".join(failures)
+            result.note = f"{len(failures)} of {len(item.runs)} run(s) failed: " + "; ".join(
+                failures
+            )
         results.append(result)
     return results
 
 
-def report(results: list[PhaseResult], planned: list[PlannedPhase], raw: dict, *, command: str, seeds: int,
-           baseline: str = PHASES[0].name) -> str:
+def report(
+    results: list[PhaseResult],
+    planned: list[PlannedPhase],
+    raw: dict,
+    *,
+    command: str,
+    seeds: int,
+    baseline: str = PHASES[0].name,
+) -> str:
     """phases.md: header (dataset, commit, command), the table, then each phase's exact overrides."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     evaluate = raw.get("evaluate") or {}
     buckets = evaluate.get("buckets") or {}
     spread = f"mean ± sample std (ddof=1) over {seeds} seeds" if seeds > 1 else "one run each"
-    header = [f"Dataset `{raw.get('dataset')}`, baseline commit `{commit or 'unknown'}`, "
-              f"{datetime.datetime.now():%Y-%m-%d %H:%M}: `{command}`", "",
-              f"Test-set metrics in percent, {spread}; in brackets the difference from `{baseline}`. "
-              f"UAR: balanced accuracy. ECE: calibration error over {evaluate.get('ece_bins', '?')} bins, lower is "
-              f"better. head/mid/tail F1: macro-F1 over the classes with >= {buckets.get('head', '?')}, between, and "
-              f"<= {buckets.get('tail', '?')} training clips; tail F1 is the seeds' rare-species F1. Bootstrap "
-              f"intervals of each run: `test_ci` in its reports/metrics.json (`dvc exp show`). –: not run, or no "
-              f"class of that bucket has test items."]
-    lines = [render(results, baseline=baseline, header=header), "## Phases", "",
-             "Each phase is the workspace params.yaml with these overrides (`dvc exp run -S ...`):", ""]
+    header = [
+        f"Dataset `{raw.get('dataset')}`, baseline commit `{commit or 'unknown'}`, "
+        f"{datetime.datetime.now():%Y-%m-%d %H:%M}: `{command}`",
+        "",
+        f"Test-set metrics in percent, {spread}; in brackets the difference from `{baseline}`. "
+        f"UAR: balanced accuracy. ECE: calibration error over {evaluate.get('ece_bins', '?')} bins, lower is "
+        f"better. head/mid/tail F1: macro-F1 over the classes with >= {buckets.get('head', '?')}, between, and "
+        f"<= {buckets.get('tail', '?')} training clips; tail F1 is the reference reports' rare-species F1. Bootstrap "
+        f"intervals of each run: `test_ci` in its reports/metrics.json (`dvc exp show`). –: not run, or no "
+        f"class of that bucket has test items.",
+    ]
+    lines = [
+        render(results, baseline=baseline, header=header),
+        "## Phases",
+        "",
+        "Each phase is the workspace params.yaml with these overrides (`dvc exp run -S ...`):",
+        "",
+    ]
     for item in planned:
         runs = ", ".join(f"`{n}`" for n in item.runs) or "none"
-        lines.append(f"- `{item.phase.name}`: `{' '.join(item.phase.overrides) or '(none)'}`; experiments: {runs}")
+        lines.append(
+            f"- `{item.phase.name}`: `{' '.join(item.phase.overrides) or '(none)'}`; experiments: {runs}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -176,27 +216,55 @@ def write(text: str, path: str | Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", default="params.yaml", help="workspace params the phases start from")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--params", default="params.yaml", help="workspace params the phases start from"
+    )
     ap.add_argument("--out", default="reports/phases.md", help="the report (markdown)")
-    ap.add_argument("--seeds", type=int, default=1, help="runs per phase, seeds s, s+1, ...: mean ± std")
+    ap.add_argument(
+        "--seeds", type=int, default=1, help="runs per phase, seeds s, s+1, ...: mean ± std"
+    )
     ap.add_argument("--seed-key", default="seed", help="params key that seeds a run")
-    ap.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
-                    help="override applied to every phase (repeatable), e.g. --set train.epochs=3")
-    ap.add_argument("--phases", help="comma-separated phases to run (the others are still checked and listed)")
-    ap.add_argument("--tag", default="", help="suffix for the experiment names, to keep an earlier ladder")
-    ap.add_argument("--force", action="store_true", help="replace experiments that already have these names")
+    ap.add_argument(
+        "--set",
+        dest="extra",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override applied to every phase (repeatable), e.g. --set train.epochs=3",
+    )
+    ap.add_argument(
+        "--phases", help="comma-separated phases to run (the others are still checked and listed)"
+    )
+    ap.add_argument(
+        "--tag", default="", help="suffix for the experiment names, to keep an earlier ladder"
+    )
+    ap.add_argument(
+        "--force", action="store_true", help="replace experiments that already have these names"
+    )
     ap.add_argument("--jobs", type=int, default=1, help="experiments run at once")
-    ap.add_argument("--dry-run", action="store_true", help="print the plan and the skips; queue nothing")
+    ap.add_argument(
+        "--dry-run", action="store_true", help="print the plan and the skips; queue nothing"
+    )
     args = ap.parse_args(argv)
     raw = yaml.safe_load(Path(args.params).read_text())
     try:
-        planned = plan(raw, extra=args.extra, seeds=args.seeds, seed_key=args.seed_key, tag=args.tag,
-                       only=args.phases.split(",") if args.phases else None)
+        planned = plan(
+            raw,
+            extra=args.extra,
+            seeds=args.seeds,
+            seed_key=args.seed_key,
+            tag=args.tag,
+            only=args.phases.split(",") if args.phases else None,
+        )
     except ValueError as err:
         ap.error(str(err))
     for item in planned:
-        verdict = item.reason or ("not selected" if not item.selected else f"{len(item.runs)} run(s)")
+        verdict = item.reason or (
+            "not selected" if not item.selected else f"{len(item.runs)} run(s)"
+        )
         log.info("%s: %s", item.phase.name, verdict)
         for name, overrides in item.runs.items():
             log.info("    %s", shlex.join(["dvc", *dvc_exps.queue_command(name, overrides)]))
@@ -204,7 +272,14 @@ def main(argv: list[str] | None = None) -> dict:
         return {"planned": planned}
     found = execute(planned, Path.cwd(), jobs=args.jobs, force=args.force)
     results = summarise(planned, found)
-    command = shlex.join(["python", "-m", "audioclf.experiments.ladder", *(argv if argv is not None else sys.argv[1:])])
+    command = shlex.join(
+        [
+            "python",
+            "-m",
+            "audioclf.experiments.ladder",
+            *(argv if argv is not None else sys.argv[1:]),
+        ]
+    )
     write(report(results, planned, raw, command=command, seeds=args.seeds), args.out)
     log.info("ladder: wrote %s", args.out)
     return {"planned": planned, "results": results, "out": args.out}

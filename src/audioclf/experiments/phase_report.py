@@ -1,5 +1,6 @@
 """``reports/phases.md``: one row per phase, each metric as mean ± std over seeds and its
 difference from the baseline phase, skipped and failed phases with their reason."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -30,8 +31,10 @@ class PhaseResult:
     title: str
     status: str
     note: str = ""
-    experiments: list[str] = field(default_factory=list)       # the runs that succeeded
-    values: dict[str, list[float]] = field(default_factory=dict)  # column -> one value per successful run
+    experiments: list[str] = field(default_factory=list)  # the runs that succeeded
+    values: dict[str, list[float]] = field(
+        default_factory=dict
+    )  # column -> one value per successful run
 
 
 def metric_values(metrics: dict) -> dict[str, float]:
@@ -89,12 +92,16 @@ def render(results: list[PhaseResult], *, baseline: str, header: list[str]) -> s
     lines = ["# Phase ladder", "", *header, ""]
     if base is None:
         lines += [f"The baseline phase `{baseline}` did not run, so no differences are shown.", ""]
-    lines += ["| phase | runs | " + " | ".join(columns) + " | status |",
-              "|---|---|" + "---:|" * len(columns) + "---|"]
+    lines += [
+        "| phase | runs | " + " | ".join(columns) + " | status |",
+        "|---|---|" + "---:|" * len(columns) + "---|",
+    ]
     for r in results:
         ref = None if base is None or r is base else base.values
         cells = [_cell(r.values.get(c, []), ref.get(c) if ref else None) for c in columns]
         status = r.status + (f": {_escape(r.note)}" if r.note else "")
         runs = str(len(r.experiments)) if r.experiments else "–"
-        lines.append(f"| {_escape(r.title)} (`{r.name}`) | {runs} | " + " | ".join(cells) + f" | {status} |")
+        lines.append(
+            f"| {_escape(r.title)} (`{r.name}`) | {runs} | " + " | ".join(cells) + f" | {status} |"
+        )
     return "\n".join(lines) + "\n"

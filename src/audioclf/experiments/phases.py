@@ -1,4 +1,4 @@
-"""The seeds' phase ladder as data, and the check that a phase can run in this checkout.
+"""The phase ladder (the rungs of the hand-written reference reports) as data, and the check that a phase can run in this checkout.
 
 A phase is a name (the DVC experiment name), a title (its row in ``reports/phases.md``)
 and the ``-S key=value`` overrides that turn the workspace ``params.yaml`` into it; the
@@ -8,6 +8,7 @@ that needs a key, model or loss this checkout lacks, or pretrained weights that 
 not on this machine, is reported as skipped with the reason instead of failing in the
 queue or vanishing from the table.
 """
+
 from __future__ import annotations
 
 import copy
@@ -30,23 +31,36 @@ class Phase:
     overrides: tuple[str, ...]
 
 
-# The seeds' ladder (Phase 0 -> 2B -> 3): each step changes one thing from the one before.
+# The reference reports' ladder (Phase 0 -> 2B -> 3): each step changes one thing from the one before.
 PHASES: tuple[Phase, ...] = (
     Phase("baseline", "CNN + CE", ("model=cnn", "loss=ce")),
-    Phase("wce-balanced", "CNN + weighted CE (balanced)",
-          ("model=cnn", "loss=weighted_ce", "loss_params.weighted_ce.weights=balanced")),
-    Phase("wce-sqrt", "CNN + weighted CE (sqrt)",
-          ("model=cnn", "loss=weighted_ce", "loss_params.weighted_ce.weights=sqrt")),
+    Phase(
+        "wce-balanced",
+        "CNN + weighted CE (balanced)",
+        ("model=cnn", "loss=weighted_ce", "loss_params.weighted_ce.weights=balanced"),
+    ),
+    Phase(
+        "wce-sqrt",
+        "CNN + weighted CE (sqrt)",
+        ("model=cnn", "loss=weighted_ce", "loss_params.weighted_ce.weights=sqrt"),
+    ),
     Phase("cnn-focal", "CNN + focal", ("model=cnn", "loss=focal")),
     Phase("cnnv2-focal", "CNNv2 + focal", ("model=cnn_v2", "loss=focal")),
     Phase("ast-focal", "AST + focal (log-mel)", ("model=ast", "loss=focal")),
-    Phase("ast-focal-aug", "AST + focal + SpecAugment + MixUp",
-          ("model=ast", "loss=focal", "augment.specaugment.p=0.8", "augment.mixup.p=0.5")),
+    Phase(
+        "ast-focal-aug",
+        "AST + focal + SpecAugment + MixUp",
+        ("model=ast", "loss=focal", "augment.specaugment.p=0.8", "augment.mixup.p=0.5"),
+    ),
 )
 
 # files a folder of Hugging Face weights holds (config plus one of the weight formats)
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -62,7 +76,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     if ":" in key:
         path, _, key = key.rpartition(":")
         if Path(path).name != "params.yaml":
-            raise ValueError(f"override {text!r}: only params.yaml keys can be overridden, not {path}")
+            raise ValueError(
+                f"override {text!r}: only params.yaml keys can be overridden, not {path}"
+            )
     return key, yaml.safe_load(value) if value.strip() else ""
 
 
@@ -78,8 +94,10 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
         node, parts = out, key.split(".")
         for i, part in enumerate(parts):
             if not isinstance(node, dict) or part not in node:
-                raise ValueError(f"-S {key}: params.yaml has no key '{'.'.join(parts[:i + 1])}' "
-                                 f"(not available in this checkout)")
+                raise ValueError(
+                    f"-S {key}: params.yaml has no key '{'.'.join(parts[: i + 1])}' "
+                    f"(not available in this checkout)"
+                )
             if i < len(parts) - 1:
                 node = node[part]
         node[parts[-1]] = value
@@ -115,17 +133,26 @@ def pretrained_problem(raw: dict, cache_dir: str | Path | None = None) -> str | 
             if "config.json" in present and present & set(WEIGHT_FILES):
                 return None
             return f"{key}: folder {str(folder)!r} holds no config.json with weights"
-    if name.count("/") <= 1 and not name.startswith((".", "/", "~")) and hub_cache_has(name, cache_dir):
+    if (
+        name.count("/") <= 1
+        and not name.startswith((".", "/", "~"))
+        and hub_cache_has(name, cache_dir)
+    ):
         return None
-    return (f"{key}: weights {name!r} not available locally (no such folder, not in the Hugging Face cache); "
-            f"download them where there is internet and set {key}=<folder>, or null to train from scratch")
+    return (
+        f"{key}: weights {name!r} not available locally (no such folder, not in the Hugging Face cache); "
+        f"download them where there is internet and set {key}=<folder>, or null to train from scratch"
+    )
 
 
-def check_phase(raw: dict, overrides: list[str] | tuple[str, ...]) -> str | None:
-    """None if the overridden params are valid and their weights present, else the reason."""
+def check_phase(
+    raw: dict, overrides: list[str] | tuple[str, ...], cache_dir: str | Path | None = None
+) -> str | None:
+    """None if the overridden params are valid and their weights present (``cache_dir``: the Hugging
+    Face cache to look in; None: the default), else the reason."""
     try:
         resolved = apply_overrides(raw, overrides)
         parse_params(resolved)
     except ValueError as err:  # bad override, or ParamsError naming the key and the allowed values
         return str(err)
-    return pretrained_problem(resolved)
+    return pretrained_problem(resolved, cache_dir)

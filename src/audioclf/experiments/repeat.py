@@ -6,6 +6,7 @@
 The runs are named DVC experiments (``<name>-s<seed>``) run through the queue, like the
 phases of :mod:`audioclf.experiments.ladder`; the table is the ladder's, with one row.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,24 +17,35 @@ from pathlib import Path
 
 import yaml
 
+from audioclf.cli import command
 from audioclf.experiments import dvc_exps
 from audioclf.experiments.ladder import execute, plan, report, summarise, write
 from audioclf.experiments.phases import Phase
-from audioclf.cli import command
 
 log = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("-n", "--seeds", type=int, default=3, help="runs, with seeds s, s+1, ...")
-    ap.add_argument("-S", "--set-param", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="params override, as for dvc exp run (repeatable)")
+    ap.add_argument(
+        "-S",
+        "--set-param",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="params override, as for dvc exp run (repeatable)",
+    )
     ap.add_argument("--name", default="repeat", help="experiment names: <name>-s<seed>")
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--seed-key", default="seed", help="params key that seeds a run")
     ap.add_argument("--out", help="also write the table here (markdown)")
-    ap.add_argument("--force", action="store_true", help="replace experiments that already have these names")
+    ap.add_argument(
+        "--force", action="store_true", help="replace experiments that already have these names"
+    )
     ap.add_argument("--dry-run", action="store_true", help="print the runs; queue nothing")
     args = ap.parse_args(argv)
     if args.seeds < 2:
@@ -51,7 +63,14 @@ def main(argv: list[str] | None = None) -> dict:
     if args.dry_run:
         return {"planned": planned}
     results = summarise(planned, execute(planned, Path.cwd(), force=args.force))
-    command = shlex.join(["python", "-m", "audioclf.experiments.repeat", *(argv if argv is not None else sys.argv[1:])])
+    command = shlex.join(
+        [
+            "python",
+            "-m",
+            "audioclf.experiments.repeat",
+            *(argv if argv is not None else sys.argv[1:]),
+        ]
+    )
     text = report(results, planned, raw, command=command, seeds=args.seeds, baseline=args.name)
     log.info("%s", text)
     if args.out:

@@ -8,18 +8,30 @@ winning. This wrapper drops every column and keeps those below:
     python -m audioclf.experiments.show --md            # any dvc exp show option passes through (-A, --csv, --sort-by ...)
     python -m audioclf.experiments.show --all           # plain dvc exp show, every column
 """
+
 from __future__ import annotations
 
 import subprocess
 import sys
+
 from audioclf.cli import command
 
 # columns kept: experiment identity, then params (what was run), then test metrics
 KEEP = (
-    "Experiment", "Created", "State", "Executor",
-    "dataset", "model", "loss", "seed", "split.strategy",
-    r"loss_params\.weighted_ce\.weights", r"augment\.[a-z_]+\.p",   # switches, where this checkout has them
-    r"test\.(accuracy|macro_f1|macro_map)", r"test_std\.macro_f1", r"buckets\.tail\.macro_f1",
+    "Experiment",
+    "Created",
+    "State",
+    "Executor",
+    "dataset",
+    "model",
+    "loss",
+    "seed",
+    "split.strategy",
+    r"loss_params\.weighted_ce\.weights",
+    r"augment\.[a-z_]+\.p",  # switches, where this checkout has them
+    r"test\.(accuracy|macro_f1|macro_map)",
+    r"test_std\.macro_f1",
+    r"buckets\.tail\.macro_f1",
 )
 
 

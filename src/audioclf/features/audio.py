@@ -6,6 +6,7 @@ is read directly, more cheaply, and to the same samples. What cannot be turned i
 usable waveform raises :class:`DecodeError` with the reason, which the features
 stage records; nothing here stops a run.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,14 +23,23 @@ import soundfile as sf
 import soxr
 
 # libsndfile major formats accepted for each file extension
-EXPECTED_FORMATS = {".wav": {"WAV", "WAVEX", "RF64"}, ".flac": {"FLAC"}, ".ogg": {"OGG"}, ".mp3": {"MP3"},
-                    ".aif": {"AIFF"}, ".aiff": {"AIFF"}, ".au": {"AU"}, ".caf": {"CAF"}, ".w64": {"W64"}}
+EXPECTED_FORMATS = {
+    ".wav": {"WAV", "WAVEX", "RF64"},
+    ".flac": {"FLAC"},
+    ".ogg": {"OGG"},
+    ".mp3": {"MP3"},
+    ".aif": {"AIFF"},
+    ".aiff": {"AIFF"},
+    ".au": {"AU"},
+    ".caf": {"CAF"},
+    ".w64": {"W64"},
+}
 # subtypes libsndfile converts to int16 exactly; reading them as int16 is ~10x faster than float32
 INT16_SUBTYPES = {"PCM_16", "PCM_U8", "PCM_S8"}
 EIGHT_BIT_SUBTYPES = {"PCM_U8", "PCM_S8"}
 # a mono mix whose peak is below this is silent: for 16-bit (or coarser) audio it means every sample is 0
-SILENCE_PEAK = 2.0 ** -16
-_THREAD = threading.local()   # per-thread resamplers (libsoxr state is not shared between threads)
+SILENCE_PEAK = 2.0**-16
+_THREAD = threading.local()  # per-thread resamplers (libsoxr state is not shared between threads)
 # a plain 16-bit WAV's header must lie in these first bytes for the direct read
 WAV_HEADER_BYTES = 4096
 # librosa.load's default resampler, so the features match a librosa reference end to end
@@ -57,7 +67,9 @@ class Waveform:
     notes: list[str] = field(default_factory=list)
 
 
-def load_waveform(path: str | Path, sample_rate: int, *, max_seconds: float | None = None) -> Waveform:
+def load_waveform(
+    path: str | Path, sample_rate: int, *, max_seconds: float | None = None
+) -> Waveform:
     """Decode one file, down-mix it to mono and resample it to ``sample_rate``.
 
     Args:
@@ -80,7 +92,7 @@ def load_waveform(path: str | Path, sample_rate: int, *, max_seconds: float | No
     is_int = data.dtype == np.int16
     if data.size == 0:
         raise DecodeError("empty: no samples")
-    scale = (1 / 32768 if is_int else 1.0) / data.shape[1]     # the down-mix is the channels' mean
+    scale = (1 / 32768 if is_int else 1.0) / data.shape[1]  # the down-mix is the channels' mean
     if is_int:
         mono = np.empty(len(data), dtype=np.float32)
         peak = _mix_int16(data.reshape(-1), data.shape[1], np.float32(scale), mono) * scale
@@ -91,7 +103,9 @@ def load_waveform(path: str | Path, sample_rate: int, *, max_seconds: float | No
             raise DecodeError(f"non-finite: {bad} NaN or Inf samples")
         peak = max(mono.max(), -mono.min())
     if peak < SILENCE_PEAK:
-        raise DecodeError("silent: every sample is zero" + (" after the down-mix" if data.shape[1] > 1 else ""))
+        raise DecodeError(
+            "silent: every sample is zero" + (" after the down-mix" if data.shape[1] > 1 else "")
+        )
     if rate != sample_rate:
         mono = _resample(mono, rate, sample_rate)
     return Waveform(mono, blake3.blake3(mono.view(np.uint8)).hexdigest(), notes)
@@ -106,8 +120,9 @@ def _resample(mono: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
     streams = _THREAD.__dict__.setdefault("resamplers", {})
     stream = streams.get((rate, sample_rate))
     if stream is None:
-        stream = streams[rate, sample_rate] = soxr.ResampleStream(rate, sample_rate, 1, dtype="float32",
-                                                                  quality=RESAMPLE_QUALITY)
+        stream = streams[rate, sample_rate] = soxr.ResampleStream(
+            rate, sample_rate, 1, dtype="float32", quality=RESAMPLE_QUALITY
+        )
     stream.clear()
     return stream.resample_chunk(mono, last=True)
 
@@ -123,7 +138,11 @@ def _read_any(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int, l
             notes.append("8-bit PCM")
         frames = _frames_to_read(fh.frames, fh.samplerate, max_seconds, notes)
         is_int = fh.subtype in INT16_SUBTYPES
-        return fh.read(frames, dtype="int16" if is_int else "float32", always_2d=True), fh.samplerate, notes
+        return (
+            fh.read(frames, dtype="int16" if is_int else "float32", always_2d=True),
+            fh.samplerate,
+            notes,
+        )
 
 
 def _frames_to_read(frames: int, rate: int, max_seconds: float | None, notes: list[str]) -> int:
@@ -151,19 +170,30 @@ def _read_wav16(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int,
             return None
         fmt, pos = None, 12
         while pos + 8 <= len(head):
-            chunk, size = head[pos:pos + 4], int.from_bytes(head[pos + 4:pos + 8], "little")
+            chunk, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
             if chunk == b"fmt " and size >= 16 and pos + 24 <= len(head):
-                fmt = struct.unpack_from("<HHIIHH", head, pos + 8)   # tag, channels, rate, bytes/s, align, bits
+                fmt = struct.unpack_from(
+                    "<HHIIHH", head, pos + 8
+                )  # tag, channels, rate, bytes/s, align, bits
             elif chunk == b"data":
                 break
-            pos += 8 + size + (size & 1)                            # chunks are padded to an even size
+            pos += 8 + size + (size & 1)  # chunks are padded to an even size
         else:
             return None
-        if fmt is None or fmt[0] != 1 or fmt[5] != 16 or fmt[1] < 1 or fmt[4] != 2 * fmt[1] or fmt[2] < 1:
+        if (
+            fmt is None
+            or fmt[0] != 1
+            or fmt[5] != 16
+            or fmt[1] < 1
+            or fmt[4] != 2 * fmt[1]
+            or fmt[2] < 1
+        ):
             return None
         channels, rate = fmt[1], fmt[2]
         start, end = pos + 8, os.fstat(fh.fileno()).st_size
-        if size in (0, 0xFFFFFFFF) or start + size > end + 1:           # streamed or damaged: libsndfile's call
+        if (
+            size in (0, 0xFFFFFFFF) or start + size > end + 1
+        ):  # streamed or damaged: libsndfile's call
             return None
         notes: list[str] = []
         frames = size // (2 * channels)
@@ -256,6 +286,6 @@ def segment(wave: np.ndarray, n: int, hop: int | None = None, short: str = "pad"
         if short == "repeat":
             return np.resize(wave, n)[None]
         raise ValueError(f"short must be 'pad' or 'repeat', got {short!r}")
-    if hop == n:                                   # back to back: a view, nothing copied
-        return wave[:(len(wave) // n) * n].reshape(-1, n)
+    if hop == n:  # back to back: a view, nothing copied
+        return wave[: (len(wave) // n) * n].reshape(-1, n)
     return np.lib.stride_tricks.sliding_window_view(wave, n)[::hop].copy()

@@ -15,33 +15,43 @@ link to that shard instead: no copy (0.3-2.6 s for the 0.88 GB of 10 000 clips h
 Memory stays flat in the number of files: a bounded number of files is in flight and
 nothing is accumulated but the index.
 """
+
 from __future__ import annotations
 
-import collections
-import contextlib
 import json
+import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional
 
-import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 
-from audioclf.features.audio import DecodeError, load_waveform, segment
-from audioclf.features.store import SHARD_BYTES, FeatureStore, ShardWriter, StoredEntry, frontend_key, frontend_params
 from audioclf.config.features import FeaturesConfig
-from audioclf.features.table import DATA_FILE, INDEX_FILE, META_FILE, Row, write_index
-from audioclf.features.frontends import FrontEnd
+from audioclf.data.manifest import Entry
 from audioclf.devices import resolve_device
 from audioclf.errors import UserError
-from audioclf.io import atomic_path, keep_freed_memory
-from audioclf.data.manifest import Entry
+from audioclf.features.frontends import FrontEnd
+from audioclf.features.shards import ShardWriter
+from audioclf.features.store import (
+    SHARD_BYTES,
+    FeatureStore,
+    StoredEntry,
+    frontend_key,
+    frontend_params,
+)
+from audioclf.features.table import DATA_FILE, INDEX_FILE, META_FILE, Row, write_index
+from audioclf.features.workers import (
+    FILES_PER_TASK,
+    Prepared,
+    bounded,
+    flush,
+    prepare,
+    single_threaded_kernels,
+)
+from audioclf.io import atomic_path
 
-FILES_PER_TASK = 8   # files a thread takes at a time
-CPU_BATCH = 2        # segments per front-end call on the CPU (more outgrow the core's cache)
+log = logging.getLogger(__name__)
 
 
 class CoverageError(UserError, RuntimeError):
@@ -50,75 +60,22 @@ class CoverageError(UserError, RuntimeError):
     def __init__(self, report: dict, minimum: float):
         self.report = report
         reasons = "; ".join(f"{f['path']}: {f['reason']}" for f in report["failed"][:5])
-        super().__init__(f"only {report['coverage']:.1%} of files decoded, below features.min_coverage="
-                         f"{minimum:g}; first failures: {reasons}. Fix or remove those files, or lower "
-                         f"features.min_coverage.")
+        super().__init__(
+            f"only {report['coverage']:.1%} of files decoded, below features.min_coverage="
+            f"{minimum:g}; first failures: {reasons}. Fix or remove those files, or lower "
+            f"features.min_coverage."
+        )
 
 
-@dataclass
-class _Prepared:
-    """One file after decoding: its segments (S, n) and, on the CPU, their features (S, C, F, T)."""
-
-    index: int          # position in the manifest
-    entry: Entry
-    error: Optional[str] = None
-    audio_hash: str = ""
-    notes: list[str] = field(default_factory=list)
-    segments: Optional[np.ndarray] = None
-    features: Optional[np.ndarray] = None
-
-
-@torch.inference_mode()
-def transform(frontend: FrontEnd, segments: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
-    """Features (S, C, F, T) float32 of segments (S, n), in batches of ``batch_size``."""
-    out = [frontend(torch.from_numpy(segments[i:i + batch_size]).to(device, non_blocking=True)).cpu().numpy()
-           for i in range(0, len(segments), batch_size)]
-    return out[0] if len(out) == 1 else np.concatenate(out)
-
-
-def _prepare(chunk: list[tuple[int, Entry]], audio_root: Path, cfg: FeaturesConfig, frontend: Optional[FrontEnd],
-             known: Callable[[str], bool]) -> list[_Prepared]:
-    """Decode and segment (manifest index, entry) pairs; with ``frontend`` (CPU), compute their features.
-
-    On the CPU each file's segments go through the front-end on their own, ``CPU_BATCH``
-    at a time: larger batches outgrow the core's cache and ran slower per segment.
-    """
-    out = []
-    for index, entry in chunk:
-        try:
-            wave = load_waveform(audio_root / entry.path, cfg.sample_rate, max_seconds=cfg.max_file_seconds)
-        except DecodeError as exc:
-            out.append(_Prepared(index, entry, error=str(exc)))
-            continue
-        p = _Prepared(index, entry, audio_hash=wave.digest, notes=wave.notes,
-                      segments=segment(wave.samples, cfg.segment_samples, cfg.hop_samples, cfg.short_clips))
-        if frontend is not None and not known(p.audio_hash):
-            p.features, p.segments = transform(frontend, p.segments, CPU_BATCH, torch.device("cpu")), None
-        out.append(p)
-    return out
-
-
-def _fill(prepared: list[_Prepared], feats: np.ndarray) -> None:
-    """Hand each file its rows of ``feats`` (sum of segments, C, F, T) and drop its waveform."""
-    start = 0
-    for p in prepared:
-        p.features, start = feats[start:start + len(p.segments)], start + len(p.segments)
-        p.segments = None
-
-
-def _bounded(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, window: int) -> Iterator:
-    """``pool.map(fn, items)`` in order, with at most ``window`` tasks submitted and not yet consumed."""
-    pending = collections.deque()
-    for item in items:
-        pending.append(pool.submit(fn, item))
-        if len(pending) >= window:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
-
-
-def extract_features(entries: list[Entry], audio_root: Path, cfg: FeaturesConfig, out_dir: Path, *,
-                     store_dir: Path, shard_bytes: int = SHARD_BYTES) -> dict:
+def extract_features(
+    entries: list[Entry],
+    audio_root: Path,
+    cfg: FeaturesConfig,
+    out_dir: Path,
+    *,
+    store_dir: Path,
+    shard_bytes: int = SHARD_BYTES,
+) -> dict:
     """Features of every manifest entry, from the shared store or computed into it, assembled at ``out_dir``.
 
     Files that fail to decode are skipped and listed with their reason. ``out_dir``
@@ -142,13 +99,13 @@ def extract_features(entries: list[Entry], audio_root: Path, cfg: FeaturesConfig
     """
     device = resolve_device(cfg.device, "features.device")
     store = FeatureStore(store_dir, frontend_key(cfg), cfg.shape)
-    found: dict[int, StoredEntry] = {}   # manifest index -> its segments in the store
+    found: dict[int, StoredEntry] = {}  # manifest index -> its segments in the store
     notes: dict[int, tuple[str, ...]] = {}
     for i, e in enumerate(entries):
-        if e.sha256 in store.by_file:    # the very same file seen before: nothing to decode
+        if e.sha256 in store.by_file:  # the very same file seen before: nothing to decode
             found[i], notes[i] = store.by_file[e.sha256], store.by_file[e.sha256].notes
     todo = [(i, e) for i, e in enumerate(entries) if i not in found]
-    writer = store.writer(shard_bytes)
+    writer = ShardWriter(store, shard_bytes)
     failures, computed = _compute(todo, audio_root, cfg, device, store, writer, found, notes)
     report = _coverage(entries, found, failures, notes, computed=computed, key=store.dir.name)
     try:
@@ -156,22 +113,49 @@ def extract_features(entries: list[Entry], audio_root: Path, cfg: FeaturesConfig
     except BaseException:
         writer.discard()
         raise
-    with ThreadPoolExecutor(1) as background:      # the last commit's fsync waits on the disk: assemble meanwhile
+    # the last commit's fsync waits on the disk: assemble meanwhile
+    with ThreadPoolExecutor(1) as background:
         committing = background.submit(writer.close)
         try:
             if report["coverage"] < cfg.min_coverage:
                 raise CoverageError(report, cfg.min_coverage)
-            _assemble(entries, found, store, cfg, out_dir, uncommitted, before_publish=committing.result)
+            _assemble(
+                entries, found, store, cfg, out_dir, uncommitted, before_publish=committing.result
+            )
         finally:
             for fh in uncommitted.values():
                 fh.close()
             committing.result()
+    log.info(
+        "features: %d/%d files (%.1f%%), %d segments (%d files computed, %d from the store), "
+        "%d skipped",
+        report["decoded"],
+        report["files"],
+        100 * report["coverage"],
+        report["segments"],
+        report["computed"],
+        report["reused"],
+        len(report["failed"]),
+    )
     return report
 
 
-def _compute(todo: list[tuple[int, Entry]], audio_root: Path, cfg: FeaturesConfig, device: torch.device,
-             store: FeatureStore, writer: ShardWriter, found: dict[int, StoredEntry],
-             notes: dict[int, tuple[str, ...]]) -> tuple[list[dict], int]:
+def reproducible(report: dict) -> dict:
+    """The report without what depends on this machine's store (``computed``, ``reused``), for
+    ``reports/features.json``, whose content must follow from the inputs alone."""
+    return {k: v for k, v in report.items() if k not in ("computed", "reused")}
+
+
+def _compute(
+    todo: list[tuple[int, Entry]],
+    audio_root: Path,
+    cfg: FeaturesConfig,
+    device: torch.device,
+    store: FeatureStore,
+    writer: ShardWriter,
+    found: dict[int, StoredEntry],
+    notes: dict[int, tuple[str, ...]],
+) -> tuple[list[dict], int]:
     """Decode the (manifest index, entry) pairs, give new features to ``writer``, fill ``found`` and ``notes``.
 
     The caller commits the writer's last shard; if this raises, that shard is discarded.
@@ -180,76 +164,59 @@ def _compute(todo: list[tuple[int, Entry]], audio_root: Path, cfg: FeaturesConfi
         The failures (path, reason) and the number of entries written to the store.
     """
     frontend = FrontEnd(cfg).to(device)
-    failures, made = [], {}               # made: audio hash -> entry written by this run
+    failures, made = [], {}  # made: audio hash -> entry written by this run
     workers = cfg.workers or len(os.sched_getaffinity(0))
     cpu_frontend = frontend if device.type == "cpu" else None
 
     def known(digest: str) -> bool:
         return digest in store.by_audio or digest in made
 
-    def keep(p: _Prepared) -> None:
-        if p.audio_hash not in made:   # two files of identical audio in one batch: stored once
-            made[p.audio_hash] = writer.add(p.features, audio_hash=p.audio_hash,
-                                            file_sha256=p.entry.sha256, notes=p.notes)
+    def keep(p: Prepared) -> None:
+        if p.audio_hash not in made:  # two files of identical audio in one batch: stored once
+            made[p.audio_hash] = writer.add(
+                p.features, audio_hash=p.audio_hash, file_sha256=p.entry.sha256, notes=p.notes
+            )
         found[p.index] = made[p.audio_hash]
 
-    chunks = (todo[i:i + FILES_PER_TASK] for i in range(0, len(todo), FILES_PER_TASK))
-    batch: list[_Prepared] = []   # GPU: files waiting for a full batch of segments
+    chunks = (todo[i : i + FILES_PER_TASK] for i in range(0, len(todo), FILES_PER_TASK))
+    batch: list[Prepared] = []  # GPU: files waiting for a full batch of segments
     try:
-        with _single_threaded_kernels(), ThreadPoolExecutor(workers) as pool:
-            for prepared in _bounded(pool, lambda c: _prepare(c, audio_root, cfg, cpu_frontend, known), chunks,
-                                     window=2 * workers):
+        with single_threaded_kernels(), ThreadPoolExecutor(workers) as pool:
+            for prepared in bounded(
+                pool,
+                lambda c: prepare(c, audio_root, cfg, cpu_frontend, known),
+                chunks,
+                window=2 * workers,
+            ):
                 for p in prepared:
                     if p.error:
                         failures.append({"path": p.entry.path, "reason": p.error})
                         continue
                     notes[p.index] = tuple(p.notes)
-                    if known(p.audio_hash):     # same audio as a stored file: share its entry
+                    if known(p.audio_hash):  # same audio as a stored file: share its entry
                         found[p.index] = store.by_audio.get(p.audio_hash) or made[p.audio_hash]
                     elif p.features is not None:
                         keep(p)
                     else:
                         batch.append(p)
                 if sum(len(p.segments) for p in batch) >= cfg.batch_size:
-                    _flush(batch, frontend, cfg, device, keep)
-            _flush(batch, frontend, cfg, device, keep)
+                    flush(batch, frontend, cfg, device, keep)
+            flush(batch, frontend, cfg, device, keep)
     except BaseException:
         writer.discard()
         raise
     return failures, len(made)
 
 
-@contextlib.contextmanager
-def _single_threaded_kernels() -> Iterator[None]:
-    """One torch, BLAS and OpenMP thread per worker, and freed memory kept for reuse.
-
-    Parallelism comes from the worker threads: nested pools oversubscribe the cores
-    (libsoxr's OpenMP and OpenBLAS threads spin while they wait). Without
-    :func:`keep_freed_memory` every file's arrays were unmapped and faulted in again.
-    """
-    keep_freed_memory()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1):
-            yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _flush(batch: list[_Prepared], frontend: FrontEnd, cfg: FeaturesConfig, device: torch.device,
-           keep: Callable[[_Prepared], None]) -> None:
-    """Run the front-end (on ``device``) over the segments of the files in ``batch``, store them, empty it."""
-    if not batch:
-        return
-    _fill(batch, transform(frontend, np.concatenate([p.segments for p in batch]), cfg.batch_size, device))
-    for p in batch:
-        keep(p)
-    batch.clear()
-
-
-def _assemble(entries: list[Entry], found: dict[int, StoredEntry], store: FeatureStore, cfg: FeaturesConfig,
-              out_dir: Path, uncommitted: dict, before_publish: Callable[[], object]) -> None:
+def _assemble(
+    entries: list[Entry],
+    found: dict[int, StoredEntry],
+    store: FeatureStore,
+    cfg: FeaturesConfig,
+    out_dir: Path,
+    uncommitted: dict,
+    before_publish: Callable[[], object],
+) -> None:
     """Write the stage's cache folder: the entries' segments in manifest order, index and meta.
 
     ``uncommitted``: open files of shards being committed meanwhile, by name (see
@@ -257,8 +224,11 @@ def _assemble(entries: list[Entry], found: dict[int, StoredEntry], store: Featur
     the folder is not published.
     """
     order = [(entries[i], found[i]) for i in sorted(found)]
-    rows = [Row(e.path, e.label, e.group, k, round(k * cfg.hop_samples / cfg.sample_rate, 6))
-            for e, s in order for k in range(s.rows)]
+    rows = [
+        Row(e.path, e.label, e.group, k, round(k * cfg.hop_samples / cfg.sample_rate, 6))
+        for e, s in order
+        for k in range(s.rows)
+    ]
     stored = [s for _, s in order]
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
@@ -266,17 +236,35 @@ def _assemble(entries: list[Entry], found: dict[int, StoredEntry], store: Featur
             with open(tmp / DATA_FILE, "wb", buffering=0) as fh:
                 store.copy_to(stored, fh, uncommitted)
         write_index(rows, tmp / INDEX_FILE)
-        meta = {"shape": [len(rows), *cfg.shape], "dtype": "float32", "labels": sorted({e.label for e in entries}),
-                "frontend": frontend_params(cfg), "frontend_key": store.dir.name}
+        meta = {
+            "shape": [len(rows), *cfg.shape],
+            "dtype": "float32",
+            "labels": sorted({e.label for e in entries}),
+            "frontend": frontend_params(cfg),
+            "frontend_key": store.dir.name,
+        }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         before_publish()
 
 
-def _coverage(entries: list[Entry], found: dict[int, StoredEntry], failures: list[dict],
-              notes: dict[int, tuple[str, ...]], *, computed: int, key: str) -> dict:
+def _coverage(
+    entries: list[Entry],
+    found: dict[int, StoredEntry],
+    failures: list[dict],
+    notes: dict[int, tuple[str, ...]],
+    *,
+    computed: int,
+    key: str,
+) -> dict:
     """The stage report; ``computed`` entries were written by this run, the rest were reused from the store."""
-    return {"files": len(entries), "decoded": len(found), "segments": sum(s.rows for s in found.values()),
-            "coverage": round(len(found) / len(entries), 6) if entries else 0.0,
-            "computed": computed, "reused": len(found) - computed, "frontend_key": key,
-            "failed": sorted(failures, key=lambda f: f["path"]),
-            "notes": [{"path": entries[i].path, "note": n} for i in sorted(notes) for n in notes[i]]}
+    return {
+        "files": len(entries),
+        "decoded": len(found),
+        "segments": sum(s.rows for s in found.values()),
+        "coverage": round(len(found) / len(entries), 6) if entries else 0.0,
+        "computed": computed,
+        "reused": len(found) - computed,
+        "frontend_key": key,
+        "failed": sorted(failures, key=lambda f: f["path"]),
+        "notes": [{"path": entries[i].path, "note": n} for i in sorted(notes) for n in notes[i]],
+    }

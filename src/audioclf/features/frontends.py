@@ -4,6 +4,7 @@ Both equal librosa (``power_to_db(melspectrogram(...))``, ``feature.mfcc`` and
 ``feature.delta``) to float32 rounding, and run batched in plain torch, the same code
 on the CPU and on a GPU.
 """
+
 from __future__ import annotations
 
 import librosa
@@ -15,7 +16,7 @@ from torch import nn
 
 from audioclf.config.features import FeaturesConfig
 
-AMIN = 1e-10          # power floor before the logarithm (librosa's power_to_db amin)
+AMIN = 1e-10  # power floor before the logarithm (librosa's power_to_db amin)
 BANDS_PER_BLOCK = 16  # bands projected together (fastest of 4 .. 32 for 128 mels on a GPU)
 
 
@@ -31,7 +32,9 @@ def highpass_gain(freqs: np.ndarray, cutoff: float, order: int) -> np.ndarray:
 
 def mel_filterbank(cfg: FeaturesConfig) -> np.ndarray:
     """librosa's Slaney mel filterbank (n_mels, n_fft // 2 + 1), times the optional high-pass."""
-    fb = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.f_min, fmax=cfg.f_max)
+    fb = librosa.filters.mel(
+        sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.f_min, fmax=cfg.f_max
+    )
     if cfg.highpass_order:
         freqs = librosa.fft_frequencies(sr=cfg.sample_rate, n_fft=cfg.n_fft)
         fb = fb * highpass_gain(freqs, cfg.f_min, cfg.highpass_order)[None].astype(np.float32)
@@ -56,18 +59,27 @@ class LogMel(nn.Module):
 
     def __init__(self, cfg: FeaturesConfig):
         super().__init__()
-        self.n_fft, self.hop_length, self.top_db, self.n_mels = cfg.n_fft, cfg.hop_length, cfg.top_db, cfg.n_mels
-        self.register_buffer("window", torch.hann_window(cfg.n_fft))    # periodic, like scipy's 'hann'
-        fb = mel_filterbank(cfg)                                          # (n_mels, F)
+        self.n_fft, self.hop_length, self.top_db, self.n_mels = (
+            cfg.n_fft,
+            cfg.hop_length,
+            cfg.top_db,
+            cfg.n_mels,
+        )
+        self.register_buffer(
+            "window", torch.hann_window(cfg.n_fft)
+        )  # periodic, like scipy's 'hann'
+        fb = mel_filterbank(cfg)  # (n_mels, F)
         # rows interleaved like view_as_real's (re, im) pairs: |X|^2 projection = squares @ fb2
-        fb2 = np.repeat(fb.T, 2, axis=0)                                  # (2F, n_mels)
+        fb2 = np.repeat(fb.T, 2, axis=0)  # (2F, n_mels)
         self.blocks: list[tuple[int, int, int, int]] = []
         for i, lo_band in enumerate(range(0, cfg.n_mels, BANDS_PER_BLOCK)):
             hi_band = min(lo_band + BANDS_PER_BLOCK, cfg.n_mels)
             bins = np.flatnonzero(fb[lo_band:hi_band].any(axis=0))
             lo, hi = (2 * bins[0], 2 * bins[-1] + 2) if len(bins) else (0, 0)
             self.blocks.append((lo_band, hi_band, lo, hi))
-            self.register_buffer(f"fb{i}", torch.from_numpy(np.ascontiguousarray(fb2[lo:hi, lo_band:hi_band])))
+            self.register_buffer(
+                f"fb{i}", torch.from_numpy(np.ascontiguousarray(fb2[lo:hi, lo_band:hi_band]))
+            )
 
     def extra_repr(self) -> str:
         return f"n_fft={self.n_fft}, hop_length={self.hop_length}, n_mels={self.n_mels}, top_db={self.top_db}"
@@ -75,18 +87,24 @@ class LogMel(nn.Module):
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         pad = self.n_fft // 2
         n_frames = 1 + wave.shape[-1] // self.hop_length
-        used = min(n_frames, (last_nonzero(wave) + pad) // self.hop_length + 1)    # frames that see signal
-        frames = nn.functional.pad(wave, (pad, pad)).unfold(-1, self.n_fft, self.hop_length)[:, :used]
-        mel = wave.new_full((wave.shape[0], n_frames, self.n_mels), AMIN)             # (B, T, n_mels)
+        used = min(
+            n_frames, (last_nonzero(wave) + pad) // self.hop_length + 1
+        )  # frames that see signal
+        frames = nn.functional.pad(wave, (pad, pad)).unfold(-1, self.n_fft, self.hop_length)[
+            :, :used
+        ]
+        mel = wave.new_full((wave.shape[0], n_frames, self.n_mels), AMIN)  # (B, T, n_mels)
         if used > 0:
-            self._project(torch.fft.rfft(frames * self.window), mel[:, :used])        # (B, T', F) -> (B, T', n_mels)
-        db = torch.log10(mel.clamp_min_(AMIN)).mul_(10.0).transpose(1, 2)            # (B, n_mels, T)
+            self._project(
+                torch.fft.rfft(frames * self.window), mel[:, :used]
+            )  # (B, T', F) -> (B, T', n_mels)
+        db = torch.log10(mel.clamp_min_(AMIN)).mul_(10.0).transpose(1, 2)  # (B, n_mels, T)
         floor = db.amax(dim=(1, 2), keepdim=True) - self.top_db
-        return torch.maximum(db, floor)                                                # (B, n_mels, T)
+        return torch.maximum(db, floor)  # (B, n_mels, T)
 
     def _project(self, spec: torch.Tensor, out: torch.Tensor) -> None:
         """Write the mel power (B, T, n_mels) of a spectrum (B, T, F) into ``out``, by blocks of bands."""
-        power = torch.view_as_real(spec).flatten(-2).square_()                         # (B, T, 2F)
+        power = torch.view_as_real(spec).flatten(-2).square_()  # (B, T, 2F)
         for i, (lo_band, hi_band, lo, hi) in enumerate(self.blocks):
             if hi > lo:
                 out[..., lo_band:hi_band] = power[..., lo:hi] @ getattr(self, f"fb{i}")
@@ -98,7 +116,7 @@ def last_nonzero(wave: torch.Tensor) -> int:
     >>> last_nonzero(torch.tensor([[0.0, 1.0, 0.0, 0.0], [2.0, 0.0, 0.0, 0.0]]))
     1
     """
-    if bool(wave[:, -1].ne(0).any()):   # the common case, a segment without padding: no scan
+    if bool(wave[:, -1].ne(0).any()):  # the common case, a segment without padding: no scan
         return wave.shape[-1] - 1
     nonzero = torch.nonzero(wave.ne(0).any(dim=0))
     return int(nonzero[-1]) if len(nonzero) else -1
@@ -111,7 +129,9 @@ def delta_matrix(n_frames: int, width: int, order: int) -> np.ndarray:
     filtering the identity gives its matrix, edges included.
     """
     eye = np.eye(n_frames)
-    return scipy.signal.savgol_filter(eye, width, polyorder=order, deriv=order, axis=0, mode="interp")
+    return scipy.signal.savgol_filter(
+        eye, width, polyorder=order, deriv=order, axis=0, mode="interp"
+    )
 
 
 class MFCC(nn.Module):
@@ -126,17 +146,23 @@ class MFCC(nn.Module):
     def __init__(self, cfg: FeaturesConfig):
         super().__init__()
         self.logmel = LogMel(cfg)
-        dct = scipy.fft.dct(np.eye(cfg.n_mels), type=2, norm="ortho", axis=0)[: cfg.n_mfcc]   # (n_mfcc, n_mels)
+        dct = scipy.fft.dct(np.eye(cfg.n_mels), type=2, norm="ortho", axis=0)[
+            : cfg.n_mfcc
+        ]  # (n_mfcc, n_mels)
         self.register_buffer("dct", torch.from_numpy(dct.astype(np.float32)))
         deltas = [delta_matrix(cfg.n_frames, cfg.delta_width, k).T for k in (1, 2)]
-        self.register_buffer("deltas_t", torch.from_numpy(np.stack(deltas).astype(np.float32)))  # (2, T, T)
+        self.register_buffer(
+            "deltas_t", torch.from_numpy(np.stack(deltas).astype(np.float32))
+        )  # (2, T, T)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        coeffs = self.dct @ self.logmel(wave)                      # (B, n_mfcc, T)
+        coeffs = self.dct @ self.logmel(wave)  # (B, n_mfcc, T)
         if coeffs.shape[-1] != self.deltas_t.shape[-1]:
-            raise ValueError(f"MFCC was built for {self.deltas_t.shape[-1]} frames per segment, got {coeffs.shape[-1]}")
-        deltas = coeffs.unsqueeze(1) @ self.deltas_t               # (B, 2, n_mfcc, T)
-        return torch.cat([coeffs.unsqueeze(1), deltas], dim=1)     # (B, 3, n_mfcc, T)
+            raise ValueError(
+                f"MFCC was built for {self.deltas_t.shape[-1]} frames per segment, got {coeffs.shape[-1]}"
+            )
+        deltas = coeffs.unsqueeze(1) @ self.deltas_t  # (B, 2, n_mfcc, T)
+        return torch.cat([coeffs.unsqueeze(1), deltas], dim=1)  # (B, 3, n_mfcc, T)
 
 
 class FrontEnd(nn.Module):
@@ -152,4 +178,4 @@ class FrontEnd(nn.Module):
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         out = self.transform(wave)
-        return out if out.dim() == 4 else out.unsqueeze(1)         # (B, C, F, T)
+        return out if out.dim() == 4 else out.unsqueeze(1)  # (B, C, F, T)

@@ -12,10 +12,11 @@ experiments share them. The file's own sha256 (from the manifest) is remembered
 beside it, so a later run finds its entries without decoding anything.
 
 A shard's data is written to a temporary file, flushed to disk and renamed, and
-only then is its index written (atomically). An index is the only proof that an
+only then is its index written (atomically), by :class:`audioclf.features.shards.ShardWriter`. An index is the only proof that an
 entry is complete: a run interrupted at any point leaves at most a ``.tmp`` file
 that no reader looks at, and that a later run deletes once its writer is gone.
 """
+
 from __future__ import annotations
 
 import csv
@@ -23,17 +24,14 @@ import dataclasses
 import hashlib
 import json
 import os
-import secrets
 import socket
-import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
 from audioclf.config.features import FeaturesConfig
-from audioclf.io import atomic_path
 
 # bump when decoding, the audio hash or a front-end changes: old entries then miss
 # (2: audio keyed by BLAKE3, not sha256; 3: on the CPU the Hann window is applied to the
@@ -66,7 +64,9 @@ def frontend_key(cfg: FeaturesConfig) -> str:
     >>> frontend_key(FeaturesConfig()) == frontend_key(FeaturesConfig(n_mels=64))
     False
     """
-    blob = json.dumps({**frontend_params(cfg), "version": FRONTEND_VERSION}, sort_keys=True).encode()
+    blob = json.dumps(
+        {**frontend_params(cfg), "version": FRONTEND_VERSION}, sort_keys=True
+    ).encode()
     return f"{cfg.kind}-{hashlib.sha256(blob).hexdigest()[:16]}"
 
 
@@ -108,16 +108,26 @@ class FeatureStore:
     def _load(self, index: Path) -> None:
         shard = index.name[: -len(".index.csv")]
         with open(index, newline="") as fh:
-            entries = [StoredEntry(shard, int(r["start"]), int(r["rows"]), r["audio_hash"], r["file_sha256"],
-                                   tuple(filter(None, r["notes"].split("; ")))) for r in csv.DictReader(fh)]
+            entries = [
+                StoredEntry(
+                    shard,
+                    int(r["start"]),
+                    int(r["rows"]),
+                    r["audio_hash"],
+                    r["file_sha256"],
+                    tuple(filter(None, r["notes"].split("; "))),
+                )
+                for r in csv.DictReader(fh)
+            ]
         data = self.dir / f"{shard}.f32"
         needed = max((e.start + e.rows for e in entries), default=0) * self.row_bytes
         if not data.is_file() or data.stat().st_size < needed:
             return  # damaged by hand (the write order makes this impossible otherwise): ignore the shard
         for e in entries:
-            self._add(e)
+            self.add_entry(e)
 
-    def _add(self, entry: StoredEntry) -> None:
+    def add_entry(self, entry: StoredEntry) -> None:
+        """Make a committed entry visible (by audio hash and file sha256; the first one wins)."""
         self.by_audio.setdefault(entry.audio_hash, entry)
         if entry.file_sha256:
             self.by_file.setdefault(entry.file_sha256, entry)
@@ -126,15 +136,22 @@ class FeatureStore:
         """Delete what a writer killed on this host left: a temporary shard, or data without an index."""
         for path in self.dir.glob("*.f32*"):
             committed_data = path.suffix == ".f32" and not path.name.startswith(".")
-            if path.suffix == ".tmp" or (committed_data and not path.with_suffix(".index.csv").exists()):
+            if path.suffix == ".tmp" or (
+                committed_data and not path.with_suffix(".index.csv").exists()
+            ):
                 host, pid = _writer(path.name.lstrip(".").split(".f32")[0])
                 if host == socket.gethostname() and pid is not None and not _alive(pid):
                     path.unlink(missing_ok=True)
 
     def read(self, entry: StoredEntry) -> np.ndarray:
         """The entry's segments (rows, C, F, T), memory-mapped."""
-        return np.memmap(self.dir / f"{entry.shard}.f32", dtype=np.float32, mode="r",
-                         offset=entry.start * self.row_bytes, shape=(entry.rows, *self.shape))
+        return np.memmap(
+            self.dir / f"{entry.shard}.f32",
+            dtype=np.float32,
+            mode="r",
+            offset=entry.start * self.row_bytes,
+            shape=(entry.rows, *self.shape),
+        )
 
     def copy_to(self, entries: Iterable[StoredEntry], out, uncommitted: dict | None = None) -> int:
         """Append the entries' bytes to ``out``, kernel-side where possible.
@@ -160,7 +177,9 @@ class FeatureStore:
                 fh.close()
         return total
 
-    def link_whole(self, entries: list[StoredEntry], dst: Path, committed: Callable[[], object]) -> bool:
+    def link_whole(
+        self, entries: list[StoredEntry], dst: Path, committed: Callable[[], object]
+    ) -> bool:
         """Hard-link ``dst`` to a committed shard if ``entries`` are all of it, in order; False (nothing done) if not.
 
         The common case of a first run, whose output is exactly the shard it wrote: no
@@ -181,99 +200,6 @@ class FeatureStore:
         except OSError:
             return False
         return True
-
-    def writer(self, shard_bytes: int = SHARD_BYTES) -> "ShardWriter":
-        return ShardWriter(self, shard_bytes)
-
-
-class ShardWriter:
-    """Appends entries to new shards; each shard is committed when full and on a clean exit.
-
-    Use as a context manager: if the block raises, the shard being written is deleted
-    and none of its entries is ever seen; shards committed before stay valid. Or call
-    :meth:`close` (or :meth:`discard`) yourself, for example from another thread.
-    """
-
-    def __init__(self, store: FeatureStore, shard_bytes: int):
-        self.store, self.shard_bytes = store, shard_bytes
-        self.committed = 0   # entries published by this writer
-        self._fh = None
-
-    def __enter__(self) -> "ShardWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.discard()
-
-    def close(self) -> None:
-        """Commit the current shard; if that fails, delete it (nothing is published) and raise."""
-        try:
-            self.commit()
-        except BaseException:
-            self.discard()
-            raise
-
-    def open_uncommitted(self) -> dict:
-        """The current shard's data, flushed and opened for reading, by shard name ({} if none).
-
-        The open file stays valid whether the shard is later committed (renamed) or
-        discarded, so the entries just written can be read while :meth:`close` runs
-        (its ``fsync`` waits on the disk).
-        """
-        if self._fh is None:
-            return {}
-        self._fh.flush()
-        return {self._name: open(self._tmp, "rb")}
-
-    def _open(self) -> None:
-        self._name = f"{time.strftime('%Y%m%dT%H%M%S')}-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
-        self._tmp = self.store.dir / f".{self._name}.f32.tmp"
-        self._fh = open(self._tmp, "wb")
-        self._pending: list[StoredEntry] = []
-        self._rows = 0
-
-    def add(self, feats: np.ndarray, *, audio_hash: str, file_sha256: str, notes: Iterable[str] = ()) -> StoredEntry:
-        """Append one file's segments (rows, C, F, T) float32; visible to readers after the commit."""
-        if feats.shape[1:] != self.store.shape or feats.dtype != np.float32:
-            raise ValueError(f"segments must be float32 (rows, {', '.join(map(str, self.store.shape))}), "
-                             f"got {feats.dtype} {feats.shape}")
-        if self._fh is None:
-            self._open()
-        entry = StoredEntry(self._name, self._rows, len(feats), audio_hash, file_sha256, tuple(notes))
-        self._fh.write(np.ascontiguousarray(feats).data)
-        self._rows += len(feats)
-        self._pending.append(entry)
-        if self._rows * self.store.row_bytes >= self.shard_bytes:
-            self.commit()
-        return entry
-
-    def commit(self) -> None:
-        """Publish the current shard: data flushed and renamed first, then its index."""
-        if self._fh is None:
-            return
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
-        self._fh = None
-        os.replace(self._tmp, self.store.dir / f"{self._name}.f32")
-        with atomic_path(self.store.dir / f"{self._name}.index.csv") as tmp, open(tmp, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(INDEX_COLUMNS)
-            writer.writerows((e.audio_hash, e.file_sha256, e.start, e.rows, "; ".join(e.notes))
-                             for e in self._pending)
-        for e in self._pending:
-            self.store._add(e)
-        self.committed += len(self._pending)
-
-    def discard(self) -> None:
-        """Delete the shard being written, if any: none of its entries is ever seen."""
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-            self._tmp.unlink(missing_ok=True)
 
 
 def _runs(entries: Iterable[StoredEntry]) -> Iterable[tuple[str, int, int]]:

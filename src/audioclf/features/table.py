@@ -14,15 +14,16 @@ model never recomputes it. It is assembled from the shared, content-addressed st
 :class:`FeatureTable` reads it; :func:`load_split` serves one split's segments,
 normalised, in batches.
 """
+
 from __future__ import annotations
 
 import csv
 import json
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -48,7 +49,9 @@ def write_index(rows: list[Row], path: Path) -> None:
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(INDEX_COLUMNS)
-        writer.writerows((i, r.path, r.label, r.group, r.segment, r.start_s) for i, r in enumerate(rows))
+        writer.writerows(
+            (i, r.path, r.label, r.group, r.segment, r.start_s) for i, r in enumerate(rows)
+        )
 
 
 class FeatureTable:
@@ -68,15 +71,22 @@ class FeatureTable:
         self.meta = json.loads((cache_dir / META_FILE).read_text())
         self.labels: list[str] = self.meta["labels"]
         with open(cache_dir / INDEX_FILE, newline="") as fh:
-            self.rows = [Row(r["path"], r["label"], r["group"], int(r["segment"]), float(r["start_s"]))
-                         for r in csv.DictReader(fh)]
+            self.rows = [
+                Row(r["path"], r["label"], r["group"], int(r["segment"]), float(r["start_s"]))
+                for r in csv.DictReader(fh)
+            ]
         shape = tuple(self.meta["shape"])
         if len(shape) != 4 or shape[0] != len(self.rows):
-            raise ValueError(f"feature table {cache_dir} has shape {list(shape)} for {len(self.rows)} index rows; "
-                             "expected (segments, channels, bands, frames): rerun dvc repro features")
+            raise ValueError(
+                f"feature table {cache_dir} has shape {list(shape)} for {len(self.rows)} index rows; "
+                "expected (segments, channels, bands, frames): rerun dvc repro features"
+            )
         # a zero-length memmap is not allowed; an empty cache has no rows to read anyway
-        self.data = np.memmap(cache_dir / DATA_FILE, dtype=np.float32, mode="r", shape=shape) if shape[0] else \
-            np.zeros(shape, dtype=np.float32)
+        self.data = (
+            np.memmap(cache_dir / DATA_FILE, dtype=np.float32, mode="r", shape=shape)
+            if shape[0]
+            else np.zeros(shape, dtype=np.float32)
+        )
         self._label_ix = {name: i for i, name in enumerate(self.labels)}
 
     @property
@@ -139,10 +149,14 @@ class SplitData:
 
     def batch(self, idx: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Normalised features (B, C, F, T) of the segments at positions ``idx`` of this split."""
-        x = torch.from_numpy(np.asarray(self.table.data[self.rows[np.asarray(idx)]]))  # (B, C, F, T)
+        x = torch.from_numpy(
+            np.asarray(self.table.data[self.rows[np.asarray(idx)]])
+        )  # (B, C, F, T)
         return (x - self.mean) / self.std
 
-    def prefetched(self, batches: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
+    def prefetched(
+        self, batches: list[torch.Tensor]
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
         """(idx, x, seconds waited for x) per batch; batch k+1 is read from the table while k is used."""
         with ThreadPoolExecutor(1) as reader:
             future = reader.submit(self.batch, batches[0]) if batches else None
@@ -160,6 +174,15 @@ def load_split(table: FeatureTable, paths: list[str], norm: dict) -> SplitData:
     checkpoint stores it: see :func:`audioclf.training.loop.normalisation`)."""
     rows = table.indices(paths)
     if len(rows) == 0:
-        raise ValueError("none of the split's files are in the feature table (did every file fail to decode?)")
+        raise ValueError(
+            "none of the split's files are in the feature table (did every file fail to decode?)"
+        )
     mean, std = (stat_tensor(norm[k]) for k in ("mean", "std"))
-    return SplitData(table, rows, torch.from_numpy(table.targets(rows)), [table.rows[i].path for i in rows], mean, std)
+    return SplitData(
+        table,
+        rows,
+        torch.from_numpy(table.targets(rows)),
+        [table.rows[i].path for i in rows],
+        mean,
+        std,
+    )

@@ -8,6 +8,7 @@ Every model maps (B, 1, n_mels, T) log-mel to (B, n_classes) logits and has a
 Models built from pretrained weights also have ``arch()``: the resolved
 architecture a checkpoint stores to rebuild them offline.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -33,8 +34,14 @@ MODELS: dict[str, type[nn.Module]] = {
 }
 
 
-def build_model(name: str, cfg: Any, n_classes: int, in_channels: int = 1,
-                input_shape: tuple[int, int] | None = None, arch: dict | None = None) -> nn.Module:
+def build_model(
+    name: str,
+    cfg: Any,
+    n_classes: int,
+    in_channels: int = 1,
+    input_shape: tuple[int, int] | None = None,
+    arch: dict | None = None,
+) -> nn.Module:
     """Instantiate model ``name`` from its validated config.
 
     Args:
@@ -49,8 +56,13 @@ def build_model(name: str, cfg: Any, n_classes: int, in_channels: int = 1,
         raise ValueError(f"unknown model {name!r}; allowed: {', '.join(sorted(MODELS))}")
     model_cls = MODELS[name]
     extra = {"arch": arch} if arch is not None else {}
-    return model_cls(cfg, n_classes=n_classes, in_channels=in_channels,
-                     input_shape=None if input_shape is None else tuple(input_shape), **extra)
+    return model_cls(
+        cfg,
+        n_classes=n_classes,
+        in_channels=in_channels,
+        input_shape=None if input_shape is None else tuple(input_shape),
+        **extra,
+    )
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -64,5 +76,7 @@ def head_and_backbone(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Par
         if p.requires_grad:
             (head if name.startswith(model.head_prefix) else backbone).append(p)
     if not head:
-        raise ValueError(f"{type(model).__name__} has no parameters under its head_prefix {model.head_prefix!r}")
+        raise ValueError(
+            f"{type(model).__name__} has no parameters under its head_prefix {model.head_prefix!r}"
+        )
     return head, backbone

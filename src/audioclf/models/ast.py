@@ -8,6 +8,7 @@ cached features' frame count and the pretrained patch-grid position embeddings a
 interpolated (2-D, bilinear) to the new grid, keeping the [CLS] and distillation
 tokens' embeddings.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -21,13 +22,16 @@ from audioclf.models.pretrained import PretrainedWeightsError, load_pretrained
 AST_MEL_BINS = 128  # what the AudioSet checkpoint's patch grid and weights expect
 
 
-def patch_grid(n_mels: int, n_frames: int, patch: int, f_stride: int, t_stride: int) -> tuple[int, int]:
+def patch_grid(
+    n_mels: int, n_frames: int, patch: int, f_stride: int, t_stride: int
+) -> tuple[int, int]:
     """Patches along frequency and time, as ``ASTEmbeddings`` computes them."""
     return (n_mels - patch) // f_stride + 1, (n_frames - patch) // t_stride + 1
 
 
-def interpolate_position_embeddings(pos: torch.Tensor, old_grid: tuple[int, int],
-                                    new_grid: tuple[int, int], n_special: int = 2) -> torch.Tensor:
+def interpolate_position_embeddings(
+    pos: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int], n_special: int = 2
+) -> torch.Tensor:
     """Resize AST position embeddings to a new patch grid.
 
     Args:
@@ -41,9 +45,11 @@ def interpolate_position_embeddings(pos: torch.Tensor, old_grid: tuple[int, int]
     """
     special, grid = pos[:, :n_special], pos[:, n_special:]
     if grid.shape[1] != old_grid[0] * old_grid[1]:
-        raise ValueError(f"position embeddings hold {grid.shape[1]} patches, not the {old_grid} grid")
+        raise ValueError(
+            f"position embeddings hold {grid.shape[1]} patches, not the {old_grid} grid"
+        )
     d = pos.shape[-1]
-    grid = grid.reshape(1, *old_grid, d).permute(0, 3, 1, 2)              # (1, D, F, T)
+    grid = grid.reshape(1, *old_grid, d).permute(0, 3, 1, 2)  # (1, D, F, T)
     grid = nn.functional.interpolate(grid, size=new_grid, mode="bilinear", align_corners=False)
     grid = grid.permute(0, 2, 3, 1).reshape(1, new_grid[0] * new_grid[1], d)  # (1, F'T', D)
     return torch.cat([special, grid], dim=1)
@@ -63,8 +69,14 @@ class ASTClassifier(nn.Module):
 
     head_prefix = "net.classifier."
 
-    def __init__(self, cfg: ASTConfig, n_classes: int, in_channels: int = 1,
-                 input_shape: tuple[int, int] | None = None, arch: dict | None = None):
+    def __init__(
+        self,
+        cfg: ASTConfig,
+        n_classes: int,
+        in_channels: int = 1,
+        input_shape: tuple[int, int] | None = None,
+        arch: dict | None = None,
+    ):
         super().__init__()
         # imported here: transformers takes seconds to import, and every stage imports the registry
         from transformers import ASTConfig as HFASTConfig
@@ -78,31 +90,56 @@ class ASTClassifier(nn.Module):
         if arch is not None:
             self.net = ASTForAudioClassification(HFASTConfig.from_dict(arch))
         elif cfg.pretrained is None:
-            self.net = ASTForAudioClassification(HFASTConfig(
-                hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
-                intermediate_size=cfg.intermediate_size, patch_size=cfg.patch_size,
-                frequency_stride=cfg.frequency_stride, time_stride=cfg.time_stride, max_length=n_frames,
-                num_mel_bins=n_mels, hidden_dropout_prob=cfg.dropout, num_labels=n_classes))
+            self.net = ASTForAudioClassification(
+                HFASTConfig(
+                    hidden_size=cfg.hidden_size,
+                    num_hidden_layers=cfg.num_layers,
+                    num_attention_heads=cfg.num_heads,
+                    intermediate_size=cfg.intermediate_size,
+                    patch_size=cfg.patch_size,
+                    frequency_stride=cfg.frequency_stride,
+                    time_stride=cfg.time_stride,
+                    max_length=n_frames,
+                    num_mel_bins=n_mels,
+                    hidden_dropout_prob=cfg.dropout,
+                    num_labels=n_classes,
+                )
+            )
         else:
             self.net = self._pretrained(cfg, ASTForAudioClassification, n_classes, n_mels, n_frames)
         if self.net.config.num_labels != n_classes:
-            raise ValueError(f"AST architecture has {self.net.config.num_labels} outputs, expected {n_classes}")
+            raise ValueError(
+                f"AST architecture has {self.net.config.num_labels} outputs, expected {n_classes}"
+            )
 
     @staticmethod
-    def _pretrained(cfg: ASTConfig, model_cls: Any, n_classes: int, n_mels: int, n_frames: int) -> nn.Module:
+    def _pretrained(
+        cfg: ASTConfig, model_cls: Any, n_classes: int, n_mels: int, n_frames: int
+    ) -> nn.Module:
         key = "model_params.ast.pretrained"
-        net = load_pretrained(model_cls, cfg.pretrained, key, head_prefix="classifier.dense.",
-                              num_labels=n_classes, hidden_dropout_prob=cfg.dropout)
+        net = load_pretrained(
+            model_cls,
+            cfg.pretrained,
+            key,
+            head_prefix="classifier.dense.",
+            num_labels=n_classes,
+            hidden_dropout_prob=cfg.dropout,
+        )
         c = net.config
         if n_mels != c.num_mel_bins:
             raise PretrainedWeightsError(
                 f"{key}: {cfg.pretrained!r} expects {c.num_mel_bins} mel bins, the features have {n_mels}; "
                 f"set features.n_mels={c.num_mel_bins} (AST's AudioSet weights use {AST_MEL_BINS}) or "
-                f"{key}=null to train from scratch")
+                f"{key}=null to train from scratch"
+            )
         if n_frames < c.patch_size:
-            raise ValueError(f"AST needs at least {c.patch_size} frames per segment, the features have {n_frames}")
+            raise ValueError(
+                f"AST needs at least {c.patch_size} frames per segment, the features have {n_frames}"
+            )
         embeddings = net.audio_spectrogram_transformer.embeddings
-        old = patch_grid(c.num_mel_bins, c.max_length, c.patch_size, c.frequency_stride, c.time_stride)
+        old = patch_grid(
+            c.num_mel_bins, c.max_length, c.patch_size, c.frequency_stride, c.time_stride
+        )
         new = patch_grid(n_mels, n_frames, c.patch_size, c.frequency_stride, c.time_stride)
         with torch.no_grad():
             pos = interpolate_position_embeddings(embeddings.position_embeddings.data, old, new)

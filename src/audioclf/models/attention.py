@@ -3,6 +3,7 @@
 Both map (B, C, F, T) to the same shape, rescaling the input; they are inserted
 after each conv block of :class:`audioclf.models.cnn.AudioCNN` (``attention: se | cbam``).
 """
+
 from __future__ import annotations
 
 import torch
@@ -24,11 +25,15 @@ class SqueezeExcite(nn.Module):
     def __init__(self, channels: int, reduction: int):
         super().__init__()
         hidden = _bottleneck(channels, reduction)
-        self.gate = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(inplace=True),
-                                  nn.Linear(hidden, channels), nn.Sigmoid())
+        self.gate = nn.Sequential(
+            nn.Linear(channels, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, channels),
+            nn.Sigmoid(),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.gate(x.mean(dim=(2, 3)))                     # (B, C)
+        w = self.gate(x.mean(dim=(2, 3)))  # (B, C)
         return x * w[:, :, None, None]
 
 
@@ -46,14 +51,20 @@ class CBAM(nn.Module):
     def __init__(self, channels: int, reduction: int, kernel_size: int = 7):
         super().__init__()
         hidden = _bottleneck(channels, reduction)
-        self.mlp = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels))
+        self.mlp = nn.Sequential(
+            nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels)
+        )
         self.spatial = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        channel = torch.sigmoid(self.mlp(x.mean(dim=(2, 3))) + self.mlp(x.amax(dim=(2, 3))))  # (B, C)
+        channel = torch.sigmoid(
+            self.mlp(x.mean(dim=(2, 3))) + self.mlp(x.amax(dim=(2, 3)))
+        )  # (B, C)
         x = x * channel[:, :, None, None]
-        maps = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)  # (B, 2, F, T)
-        return x * torch.sigmoid(self.spatial(maps))            # (B, 1, F, T) gate broadcast over C
+        maps = torch.cat(
+            [x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1
+        )  # (B, 2, F, T)
+        return x * torch.sigmoid(self.spatial(maps))  # (B, 1, F, T) gate broadcast over C
 
 
 ATTENTION = {"se": SqueezeExcite, "cbam": CBAM}

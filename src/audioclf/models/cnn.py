@@ -4,6 +4,7 @@ One class, sized by :class:`CNNConfig`: the default ``cnn`` (4 blocks, ~343K
 parameters) and ``cnn_v2`` (5 blocks, ~4.2M) differ only in their configs, and so
 do the attention variants ``cnn_se`` and ``cnn_cbam`` (``attention: se | cbam``).
 """
+
 from __future__ import annotations
 
 import torch
@@ -22,8 +23,13 @@ class AudioCNN(nn.Module):
 
     head_prefix = "head."
 
-    def __init__(self, cfg: CNNConfig, n_classes: int, in_channels: int = 1,
-                 input_shape: tuple[int, int] | None = None):
+    def __init__(
+        self,
+        cfg: CNNConfig,
+        n_classes: int,
+        in_channels: int = 1,
+        input_shape: tuple[int, int] | None = None,
+    ):
         super().__init__()
         if n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got {n_classes}")
@@ -32,17 +38,24 @@ class AudioCNN(nn.Module):
         prev = in_channels
         for i, width in enumerate(cfg.channels):
             kernel, stride = (5, cfg.stem_stride) if i == 0 else (3, 1)
-            blocks += [nn.Conv2d(prev, width, kernel, stride=stride, padding=kernel // 2, bias=False),
-                       nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            blocks += [
+                nn.Conv2d(prev, width, kernel, stride=stride, padding=kernel // 2, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+            ]
             if cfg.attention != "none":
                 blocks.append(ATTENTION[cfg.attention](width, cfg.reduction))
             blocks.append(nn.MaxPool2d(2, ceil_mode=True))
             prev = width
         self.features = nn.Sequential(*blocks)
-        self.head = nn.Sequential(nn.Linear(2 * prev, cfg.hidden), nn.ReLU(inplace=True),
-                                  nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, n_classes))
+        self.head = nn.Sequential(
+            nn.Linear(2 * prev, cfg.hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.hidden, n_classes),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.features(x)                                  # (B, C, F', T')
+        h = self.features(x)  # (B, C, F', T')
         pooled = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)  # (B, 2C)
-        return self.head(pooled)                              # (B, n_classes)
+        return self.head(pooled)  # (B, n_classes)

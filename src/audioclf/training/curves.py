@@ -2,6 +2,7 @@
 
 Evaluation figures: :mod:`audioclf.evaluation.plots`.
 """
+
 from __future__ import annotations
 
 import csv

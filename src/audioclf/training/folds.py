@@ -6,6 +6,7 @@ trains each fold in its MLflow run (one run per training; for cross-validation a
 parent run with one child per fold), and writes each fold's checkpoint, resumable
 state and curves under :class:`FoldPaths`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import mlflow
 
+from audioclf.config.data import SplitConfig
+from audioclf.config.schema import flatten
 from audioclf.config.training import TrainSpec
 from audioclf.data.split import Split
 from audioclf.evaluation.bootstrap import fold_summary
@@ -51,14 +54,28 @@ class FoldPaths:
 
 def remove_stale_folds(n_folds: int, paths: FoldPaths) -> list[Path]:
     """Delete the fold outputs numbered ``n_folds`` and up (left by a run with more folds); returns them."""
-    stale = [p for folder in (paths.models, paths.resume, paths.curves) for p in folder.glob("fold_*")
-             if (m := FOLD.fullmatch(p.name)) and int(m.group(1)) >= n_folds]
+    stale = [
+        p
+        for folder in (paths.models, paths.resume, paths.curves)
+        for p in folder.glob("fold_*")
+        if (m := FOLD.fullmatch(p.name)) and int(m.group(1)) >= n_folds
+    ]
     for p in stale:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
     return stale
 
 
-def train_folds(spec: TrainSpec, table: FeatureTable, folds: list[Split], paths: FoldPaths, runs: Runs) -> dict:
+def training_runs(dataset: str, spec: TrainSpec, table: FeatureTable, split: SplitConfig) -> Runs:
+    """The MLflow runs of a training: named ``<model>-<loss>``, with all that shaped it as params
+    (the spec and the front-end) and the split as tags."""
+    params = flatten({**spec.resolved(), "features": table.meta["frontend"]})
+    tags = {"leaky_split": str(split.leaky).lower(), "split_strategy": split.strategy}
+    return Runs(dataset, f"{spec.model}-{spec.loss}", params, tags)
+
+
+def train_folds(
+    spec: TrainSpec, table: FeatureTable, folds: list[Split], paths: FoldPaths, runs: Runs
+) -> dict:
     """Train ``spec`` on every fold (resuming an interrupted run), logging to ``runs``.
 
     Returns:
@@ -70,37 +87,64 @@ def train_folds(spec: TrainSpec, table: FeatureTable, folds: list[Split], paths:
     keys = [run_key(spec, tr, va, table.labels, table.frontend_key) for tr, va in files]
     found = [find_resumable(paths.last(n), paths.best(n), key) for n, key in enumerate(keys)]
     states = plan_folds([state for state, _ in found])
-    for n, ((_, note), state) in enumerate(zip(found, states)):
-        log.info("train: fold %d: %s", n, note if state is not None or "fresh" in note else "starting fresh (rerun)")
+    for n, ((_, note), state) in enumerate(zip(found, states, strict=True)):
+        log.info(
+            "train: fold %d: %s",
+            n,
+            note if state is not None or "fresh" in note else "starting fresh (rerun)",
+        )
     cv = len(folds) > 1
     run_ids = [s["mlflow_run_id"] if s else None for s in states]
     parent_id = next((parent_run_id(r) for r in run_ids if r), None) if cv else run_ids[0]
     results = []
     with runs.open(run_id=parent_id) as parent:
-        for n, ((train_paths, val_paths), state) in enumerate(zip(files, states)):
+        for n, ((train_paths, val_paths), state) in enumerate(zip(files, states, strict=True)):
             with runs.open_fold(n, run_id=run_ids[n]) if cv else runs.reuse(parent) as run:
-                result = train(spec, table, train_paths, val_paths, paths.best(n),
-                               log_metrics=lambda m, step: mlflow.log_metrics(m, step=step),
-                               run_id=run.info.run_id, last=paths.last(n), resume=state)
+                result = train(
+                    spec,
+                    table,
+                    train_paths,
+                    val_paths,
+                    paths.best(n),
+                    log_metrics=lambda m, step: mlflow.log_metrics(m, step=step),
+                    run_id=run.info.run_id,
+                    last=paths.last(n),
+                    resume=state,
+                )
                 results.append(_record_fold(n, result, paths))
-        summary = results[0] if not cv else {
-            "best_val_macro_f1": fold_summary([{"v": r["best_val_macro_f1"]} for r in results])["v"]["mean"],
-            "n_parameters": results[0]["n_parameters"], "folds": {str(n): r for n, r in enumerate(results)}}
+        summary = (
+            results[0]
+            if not cv
+            else {
+                "best_val_macro_f1": fold_summary([{"v": r["best_val_macro_f1"]} for r in results])[
+                    "v"
+                ]["mean"],
+                "n_parameters": results[0]["n_parameters"],
+                "folds": {str(n): r for n, r in enumerate(results)},
+            }
+        )
         if cv:
             mlflow.log_metric("best_val_macro_f1_mean", summary["best_val_macro_f1"])
+    log.info(
+        "train: %d fold(s), validation macro-F1 %.4f", len(folds), summary["best_val_macro_f1"]
+    )
     return summary
 
 
 def _record_fold(n: int, result: dict, paths: FoldPaths) -> dict:
     """Log one fold's result to its (active) run and write its curves; returns what the summary keeps."""
     history = result.pop("history")
-    mlflow.set_tags({"device": result.pop("device"), "resumed_from_epoch": result.pop("resumed_from_epoch")})
+    mlflow.set_tags(
+        {"device": result.pop("device"), "resumed_from_epoch": result.pop("resumed_from_epoch")}
+    )
     # a timing: logged, but kept out of reports/train.json, which must be reproducible
     wait = result.pop("data_wait_share")
     mlflow.log_metric("data_wait_share", wait)
     log.info("train: fold %d: %.1f%% of training time spent waiting for data", n, 100 * wait)
     write_curves(history, paths.curve(n))
-    mlflow.log_metrics({"best_val_macro_f1": result["best_val_macro_f1"], "best_epoch": result["best_epoch"]})
+    mlflow.log_metrics(
+        {"best_val_macro_f1": result["best_val_macro_f1"], "best_epoch": result["best_epoch"]}
+    )
     mlflow.log_artifact(str(paths.best(n)), "checkpoints")
     with tempfile.TemporaryDirectory() as tmp:
         plot_curves(history, Path(tmp) / f"train_curves_fold_{n}.png")

@@ -16,9 +16,10 @@ Class weights for imbalance come from the training split's class counts ``n_c``
 ``nn.CrossEntropyLoss(weight=...)`` does), so there ``balanced`` and ``inverse``
 give the same loss; as focal ``alpha`` they differ by a scale factor.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -38,7 +39,9 @@ def class_weights(counts: torch.Tensor, method: str) -> torch.Tensor:
     [1.2679, 0.7321]
     """
     if method not in WEIGHT_METHODS:
-        raise ValueError(f"class weight method {method!r} is unknown; allowed: {', '.join(WEIGHT_METHODS)}")
+        raise ValueError(
+            f"class weight method {method!r} is unknown; allowed: {', '.join(WEIGHT_METHODS)}"
+        )
     n = counts.double().clamp_min(1)
     if method == "balanced":
         w = n.sum() / (len(n) * n)
@@ -50,7 +53,9 @@ def class_weights(counts: torch.Tensor, method: str) -> torch.Tensor:
 
 def _soft(target: torch.Tensor, n_classes: int, smoothing: float) -> torch.Tensor:
     """Targets as probabilities (B, C): one-hot for indices (B,), then label smoothing."""
-    probs = nn.functional.one_hot(target, n_classes).float() if target.dim() == 1 else target.float()
+    probs = (
+        nn.functional.one_hot(target, n_classes).float() if target.dim() == 1 else target.float()
+    )
     return probs * (1 - smoothing) + smoothing / n_classes if smoothing else probs
 
 
@@ -73,10 +78,10 @@ class SoftCrossEntropy(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         n_classes = logits.shape[1]
-        logp = logits.float().log_softmax(dim=1)                      # (B, C)
+        logp = logits.float().log_softmax(dim=1)  # (B, C)
         w = torch.ones(n_classes, device=logits.device) if self.weight is None else self.weight
-        raw = _soft(target, n_classes, 0.0)                           # (B, C)
-        q = _soft(target, n_classes, self.label_smoothing)            # (B, C)
+        raw = _soft(target, n_classes, 0.0)  # (B, C)
+        q = _soft(target, n_classes, self.label_smoothing)  # (B, C)
         return -(q * w * logp).sum() / (raw * w).sum()
 
 
@@ -92,7 +97,9 @@ class FocalLoss(nn.Module):
         label_smoothing: mass spread uniformly over the classes.
     """
 
-    def __init__(self, gamma: float = 2.0, alpha: torch.Tensor | None = None, label_smoothing: float = 0.0):
+    def __init__(
+        self, gamma: float = 2.0, alpha: torch.Tensor | None = None, label_smoothing: float = 0.0
+    ):
         super().__init__()
         self.gamma = gamma
         self.register_buffer("alpha", alpha)
@@ -100,8 +107,8 @@ class FocalLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         n_classes = logits.shape[1]
-        logp = logits.float().log_softmax(dim=1)                      # (B, C)
-        focus = (1 - logp.exp()).clamp_min(0) ** self.gamma           # (B, C)
+        logp = logits.float().log_softmax(dim=1)  # (B, C)
+        focus = (1 - logp.exp()).clamp_min(0) ** self.gamma  # (B, C)
         per_class = -_soft(target, n_classes, self.label_smoothing) * focus * logp
         if self.alpha is not None:
             per_class = per_class * self.alpha
@@ -112,7 +119,9 @@ def _ce(cfg: CEConfig, counts: torch.Tensor) -> tuple[nn.Module, torch.Tensor | 
     return SoftCrossEntropy(label_smoothing=cfg.label_smoothing), None
 
 
-def _weighted_ce(cfg: WeightedCEConfig, counts: torch.Tensor) -> tuple[nn.Module, torch.Tensor | None]:
+def _weighted_ce(
+    cfg: WeightedCEConfig, counts: torch.Tensor
+) -> tuple[nn.Module, torch.Tensor | None]:
     weight = class_weights(counts, cfg.weights)
     return SoftCrossEntropy(weight, cfg.label_smoothing), weight
 
@@ -137,5 +146,9 @@ def build_loss(name: str, cfg, class_counts: torch.Tensor) -> tuple[nn.Module, d
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; allowed: {', '.join(sorted(LOSSES))}")
     loss, weight = LOSSES[name](cfg, class_counts)
-    info = {} if weight is None else {"class_weight_min": float(weight.min()), "class_weight_max": float(weight.max())}
+    info = (
+        {}
+        if weight is None
+        else {"class_weight_min": float(weight.min()), "class_weight_max": float(weight.max())}
+    )
     return loss, info

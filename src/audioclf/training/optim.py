@@ -1,4 +1,5 @@
 """Optimisation pieces of training: mixed precision, AdamW groups, learning-rate schedule."""
+
 from __future__ import annotations
 
 import math
@@ -6,9 +7,9 @@ import math
 import torch
 from torch import nn
 
-from audioclf.models import head_and_backbone
 from audioclf.config.schema import ParamsError, choice
 from audioclf.config.training import AMP_MODES, TrainConfig
+from audioclf.models import head_and_backbone
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
@@ -22,8 +23,10 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     choice(amp, AMP_MODES, "train.amp")
     if device.type != "cuda":
         if amp in ("bf16", "fp16"):
-            raise ParamsError(f"params: 'train.amp' is {amp}, which needs a CUDA device, training runs on {device.type}; "
-                             "use train.amp=auto or off")
+            raise ParamsError(
+                f"params: 'train.amp' is {amp}, which needs a CUDA device, training runs on {device.type}; "
+                "use train.amp=auto or off"
+            )
         return None
     if amp == "off":
         return None
@@ -43,7 +46,11 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     The head group comes last, so ``param_groups[-1]["lr"]`` is the head's rate.
     """
     head, backbone = head_and_backbone(model)
-    groups = [{"params": backbone, "lr": cfg.lr * cfg.backbone_lr_mult, "name": "backbone"}] if backbone else []
+    groups = (
+        [{"params": backbone, "lr": cfg.lr * cfg.backbone_lr_mult, "name": "backbone"}]
+        if backbone
+        else []
+    )
     groups.append({"params": head, "lr": cfg.lr, "name": "head"})
     return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
@@ -65,11 +72,13 @@ def lr_factor(step: int, *, cfg: TrainConfig, steps_per_epoch: int) -> float:
     return 1.0
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig,
-                    steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     """A per-optimizer-step schedule (see :func:`lr_factor`); its state_dict is resumable."""
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, cfg=cfg, steps_per_epoch=steps_per_epoch))
+        optimizer, lambda step: lr_factor(step, cfg=cfg, steps_per_epoch=steps_per_epoch)
+    )
 
 
 def steps_per_epoch(n_examples: int, cfg: TrainConfig) -> int:

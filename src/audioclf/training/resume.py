@@ -12,6 +12,7 @@ The "same" is the *run key*: a hash of the training spec, the split's files, the
 classes, the front-end, the device type and the precision (:func:`run_key`).
 :func:`plan_folds` decides which folds of a cross-validation to reuse.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,35 +38,71 @@ class LoopState:
     """Where the epoch loop stands; ``token`` names one training from its fresh start."""
 
     token: str
-    epoch: int = 0                 # last completed epoch
+    epoch: int = 0  # last completed epoch
     best_f1: float = -1.0
     best_epoch: int = 0
     history: list[dict] = dataclasses.field(default_factory=list)
 
 
-def run_key(spec: TrainSpec, train_paths: list[str], val_paths: list[str], labels: list[str],
-            frontend_key: str) -> str:
+def run_key(
+    spec: TrainSpec,
+    train_paths: list[str],
+    val_paths: list[str],
+    labels: list[str],
+    frontend_key: str,
+) -> str:
     """Hash of everything a resumed training must share with the killed one."""
     device = resolve_device(spec.train.device, "train.device")
     amp = resolve_amp(spec.train.amp, device)
-    blob = json.dumps({"spec": spec.resolved(), "train": sorted(train_paths), "val": sorted(val_paths),
-                       "labels": list(labels), "frontend": frontend_key, "device": device.type, "amp": str(amp)},
-                      sort_keys=True, default=str)
+    blob = json.dumps(
+        {
+            "spec": spec.resolved(),
+            "train": sorted(train_paths),
+            "val": sorted(val_paths),
+            "labels": list(labels),
+            "frontend": frontend_key,
+            "device": device.type,
+            "amp": str(amp),
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def _rng_states(generator: torch.Generator) -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "generator": generator.get_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    return {
+        "torch": torch.get_rng_state(),
+        "generator": generator.get_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
 
 
-def save_last(path: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-              scaler: torch.amp.GradScaler, generator: torch.Generator, loop: LoopState, run_key: str,
-              run_id: str | None, finished: bool) -> None:
+def save_last(
+    path: Path,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+    generator: torch.Generator,
+    loop: LoopState,
+    run_key: str,
+    run_id: str | None,
+    finished: bool,
+) -> None:
     """Write the resumable state atomically (a kill mid-write leaves the previous epoch's)."""
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "scaler": scaler.state_dict(), "rng": _rng_states(generator), "loop": dataclasses.asdict(loop),
-             "run_key": run_key, "mlflow_run_id": run_id, "finished": finished}
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "rng": _rng_states(generator),
+        "loop": dataclasses.asdict(loop),
+        "run_key": run_key,
+        "mlflow_run_id": run_id,
+        "finished": finished,
+    }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
@@ -92,21 +129,35 @@ def find_resumable(last: Path, best: Path, key: str) -> tuple[dict | None, str]:
     except _UNREADABLE as exc:
         return None, f"starting fresh: {last} is unreadable ({type(exc).__name__}: {exc})"
     if state.get("run_key") != key:
-        return None, (f"starting fresh: {last} was written with other params, splits, classes, device or "
-                      "precision than this run")
+        return None, (
+            f"starting fresh: {last} was written with other params, splits, classes, device or "
+            "precision than this run"
+        )
     try:
-        best_token = torch.load(best, map_location="cpu", weights_only=False, mmap=True).get("train_token")
+        best_token = torch.load(best, map_location="cpu", weights_only=False, mmap=True).get(
+            "train_token"
+        )
     except (FileNotFoundError, *_UNREADABLE):
         best_token = None
     if best_token != loop.token:
         return None, f"starting fresh: {best} is missing or from another training than {last}"
     if state["finished"]:
         return state, f"{last} holds this training, finished (best: epoch {loop.best_epoch})"
-    return state, f"resuming after epoch {loop.epoch} from {last} (best so far: epoch {loop.best_epoch})"
+    return (
+        state,
+        f"resuming after epoch {loop.epoch} from {last} (best so far: epoch {loop.best_epoch})",
+    )
 
 
-def restore(state: dict, *, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-            scaler: torch.amp.GradScaler, generator: torch.Generator) -> LoopState:
+def restore(
+    state: dict,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+    generator: torch.Generator,
+) -> LoopState:
     """Load a :func:`find_resumable` state into freshly built training objects; returns the loop state."""
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
@@ -115,7 +166,11 @@ def restore(state: dict, *, model: nn.Module, optimizer: torch.optim.Optimizer, 
     rng = state["rng"]
     generator.set_state(rng["generator"])
     torch.set_rng_state(rng["torch"])
-    if rng["cuda"] is not None and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+    if (
+        rng["cuda"] is not None
+        and torch.cuda.is_available()
+        and len(rng["cuda"]) == torch.cuda.device_count()
+    ):
         torch.cuda.set_rng_state_all(rng["cuda"])
     return LoopState(**state["loop"])
 
@@ -127,5 +182,7 @@ def plan_folds(states: list[dict | None]) -> list[dict | None]:
     one, finished folds are reused and unfinished ones resumed. If every fold finished
     (a forced rerun), all start afresh, so a rerun really retrains.
     """
-    interrupted = any(s is not None for s in states) and any(s is None or not s["finished"] for s in states)
+    interrupted = any(s is not None for s in states) and any(
+        s is None or not s["finished"] for s in states
+    )
     return list(states) if interrupted else [None] * len(states)

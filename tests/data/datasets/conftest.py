@@ -1,6 +1,7 @@
 """Fixtures for the dataset adapters: tiny audio files, data params pointing at a
 temporary download cache, and a real HTTP server on 127.0.0.1 that can be told to
 misbehave (rate-limit, fail, drop the connection mid-file, ignore Range)."""
+
 from __future__ import annotations
 
 import io
@@ -8,9 +9,10 @@ import json
 import threading
 import zipfile
 from collections import defaultdict
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -34,7 +36,7 @@ class FakeServer:
         self.files: dict[str, bytes] = {}
         self.api: dict[str, Callable[[dict[str, str]], Any]] = {}
         self.faults: dict[str, list[str]] = defaultdict(list)
-        self.requests: list[tuple[str, Optional[str]]] = []
+        self.requests: list[tuple[str, str | None]] = []
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -46,13 +48,14 @@ class FakeServer:
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}{path}"
 
-    def hits(self, path: str) -> list[Optional[str]]:
+    def hits(self, path: str) -> list[str | None]:
         """Range headers of the requests made to ``path`` (query ignored)."""
         return [rng for full, rng in self.requests if urlsplit(full).path == path]
 
@@ -64,7 +67,9 @@ class FakeServer:
         if fault in ("429", "503"):
             return self._reply(h, int(fault), b"busy")
         if fault == "403":
-            return self._reply(h, 403, json.dumps({"error": "forbidden", "message": "invalid key"}).encode())
+            return self._reply(
+                h, 403, json.dumps({"error": "forbidden", "message": "invalid key"}).encode()
+            )
         if parts.path in self.api:
             query = {k: v[0] for k, v in parse_qs(parts.query).items()}
             return self._reply(h, 200, json.dumps(self.api[parts.path](query)).encode())
@@ -86,7 +91,9 @@ class FakeServer:
         h.wfile.write(body[: len(body) // 2] if fault == "truncate" else body)
 
     @staticmethod
-    def _reply(h: BaseHTTPRequestHandler, status: int, body: bytes, headers: Optional[dict] = None) -> None:
+    def _reply(
+        h: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict | None = None
+    ) -> None:
         h.send_response(status)
         for name, value in (headers or {}).items():
             h.send_header(name, value)
@@ -104,15 +111,18 @@ def server():
     srv._httpd.server_close()
 
 
-def tone(seconds: float = 0.05, sr: int = 8000, freq: float = 440.0, channels: int = 1) -> np.ndarray:
+def tone(
+    seconds: float = 0.05, sr: int = 8000, freq: float = 440.0, channels: int = 1
+) -> np.ndarray:
     """A short sine, shape (n,) or (n, channels)."""
     t = np.arange(int(seconds * sr)) / sr
     wave = (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
     return wave if channels == 1 else np.repeat(wave[:, None], channels, axis=1)
 
 
-def audio_bytes(fmt: str = "WAV", seconds: float = 0.05, sr: int = 8000, freq: float = 440.0,
-                channels: int = 1) -> bytes:
+def audio_bytes(
+    fmt: str = "WAV", seconds: float = 0.05, sr: int = 8000, freq: float = 440.0, channels: int = 1
+) -> bytes:
     buf = io.BytesIO()
     sf.write(buf, tone(seconds, sr, freq, channels), sr, format=fmt)
     return buf.getvalue()
@@ -136,6 +146,7 @@ def write_tree(root: Path, files: dict[str, bytes]) -> Path:
 @pytest.fixture
 def audio():
     """Helpers to make test audio and archives: ``audio.wav()``, ``audio.zip({...})``..."""
+
     class Audio:
         bytes = staticmethod(audio_bytes)
         zip = staticmethod(make_zip)
@@ -144,6 +155,7 @@ def audio():
         @staticmethod
         def wav(**kw) -> bytes:
             return audio_bytes("WAV", **kw)
+
     return Audio
 
 
@@ -157,9 +169,16 @@ def _merge(base: dict, over: dict) -> dict:
 @pytest.fixture
 def make_data(tmp_path):
     """``make_data(**raw)`` -> validated DataConfig with a temp cache and fast retries."""
+
     def make(**raw) -> DataConfig:
-        base = {"download_dir": str(tmp_path / "downloads"), "retries": 3, "backoff_s": 0.001, "timeout_s": 5.0}
+        base = {
+            "download_dir": str(tmp_path / "downloads"),
+            "retries": 3,
+            "backoff_s": 0.001,
+            "timeout_s": 5.0,
+        }
         return build(DataConfig, _merge(base, raw), "data")
+
     return make
 
 

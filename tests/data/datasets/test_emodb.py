@@ -1,4 +1,5 @@
 """EmoDB adapter on a miniature archive with official file names (not the shared copy)."""
+
 import json
 from collections import Counter
 
@@ -9,12 +10,24 @@ from audioclf.data.datasets.emodb import EMOTIONS, parse_name
 from audioclf.data.datasets.fetch import ChecksumError, DownloadError
 
 # one utterance per emotion code, three speakers, two texts
-NAMES = ["03a01Wa.wav", "03a01La.wav", "08a02Ea.wav", "08a01Ab.wav", "16b10Fa.wav", "16a02Tc.wav",
-         "16a01Nb.wav"]
-EXPECTED = {"03a01Wa.wav": ("anger", "03", "a01"), "03a01La.wav": ("boredom", "03", "a01"),
-            "08a02Ea.wav": ("disgust", "08", "a02"), "08a01Ab.wav": ("fear", "08", "a01"),
-            "16b10Fa.wav": ("happiness", "16", "b10"), "16a02Tc.wav": ("sadness", "16", "a02"),
-            "16a01Nb.wav": ("neutral", "16", "a01")}
+NAMES = [
+    "03a01Wa.wav",
+    "03a01La.wav",
+    "08a02Ea.wav",
+    "08a01Ab.wav",
+    "16b10Fa.wav",
+    "16a02Tc.wav",
+    "16a01Nb.wav",
+]
+EXPECTED = {
+    "03a01Wa.wav": ("anger", "03", "a01"),
+    "03a01La.wav": ("boredom", "03", "a01"),
+    "08a02Ea.wav": ("disgust", "08", "a02"),
+    "08a01Ab.wav": ("fear", "08", "a01"),
+    "16b10Fa.wav": ("happiness", "16", "b10"),
+    "16a02Tc.wav": ("sadness", "16", "a02"),
+    "16a01Nb.wav": ("neutral", "16", "a01"),
+}
 
 
 def emodb_files(audio) -> dict[str, bytes]:
@@ -34,7 +47,9 @@ def test_parse_name_follows_the_official_scheme():
 def test_manifest_labels_groups_and_columns(server, audio, make_data, out_dir):
     server.files["/download/download.zip"] = audio.zip(emodb_files(audio))
     server.faults["/download/download.zip"] = ["503"]  # retried, then served
-    entries = DATASETS["emodb"](make_data(emodb={"url": server.url("/download/download.zip")}), 0, out_dir)
+    entries = DATASETS["emodb"](
+        make_data(emodb={"url": server.url("/download/download.zip")}), 0, out_dir
+    )
 
     got = {e.path: (e.label, e.group, e.extra["text_id"]) for e in entries}
     assert got == {f"audio/{n}": v for n, v in EXPECTED.items()}
@@ -59,8 +74,8 @@ def test_offline_error_names_the_url_and_data_archive(make_data, out_dir, offlin
 
 def test_extracted_folder_with_odd_files_listed(audio, make_data, out_dir, tmp_path, caplog):
     files = emodb_files(audio)
-    files["wav/03a05Wa.wav"] = b"\x00" * 64             # truncated, not audio
-    files["wav/03a05Xa.wav"] = audio.wav(sr=16000)      # unknown emotion code
+    files["wav/03a05Wa.wav"] = b"\x00" * 64  # truncated, not audio
+    files["wav/03a05Xa.wav"] = audio.wav(sr=16000)  # unknown emotion code
     root = audio.tree(tmp_path / "emodb", files)
     entries = DATASETS["emodb"](make_data(archive=str(root)), 0, out_dir)
 

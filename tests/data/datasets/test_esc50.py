@@ -1,4 +1,5 @@
 """ESC-50 adapter on a miniature archive in the official layout, served over HTTP."""
+
 import csv
 import hashlib
 import json
@@ -23,10 +24,14 @@ PREFIX = "ESC-50-master/"
 
 def esc50_files(audio) -> dict[str, bytes]:
     lines = ["filename,fold,target,category,esc10,src_file,take"] + [",".join(r) for r in ROWS]
-    files = {f"{PREFIX}meta/esc50.csv": ("\n".join(lines) + "\n").encode(),
-             f"{PREFIX}README.md": b"ESC-50"}
+    files = {
+        f"{PREFIX}meta/esc50.csv": ("\n".join(lines) + "\n").encode(),
+        f"{PREFIX}README.md": b"ESC-50",
+    }
     for i, row in enumerate(ROWS):
-        files[f"{PREFIX}audio/{row[0]}"] = audio.wav(sr=44100, seconds=0.02 * (i + 1), freq=300 + 100 * i)
+        files[f"{PREFIX}audio/{row[0]}"] = audio.wav(
+            sr=44100, seconds=0.02 * (i + 1), freq=300 + 100 * i
+        )
     return files
 
 
@@ -60,7 +65,9 @@ def test_manifest_from_the_downloaded_archive(server, archive, make_data, out_di
     write_manifest(entries, out_dir / "manifest.csv")
     with open(out_dir / "manifest.csv", newline="") as fh:
         assert csv.DictReader(fh).fieldnames[-1] == "fold"
-    assert [e.extra["fold"] for e in read_manifest(out_dir / "manifest.csv")] == [e.extra["fold"] for e in entries]
+    assert [e.extra["fold"] for e in read_manifest(out_dir / "manifest.csv")] == [
+        e.extra["fold"] for e in entries
+    ]
 
 
 def test_a_rerun_uses_the_download_cache(server, archive, make_data, tmp_path):
@@ -72,12 +79,16 @@ def test_a_rerun_uses_the_download_cache(server, archive, make_data, tmp_path):
 
 
 def test_esc10_keeps_the_subset(server, archive, make_data, out_dir):
-    data = make_data(esc50={"url": server.url("/karoldvl/ESC-50/archive/master.zip"), "esc10": True})
+    data = make_data(
+        esc50={"url": server.url("/karoldvl/ESC-50/archive/master.zip"), "esc10": True}
+    )
     assert {e.label for e in DATASETS["esc50"](data, 0, out_dir)} == {"dog"}
 
 
 def test_checksum_mismatch_is_rejected(server, archive, make_data, out_dir, tmp_path):
-    data = make_data(esc50={"url": server.url("/karoldvl/ESC-50/archive/master.zip"), "sha256": "ab" * 32})
+    data = make_data(
+        esc50={"url": server.url("/karoldvl/ESC-50/archive/master.zip"), "sha256": "ab" * 32}
+    )
     with pytest.raises(ChecksumError, match="expected " + "ab" * 32):
         DATASETS["esc50"](data, 0, out_dir)
     assert list((tmp_path / "downloads" / "esc50").iterdir()) == []
@@ -99,12 +110,15 @@ def test_archive_supplied_by_hand(audio, make_data, out_dir, tmp_path, form):
     else:
         audio.tree(tmp_path / "by_hand", files)
         archive = tmp_path / "by_hand" / ("ESC-50-master" if form == "extracted" else "")
-    entries = DATASETS["esc50"](make_data(archive=str(archive), esc50={"url": "http://127.0.0.1:9/x.zip"}),
-                                0, out_dir)  # the URL is never contacted
+    entries = DATASETS["esc50"](
+        make_data(archive=str(archive), esc50={"url": "http://127.0.0.1:9/x.zip"}), 0, out_dir
+    )  # the URL is never contacted
     assert len(entries) == len(ROWS)
 
 
-def test_unreadable_and_missing_clips_are_listed_not_fatal(audio, make_data, out_dir, tmp_path, caplog):
+def test_unreadable_and_missing_clips_are_listed_not_fatal(
+    audio, make_data, out_dir, tmp_path, caplog
+):
     files = esc50_files(audio)
     files[f"{PREFIX}audio/{ROWS[0][0]}"] = b"RIFF\x00\x00not audio at all"
     del files[f"{PREFIX}audio/{ROWS[1][0]}"]

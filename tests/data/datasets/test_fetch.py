@@ -1,10 +1,18 @@
 """Resumable, verified, retried downloads against a real local HTTP server."""
+
 import hashlib
 
 import pytest
 
-from audioclf.data.datasets.fetch import (ChecksumError, DownloadError, RefusedError, RetryPolicy,
-                                     fetch_file, fetch_json, redact)
+from audioclf.data.datasets.fetch import (
+    ChecksumError,
+    DownloadError,
+    RefusedError,
+    RetryPolicy,
+    fetch_file,
+    fetch_json,
+    redact,
+)
 
 FAST = RetryPolicy(retries=3, backoff_s=0.001, timeout_s=5.0)
 BLOB = bytes(range(256)) * 400  # 100 KiB, so "half" is well past the first read

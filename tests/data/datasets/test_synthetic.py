@@ -3,7 +3,7 @@ from collections import Counter, defaultdict
 import numpy as np
 import soundfile as sf
 
-from audioclf.config.data import SyntheticConfig
+from audioclf.config.datasets import SyntheticConfig
 from audioclf.data.datasets.synthetic import class_counts, generate, make_species, recording_sizes
 from audioclf.data.manifest import sha256_file
 
@@ -48,6 +48,8 @@ def test_files_match_manifest(tiny_params, tiny_dataset):
     for e in entries[:5]:
         audio, sr = sf.read(root / e.path)
         assert sr == cfg.sample_rate == e.sample_rate and e.channels == 1
-        assert len(audio) == round(cfg.clip_seconds * sr) and abs(e.duration - cfg.clip_seconds) < 1e-6
+        assert (
+            len(audio) == round(cfg.clip_seconds * sr) and abs(e.duration - cfg.clip_seconds) < 1e-6
+        )
         assert sha256_file(root / e.path) == e.sha256
         assert 0 < np.abs(audio).max() < 1

@@ -9,13 +9,20 @@ File names follow ``SSTTTEV.wav``, e.g. ``03a01Fa.wav``: speaker ``03``, text
 ``a01``, emotion ``F`` (happiness), version ``a``. The speaker is the group: a model
 must recognise emotions of voices it has never heard.
 """
+
 from __future__ import annotations
 
 import re
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from audioclf.data.datasets.source import DatasetError, Clip, describe_all, open_archive, record_source
+from audioclf.data.datasets.source import (
+    Clip,
+    DatasetError,
+    describe_all,
+    open_archive,
+    record_source,
+)
 from audioclf.data.manifest import Entry
 
 if TYPE_CHECKING:
@@ -24,9 +31,18 @@ if TYPE_CHECKING:
 # the site serves one fixed zip, but it could not be fetched where this was written:
 # no digest is pinned. Pin one with data.emodb.sha256 (source.json records the zip's).
 PINNED_SHA256 = None
-EMOTIONS = {"W": "anger", "L": "boredom", "E": "disgust", "A": "fear",
-            "F": "happiness", "T": "sadness", "N": "neutral"}
-NAME = re.compile(r"(?P<speaker>\d{2})(?P<text_id>[a-z]\d{2})(?P<emotion>[A-Z])(?P<version>[a-z])\.wav")
+EMOTIONS = {
+    "W": "anger",
+    "L": "boredom",
+    "E": "disgust",
+    "A": "fear",
+    "F": "happiness",
+    "T": "sadness",
+    "N": "neutral",
+}
+NAME = re.compile(
+    r"(?P<speaker>\d{2})(?P<text_id>[a-z]\d{2})(?P<emotion>[A-Z])(?P<version>[a-z])\.wav"
+)
 
 
 def parse_name(name: str) -> tuple[str, str, str]:
@@ -40,8 +56,9 @@ def parse_name(name: str) -> tuple[str, str, str]:
     """
     m = NAME.fullmatch(name)
     if m is None or m["emotion"] not in EMOTIONS:
-        raise ValueError(f"not an EmoDB file name (SSTTTEV.wav with emotion in "
-                         f"{''.join(EMOTIONS)}): {name!r}")
+        raise ValueError(
+            f"not an EmoDB file name (SSTTTEV.wav with emotion in {''.join(EMOTIONS)}): {name!r}"
+        )
     return EMOTIONS[m["emotion"]], m["speaker"], m["text_id"]
 
 
@@ -58,11 +75,16 @@ def prepare(data: DataConfig, seed: int, out_dir: Path) -> list[Entry]:
     """
     cfg = data.emodb
     with open_archive(data, "emodb", cfg.url, cfg.sha256 or PINNED_SHA256) as archive:
-        members = [n for n in archive.names
-                   if PurePosixPath(n).parent.name == "wav" and n.lower().endswith(".wav")]
+        members = [
+            n
+            for n in archive.names
+            if PurePosixPath(n).parent.name == "wav" and n.lower().endswith(".wav")
+        ]
         if not members:
-            raise DatasetError(f"{archive.path} has no wav/*.wav: is it the EmoDB archive? "
-                             f"Check data.archive or data.emodb.url")
+            raise DatasetError(
+                f"{archive.path} has no wav/*.wav: is it the EmoDB archive? "
+                f"Check data.archive or data.emodb.url"
+            )
         clips, skipped = [], []
         for member in members:
             name = PurePosixPath(member).name
@@ -72,6 +94,10 @@ def prepare(data: DataConfig, seed: int, out_dir: Path) -> list[Entry]:
                 skipped.append({"path": member, "reason": str(exc)})
                 continue
             dest = archive.copy(member, out_dir / "audio" / name)
-            clips.append(Clip(dest, label=label, group=speaker, extra={"speaker": speaker, "text_id": text_id}))
+            clips.append(
+                Clip(
+                    dest, label=label, group=speaker, extra={"speaker": speaker, "text_id": text_id}
+                )
+            )
         record_source(out_dir, archive, cfg.url)
     return describe_all(clips, out_dir, skipped)

@@ -11,6 +11,7 @@ microphone and scene, so ``src_file`` is the group and such clips never straddle
 splits. The official 5-fold partition, which already keeps sources within a fold, is
 kept as the ``fold`` column.
 """
+
 from __future__ import annotations
 
 import csv
@@ -18,7 +19,13 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from audioclf.data.datasets.source import DatasetError, Clip, describe_all, open_archive, record_source
+from audioclf.data.datasets.source import (
+    Clip,
+    DatasetError,
+    describe_all,
+    open_archive,
+    record_source,
+)
 from audioclf.data.manifest import Entry
 
 if TYPE_CHECKING:
@@ -54,11 +61,19 @@ def prepare(data: DataConfig, seed: int, out_dir: Path) -> list[Entry]:
                 continue
             member = f"{root}audio/{row['filename']}"
             if member not in members:
-                skipped.append({"path": f"audio/{row['filename']}",
-                                "reason": f"listed in {META} but missing from {archive.path}"})
+                skipped.append(
+                    {
+                        "path": f"audio/{row['filename']}",
+                        "reason": f"listed in {META} but missing from {archive.path}",
+                    }
+                )
                 continue
             dest = archive.copy(member, out_dir / "audio" / row["filename"])
-            clips.append(Clip(dest, label=row["category"], group=row["src_file"], extra={"fold": row["fold"]}))
+            clips.append(
+                Clip(
+                    dest, label=row["category"], group=row["src_file"], extra={"fold": row["fold"]}
+                )
+            )
         record_source(out_dir, archive, cfg.url)
     return describe_all(clips, out_dir, skipped)
 
@@ -67,8 +82,10 @@ def _root(names: list[str], archive: Path) -> str:
     """Prefix of ``meta/esc50.csv`` inside the archive (``ESC-50-master/`` or empty)."""
     found = [n[: -len(META)] for n in names if n == META or n.endswith("/" + META)]
     if not found:
-        raise DatasetError(f"{archive} has no {META}: is it the ESC-50 archive (ESC-50-master/meta/esc50.csv "
-                         f"and ESC-50-master/audio/)? Check data.archive or data.esc50.url")
+        raise DatasetError(
+            f"{archive} has no {META}: is it the ESC-50 archive (ESC-50-master/meta/esc50.csv "
+            f"and ESC-50-master/audio/)? Check data.archive or data.esc50.url"
+        )
     return min(found, key=len)
 
 
@@ -76,5 +93,7 @@ def _read_meta(text: str, archive: Path) -> list[dict[str, str]]:
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
     if missing:
-        raise DatasetError(f"{META} in {archive} lacks columns {missing}; expected {list(REQUIRED)}")
+        raise DatasetError(
+            f"{META} in {archive} lacks columns {missing}; expected {list(REQUIRED)}"
+        )
     return list(reader)

@@ -8,6 +8,7 @@ It is checked against its sha256 when one is known, and only then renamed to
 fails at once. URLs are redacted (``key=...`` and similar) before they appear in a
 message, so API keys never reach logs or exceptions.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -18,9 +19,10 @@ import shutil
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, TypeVar
 from urllib.error import HTTPError, URLError
 
 from audioclf.data.manifest import sha256_file
@@ -55,7 +57,7 @@ class RefusedError(DownloadError):
 class _Transient(Exception):
     """A failure worth retrying: rate limit, server error, dropped connection."""
 
-    def __init__(self, reason: str, retry_after: Optional[str] = None):
+    def __init__(self, reason: str, retry_after: str | None = None):
         super().__init__(reason)
         self.retry_after = retry_after
 
@@ -68,9 +70,9 @@ class RetryPolicy:
     backoff_s: float = 2.0
     timeout_s: float = 60.0
 
-    def delay(self, attempt: int, retry_after: Optional[str]) -> float:
+    def delay(self, attempt: int, retry_after: str | None) -> float:
         """Seconds to wait before retry number ``attempt`` (0-based); honours ``Retry-After``."""
-        wait = self.backoff_s * 2 ** attempt
+        wait = self.backoff_s * 2**attempt
         if retry_after and retry_after.strip().isdigit():
             wait = max(wait, min(float(retry_after), MAX_RETRY_AFTER_S))
         return wait
@@ -99,13 +101,22 @@ def redact(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     if not parts.query:
         return url
-    pairs = [f"{name}=***" if name.lower() in SECRET_PARAMS else f"{name}={value}"
-             for name, value in (p.partition("=")[::2] for p in parts.query.split("&"))]
+    pairs = [
+        f"{name}=***" if name.lower() in SECRET_PARAMS else f"{name}={value}"
+        for name, value in (p.partition("=")[::2] for p in parts.query.split("&"))
+    ]
     return urllib.parse.urlunsplit(parts._replace(query="&".join(pairs)))
 
 
-def fetch_file(url: str, dest: Path, *, policy: RetryPolicy, sha256: Optional[str] = None,
-               throttle: Optional[Throttle] = None, hint: str = "") -> Path:
+def fetch_file(
+    url: str,
+    dest: Path,
+    *,
+    policy: RetryPolicy,
+    sha256: str | None = None,
+    throttle: Throttle | None = None,
+    hint: str = "",
+) -> Path:
     """Download ``url`` to ``dest`` unless a complete copy is already there.
 
     Args:
@@ -126,7 +137,9 @@ def fetch_file(url: str, dest: Path, *, policy: RetryPolicy, sha256: Optional[st
     """
     dest = Path(dest)
     if dest.is_file():
-        verify_sha256(dest, sha256, f"cached download of {redact(url)}; delete it to download again. {hint}")
+        verify_sha256(
+            dest, sha256, f"cached download of {redact(url)}; delete it to download again. {hint}"
+        )
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -140,9 +153,11 @@ def fetch_file(url: str, dest: Path, *, policy: RetryPolicy, sha256: Optional[st
     return dest
 
 
-def fetch_json(url: str, *, policy: RetryPolicy, throttle: Optional[Throttle] = None,
-               hint: str = "") -> Any:
+def fetch_json(
+    url: str, *, policy: RetryPolicy, throttle: Throttle | None = None, hint: str = ""
+) -> Any:
     """GET ``url`` and parse its JSON body, retrying transient failures."""
+
     def get() -> Any:
         with _open(url, {}, policy) as resp:
             try:
@@ -152,22 +167,27 @@ def fetch_json(url: str, *, policy: RetryPolicy, throttle: Optional[Throttle] = 
         try:
             return json.loads(body)
         except ValueError as exc:
-            raise DownloadError(f"{redact(url)} did not return JSON ({exc}): {body[:200]!r}") from None
+            raise DownloadError(
+                f"{redact(url)} did not return JSON ({exc}): {body[:200]!r}"
+            ) from None
+
     return _with_retries(get, url, policy, throttle, hint)
 
 
-def verify_sha256(path: Path, expected: Optional[str], what: str) -> None:
+def verify_sha256(path: Path, expected: str | None, what: str) -> None:
     """Raise :class:`ChecksumError` unless ``path`` hashes to ``expected`` (None: no check)."""
     if expected is None:
         return
     actual = sha256_file(path)
     if actual != expected.lower():
-        raise ChecksumError(f"sha256 mismatch for {path} ({what}): expected {expected.lower()}, "
-                            f"got {actual}")
+        raise ChecksumError(
+            f"sha256 mismatch for {path} ({what}): expected {expected.lower()}, got {actual}"
+        )
 
 
-def _with_retries(call: Callable[[], T], url: str, policy: RetryPolicy,
-                  throttle: Optional[Throttle], hint: str) -> T:
+def _with_retries(
+    call: Callable[[], T], url: str, policy: RetryPolicy, throttle: Throttle | None, hint: str
+) -> T:
     for attempt in range(policy.retries + 1):
         if throttle is not None:
             throttle.wait()
@@ -179,8 +199,10 @@ def _with_retries(call: Callable[[], T], url: str, policy: RetryPolicy,
             last = exc
             if attempt < policy.retries:
                 time.sleep(policy.delay(attempt, exc.retry_after))
-    raise DownloadError(f"could not fetch {redact(url)} after {policy.retries + 1} attempts "
-                        f"(last error: {last}). {hint}".rstrip())
+    raise DownloadError(
+        f"could not fetch {redact(url)} after {policy.retries + 1} attempts "
+        f"(last error: {last}). {hint}".rstrip()
+    )
 
 
 def _open(url: str, headers: dict[str, str], policy: RetryPolicy) -> http.client.HTTPResponse:
@@ -189,10 +211,15 @@ def _open(url: str, headers: dict[str, str], policy: RetryPolicy) -> http.client
         return urllib.request.urlopen(request, timeout=policy.timeout_s)
     except HTTPError as exc:  # before URLError/OSError: it subclasses both
         if exc.code in RETRY_STATUS:
-            raise _Transient(f"HTTP {exc.code} {exc.reason}", exc.headers.get("Retry-After")) from None
+            raise _Transient(
+                f"HTTP {exc.code} {exc.reason}", exc.headers.get("Retry-After")
+            ) from None
         detail = _error_detail(exc)
-        raise RefusedError(f"{redact(url)} answered HTTP {exc.code} {exc.reason}{detail}", exc.code,
-                           exc.headers.get("Content-Range", "")) from None
+        raise RefusedError(
+            f"{redact(url)} answered HTTP {exc.code} {exc.reason}{detail}",
+            exc.code,
+            exc.headers.get("Content-Range", ""),
+        ) from None
     except (URLError, OSError, http.client.HTTPException) as exc:
         raise _Transient(f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}") from None
 

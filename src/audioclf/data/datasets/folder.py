@@ -15,23 +15,24 @@ e.g. the speaker with ``'^\\d+_(?P<group>[a-z]+)_\\d+'`` on ``7_jackson_32.wav``
 the file itself (its path without extension): set one whenever several files share a
 recording, speaker or session, or the test scores will be inflated.
 """
+
 from __future__ import annotations
 
 import csv
 import io
 import re
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from audioclf.config import ParamsError
-from audioclf.data.datasets.source import DatasetError, Archive, Clip, describe_all, record_source
+from audioclf.data.datasets.source import Archive, Clip, DatasetError, describe_all, record_source
+from audioclf.data.manifest import COLUMNS, Entry
 from audioclf.errors import MissingInputError
 from audioclf.io import project_path
-from audioclf.data.manifest import COLUMNS, Entry
 
 if TYPE_CHECKING:
     from audioclf.config.data import DataConfig
-    from audioclf.config.data import FolderConfig
+    from audioclf.config.datasets import FolderConfig
 
 
 def prepare(data: DataConfig, seed: int, out_dir: Path) -> list[Entry]:
@@ -47,34 +48,51 @@ def prepare(data: DataConfig, seed: int, out_dir: Path) -> list[Entry]:
     """
     cfg = data.folder
     if data.archive is None:
-        raise ParamsError("params: 'data.archive' is null, but dataset=folder needs it: set it to your "
-                          "folder of class sub-folders or to a zip of it (see docs/datasets.md)")
+        raise ParamsError(
+            "params: 'data.archive' is null, but dataset=folder needs it: set it to your "
+            "folder of class sub-folders or to a zip of it (see docs/datasets.md)"
+        )
     path = project_path(data.archive)
     if not path.exists():
-        raise MissingInputError(f"params: 'data.archive' is {data.archive!r}, but {path} does not exist")
+        raise MissingInputError(
+            f"params: 'data.archive' is {data.archive!r}, but {path} does not exist"
+        )
     with Archive(path) as archive:
         root = _wrapper(archive.names)
-        rows, skipped = _table(archive, root, cfg) if cfg.csv else (_tree(archive.names, root, cfg), [])
+        rows, skipped = (
+            _table(archive, root, cfg) if cfg.csv else (_tree(archive.names, root, cfg), [])
+        )
         clips = []
         for member, label, group, extra in rows:
-            rel = member[len(root):]
+            rel = member[len(root) :]
             label = label or _from_name(cfg.label_regex, "label", rel) or _class_folder(rel, cfg)
             if not label:
                 skipped.append({"path": rel, "reason": _why_unlabelled(cfg)})
                 continue
             group = group or _from_name(cfg.group_regex, "group", rel)
             if group is None and cfg.group_regex:
-                skipped.append({"path": rel, "reason": f"name does not match data.folder.group_regex "
-                                                       f"{cfg.group_regex!r}"})
+                skipped.append(
+                    {
+                        "path": rel,
+                        "reason": f"name does not match data.folder.group_regex "
+                        f"{cfg.group_regex!r}",
+                    }
+                )
                 continue
             dest = archive.copy(member, out_dir / "audio" / rel)
-            clips.append(Clip(dest, label=label, group=group or str(PurePosixPath(rel).with_suffix("")),
-                              extra=extra))
+            clips.append(
+                Clip(
+                    dest,
+                    label=label,
+                    group=group or str(PurePosixPath(rel).with_suffix("")),
+                    extra=extra,
+                )
+            )
         record_source(out_dir, archive, url=None)
     return describe_all(clips, out_dir, skipped)
 
 
-Row = tuple[str, Optional[str], Optional[str], dict[str, str]]  # member, label, group, extra
+Row = tuple[str, str | None, str | None, dict[str, str]]  # member, label, group, extra
 
 
 def _tree(names: list[str], root: str, cfg: FolderConfig) -> list[Row]:
@@ -88,14 +106,18 @@ def _table(archive: Archive, root: str, cfg: FolderConfig) -> tuple[list[Row], l
     if table not in archive.names:
         table = _normalise(PurePosixPath(cfg.csv))
     if table not in archive.names:
-        raise MissingInputError(f"params: 'data.folder.csv' is {cfg.csv!r}, but {archive.path} holds no "
-                                f"such file; give its path relative to the archive's top folder")
+        raise MissingInputError(
+            f"params: 'data.folder.csv' is {cfg.csv!r}, but {archive.path} holds no "
+            f"such file; give its path relative to the archive's top folder"
+        )
     reader = csv.DictReader(io.StringIO(archive.read_text(table)))
     columns = [c for c in (cfg.path_column, cfg.label_column, cfg.group_column) if c]
     missing = [c for c in columns if c not in (reader.fieldnames or [])]
     if missing:
-        raise DatasetError(f"params: data.folder names columns {missing} that {cfg.csv} lacks; "
-                         f"its columns are {reader.fieldnames}")
+        raise DatasetError(
+            f"params: data.folder names columns {missing} that {cfg.csv} lacks; "
+            f"its columns are {reader.fieldnames}"
+        )
     base = PurePosixPath(table).parent
     members = set(archive.names)
     extra_cols = [c for c in reader.fieldnames if c not in columns and c not in COLUMNS]
@@ -104,8 +126,12 @@ def _table(archive: Archive, root: str, cfg: FolderConfig) -> tuple[list[Row], l
     for line, row in enumerate(reader, start=2):
         member = _normalise(base / row[cfg.path_column])
         if member not in members or not member.startswith(root):
-            skipped.append({"path": row[cfg.path_column],
-                            "reason": f"{cfg.csv} line {line} lists a file that {archive.path} lacks"})
+            skipped.append(
+                {
+                    "path": row[cfg.path_column],
+                    "reason": f"{cfg.csv} line {line} lists a file that {archive.path} lacks",
+                }
+            )
             continue
         label = row[cfg.label_column] if cfg.label_column else None
         group = (row[cfg.group_column] or None) if cfg.group_column else None
@@ -127,7 +153,9 @@ def _hidden(name: str) -> bool:
 
 
 def _is_audio(name: str, cfg: FolderConfig) -> bool:
-    return not _hidden(name) and PurePosixPath(name).suffix.lower() in {e.lower() for e in cfg.extensions}
+    return not _hidden(name) and PurePosixPath(name).suffix.lower() in {
+        e.lower() for e in cfg.extensions
+    }
 
 
 def _normalise(path: PurePosixPath) -> str:
@@ -141,14 +169,14 @@ def _normalise(path: PurePosixPath) -> str:
     return "/".join(parts)
 
 
-def _from_name(pattern: Optional[str], group: str, rel: str) -> Optional[str]:
+def _from_name(pattern: str | None, group: str, rel: str) -> str | None:
     if pattern is None:
         return None
     m = re.search(pattern, PurePosixPath(rel).name)
     return m[group] if m and m[group] else None
 
 
-def _class_folder(rel: str, cfg: FolderConfig) -> Optional[str]:
+def _class_folder(rel: str, cfg: FolderConfig) -> str | None:
     if cfg.label_column or cfg.label_regex:
         return None  # the configured source of labels did not give one: no silent fallback
     parts = PurePosixPath(rel).parts

@@ -2,20 +2,21 @@
 download cache), reading it whether zipped or extracted, and turning the copied audio
 into manifest entries while listing (not failing on) files that do not decode.
 """
+
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Iterable, Optional
+from typing import TYPE_CHECKING
 
 from audioclf.data.datasets.fetch import RetryPolicy, fetch_file, verify_sha256
+from audioclf.data.manifest import Entry, describe, sha256_file
 from audioclf.errors import MissingInputError, UserError
 from audioclf.io import project_path, write_json
-from audioclf.data.manifest import Entry, describe, sha256_file
 
 if TYPE_CHECKING:
     from audioclf.config.data import DataConfig
@@ -36,9 +37,11 @@ def retry_policy(data: DataConfig) -> RetryPolicy:
 
 def manual_hint(url: str) -> str:
     """How to supply an archive by hand when it cannot be downloaded here."""
-    return (f"To supply it by hand, download {url} on a machine with internet access, copy it here "
-            f"and set data.archive: <path of the zip, or of the folder it extracts to> "
-            f"(e.g. dvc exp run -S data.archive=/path/to/archive.zip).")
+    return (
+        f"To supply it by hand, download {url} on a machine with internet access, copy it here "
+        f"and set data.archive: <path of the zip, or of the folder it extracts to> "
+        f"(e.g. dvc exp run -S data.archive=/path/to/archive.zip)."
+    )
 
 
 class Archive:
@@ -51,15 +54,19 @@ class Archive:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self._zip: Optional[zipfile.ZipFile] = None
+        self._zip: zipfile.ZipFile | None = None
         if self.path.is_dir():
-            names = (p.relative_to(self.path).as_posix() for p in self.path.rglob("*") if p.is_file())
+            names = (
+                p.relative_to(self.path).as_posix() for p in self.path.rglob("*") if p.is_file()
+            )
         elif zipfile.is_zipfile(self.path):
             self._zip = zipfile.ZipFile(self.path)
             names = (i.filename for i in self._zip.infolist() if not i.is_dir())
         else:
-            raise DatasetError(f"{self.path} is neither a folder nor a zip file; data.archive must "
-                             f"point at the dataset's zip or at the folder it extracts to")
+            raise DatasetError(
+                f"{self.path} is neither a folder nor a zip file; data.archive must "
+                f"point at the dataset's zip or at the folder it extracts to"
+            )
         self.names = sorted(n for n in names if _is_safe(n))
 
     def __enter__(self) -> Archive:
@@ -84,8 +91,10 @@ class Archive:
                 with self._zip.open(name) as src, open(dest, "wb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
             except zipfile.BadZipFile as exc:  # zipfile checks each member's CRC as it reads
-                raise DatasetError(f"{self.path} is corrupt ({exc}); download it again (delete it from "
-                                 f"the download cache) or supply a good copy with data.archive") from exc
+                raise DatasetError(
+                    f"{self.path} is corrupt ({exc}); download it again (delete it from "
+                    f"the download cache) or supply a good copy with data.archive"
+                ) from exc
         return dest
 
 
@@ -94,7 +103,7 @@ def _is_safe(name: str) -> bool:
     return bool(parts) and not name.startswith("/") and ".." not in parts and ":" not in parts[0]
 
 
-def open_archive(data: DataConfig, dataset: str, url: str, sha256: Optional[str]) -> Archive:
+def open_archive(data: DataConfig, dataset: str, url: str, sha256: str | None) -> Archive:
     """The archive of ``dataset``: ``data.archive`` if set, else ``url`` via the download cache.
 
     Args:
@@ -111,11 +120,15 @@ def open_archive(data: DataConfig, dataset: str, url: str, sha256: Optional[str]
     if data.archive is not None:
         path = project_path(data.archive)
         if not path.exists():
-            raise MissingInputError(f"params: 'data.archive' is {data.archive!r}, but {path} does not exist; "
-                                    f"point it at the {dataset} zip or extracted folder, or set it to null "
-                                    f"to download {url}")
+            raise MissingInputError(
+                f"params: 'data.archive' is {data.archive!r}, but {path} does not exist; "
+                f"point it at the {dataset} zip or extracted folder, or set it to null "
+                f"to download {url}"
+            )
         if path.is_file():
-            verify_sha256(path, sha256, f"data.archive for {dataset}; expected the archive from {url}")
+            verify_sha256(
+                path, sha256, f"data.archive for {dataset}; expected the archive from {url}"
+            )
         return Archive(path)
     name = PurePosixPath(url.split("?")[0]).name or "archive.zip"
     dest = project_path(data.download_dir) / dataset / name
@@ -123,14 +136,18 @@ def open_archive(data: DataConfig, dataset: str, url: str, sha256: Optional[str]
     try:
         return Archive(dest)
     except ValueError:  # e.g. an HTML error page, or a cut-off file the server gave no length for
-        raise DatasetError(f"the download of {url} at {dest} is not a zip file; delete it to download "
-                         f"again. {manual_hint(url)}") from None
+        raise DatasetError(
+            f"the download of {url} at {dest} is not a zip file; delete it to download "
+            f"again. {manual_hint(url)}"
+        ) from None
 
 
-def record_source(out_dir: Path, archive: Archive, url: Optional[str]) -> None:
+def record_source(out_dir: Path, archive: Archive, url: str | None) -> None:
     """Write ``source.json``: where the files came from, and the zip's digest for pinning."""
     digest = sha256_file(archive.path) if archive.path.is_file() else None
-    write_json({"url": url, "archive": str(archive.path), "archive_sha256": digest}, out_dir / SOURCE_FILE)
+    write_json(
+        {"url": url, "archive": str(archive.path), "archive_sha256": digest}, out_dir / SOURCE_FILE
+    )
 
 
 @dataclass(frozen=True)
@@ -159,13 +176,22 @@ def describe_all(clips: Iterable[Clip], out_dir: Path, skipped: Iterable[dict] =
         try:
             entries.append(describe(clip.path, out_dir, clip.label, clip.group, **clip.extra))
         except RuntimeError as exc:
-            unreadable.append({"path": clip.path.relative_to(out_dir).as_posix(), "reason": str(exc)})
+            unreadable.append(
+                {"path": clip.path.relative_to(out_dir).as_posix(), "reason": str(exc)}
+            )
     write_json(unreadable, out_dir / UNREADABLE_FILE)
     if unreadable:
-        log.warning("%d files left out of the manifest; see %s beside it for the reasons "
-                    "(first: %s: %s)", len(unreadable), UNREADABLE_FILE, unreadable[0]["path"],
-                    unreadable[0]["reason"])
+        log.warning(
+            "%d files left out of the manifest; see %s beside it for the reasons (first: %s: %s)",
+            len(unreadable),
+            UNREADABLE_FILE,
+            unreadable[0]["path"],
+            unreadable[0]["reason"],
+        )
     if not entries:
-        first = "; ".join(f"{u['path']}: {u['reason']}" for u in unreadable[:3]) or "no audio files found"
+        first = (
+            "; ".join(f"{u['path']}: {u['reason']}" for u in unreadable[:3])
+            or "no audio files found"
+        )
         raise DatasetError(f"no usable audio files ({first})")
     return entries

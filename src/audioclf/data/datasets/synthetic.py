@@ -8,6 +8,7 @@ microphone EQ tilt, and is cut into consecutive clips: clips of one recording sh
 that fingerprint, which is what makes a leaky (ungrouped) split score higher than a
 grouped one. The recording id is the manifest's ``group``.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,7 +22,7 @@ import soundfile as sf
 from audioclf.data.manifest import Entry, describe
 
 if TYPE_CHECKING:
-    from audioclf.config.data import SyntheticConfig
+    from audioclf.config.datasets import SyntheticConfig
 
 SHAPES = ("up", "down", "arch", "trill", "two_note", "hook")
 NOISES = ("white", "pink", "brown", "wind", "rain", "insects")
@@ -39,13 +40,13 @@ class Species:
 
     name: str
     shape: str
-    f_center: float      # Hz
-    bandwidth: float     # Hz swept by one syllable
-    syllable_s: float    # syllable duration, seconds
-    rate: float          # syllables per second within a song
+    f_center: float  # Hz
+    bandwidth: float  # Hz swept by one syllable
+    syllable_s: float  # syllable duration, seconds
+    rate: float  # syllables per second within a song
     song_syllables: tuple[int, int]
     harmonics: int
-    trill_hz: float      # frequency-modulation rate for the ``trill`` shape
+    trill_hz: float  # frequency-modulation rate for the ``trill`` shape
 
 
 def make_species(n_classes: int, rng: np.random.Generator) -> list[Species]:
@@ -60,17 +61,19 @@ def make_species(n_classes: int, rng: np.random.Generator) -> list[Species]:
         base_syl = g.uniform(0.05, 0.2)
         base_rate = g.uniform(3, 9)
         # what sets members apart: ~10 % pitch steps, timing and harmonic content
-        species.append(Species(
-            name=f"species_{i:02d}",
-            shape=shape,
-            f_center=base_f * (1.0 + GENUS_STEP * (member - 1)) * rng.uniform(0.98, 1.02),
-            bandwidth=base_f * rng.uniform(0.1, 0.35),
-            syllable_s=base_syl * rng.uniform(0.75, 1.3),
-            rate=base_rate * rng.uniform(0.7, 1.4),
-            song_syllables=(int(rng.integers(2, 4)), int(rng.integers(4, 9))),
-            harmonics=int(rng.integers(1, 4)),
-            trill_hz=float(rng.uniform(25, 70)),
-        ))
+        species.append(
+            Species(
+                name=f"species_{i:02d}",
+                shape=shape,
+                f_center=base_f * (1.0 + GENUS_STEP * (member - 1)) * rng.uniform(0.98, 1.02),
+                bandwidth=base_f * rng.uniform(0.1, 0.35),
+                syllable_s=base_syl * rng.uniform(0.75, 1.3),
+                rate=base_rate * rng.uniform(0.7, 1.4),
+                song_syllables=(int(rng.integers(2, 4)), int(rng.integers(4, 9))),
+                harmonics=int(rng.integers(1, 4)),
+                trill_hz=float(rng.uniform(25, 70)),
+            )
+        )
     return species
 
 
@@ -82,8 +85,10 @@ def class_counts(cfg: SyntheticConfig) -> list[int]:
     """
     exponent = math.log(cfg.imbalance) / math.log(cfg.n_classes) if cfg.n_classes > 1 else 0.0
     floor = 3 * cfg.clips_per_recording[0]
-    return [max(floor, round(cfg.max_clips_per_class * (k + 1) ** -exponent))
-            for k in range(cfg.n_classes)]
+    return [
+        max(floor, round(cfg.max_clips_per_class * (k + 1) ** -exponent))
+        for k in range(cfg.n_classes)
+    ]
 
 
 def recording_sizes(n_clips: int, lo: int, hi: int, rng: np.random.Generator) -> list[int]:
@@ -116,8 +121,10 @@ def _syllable(sp: Species, pitch: float, sr: int, rng: np.random.Generator) -> n
         "hook": f0 - bw / 2 + bw * (2 * u - 1) ** 2,
     }[sp.shape]
     phase = 2 * np.pi * np.cumsum(freq) / sr
-    wave = sum(0.6 ** (h - 1) * np.sin(h * phase) * (h * freq.max() < sr / 2)
-               for h in range(1, sp.harmonics + 1))
+    wave = sum(
+        0.6 ** (h - 1) * np.sin(h * phase) * (h * freq.max() < sr / 2)
+        for h in range(1, sp.harmonics + 1)
+    )
     envelope = np.sin(np.pi * u) ** 0.7
     return wave * envelope
 
@@ -129,7 +136,7 @@ def _song(sp: Species, pitch: float, tempo: float, sr: int, rng: np.random.Gener
     song = np.zeros(period * (n_syl - 1) + max(len(s) for s in syllables))
     for k, syl in enumerate(syllables):
         start = k * period + int(rng.integers(0, max(1, period // 8)))
-        song[start:start + len(syl)] += syl[: len(song) - start]
+        song[start : start + len(syl)] += syl[: len(song) - start]
     return song
 
 
@@ -155,7 +162,9 @@ def _background(kind: str, n: int, sr: int, rng: np.random.Generator) -> np.ndar
         noise = _coloured_noise(n, 1.6, rng) * gusts
     elif kind == "rain":
         drops = (rng.random(n) < rng.uniform(2e-4, 1e-3)) * rng.standard_normal(n) * 30
-        noise = np.convolve(drops, np.exp(-np.arange(64) / 8.0), mode="same") + 0.3 * _coloured_noise(n, 0.5, rng)
+        noise = np.convolve(
+            drops, np.exp(-np.arange(64) / 8.0), mode="same"
+        ) + 0.3 * _coloured_noise(n, 0.5, rng)
     else:  # insects: a band of high, amplitude-modulated noise
         spectrum = np.fft.rfft(rng.standard_normal(n))
         f = np.fft.rfftfreq(n, 1 / sr)
@@ -165,8 +174,15 @@ def _background(kind: str, n: int, sr: int, rng: np.random.Generator) -> np.ndar
     return noise / (noise.std() + 1e-12)
 
 
-def synthesize_recording(sp: Species, others: list[Species], n_clips: int, clip_s: float,
-                         snr_db: tuple[float, float], sr: int, rng: np.random.Generator) -> np.ndarray:
+def synthesize_recording(
+    sp: Species,
+    others: list[Species],
+    n_clips: int,
+    clip_s: float,
+    snr_db: tuple[float, float],
+    sr: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """One continuous field recording of ``n_clips * clip_s`` seconds with a singing ``sp``.
 
     Returns:
@@ -174,22 +190,22 @@ def synthesize_recording(sp: Species, others: list[Species], n_clips: int, clip_
     """
     clip_n = int(round(clip_s * sr))
     n = clip_n * n_clips
-    pitch = math.exp(rng.normal(0, PITCH_SD))   # individual bird / population offset
+    pitch = math.exp(rng.normal(0, PITCH_SD))  # individual bird / population offset
     tempo = math.exp(rng.normal(0, 0.08))
     calls = np.zeros(n)
-    for c in range(n_clips):                 # every clip holds at least one song
+    for c in range(n_clips):  # every clip holds at least one song
         for _ in range(int(rng.integers(1, 3))):
             song = _song(sp, pitch, tempo, sr, rng) * rng.uniform(0.4, 1.0)
             start = c * clip_n + int(rng.integers(0, max(1, clip_n - len(song) // 2)))
-            calls[start:start + len(song)] += song[: n - start]
+            calls[start : start + len(song)] += song[: n - start]
     active = np.abs(calls) > 1e-3
     calls /= np.sqrt(np.mean(calls[active] ** 2)) + 1e-12
-    if others and rng.random() < DISTRACTOR_P:        # another species singing far away
+    if others and rng.random() < DISTRACTOR_P:  # another species singing far away
         other = others[int(rng.integers(len(others)))]
         for _ in range(int(rng.integers(1, n_clips + 1))):
             song = _song(other, 1.0, 1.0, sr, rng) * rng.uniform(0.1, 0.3)
             start = int(rng.integers(0, max(1, n - len(song))))
-            calls[start:start + len(song)] += song[: n - start]
+            calls[start : start + len(song)] += song[: n - start]
     t = np.arange(n) / sr
     noise = _background(NOISES[int(rng.integers(len(NOISES)))], n, sr, rng)
     for _ in range(int(rng.integers(0, 3))):  # steady hum: engine, generator, insect drone
@@ -197,7 +213,7 @@ def synthesize_recording(sp: Species, others: list[Species], n_clips: int, clip_
     noise /= noise.std() + 1e-12
     snr = rng.uniform(*snr_db)
     mix = calls + noise * 10 ** (-snr / 20)
-    tilt = rng.uniform(-0.6, 0.6)            # microphone / recorder colouring
+    tilt = rng.uniform(-0.6, 0.6)  # microphone / recorder colouring
     spectrum = np.fft.rfft(mix)
     f = np.fft.rfftfreq(n, 1 / sr)
     mix = np.fft.irfft(spectrum * ((f + 500) / 4000) ** tilt, n)
@@ -215,19 +231,26 @@ def generate(cfg: SyntheticConfig, seed: int, out_dir: Path) -> list[Entry]:
     lo, hi = cfg.clips_per_recording
     entries = []
     rec_id = 0
-    for c, (sp, n_clips) in enumerate(zip(species, class_counts(cfg))):
+    for c, (sp, n_clips) in enumerate(zip(species, class_counts(cfg), strict=True)):
         sizes = recording_sizes(n_clips, lo, hi, np.random.default_rng([seed, c]))
         for size in sizes:
             rec_id += 1
             group = f"REC{rec_id:05d}"
             r = np.random.default_rng([seed, c, rec_id])
             others = [s for s in species if s is not sp]
-            wave = synthesize_recording(sp, others, size, cfg.clip_seconds, cfg.snr_db, cfg.sample_rate, r)
+            wave = synthesize_recording(
+                sp, others, size, cfg.clip_seconds, cfg.snr_db, cfg.sample_rate, r
+            )
             clip_n = int(round(cfg.clip_seconds * cfg.sample_rate))
             folder = out_dir / "audio" / sp.name
             folder.mkdir(parents=True, exist_ok=True)
             for k in range(size):
                 path = folder / f"{group}_{k:02d}.wav"
-                sf.write(str(path), wave[k * clip_n:(k + 1) * clip_n], cfg.sample_rate, subtype="PCM_16")
+                sf.write(
+                    str(path),
+                    wave[k * clip_n : (k + 1) * clip_n],
+                    cfg.sample_rate,
+                    subtype="PCM_16",
+                )
                 entries.append(describe(path, out_dir, label=sp.name, group=group))
     return entries

@@ -10,6 +10,7 @@ selected recordings of a query are cached (without the key) under
 ``data.download_dir/xenocanto/``, as are their audio files, so a rerun needs neither
 the network nor the key; delete ``queries/`` there to query afresh.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,14 +23,21 @@ from collections import Counter
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from audioclf.data.datasets.fetch import DownloadError, RefusedError, Throttle, fetch_file, fetch_json, redact
+from audioclf.data.datasets.fetch import (
+    DownloadError,
+    RefusedError,
+    Throttle,
+    fetch_file,
+    fetch_json,
+    redact,
+)
 from audioclf.data.datasets.source import SOURCE_FILE, Clip, describe_all, retry_policy
-from audioclf.io import atomic_path, project_path, write_json
 from audioclf.data.manifest import Entry
+from audioclf.io import atomic_path, project_path, write_json
 
 if TYPE_CHECKING:
     from audioclf.config.data import DataConfig
-    from audioclf.config.data import XenocantoConfig
+    from audioclf.config.datasets import XenocantoConfig
 
 KEY_ENV = "XENO_CANTO_API_KEY"
 # fields kept from each API record (the cache holds nothing else)
@@ -39,14 +47,16 @@ FIELDS = ("id", "gen", "sp", "en", "rec", "lic", "q", "file", "file-name", "url"
 def queries(cfg: XenocantoConfig) -> list[str]:
     """The API v3 query strings the params ask for (one per species, or the raw query).
 
-    >>> from audioclf.config.data import XenocantoConfig
+    >>> from audioclf.config.datasets import XenocantoConfig
     >>> queries(XenocantoConfig(species=("Parus major",), quality="A"))
     ['gen:Parus sp:major q:A']
     """
     grade = f" q:{cfg.quality}" if cfg.quality else ""
     if cfg.query is not None:
         return [cfg.query.strip() + grade]
-    return [f"gen:{genus} sp:{epithet}{grade}" for genus, epithet in (s.split() for s in cfg.species)]
+    return [
+        f"gen:{genus} sp:{epithet}{grade}" for genus, epithet in (s.split() for s in cfg.species)
+    ]
 
 
 def label_of(record: dict[str, Any]) -> str:
@@ -79,13 +89,17 @@ def prepare(data: DataConfig, seed: int, out_dir: Path) -> list[Entry]:
         for rec in records:
             try:
                 clips.append(_download(rec, data, cache, throttle, out_dir))
-            except RefusedError as exc:  # withdrawn or restricted: skip it; network trouble stays fatal
+            except (
+                RefusedError
+            ) as exc:  # withdrawn or restricted: skip it; network trouble stays fatal
                 skipped.append({"path": f"XC{rec['id']}", "reason": str(exc)})
     except DownloadError as exc:
         message = str(exc).replace(key, "***") if key else str(exc)
         raise DownloadError(message) from None  # not chained: the original may hold the key
-    write_json({"api_url": cfg.api_url, "queries": queries(cfg), "recordings": len(records)},
-               out_dir / SOURCE_FILE)
+    write_json(
+        {"api_url": cfg.api_url, "queries": queries(cfg), "recordings": len(records)},
+        out_dir / SOURCE_FILE,
+    )
     return describe_all(clips, out_dir, skipped)
 
 
@@ -100,7 +114,9 @@ def select(data: DataConfig, cache: Path, throttle: Throttle, key: str) -> list[
         limit = cfg.max_recordings - len(records)
         if limit <= 0:
             break
-        ident = hashlib.sha256(f"{cfg.api_url}|{query}|{cfg.max_per_species}|{limit}".encode()).hexdigest()
+        ident = hashlib.sha256(
+            f"{cfg.api_url}|{query}|{cfg.max_per_species}|{limit}".encode()
+        ).hexdigest()
         path = cache / "queries" / f"{ident[:16]}.json"
         if path.is_file():
             found = json.loads(path.read_text())["recordings"]
@@ -110,17 +126,23 @@ def select(data: DataConfig, cache: Path, throttle: Throttle, key: str) -> list[
                 tmp.write_text(json.dumps({"query": query, "recordings": found}, indent=1))
         records += found
     if not records:
-        raise DownloadError(f"Xeno-canto returned no recordings for {queries(cfg)}; "
-                            f"check data.xenocanto.species / query / quality")
+        raise DownloadError(
+            f"Xeno-canto returned no recordings for {queries(cfg)}; "
+            f"check data.xenocanto.species / query / quality"
+        )
     return records
 
 
-def _query(query: str, limit: int, data: DataConfig, throttle: Throttle, key: str) -> list[dict[str, str]]:
+def _query(
+    query: str, limit: int, data: DataConfig, throttle: Throttle, key: str
+) -> list[dict[str, str]]:
     cfg = data.xenocanto
     if not key:
-        raise DownloadError(f"the Xeno-canto API needs a key: set the environment variable {KEY_ENV} "
-                            f"(registered users find theirs at https://xeno-canto.org/account); "
-                            f"never put it in params.yaml")
+        raise DownloadError(
+            f"the Xeno-canto API needs a key: set the environment variable {KEY_ENV} "
+            f"(registered users find theirs at https://xeno-canto.org/account); "
+            f"never put it in params.yaml"
+        )
     per_label: Counter = Counter()
     chosen: list[dict[str, str]] = []
     page, pages = 1, 1
@@ -132,7 +154,12 @@ def _query(query: str, limit: int, data: DataConfig, throttle: Throttle, key: st
             raise DownloadError(f"unexpected answer from {redact(url)}: {str(body)[:200]}")
         pages = int(body.get("numPages", 1))
         for rec in body["recordings"]:
-            if not (str(rec.get("id", "")).isdigit() and rec.get("gen") and rec.get("sp") and rec.get("file")):
+            if not (
+                str(rec.get("id", "")).isdigit()
+                and rec.get("gen")
+                and rec.get("sp")
+                and rec.get("file")
+            ):
                 continue  # unidentified or restricted recordings have no name or file
             label = label_of(rec)
             if per_label[label] < cfg.max_per_species and len(chosen) < limit:
@@ -144,7 +171,9 @@ def _query(query: str, limit: int, data: DataConfig, throttle: Throttle, key: st
     return chosen
 
 
-def _download(rec: dict[str, str], data: DataConfig, cache: Path, throttle: Throttle, out_dir: Path) -> Clip:
+def _download(
+    rec: dict[str, str], data: DataConfig, cache: Path, throttle: Throttle, out_dir: Path
+) -> Clip:
     url = rec["file"]
     if url.startswith("//"):  # older API answers give scheme-relative links
         url = "https:" + url
@@ -152,15 +181,28 @@ def _download(rec: dict[str, str], data: DataConfig, cache: Path, throttle: Thro
     if not re.fullmatch(r"\.[a-z0-9]{1,5}", suffix):
         suffix = ".mp3"
     name = f"XC{rec['id']}{suffix}"
-    cached = fetch_file(url, cache / "audio" / name, policy=retry_policy(data), throttle=throttle,
-                        hint="Rerun later to resume; finished files are kept in the download cache.")
+    cached = fetch_file(
+        url,
+        cache / "audio" / name,
+        policy=retry_policy(data),
+        throttle=throttle,
+        hint="Rerun later to resume; finished files are kept in the download cache.",
+    )
     label = label_of(rec)
     dest = out_dir / "audio" / re.sub(r"[^A-Za-z0-9-]+", "_", label) / name
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(cached, dest)
-    return Clip(dest, label=label, group=f"XC{rec['id']}",
-                extra={"licence": _https(rec["lic"]), "recordist": rec["rec"], "quality": rec["q"],
-                       "url": _https(rec["url"])})
+    return Clip(
+        dest,
+        label=label,
+        group=f"XC{rec['id']}",
+        extra={
+            "licence": _https(rec["lic"]),
+            "recordist": rec["rec"],
+            "quality": rec["q"],
+            "url": _https(rec["url"]),
+        },
+    )
 
 
 def _https(link: str) -> str:

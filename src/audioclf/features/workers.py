@@ -1,0 +1,149 @@
+"""The features stage's threads: each decodes, down-mixes, resamples, hashes and segments a few
+files, and on the CPU also runs the front-end on each file's segments while they are still in
+the core's cache; on a GPU the main thread runs the front-end on batches (:func:`flush`).
+
+libsndfile, soxr, BLAKE3 and torch release the GIL, so threads run in parallel;
+:func:`single_threaded_kernels` keeps each at one torch, BLAS and OpenMP thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from audioclf.config.features import FeaturesConfig
+from audioclf.data.manifest import Entry
+from audioclf.features.audio import DecodeError, load_waveform, segment
+from audioclf.features.frontends import FrontEnd
+from audioclf.io import keep_freed_memory
+
+FILES_PER_TASK = 8  # files a thread takes at a time
+CPU_BATCH = 2  # segments per front-end call on the CPU (more outgrow the core's cache)
+
+
+@dataclass
+class Prepared:
+    """One file after decoding: its segments (S, n) and, on the CPU, their features (S, C, F, T)."""
+
+    index: int  # position in the manifest
+    entry: Entry
+    error: str | None = None
+    audio_hash: str = ""
+    notes: list[str] = field(default_factory=list)
+    segments: np.ndarray | None = None
+    features: np.ndarray | None = None
+
+
+@torch.inference_mode()
+def transform(
+    frontend: FrontEnd, segments: np.ndarray, batch_size: int, device: torch.device
+) -> np.ndarray:
+    """Features (S, C, F, T) float32 of segments (S, n), in batches of ``batch_size``."""
+    out = [
+        frontend(torch.from_numpy(segments[i : i + batch_size]).to(device, non_blocking=True))
+        .cpu()
+        .numpy()
+        for i in range(0, len(segments), batch_size)
+    ]
+    return out[0] if len(out) == 1 else np.concatenate(out)
+
+
+def prepare(
+    chunk: list[tuple[int, Entry]],
+    audio_root: Path,
+    cfg: FeaturesConfig,
+    frontend: FrontEnd | None,
+    known: Callable[[str], bool],
+) -> list[Prepared]:
+    """Decode and segment (manifest index, entry) pairs; with ``frontend`` (CPU), compute their features.
+
+    On the CPU each file's segments go through the front-end on their own, ``CPU_BATCH``
+    at a time: larger batches outgrow the core's cache and ran slower per segment.
+    """
+    out = []
+    for index, entry in chunk:
+        try:
+            wave = load_waveform(
+                audio_root / entry.path, cfg.sample_rate, max_seconds=cfg.max_file_seconds
+            )
+        except DecodeError as exc:
+            out.append(Prepared(index, entry, error=str(exc)))
+            continue
+        p = Prepared(
+            index,
+            entry,
+            audio_hash=wave.digest,
+            notes=wave.notes,
+            segments=segment(wave.samples, cfg.segment_samples, cfg.hop_samples, cfg.short_clips),
+        )
+        if frontend is not None and not known(p.audio_hash):
+            p.features, p.segments = (
+                transform(frontend, p.segments, CPU_BATCH, torch.device("cpu")),
+                None,
+            )
+        out.append(p)
+    return out
+
+
+def fill(prepared: list[Prepared], feats: np.ndarray) -> None:
+    """Hand each file its rows of ``feats`` (sum of segments, C, F, T) and drop its waveform."""
+    start = 0
+    for p in prepared:
+        p.features, start = feats[start : start + len(p.segments)], start + len(p.segments)
+        p.segments = None
+
+
+def bounded(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, window: int) -> Iterator:
+    """``pool.map(fn, items)`` in order, with at most ``window`` tasks submitted and not yet consumed."""
+    pending = collections.deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+@contextlib.contextmanager
+def single_threaded_kernels() -> Iterator[None]:
+    """One torch, BLAS and OpenMP thread per worker, and freed memory kept for reuse.
+
+    Parallelism comes from the worker threads: nested pools oversubscribe the cores
+    (libsoxr's OpenMP and OpenBLAS threads spin while they wait). Without
+    :func:`keep_freed_memory` every file's arrays were unmapped and faulted in again.
+    """
+    keep_freed_memory()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def flush(
+    batch: list[Prepared],
+    frontend: FrontEnd,
+    cfg: FeaturesConfig,
+    device: torch.device,
+    keep: Callable[[Prepared], None],
+) -> None:
+    """Run the front-end (on ``device``) over the segments of the files in ``batch``, store them, empty it."""
+    if not batch:
+        return
+    fill(
+        batch,
+        transform(frontend, np.concatenate([p.segments for p in batch]), cfg.batch_size, device),
+    )
+    for p in batch:
+        keep(p)
+    batch.clear()

@@ -1,0 +1,133 @@
+"""One epoch of optimisation: what a training step needs (:class:`Fit`, from :func:`build_fit`),
+and :func:`train_one_epoch` (augmentation, mixed precision, gradient accumulation and clipping).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+from sklearn.metrics import f1_score
+from torch import nn
+
+from audioclf.config.training import TrainConfig, TrainSpec
+from audioclf.features.table import FeatureTable, SplitData
+from audioclf.models import build_model
+from audioclf.models.inference import autocast, to_device
+from audioclf.training.augment import Augmenter
+from audioclf.training.data import epoch_order
+from audioclf.training.losses import build_loss
+from audioclf.training.optim import build_optimizer, build_scheduler, grad_scaler, steps_per_epoch
+
+
+@dataclass
+class Fit:
+    """What one training step needs."""
+
+    model: nn.Module
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    augment: Augmenter
+    device: torch.device
+    amp: torch.dtype | None
+    cfg: TrainConfig
+
+
+def _optimizer_step(fit: Fit) -> torch.Tensor:
+    """Unscale, clip, step, advance the schedule; returns the gradient norm before clipping."""
+    fit.scaler.unscale_(fit.optimizer)
+    norm = nn.utils.clip_grad_norm_(fit.model.parameters(), fit.cfg.grad_clip)
+    fit.scaler.step(fit.optimizer)  # skipped by the scaler if fp16 gradients overflowed
+    fit.scaler.update()
+    fit.optimizer.zero_grad(set_to_none=True)
+    fit.scheduler.step()
+    return norm.detach()
+
+
+def train_one_epoch(
+    fit: Fit, data: SplitData, generator: torch.Generator
+) -> tuple[dict[str, float], dict[str, float]]:
+    """One pass over the (augmented) training split; ``train.accumulate`` batches per optimizer step.
+
+    Returns:
+        Metrics (loss, accuracy, macro_f1, grad_norm) and timing: ``data_wait_s`` (time
+        the steps waited for their batches from the cache) and ``epoch_s`` (wall time).
+    """
+    model, cfg = fit.model, fit.cfg
+    model.train()
+    order = epoch_order(data.y, cfg.sampler, generator)
+    # sorted within a batch: the same batch, read from the memmap front to back
+    batches = [
+        order[i : i + cfg.batch_size].sort().values for i in range(0, len(order), cfg.batch_size)
+    ]
+    total, ys, preds, norms = torch.zeros((), dtype=torch.float64, device=fit.device), [], [], []
+    waited, start = 0.0, time.perf_counter()
+    fit.optimizer.zero_grad(set_to_none=True)
+    for i, (idx, x, wait) in enumerate(data.prefetched(batches)):
+        waited += wait
+        xb, yb = to_device(x, fit.device), to_device(data.y[idx], fit.device)
+        xb, target = fit.augment(xb, yb, generator)  # target (B,) or MixUp's (B, C)
+        with autocast(fit.device, fit.amp):
+            logits = model(xb)  # (B, C)
+        loss = fit.loss_fn(logits.float(), target)
+        first = i - i % cfg.accumulate
+        group = min(cfg.accumulate, len(batches) - first)  # batches in this optimizer step
+        fit.scaler.scale(loss / group).backward()
+        if i == first + group - 1:
+            norms.append(_optimizer_step(fit))
+        total += loss.detach() * len(idx)
+        ys.append(data.y[idx])
+        preds.append(logits.detach().argmax(dim=1))
+    y_true, y_pred = torch.cat(ys).numpy(), torch.cat(preds).cpu().numpy()
+    norms = torch.stack(norms).float().cpu()
+    finite = norms[norms.isfinite()]
+    metrics = {
+        "loss": float(total) / len(order),
+        "accuracy": float((y_true == y_pred).mean()),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "grad_norm": float(finite.mean()) if len(finite) else math.nan,
+    }
+    return metrics, {"data_wait_s": waited, "epoch_s": time.perf_counter() - start}
+
+
+def build_fit(
+    spec: TrainSpec,
+    table: FeatureTable,
+    train_data: SplitData,
+    device: torch.device,
+    amp: torch.dtype | None,
+) -> tuple[Fit, dict[str, float]]:
+    """The model, loss, optimizer, schedule and augmentation of ``spec``, for ``train_data``.
+
+    Returns:
+        The :class:`Fit` and, for weighted losses, their class weight range (see ``build_loss``).
+    """
+    cfg, n_classes = spec.train, len(table.labels)
+    model = build_model(
+        spec.model,
+        spec.model_config,
+        n_classes=n_classes,
+        in_channels=table.in_channels,
+        input_shape=tuple(table.data.shape[2:]),
+    ).to(device)
+    loss_fn, weights = build_loss(
+        spec.loss, spec.loss_config, torch.bincount(train_data.y, minlength=n_classes)
+    )
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch(len(train_data), cfg))
+    fit = Fit(
+        model,
+        loss_fn.to(device),
+        optimizer,
+        scheduler,
+        grad_scaler(device, amp),
+        Augmenter(spec.augment, train_data.mean, train_data.std, n_classes),
+        device,
+        amp,
+        cfg,
+    )
+    return fit, weights
