@@ -5,8 +5,11 @@ the test clips, the naive librosa loop, our extraction, and the data wait of tra
 from __future__ import annotations
 
 import dataclasses
+import json
 import resource
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -52,23 +55,18 @@ def cpu_s() -> float:
 
 
 def naive(folder: Path, n: int, cfg: FeaturesConfig) -> dict:
-    """The per-file librosa loop on the first ``n`` clips, timed after a warm-up."""
-    import librosa
-
-    paths = [folder / e.path for e in read_manifest(folder / "manifest.csv")]
-
-    def one(path):
-        y, sr = librosa.load(path, sr=cfg.sample_rate)
-        mel = librosa.feature.melspectrogram(
-            y=y, sr=sr, n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_mels=cfg.n_mels
-        )
-        return librosa.power_to_db(mel), len(y) / sr
-
-    for path in paths[:WARMUP_FILES]:
-        one(path)
-    start, cpu = time.perf_counter(), cpu_s()
-    seconds = sum(one(path)[1] for path in paths[:n])
-    return _rates(n, seconds, time.perf_counter() - start, cpu_s() - cpu)
+    """The per-file librosa loop on the first ``n`` clips, in a process of its own that never imports
+    audioclf (:mod:`audioclf.devtools.naive_librosa`), timed after a warm-up."""
+    script = Path(__file__).with_name("naive_librosa.py")
+    args = [folder, n, cfg.sample_rate, cfg.n_fft, cfg.hop_length, cfg.n_mels]
+    out = subprocess.run(
+        [sys.executable, str(script), *map(str, args)], capture_output=True, text=True, check=True
+    )
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    return {
+        **_rates(r["files"], r["audio_s"], r["elapsed_s"], r["cpu_s"]),
+        "peak_rss_mb": round(r["peak_rss_mb"]),
+    }
 
 
 def ours(folder: Path, work: Path, cfg: FeaturesConfig) -> dict:

@@ -46,6 +46,7 @@ from audioclf.features.workers import (
     Prepared,
     bounded,
     flush,
+    one_thread_each,
     prepare,
     single_threaded_kernels,
 )
@@ -181,7 +182,10 @@ def _compute(
     chunks = (todo[i : i + FILES_PER_TASK] for i in range(0, len(todo), FILES_PER_TASK))
     batch: list[Prepared] = []  # GPU: files waiting for a full batch of segments
     try:
-        with single_threaded_kernels(), ThreadPoolExecutor(workers) as pool:
+        with (
+            single_threaded_kernels(),
+            ThreadPoolExecutor(workers, initializer=one_thread_each) as pool,
+        ):
             for prepared in bounded(
                 pool,
                 lambda c: prepare(c, audio_root, cfg, cpu_frontend, known),

@@ -26,7 +26,7 @@ from audioclf.features.frontends import FrontEnd
 from audioclf.io import keep_freed_memory
 
 FILES_PER_TASK = 8  # files a thread takes at a time
-CPU_BATCH = 2  # segments per front-end call on the CPU (more outgrow the core's cache)
+CPU_BATCH = 8  # segments per front-end call on the CPU (it tiles their frames to stay in cache)
 
 
 @dataclass
@@ -65,8 +65,9 @@ def prepare(
 ) -> list[Prepared]:
     """Decode and segment (manifest index, entry) pairs; with ``frontend`` (CPU), compute their features.
 
-    On the CPU each file's segments go through the front-end on their own, ``CPU_BATCH``
-    at a time: larger batches outgrow the core's cache and ran slower per segment.
+    On the CPU the chunk's new segments go through the front-end together, ``CPU_BATCH`` at a
+    time (it tiles their frames to stay in the core's cache): one call per chunk, not per file,
+    since every torch call holds the GIL a few microseconds and the workers wait on each other.
     """
     out = []
     for index, entry in chunk:
@@ -77,19 +78,14 @@ def prepare(
         except DecodeError as exc:
             out.append(Prepared(index, entry, error=str(exc)))
             continue
-        p = Prepared(
-            index,
-            entry,
-            audio_hash=wave.digest,
-            notes=wave.notes,
-            segments=segment(wave.samples, cfg.segment_samples, cfg.hop_samples, cfg.short_clips),
+        segments = segment(wave.samples, cfg.segment_samples, cfg.hop_samples, cfg.short_clips)
+        out.append(
+            Prepared(index, entry, audio_hash=wave.digest, notes=wave.notes, segments=segments)
         )
-        if frontend is not None and not known(p.audio_hash):
-            p.features, p.segments = (
-                transform(frontend, p.segments, CPU_BATCH, torch.device("cpu")),
-                None,
-            )
-        out.append(p)
+    new = [p for p in out if p.error is None and not known(p.audio_hash)]
+    if frontend is not None and new:
+        segments = np.concatenate([p.segments for p in new])
+        fill(new, transform(frontend, segments, CPU_BATCH, torch.device("cpu")))
     return out
 
 
@@ -110,6 +106,14 @@ def bounded(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, window: int
             yield pending.popleft().result()
     while pending:
         yield pending.popleft().result()
+
+
+def one_thread_each() -> None:
+    """A worker thread's own limits: OpenMP's thread count is per thread, so a limit set in the main
+    thread does not reach the pool's threads, whose torch and libsoxr calls then each start a team of
+    OpenMP threads that spin on the same cores (2x the CPU time per file here). The pool's initializer."""
+    torch.set_num_threads(1)
+    threadpool_limits(limits=1)
 
 
 @contextlib.contextmanager
