@@ -44,6 +44,8 @@ class DataConfig:
     retries: int = 4  # extra attempts after a 429, 5xx or dropped connection
     backoff_s: float = 2.0  # wait before retry k: backoff_s * 2**k seconds
     timeout_s: float = 60.0  # per request
+    max_archive_gb: float = 100.0  # uncompressed bytes an archive may give, counted while copying
+    max_compression_ratio: float = 100.0  # of any zip member (a 410 KB zip of 200 MB: ~500)
     synthetic: SyntheticConfig = dataclasses.field(default_factory=SyntheticConfig)
     esc50: Esc50Config = dataclasses.field(default_factory=Esc50Config)
     emodb: EmodbConfig = dataclasses.field(default_factory=EmodbConfig)
@@ -60,6 +62,16 @@ class DataConfig:
         check(self.retries >= 0, "data.retries", f"must be >= 0, got {self.retries}")
         check(self.backoff_s >= 0, "data.backoff_s", f"must be >= 0, got {self.backoff_s}")
         check(self.timeout_s > 0, "data.timeout_s", f"must be positive, got {self.timeout_s}")
+        check(
+            self.max_archive_gb > 0,
+            "data.max_archive_gb",
+            f"must be positive, got {self.max_archive_gb}",
+        )
+        check(
+            self.max_compression_ratio >= 1,
+            "data.max_compression_ratio",
+            f"must be >= 1, got {self.max_compression_ratio}",
+        )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -92,6 +92,11 @@ def parse_params(raw: dict[str, Any]) -> Params:
     choice(raw["model"], MODEL_CONFIGS, "model")
     choice(raw["loss"], LOSS_CONFIGS, "loss")
     seed = coerce(int, raw.get("seed"), "seed")
+    check(
+        0 <= seed < 2**32,
+        "seed",
+        f"must be in [0, 2**32 - 1] (what NumPy and scikit-learn take), got {seed}",
+    )
     model_params = _per_name(raw.get("model_params"), MODEL_CONFIGS, "model_params", "model")
     loss_params = _per_name(raw.get("loss_params"), LOSS_CONFIGS, "loss_params", "loss")
     sections = {name: build(cls, raw.get(name), name) for name, cls in SECTIONS.items()}

@@ -8,6 +8,7 @@ of the wrong type with messages that name the dotted key; each dataclass's
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any
@@ -82,6 +83,7 @@ def coerce(hint: Any, value: Any, key: str) -> Any:
             key,
             f"must be a number, got {value!r}",
         )
+        check(math.isfinite(value), key, f"must be a finite number, got {value!r}")
         return float(value)
     if hint is int:
         check(

@@ -6,6 +6,7 @@ Rebuilding never loads pretrained weights."""
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from torch import nn
 
 from audioclf.config.models import MODEL_CONFIGS
 from audioclf.config.schema import build
-from audioclf.errors import MissingInputError
+from audioclf.errors import MissingInputError, UserError
 from audioclf.io import atomic_path
 from audioclf.models import build_model
 
@@ -56,17 +57,54 @@ def save_checkpoint(
         torch.save(state, tmp)
 
 
+class CheckpointError(UserError, ValueError):
+    """A checkpoint that holds something else than tensors and plain values, or is not ours."""
+
+
+def read_state(path: str | Path, *, mmap: bool = False) -> dict:
+    """The dict saved at ``path``, unpickling nothing but tensors and plain values.
+
+    ``torch.load(weights_only=True)``: a file crafted to run code when unpickled (or any
+    object of another class) is refused, never executed.
+
+    Raises:
+        CheckpointError: the file holds other objects, is damaged, or is not a dict.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0][:200]
+        raise CheckpointError(
+            f"{path} holds objects other than tensors and plain values ({first}); it was not "
+            f"written by this version of audioclf, or was crafted: refusing to load it. Retrain "
+            f"(dvc repro train) or load only checkpoints you trust"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise CheckpointError(f"{path} is not a readable checkpoint ({exc}); retrain") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a checkpoint; retrain")
+    return state
+
+
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     """Rebuild the model stored in a checkpoint, in eval mode.
 
     Returns:
         The model and the checkpoint dict (labels, norm, params, ...).
+
+    Raises:
+        MissingInputError: no file at ``path``.
+        CheckpointError: the file is unsafe, damaged or not a checkpoint of ours.
     """
     path = Path(path)
     if not path.is_file():
         raise MissingInputError(f"checkpoint not found: {path} (run: dvc repro train)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    name = ckpt["model_name"]
+    ckpt = read_state(path)
+    name = ckpt.get("model_name")
+    if name not in MODEL_CONFIGS or "state_dict" not in ckpt:
+        raise CheckpointError(
+            f"{path} is not an audioclf checkpoint (no known model_name); retrain"
+        )
     cfg = build(MODEL_CONFIGS[name], ckpt["model_config"], f"checkpoint.model_config[{name}]")
     model = build_model(
         name,

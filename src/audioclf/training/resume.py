@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,8 @@ from torch import nn
 from audioclf.config.training import TrainSpec
 from audioclf.devices import resolve_device
 from audioclf.io import atomic_path
+from audioclf.models.checkpoint import CheckpointError, read_state
 from audioclf.training.optim import resolve_amp
-
-_UNREADABLE = (OSError, RuntimeError, EOFError, pickle.UnpicklingError, KeyError)
 
 
 @dataclasses.dataclass
@@ -124,9 +122,9 @@ def find_resumable(last: Path, best: Path, key: str) -> tuple[dict | None, str]:
     if not last.is_file():
         return None, "starting fresh (no last checkpoint)"
     try:
-        state = torch.load(last, map_location="cpu", weights_only=False)
+        state = read_state(last)  # tensors and plain values only: a crafted file runs nothing
         loop = LoopState(**state["loop"])
-    except _UNREADABLE as exc:
+    except (CheckpointError, KeyError, TypeError) as exc:
         return None, f"starting fresh: {last} is unreadable ({type(exc).__name__}: {exc})"
     if state.get("run_key") != key:
         return None, (
@@ -134,10 +132,8 @@ def find_resumable(last: Path, best: Path, key: str) -> tuple[dict | None, str]:
             "precision than this run"
         )
     try:
-        best_token = torch.load(best, map_location="cpu", weights_only=False, mmap=True).get(
-            "train_token"
-        )
-    except (FileNotFoundError, *_UNREADABLE):
+        best_token = read_state(best, mmap=True).get("train_token")
+    except CheckpointError:
         best_token = None
     if best_token != loop.token:
         return None, f"starting fresh: {best} is missing or from another training than {last}"

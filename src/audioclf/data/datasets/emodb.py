@@ -93,11 +93,9 @@ def prepare(data: DataConfig, seed: int, out_dir: Path) -> list[Entry]:
             except ValueError as exc:
                 skipped.append({"path": member, "reason": str(exc)})
                 continue
-            dest = archive.copy(member, out_dir / "audio" / name)
-            clips.append(
-                Clip(
-                    dest, label=label, group=speaker, extra={"speaker": speaker, "text_id": text_id}
-                )
-            )
+            dest = archive.extract(member, out_dir / "audio", name)
+            if dest is not None:
+                extra = {"speaker": speaker, "text_id": text_id}
+                clips.append(Clip(dest, label=label, group=speaker, extra=extra))
         record_source(out_dir, archive, cfg.url)
-    return describe_all(clips, out_dir, skipped)
+    return describe_all(clips, out_dir, skipped + archive.refused)

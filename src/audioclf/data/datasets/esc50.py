@@ -68,14 +68,12 @@ def prepare(data: DataConfig, seed: int, out_dir: Path) -> list[Entry]:
                     }
                 )
                 continue
-            dest = archive.copy(member, out_dir / "audio" / row["filename"])
-            clips.append(
-                Clip(
-                    dest, label=row["category"], group=row["src_file"], extra={"fold": row["fold"]}
-                )
-            )
+            dest = archive.extract(member, out_dir / "audio", row["filename"])
+            if dest is not None:
+                extra = {"fold": row["fold"]}
+                clips.append(Clip(dest, label=row["category"], group=row["src_file"], extra=extra))
         record_source(out_dir, archive, cfg.url)
-    return describe_all(clips, out_dir, skipped)
+    return describe_all(clips, out_dir, skipped + archive.refused)
 
 
 def _root(names: list[str], archive: Path) -> str:

@@ -25,7 +25,8 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from audioclf.config import ParamsError
-from audioclf.data.datasets.source import Archive, Clip, DatasetError, describe_all, record_source
+from audioclf.data.datasets.archive import Archive, DatasetError
+from audioclf.data.datasets.source import Clip, describe_all, limits, record_source
 from audioclf.data.manifest import COLUMNS, Entry
 from audioclf.errors import MissingInputError
 from audioclf.io import project_path
@@ -57,7 +58,7 @@ def prepare(data: DataConfig, seed: int, out_dir: Path) -> list[Entry]:
         raise MissingInputError(
             f"params: 'data.archive' is {data.archive!r}, but {path} does not exist"
         )
-    with Archive(path) as archive:
+    with Archive(path, limits(data)) as archive:
         root = _wrapper(archive.names)
         rows, skipped = (
             _table(archive, root, cfg) if cfg.csv else (_tree(archive.names, root, cfg), [])
@@ -79,7 +80,9 @@ def prepare(data: DataConfig, seed: int, out_dir: Path) -> list[Entry]:
                     }
                 )
                 continue
-            dest = archive.copy(member, out_dir / "audio" / rel)
+            dest = archive.extract(member, out_dir / "audio", rel)
+            if dest is None:
+                continue
             clips.append(
                 Clip(
                     dest,
@@ -89,7 +92,7 @@ def prepare(data: DataConfig, seed: int, out_dir: Path) -> list[Entry]:
                 )
             )
         record_source(out_dir, archive, url=None)
-    return describe_all(clips, out_dir, skipped)
+    return describe_all(clips, out_dir, skipped + archive.refused)
 
 
 Row = tuple[str, str | None, str | None, dict[str, str]]  # member, label, group, extra

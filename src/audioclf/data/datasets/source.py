@@ -1,21 +1,20 @@
 """What the archive-based adapters share: finding the archive (``data.archive`` or the
-download cache), reading it whether zipped or extracted, and turning the copied audio
-into manifest entries while listing (not failing on) files that do not decode.
+download cache; read through :mod:`audioclf.data.datasets.archive`), and turning the
+copied audio into manifest entries while listing (not failing on) files that do not decode.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
-import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+from audioclf.data.datasets.archive import Archive, DatasetError, Limits
 from audioclf.data.datasets.fetch import RetryPolicy, fetch_file, verify_sha256
 from audioclf.data.manifest import Entry, describe, sha256_file
-from audioclf.errors import MissingInputError, UserError
+from audioclf.errors import MissingInputError
 from audioclf.io import project_path, write_json
 
 if TYPE_CHECKING:
@@ -25,10 +24,6 @@ log = logging.getLogger(__name__)
 
 UNREADABLE_FILE = "unreadable.json"
 SOURCE_FILE = "source.json"
-
-
-class DatasetError(UserError, ValueError):
-    """An archive or folder that is not the dataset the params name, or holds nothing usable."""
 
 
 def retry_policy(data: DataConfig) -> RetryPolicy:
@@ -44,63 +39,9 @@ def manual_hint(url: str) -> str:
     )
 
 
-class Archive:
-    """Read-only view of a dataset archive: a zip file or an already-extracted folder.
-
-    Member names are POSIX paths relative to the archive root; names that would escape
-    it (absolute, or with ``..``) are dropped, so copying a member cannot write outside
-    its destination.
-    """
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self._zip: zipfile.ZipFile | None = None
-        if self.path.is_dir():
-            names = (
-                p.relative_to(self.path).as_posix() for p in self.path.rglob("*") if p.is_file()
-            )
-        elif zipfile.is_zipfile(self.path):
-            self._zip = zipfile.ZipFile(self.path)
-            names = (i.filename for i in self._zip.infolist() if not i.is_dir())
-        else:
-            raise DatasetError(
-                f"{self.path} is neither a folder nor a zip file; data.archive must "
-                f"point at the dataset's zip or at the folder it extracts to"
-            )
-        self.names = sorted(n for n in names if _is_safe(n))
-
-    def __enter__(self) -> Archive:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._zip is not None:
-            self._zip.close()
-
-    def read_text(self, name: str) -> str:
-        if self._zip is not None:
-            return self._zip.read(name).decode("utf-8-sig")
-        return (self.path / name).read_text(encoding="utf-8-sig")
-
-    def copy(self, name: str, dest: Path) -> Path:
-        """Copy member ``name`` byte for byte to ``dest`` (parents created)."""
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if self._zip is None:
-            shutil.copyfile(self.path / name, dest)
-        else:
-            try:
-                with self._zip.open(name) as src, open(dest, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-            except zipfile.BadZipFile as exc:  # zipfile checks each member's CRC as it reads
-                raise DatasetError(
-                    f"{self.path} is corrupt ({exc}); download it again (delete it from "
-                    f"the download cache) or supply a good copy with data.archive"
-                ) from exc
-        return dest
-
-
-def _is_safe(name: str) -> bool:
-    parts = PurePosixPath(name).parts
-    return bool(parts) and not name.startswith("/") and ".." not in parts and ":" not in parts[0]
+def limits(data: DataConfig) -> Limits:
+    """What an archive may expand to, from ``data.max_archive_gb`` and ``data.max_compression_ratio``."""
+    return Limits(max_bytes=int(data.max_archive_gb * 2**30), max_ratio=data.max_compression_ratio)
 
 
 def open_archive(data: DataConfig, dataset: str, url: str, sha256: str | None) -> Archive:
@@ -129,12 +70,12 @@ def open_archive(data: DataConfig, dataset: str, url: str, sha256: str | None) -
             verify_sha256(
                 path, sha256, f"data.archive for {dataset}; expected the archive from {url}"
             )
-        return Archive(path)
+        return Archive(path, limits(data))
     name = PurePosixPath(url.split("?")[0]).name or "archive.zip"
     dest = project_path(data.download_dir) / dataset / name
     fetch_file(url, dest, policy=retry_policy(data), sha256=sha256, hint=manual_hint(url))
     try:
-        return Archive(dest)
+        return Archive(dest, limits(data))
     except ValueError:  # e.g. an HTML error page, or a cut-off file the server gave no length for
         raise DatasetError(
             f"the download of {url} at {dest} is not a zip file; delete it to download "

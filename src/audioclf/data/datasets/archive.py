@@ -1,0 +1,169 @@
+"""Reading a dataset archive (a zip, or the folder it extracts to) without trusting it.
+
+Every adapter takes its files out through :meth:`Archive.extract`, the one routine that
+writes: a member's final location is resolved and must lie inside the destination
+folder (names that are absolute, climb out with ``..``, or become absolute once a wrapper
+folder is stripped, like ``top//etc/x``, are refused); two members landing on one path
+are refused after the first; zip symlinks, and folder symlinks that lead out of the
+folder, are never followed; and the uncompressed bytes taken out (``data.max_archive_gb``)
+and every zip member's compression ratio (``data.max_compression_ratio``) are capped, and
+counted while copying. Refused members are listed in :attr:`Archive.refused` with their
+reason (the adapters add them to ``unreadable.json``), never written.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from audioclf.errors import UserError
+
+CHUNK = 1 << 20
+
+
+class DatasetError(UserError, ValueError):
+    """An archive or folder that is not the dataset the params name, or holds nothing usable."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much an archive may expand to: total bytes taken out, and any zip member's ratio."""
+
+    max_bytes: int = 100 << 30
+    max_ratio: float = 100.0
+
+
+def inside(root: Path, rel: str) -> Path | None:
+    """``root / rel`` resolved, or None if it lies outside ``root`` (or names ``root`` itself).
+
+    >>> [inside(Path("/data/raw"), r) for r in ("a/b.wav", "/etc/passwd", "../x.wav", "a/../../x")]
+    [PosixPath('/data/raw/a/b.wav'), None, None, None]
+    """
+    base = Path(os.path.abspath(root))
+    dest = Path(os.path.abspath(base / rel))
+    return dest if dest != base and dest.is_relative_to(base) else None
+
+
+class Archive:
+    """Read-only view of a dataset archive: a zip file or an already-extracted folder.
+
+    ``names`` are POSIX paths relative to the archive root of the members that may be
+    read; ``refused`` lists the others (``{"path", "reason"}``).
+    """
+
+    def __init__(self, path: Path, limits: Limits = Limits()):
+        self.path, self.limits = Path(path), limits
+        self.refused: list[dict[str, str]] = []
+        self._zip: zipfile.ZipFile | None = None
+        self._written: set[Path] = set()
+        self._bytes = 0
+        if self.path.is_dir():
+            names = self._folder_members()
+        elif zipfile.is_zipfile(self.path):
+            self._zip = zipfile.ZipFile(self.path)
+            names = self._zip_members()
+        else:
+            raise DatasetError(
+                f"{self.path} is neither a folder nor a zip file; data.archive must "
+                f"point at the dataset's zip or at the folder it extracts to"
+            )
+        self.names = sorted(names)
+
+    def _refuse(self, name: str, reason: str) -> None:
+        self.refused.append({"path": name, "reason": f"refused from {self.path.name}: {reason}"})
+
+    def _folder_members(self) -> list[str]:
+        names, root = [], self.path.resolve()
+        for folder, dirs, files in os.walk(self.path):  # never descends into linked folders
+            for d in [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
+                self._refuse(
+                    Path(folder, d).relative_to(self.path).as_posix(), "a symlinked folder"
+                )
+            for f in files:
+                full = Path(folder, f)
+                name = full.relative_to(self.path).as_posix()
+                if full.is_symlink() and not full.resolve().is_relative_to(root):
+                    self._refuse(name, f"a symlink to {os.readlink(full)}, outside the folder")
+                elif full.is_file():
+                    names.append(name)
+        return names
+
+    def _zip_members(self) -> list[str]:
+        names, seen, total = [], set(), 0
+        for info in self._zip.infolist():
+            if info.is_dir():
+                continue
+            name, mode = info.filename, info.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                self._refuse(name, "a symlink member")
+            elif inside(Path("/x"), name) is None or not PurePosixPath(name).parts:
+                self._refuse(name, "its name points outside the archive")
+            elif name in seen:
+                self._refuse(name, "a second member of the same name")
+            elif info.file_size > self.limits.max_ratio * max(info.compress_size, 1):
+                self._refuse(
+                    name,
+                    f"it expands {info.file_size / max(info.compress_size, 1):.0f}-fold, above "
+                    f"data.max_compression_ratio={self.limits.max_ratio:g} (a zip bomb?)",
+                )
+            else:
+                seen.add(name)
+                names.append(name)
+                total += info.file_size
+        if total > self.limits.max_bytes:
+            raise DatasetError(
+                f"{self.path} expands to {total / 2**30:.1f} GiB, above data.max_archive_gb="
+                f"{self.limits.max_bytes / 2**30:g}; raise data.max_archive_gb if it is genuine"
+            )
+        return names
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._zip is not None:
+            self._zip.close()
+
+    def read_text(self, name: str) -> str:
+        if self._zip is not None:
+            return self._zip.read(name).decode("utf-8-sig")
+        return (self.path / name).read_text(encoding="utf-8-sig")
+
+    def extract(self, name: str, root: Path, rel: str) -> Path | None:
+        """Copy member ``name`` byte for byte to ``root / rel``; None (and a reason in :attr:`refused`)
+        if that lies outside ``root`` or another member was already written there.
+
+        Raises:
+            DatasetError: the bytes taken out exceed ``data.max_archive_gb``, or the zip is corrupt.
+        """
+        dest = inside(root, rel)
+        if dest is None:
+            self._refuse(name, f"its destination {rel!r} lies outside {root.name}/")
+            return None
+        if dest in self._written:
+            self._refuse(name, f"a second member for {rel!r}")
+            return None
+        self._written.add(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with self._open(name) as src, open(dest, "wb") as dst:
+                while block := src.read(CHUNK):
+                    self._bytes += len(block)
+                    if self._bytes > self.limits.max_bytes:
+                        raise DatasetError(
+                            f"{self.path} gave more than data.max_archive_gb="
+                            f"{self.limits.max_bytes / 2**30:g} GiB; raise it if it is genuine"
+                        )
+                    dst.write(block)
+        except zipfile.BadZipFile as exc:  # zipfile checks each member's CRC as it reads
+            raise DatasetError(
+                f"{self.path} is corrupt ({exc}); download it again (delete it from "
+                f"the download cache) or supply a good copy with data.archive"
+            ) from exc
+        return dest
+
+    def _open(self, name: str):
+        return self._zip.open(name) if self._zip is not None else open(self.path / name, "rb")
