@@ -4,7 +4,7 @@ from pathlib import Path
 
 from audioclf.cli import parser, run
 from audioclf.config import load_params
-from audioclf.data.audit import audit_folds, conclude
+from audioclf.data.audit import audit_with, conclude
 from audioclf.data.split import read_folds
 from audioclf.io import write_json
 
@@ -19,16 +19,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--report", required=True, help="leakage report (JSON)")
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    cfg = params.audit
-    report = audit_folds(
-        read_folds(args.split, args.test),
-        args.audio_root,
-        near_level=cfg.near_duplicates,
-        pretrained_ids=frozenset(cfg.pretrained_ids),
-        pretrained_level=cfg.pretrained_overlap,
-        max_ber=cfg.max_ber,
-        leaky=params.split.leaky,
-    )
+    folds = read_folds(args.split, args.test)
+    report = audit_with(folds, args.audio_root, params.audit, leaky=params.split.leaky)
     write_json(report, args.report)
     conclude(report, args.report)  # fails the stage on leakage, after writing the report
     return report

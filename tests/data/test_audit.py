@@ -7,13 +7,8 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from audioclf.data.audit import (
-    audit_folds,
-    bit_error_rate,
-    describe_violations,
-    fingerprint,
-    near_duplicates,
-)
+from audioclf.data.audit import audit_folds, describe_violations
+from audioclf.data.fingerprint import bit_error_rate, fingerprint, near_duplicates
 from audioclf.data.manifest import describe
 from audioclf.data.split import grouped_split
 

@@ -104,8 +104,14 @@ class AuditConfig:
     max_ber: float = 0.2
     pretrained_ids: tuple[str, ...] = ()
     pretrained_overlap: str = "error"
+    max_file_seconds: float = 600.0  # decode at most this much of a file: memory stays bounded
 
     def __post_init__(self):
         choice(self.near_duplicates, LEVELS, "audit.near_duplicates")
         choice(self.pretrained_overlap, LEVELS, "audit.pretrained_overlap")
         check(0 < self.max_ber < 0.5, "audit.max_ber", f"must be in (0, 0.5), got {self.max_ber}")
+        check(
+            self.max_file_seconds > 0,
+            "audit.max_file_seconds",
+            f"must be positive, got {self.max_file_seconds}",
+        )

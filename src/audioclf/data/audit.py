@@ -6,155 +6,26 @@ Checks, for every fold:
 2. ``exact``: no identical decoded audio in two splits (hash of the samples, so a WAV
    and a FLAC of the same audio match, while file bytes would not);
 3. ``near``: no near-duplicates in two splits (the same audio re-encoded, gain-changed,
-   resampled or trimmed), found with a robust audio fingerprint (Haitsma & Kalker,
-   "A highly robust audio fingerprinting system", ISMIR 2002): one 32-bit word per
-   frame from the signs of energy differences between adjacent bands and frames,
-   which gain, re-encoding and resampling barely change; clips are compared at the
-   offset where their words agree, so trimming does not hide them;
+   resampled or trimmed), found with a robust audio fingerprint
+   (:mod:`audioclf.data.fingerprint`);
 4. ``pretrained``: no test file whose id is in a list of ids known to be in a
    pretrained model's training data.
+
+Files without audio (unreadable, empty, silent) are listed as not audited, never
+counted as duplicates of each other: the features stage skips them too.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections import Counter, defaultdict
-from dataclasses import dataclass
+from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
-import torch
-import torchaudio.functional as AF
-
-from audioclf.config.data import LEVELS
+from audioclf.config.data import LEVELS, AuditConfig
 from audioclf.config.schema import choice
+from audioclf.data.fingerprint import fingerprint_files, near_duplicates
 from audioclf.data.manifest import Entry
 from audioclf.data.split import LeakageError
-
-FP_RATE = 11025  # fingerprints are computed at one rate, whatever the file's
-FP_FRAME, FP_HOP = 2048, 128  # 186 ms frames every 11.6 ms (the paper: 370 ms / 11.6 ms at 5.5 kHz)
-FP_BANDS = np.geomspace(300, 5000, 34)  # 33 log-spaced bands -> 32 difference bits
-_BIN_BAND = np.searchsorted(FP_BANDS, np.fft.rfftfreq(FP_FRAME, 1 / FP_RATE)) - 1
-BAND_MATRIX = (np.arange(len(FP_BANDS) - 1)[:, None] == _BIN_BAND[None, :]).astype(
-    np.float32
-)  # (33, F)
-
-
-@dataclass(frozen=True)
-class AudioPrint:
-    """What the audit knows of one file: a hash of its decoded samples and its fingerprint."""
-
-    sample_hash: str
-    words: np.ndarray  # (frames,) uint32 sub-fingerprints
-
-
-def decode_for_audit(path: Path) -> tuple[np.ndarray, int]:
-    data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (N, channels)
-    return data, sr
-
-
-def sample_hash(data: np.ndarray) -> str:
-    """sha256 of decoded samples (N, channels) as float32: equal audio, equal hash, any container."""
-    return hashlib.sha256(np.ascontiguousarray(data, dtype=np.float32).tobytes()).hexdigest()
-
-
-def fingerprint(mono: np.ndarray, sr: int) -> np.ndarray:
-    """Sub-fingerprints (frames,) uint32 of a mono waveform at rate ``sr``."""
-    wave = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
-    if sr != FP_RATE:
-        wave = AF.resample(wave, sr, FP_RATE)
-    if len(wave) < FP_FRAME + FP_HOP:
-        return np.zeros(0, dtype=np.uint32)
-    spec = (
-        torch.stft(
-            wave,
-            FP_FRAME,
-            FP_HOP,
-            window=torch.hann_window(FP_FRAME),
-            center=False,
-            return_complex=True,
-        )
-        .abs()
-        .pow(2)
-    )  # (F, frames)
-    energy = (torch.from_numpy(BAND_MATRIX) @ spec).double().numpy()  # (33, frames)
-    diff = energy[:-1] - energy[1:]  # (32, frames)
-    bits = (diff[:, 1:] - diff[:, :-1]) > 0  # (32, frames-1)
-    weights = (1 << np.arange(32, dtype=np.uint64)).astype(np.uint64)
-    return (bits.T.astype(np.uint64) @ weights).astype(np.uint32)
-
-
-def bit_error_rate(a: np.ndarray, b: np.ndarray, offset: int) -> tuple[float, int]:
-    """BER of ``a[i]`` against ``b[i + offset]`` over their overlap; returns (ber, frames compared)."""
-    lo, hi = max(0, -offset), min(len(a), len(b) - offset)
-    if hi <= lo:
-        return 1.0, 0
-    x = np.bitwise_xor(a[lo:hi], b[lo + offset : hi + offset])
-    ones = np.unpackbits(x.view(np.uint8)).sum()
-    return float(ones / (32 * (hi - lo))), hi - lo
-
-
-def near_duplicates(
-    prints: dict[str, np.ndarray], *, max_ber: float = 0.2, min_frames: int = 86, min_votes: int = 3
-) -> list[dict]:
-    """All pairs of files whose fingerprints match at some offset.
-
-    Candidates come from exact sub-fingerprint matches voting for an offset (the
-    paper's look-up table); each is confirmed by the bit error rate over the overlap
-    (at least ``min_frames`` frames, ~1 s, or the shorter clip). Constant words
-    (silence, clipping) do not vote.
-
-    Returns:
-        pairs ``{"a", "b", "ber", "offset_s"}`` with ``a < b``.
-    """
-    table: dict[int, list[tuple[str, int]]] = defaultdict(list)
-    for path, words in prints.items():
-        for frame, word in enumerate(words.tolist()):
-            if word not in (0, 0xFFFFFFFF):
-                table[word].append((path, frame))
-    found = []
-    for path, words in prints.items():
-        votes: Counter = Counter()
-        for frame, word in enumerate(words.tolist()):
-            for other, other_frame in table.get(word, ()):
-                if other > path:
-                    votes[(other, other_frame - frame)] += 1
-        best: dict[str, tuple[float, int]] = {}
-        for (other, offset), n in votes.most_common():
-            if n < min_votes:
-                break
-            ber, frames = bit_error_rate(words, prints[other], offset)
-            if frames >= min(min_frames, len(words) - 1, len(prints[other]) - 1) and ber <= max_ber:
-                if other not in best or ber < best[other][0]:
-                    best[other] = (ber, offset)
-        found += [
-            {
-                "a": path,
-                "b": other,
-                "ber": round(ber, 4),
-                "offset_s": round(offset * FP_HOP / FP_RATE, 3),
-            }
-            for other, (ber, offset) in sorted(best.items())
-        ]
-    return found
-
-
-def fingerprint_files(
-    entries: list[Entry], audio_root: Path
-) -> tuple[dict[str, AudioPrint], list[dict]]:
-    """Hash and fingerprint every decodable file; undecodable ones are returned with reasons."""
-    prints, failed = {}, []
-    for e in entries:
-        try:
-            data, sr = decode_for_audit(audio_root / e.path)
-        except Exception as exc:  # the features stage reports decode failures in detail
-            failed.append({"path": e.path, "reason": f"unreadable: {exc}"})
-            continue
-        prints[e.path] = AudioPrint(sample_hash(data), fingerprint(data.mean(axis=1), sr))
-    return prints, failed
-
 
 log = logging.getLogger(__name__)
 MAX_LISTED = 200  # violations written per check; the count is always complete
@@ -169,6 +40,7 @@ def audit_folds(
     pretrained_level: str = "error",
     max_ber: float = 0.2,
     leaky: bool = False,
+    max_seconds: float = 600.0,
 ) -> dict:
     """Run the four checks on every fold.
 
@@ -180,6 +52,7 @@ def audit_folds(
             training data; any in a test split is a violation.
         max_ber: bit error rate under which two fingerprints are the same audio.
         leaky: the split ignored groups on purpose; every check only warns.
+        max_seconds: decode at most this much of each file (``audit.max_file_seconds``).
 
     Returns:
         The report: ``ok``, and per check its ``level``, ``count`` and ``violations``.
@@ -190,7 +63,7 @@ def audit_folds(
     ):
         choice(level, LEVELS, key)
     entries = {e.path: e for fold in folds for rows in fold.values() for e in rows}
-    prints, unreadable = fingerprint_files(list(entries.values()), audio_root)
+    prints, unreadable = fingerprint_files(list(entries.values()), audio_root, max_seconds)
     by_hash: dict[str, list[str]] = defaultdict(list)
     for path, p in prints.items():
         by_hash[p.sample_hash].append(path)
@@ -270,6 +143,22 @@ def describe_violations(report: dict, limit: int = 10) -> str:
                 shown.append(f"{v['a']} ({v['a_split']}) ~ {v['b']} ({v['b_split']})")
         lines.append(f"{name}: {check['count']} violation(s), e.g. " + "; ".join(shown))
     return "\n".join(lines)
+
+
+def audit_with(
+    folds: list[dict[str, list[Entry]]], audio_root: Path, cfg: AuditConfig, *, leaky: bool
+) -> dict:
+    """:func:`audit_folds` with the ``audit`` params."""
+    return audit_folds(
+        folds,
+        audio_root,
+        near_level=cfg.near_duplicates,
+        pretrained_ids=frozenset(cfg.pretrained_ids),
+        pretrained_level=cfg.pretrained_overlap,
+        max_ber=cfg.max_ber,
+        leaky=leaky,
+        max_seconds=cfg.max_file_seconds,
+    )
 
 
 def conclude(report: dict, report_path: str | Path) -> None:

@@ -108,6 +108,10 @@ def load_waveform(
         )
     if rate != sample_rate:
         mono = _resample(mono, rate, sample_rate)
+        if len(mono) == 0:
+            raise DecodeError(
+                f"empty: {len(data)} samples at {rate} Hz resample to none at {sample_rate} Hz"
+            )
     return Waveform(mono, blake3.blake3(mono.view(np.uint8)).hexdigest(), notes)
 
 

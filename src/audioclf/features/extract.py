@@ -173,6 +173,9 @@ def _compute(
         return digest in store.by_audio or digest in made
 
     def keep(p: Prepared) -> None:
+        if p.error:  # its features were not finite (see workers.fill)
+            failures.append({"path": p.entry.path, "reason": p.error})
+            return
         if p.audio_hash not in made:  # two files of identical audio in one batch: stored once
             made[p.audio_hash] = writer.add(
                 p.features, audio_hash=p.audio_hash, file_sha256=p.entry.sha256, notes=p.notes

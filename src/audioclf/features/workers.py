@@ -90,11 +90,23 @@ def prepare(
 
 
 def fill(prepared: list[Prepared], feats: np.ndarray) -> None:
-    """Hand each file its rows of ``feats`` (sum of segments, C, F, T) and drop its waveform."""
+    """Hand each file its rows of ``feats`` (sum of segments, C, F, T) and drop its waveform.
+
+    A file whose features are not all finite (samples so large that their power overflows
+    float32) gets an error instead: it is skipped with that reason, never stored.
+    """
     start = 0
     for p in prepared:
-        p.features, start = feats[start : start + len(p.segments)], start + len(p.segments)
+        rows, start = feats[start : start + len(p.segments)], start + len(p.segments)
         p.segments = None
+        if np.isfinite(rows).all():
+            p.features = rows
+        else:
+            peak = "overflow" if np.isinf(rows).any() else "NaN"
+            p.error = (
+                f"non-finite features ({peak} in the front-end: the samples are too large for "
+                f"float32 power; rescale the file to [-1, 1])"
+            )
 
 
 def bounded(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, window: int) -> Iterator:
