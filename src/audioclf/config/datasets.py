@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import urllib.parse
 
 from audioclf.config.schema import check
 
@@ -31,6 +32,20 @@ def check_url(url: str, key: str) -> None:
     check(
         re.match(r"^https?://[^/\s]+", url) is not None, key, f"must be an http(s) URL, got {url!r}"
     )
+
+
+def check_hosts(hosts: tuple[str, ...], key: str) -> None:
+    for i, host in enumerate(hosts):
+        check(
+            re.fullmatch(r"[A-Za-z0-9.-]+", host) is not None,
+            f"{key}[{i}]",
+            f"must be a host name like 'example.org', got {host!r}",
+        )
+
+
+def url_host(url: str) -> str:
+    """The host of an http(s) URL, lower-cased: a source's own host is always allowed."""
+    return (urllib.parse.urlsplit(url).hostname or "").lower()
 
 
 def check_sha256(digest: str | None, key: str) -> None:
@@ -63,10 +78,18 @@ class Esc50Config:
     url: str = ESC50_URL
     sha256: str | None = None  # expected digest of the zip; null = the one pinned in code
     esc10: bool = False  # keep only the 10-class ESC-10 subset (400 clips)
+    allowed_hosts: tuple[str, ...] = (
+        "codeload.github.com",
+    )  # redirects may go there, besides url's host
 
     def __post_init__(self):
         check_url(self.url, "data.esc50.url")
         check_sha256(self.sha256, "data.esc50.sha256")
+        check_hosts(self.allowed_hosts, "data.esc50.allowed_hosts")
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return (url_host(self.url), *self.allowed_hosts)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,10 +98,16 @@ class EmodbConfig:
 
     url: str = EMODB_URL
     sha256: str | None = None
+    allowed_hosts: tuple[str, ...] = ()  # redirects may go there, besides url's host
 
     def __post_init__(self):
         check_url(self.url, "data.emodb.url")
         check_sha256(self.sha256, "data.emodb.sha256")
+        check_hosts(self.allowed_hosts, "data.emodb.allowed_hosts")
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return (url_host(self.url), *self.allowed_hosts)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,10 +127,17 @@ class XenocantoConfig:
     max_recordings: int = 1000
     per_page: int = 100
     min_interval_s: float = 1.0  # polite gap between requests to xeno-canto
+    allowed_hosts: tuple[str, ...] = ("xeno-canto.org",)  # recordings are fetched from these only
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """The API's host and :attr:`allowed_hosts`: the only hosts a request or redirect may name."""
+        return (url_host(self.api_url), *self.allowed_hosts)
 
     def __post_init__(self):
         key = "data.xenocanto"
         check_url(self.api_url, f"{key}.api_url")
+        check_hosts(self.allowed_hosts, f"{key}.allowed_hosts")
         check(
             bool(self.species) != (self.query is not None),
             key,

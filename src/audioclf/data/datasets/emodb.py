@@ -74,7 +74,7 @@ def prepare(data: DataConfig, seed: int, out_dir: Path) -> list[Entry]:
         One entry per utterance: label = emotion, group = speaker, extras ``speaker``, ``text_id``.
     """
     cfg = data.emodb
-    with open_archive(data, "emodb", cfg.url, cfg.sha256 or PINNED_SHA256) as archive:
+    with open_archive(data, "emodb", cfg.url, cfg.sha256 or PINNED_SHA256, cfg.hosts) as archive:
         members = [
             n
             for n in archive.names

@@ -51,7 +51,7 @@ def prepare(data: DataConfig, seed: int, out_dir: Path) -> list[Entry]:
         One entry per clip: label = category, group = Freesound source, extra ``fold``.
     """
     cfg = data.esc50
-    with open_archive(data, "esc50", cfg.url, cfg.sha256 or PINNED_SHA256) as archive:
+    with open_archive(data, "esc50", cfg.url, cfg.sha256 or PINNED_SHA256, cfg.hosts) as archive:
         root = _root(archive.names, archive.path)
         rows = _read_meta(archive.read_text(root + META), archive.path)
         members = set(archive.names)

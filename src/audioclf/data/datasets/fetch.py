@@ -6,7 +6,12 @@ It is checked against its sha256 when one is known, and only then renamed to
 ``dest``: a file at ``dest`` is always complete. Rate limits (429), server errors
 (5xx) and connection errors are retried with exponential backoff; anything else
 fails at once. URLs are redacted (``key=...`` and similar) before they appear in a
-message, so API keys never reach logs or exceptions.
+message, and :func:`scrub` removes a known secret in every form it can take (raw,
+percent-encoded, form-encoded), so API keys never reach logs or exceptions.
+
+Only ``http``/``https`` URLs are fetched, and where a caller names the hosts it expects
+(``allowed_hosts``), only those, redirects included: a server cannot point a download at
+``file://`` or at another machine.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import shutil
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -92,6 +97,57 @@ class Throttle:
         self._last = time.monotonic()
 
 
+def scrub(text: str, secret: str) -> str:
+    """``text`` with ``secret`` replaced by ``***`` in every form a URL or a server's echo may hold.
+
+    >>> scrub("GET /x?key=a%2Bb%2Fc failed: key a+b/c", "a+b/c")
+    'GET /x?key=*** failed: key ***'
+    """
+    if not secret:
+        return text
+    forms = {
+        secret,
+        urllib.parse.quote(secret, safe=""),
+        urllib.parse.quote_plus(secret),
+        urllib.parse.quote(secret),
+    }
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, "***")
+    return text
+
+
+def check_url(url: str, allowed_hosts: Collection[str] | None) -> None:
+    """Refuse anything but ``http``/``https``, and hosts other than ``allowed_hosts`` (and their
+    subdomains) when given.
+
+    Raises:
+        RefusedError: naming the URL (redacted) and what is allowed.
+    """
+    parts = urllib.parse.urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https") or not host:
+        raise RefusedError(f"refusing to fetch {redact(url)}: only http(s) URLs are downloaded", 0)
+    if allowed_hosts is not None and not any(
+        host == h or host.endswith("." + h) for h in (a.lower() for a in allowed_hosts)
+    ):
+        raise RefusedError(
+            f"refusing to fetch {redact(url)}: host {host!r} is not among {sorted(allowed_hosts)} "
+            f"(extend the adapter's allowed hosts if it is genuine)",
+            0,
+        )
+
+
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to a URL :func:`check_url` accepts."""
+
+    def __init__(self, allowed_hosts: Collection[str] | None):
+        self.allowed_hosts = allowed_hosts
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        check_url(newurl, self.allowed_hosts)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 def redact(url: str) -> str:
     """``url`` with the values of secret-looking query parameters replaced by ``***``.
 
@@ -116,6 +172,7 @@ def fetch_file(
     sha256: str | None = None,
     throttle: Throttle | None = None,
     hint: str = "",
+    allowed_hosts: Collection[str] | None = None,
 ) -> Path:
     """Download ``url`` to ``dest`` unless a complete copy is already there.
 
@@ -126,6 +183,8 @@ def fetch_file(
         sha256: expected hex digest, or None to skip verification.
         throttle: shared rate limiter for polite access to one host.
         hint: appended to error messages (how to supply the file by hand).
+        allowed_hosts: the only hosts (and their subdomains) the URL and its redirects may
+            name; None: any host, still http(s) only.
 
     Returns:
         ``dest``.
@@ -135,6 +194,7 @@ def fetch_file(
             so that the next attempt starts afresh).
         DownloadError: the server refused the request, or retries ran out.
     """
+    check_url(url, allowed_hosts)
     dest = Path(dest)
     if dest.is_file():
         verify_sha256(
@@ -143,7 +203,7 @@ def fetch_file(
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    _with_retries(lambda: _get_into(url, part, policy), url, policy, throttle, hint)
+    _with_retries(lambda: _get_into(url, part, policy, allowed_hosts), url, policy, throttle, hint)
     try:
         verify_sha256(part, sha256, f"download of {redact(url)}. {hint}")
     except ChecksumError:
@@ -154,12 +214,19 @@ def fetch_file(
 
 
 def fetch_json(
-    url: str, *, policy: RetryPolicy, throttle: Throttle | None = None, hint: str = ""
+    url: str,
+    *,
+    policy: RetryPolicy,
+    throttle: Throttle | None = None,
+    hint: str = "",
+    allowed_hosts: Collection[str] | None = None,
 ) -> Any:
-    """GET ``url`` and parse its JSON body, retrying transient failures."""
+    """GET ``url`` and parse its JSON body, retrying transient failures (``allowed_hosts``: as
+    for :func:`fetch_file`)."""
+    check_url(url, allowed_hosts)
 
     def get() -> Any:
-        with _open(url, {}, policy) as resp:
+        with _open(url, {}, policy, allowed_hosts) as resp:
             try:
                 body = resp.read()
             except (OSError, http.client.HTTPException) as exc:
@@ -205,10 +272,13 @@ def _with_retries(
     )
 
 
-def _open(url: str, headers: dict[str, str], policy: RetryPolicy) -> http.client.HTTPResponse:
+def _open(
+    url: str, headers: dict[str, str], policy: RetryPolicy, allowed_hosts: Collection[str] | None
+) -> http.client.HTTPResponse:
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **headers})
+    opener = urllib.request.build_opener(_CheckedRedirects(allowed_hosts))
     try:
-        return urllib.request.urlopen(request, timeout=policy.timeout_s)
+        return opener.open(request, timeout=policy.timeout_s)
     except HTTPError as exc:  # before URLError/OSError: it subclasses both
         if exc.code in RETRY_STATUS:
             raise _Transient(
@@ -234,11 +304,13 @@ def _error_detail(exc: HTTPError) -> str:
     return f": {text[:300]}" if text else ""
 
 
-def _get_into(url: str, part: Path, policy: RetryPolicy) -> None:
+def _get_into(
+    url: str, part: Path, policy: RetryPolicy, allowed_hosts: Collection[str] | None = None
+) -> None:
     """One attempt: append the rest of ``url`` to ``part`` (the whole file if ``part`` is empty)."""
     have = part.stat().st_size if part.is_file() else 0
     try:
-        resp = _open(url, {"Range": f"bytes={have}-"} if have else {}, policy)
+        resp = _open(url, {"Range": f"bytes={have}-"} if have else {}, policy, allowed_hosts)
     except RefusedError as exc:
         if have and exc.code == 416 and exc.content_range == f"bytes */{have}":
             return  # nothing left to fetch: the .part is already whole

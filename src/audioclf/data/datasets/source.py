@@ -44,7 +44,9 @@ def limits(data: DataConfig) -> Limits:
     return Limits(max_bytes=int(data.max_archive_gb * 2**30), max_ratio=data.max_compression_ratio)
 
 
-def open_archive(data: DataConfig, dataset: str, url: str, sha256: str | None) -> Archive:
+def open_archive(
+    data: DataConfig, dataset: str, url: str, sha256: str | None, hosts: tuple[str, ...]
+) -> Archive:
     """The archive of ``dataset``: ``data.archive`` if set, else ``url`` via the download cache.
 
     Args:
@@ -52,6 +54,7 @@ def open_archive(data: DataConfig, dataset: str, url: str, sha256: str | None) -
         dataset: name of the cache sub-folder (``esc50``...).
         url: where the official archive is downloaded from.
         sha256: expected digest of the zip (None: unverified); a supplied folder is not hashed.
+        hosts: the only hosts the download and its redirects may name.
 
     Raises:
         MissingInputError: ``data.archive`` does not exist.
@@ -73,7 +76,14 @@ def open_archive(data: DataConfig, dataset: str, url: str, sha256: str | None) -
         return Archive(path, limits(data))
     name = PurePosixPath(url.split("?")[0]).name or "archive.zip"
     dest = project_path(data.download_dir) / dataset / name
-    fetch_file(url, dest, policy=retry_policy(data), sha256=sha256, hint=manual_hint(url))
+    fetch_file(
+        url,
+        dest,
+        policy=retry_policy(data),
+        sha256=sha256,
+        hint=manual_hint(url),
+        allowed_hosts=hosts,
+    )
     try:
         return Archive(dest, limits(data))
     except ValueError:  # e.g. an HTML error page, or a cut-off file the server gave no length for

@@ -30,6 +30,7 @@ from audioclf.data.datasets.fetch import (
     fetch_file,
     fetch_json,
     redact,
+    scrub,
 )
 from audioclf.data.datasets.source import SOURCE_FILE, Clip, describe_all, retry_policy
 from audioclf.data.manifest import Entry
@@ -89,13 +90,12 @@ def prepare(data: DataConfig, seed: int, out_dir: Path) -> list[Entry]:
         for rec in records:
             try:
                 clips.append(_download(rec, data, cache, throttle, out_dir))
-            except (
-                RefusedError
-            ) as exc:  # withdrawn or restricted: skip it; network trouble stays fatal
-                skipped.append({"path": f"XC{rec['id']}", "reason": str(exc)})
+            except RefusedError as exc:  # withdrawn, restricted or elsewhere: skip it
+                skipped.append({"path": f"XC{rec['id']}", "reason": scrub(str(exc), key)})
     except DownloadError as exc:
-        message = str(exc).replace(key, "***") if key else str(exc)
-        raise DownloadError(message) from None  # not chained: the original may hold the key
+        # the key scrubbed in every form (raw, percent-encoded) from URLs and echoed bodies alike;
+        # not chained: the original may hold the key
+        raise DownloadError(scrub(str(exc), key)) from None
     write_json(
         {"api_url": cfg.api_url, "queries": queries(cfg), "recordings": len(records)},
         out_dir / SOURCE_FILE,
@@ -149,7 +149,9 @@ def _query(
     while page <= pages and len(chosen) < limit:
         params = {"query": query, "per_page": cfg.per_page, "page": page, "key": key}
         url = f"{cfg.api_url}?{urllib.parse.urlencode(params)}"
-        body = fetch_json(url, policy=retry_policy(data), throttle=throttle)
+        body = fetch_json(
+            url, policy=retry_policy(data), throttle=throttle, allowed_hosts=cfg.hosts
+        )
         if not isinstance(body, dict) or not isinstance(body.get("recordings"), list):
             raise DownloadError(f"unexpected answer from {redact(url)}: {str(body)[:200]}")
         pages = int(body.get("numPages", 1))
@@ -187,6 +189,7 @@ def _download(
         policy=retry_policy(data),
         throttle=throttle,
         hint="Rerun later to resume; finished files are kept in the download cache.",
+        allowed_hosts=data.xenocanto.hosts,
     )
     label = label_of(rec)
     dest = out_dir / "audio" / re.sub(r"[^A-Za-z0-9-]+", "_", label) / name
