@@ -4,7 +4,7 @@ from pathlib import Path
 
 from audioclf.cli import parser, run
 from audioclf.config import load_params
-from audioclf.data.manifest import read_manifest
+from audioclf.data.manifest import read_dropped, read_manifest
 from audioclf.features.extract import CoverageError, extract_features, reproducible
 from audioclf.io import project_path, write_json
 
@@ -16,14 +16,14 @@ def main(argv=None) -> dict:
     ap.add_argument("--report", required=True, help="coverage and skipped files (JSON)")
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    store = project_path(params.features.store_dir)
+    cfg, store = params.features, project_path(params.features.store_dir)
+    entries, dropped = (
+        read_manifest(args.manifest),
+        read_dropped(args.manifest),
+    )  # left out at download
     try:
         report = extract_features(
-            read_manifest(args.manifest),
-            args.manifest.parent,
-            params.features,
-            args.out,
-            store_dir=store,
+            entries, args.manifest.parent, cfg, args.out, store_dir=store, dropped=dropped
         )
     except CoverageError as exc:
         write_json(exc.report, args.report)  # the reasons stay visible; no table is published

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import glob
 import json
 import os
 import shutil
@@ -19,19 +20,47 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; it replaces ``path`` only if the block succeeds.
 
     Works for files and directories: the block writes whatever it likes at the yielded
-    path, which is renamed over ``path`` (same filesystem, so the rename is atomic).
+    path, which is renamed over ``path`` (same filesystem, so the rename is atomic; a
+    folder's previous version is moved aside first and deleted only once the new one is
+    in place). What a killed process left (its temporary, or a previous version it had
+    moved aside) is cleaned up, or put back, by the next call for the same ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    _recover(path)
+    tmp, old = (path.with_name(f".{path.name}.{kind}-{os.getpid()}") for kind in ("tmp", "old"))
     _remove(tmp)
     try:
         yield tmp
-        if tmp.is_dir():
-            _remove(path)
+        if tmp.is_dir() and path.exists():
+            os.replace(path, old)
         os.replace(tmp, path)
+        _remove(old)
     finally:
         _remove(tmp)
+
+
+def _recover(path: Path) -> None:
+    """Remove the temporaries of dead writers of ``path``; put back a previous version a dead
+    writer had moved aside if ``path`` itself is gone."""
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*-*"):
+        kind, _, pid = leftover.name.rpartition("-")
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        if kind.endswith(".old") and not path.exists():
+            os.replace(leftover, path)
+        elif kind.endswith((".old", ".tmp")):
+            _remove(leftover)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _remove(path: Path) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,7 @@ import soundfile as sf
 from audioclf.errors import MissingInputError
 from audioclf.io import atomic_path
 
+DROPPED_FILE = "unreadable.json"  # beside the manifest: files an adapter left out, with reasons
 COLUMNS = ("path", "label", "group", "duration", "sample_rate", "channels", "sha256")
 
 
@@ -133,3 +135,9 @@ def read_manifest(path: str | Path) -> list[Entry]:
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"manifest {path} line {lineno}: {exc}") from exc
     return entries
+
+
+def read_dropped(manifest: str | Path) -> list[dict]:
+    """The files a dataset adapter left out of ``manifest`` (``unreadable.json`` beside it), with reasons."""
+    path = Path(manifest).with_name(DROPPED_FILE)
+    return json.loads(path.read_text()) if path.is_file() else []

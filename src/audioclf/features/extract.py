@@ -76,8 +76,12 @@ def extract_features(
     *,
     store_dir: Path,
     shard_bytes: int = SHARD_BYTES,
+    dropped: list[dict] = (),
 ) -> dict:
     """Features of every manifest entry, from the shared store or computed into it, assembled at ``out_dir``.
+
+    ``dropped`` are the files the download left out of the manifest (``{"path", "reason"}``,
+    its ``unreadable.json``): they count as failures in the report and in the coverage.
 
     Files that fail to decode are skipped and listed with their reason. ``out_dir``
     appears only once complete; store entries are complete once committed, whatever
@@ -108,7 +112,12 @@ def extract_features(
     todo = [(i, e) for i, e in enumerate(entries) if i not in found]
     writer = ShardWriter(store, shard_bytes)
     failures, computed = _compute(todo, audio_root, cfg, device, store, writer, found, notes)
-    report = _coverage(entries, found, failures, notes, computed=computed, key=store.dir.name)
+    failures += [
+        {"path": d["path"], "reason": f"left out at download: {d['reason']}"} for d in dropped
+    ]
+    report = _coverage(
+        entries, found, failures, notes, computed=computed, key=store.dir.name, dropped=len(dropped)
+    )
     try:
         uncommitted = writer.open_uncommitted()
     except BaseException:
@@ -262,13 +271,16 @@ def _coverage(
     *,
     computed: int,
     key: str,
+    dropped: int = 0,
 ) -> dict:
-    """The stage report; ``computed`` entries were written by this run, the rest were reused from the store."""
+    """The stage report; ``computed`` entries were written by this run, the rest were reused from the
+    store; ``files`` and the coverage count the ``dropped`` ones (left out at download) too."""
+    files = len(entries) + dropped
     return {
-        "files": len(entries),
+        "files": files,
         "decoded": len(found),
         "segments": sum(s.rows for s in found.values()),
-        "coverage": round(len(found) / len(entries), 6) if entries else 0.0,
+        "coverage": round(len(found) / files, 6) if files else 0.0,
         "computed": computed,
         "reused": len(found) - computed,
         "frontend_key": key,

@@ -45,6 +45,7 @@ INDEX_COLUMNS = ("audio_hash", "file_sha256", "start", "rows", "notes")
 # an interrupted run loses at most one shard of work (1 GiB: ~11 000 4-s log-mel segments, ~10 s of
 # extraction on 2 cores); a run whose output is one whole shard links it instead of copying it
 SHARD_BYTES = 1 << 30
+COPY_BLOCK = 64 << 20  # bytes copied through memory at a time where the kernel cannot
 
 
 def frontend_params(cfg: FeaturesConfig) -> dict:
@@ -237,9 +238,9 @@ def _copy_range(src, dst, offset: int, count: int) -> None:
     while count > 0:
         try:
             done = os.copy_file_range(src.fileno(), dst.fileno(), count, offset)
-        except OSError:  # not supported across these filesystems: copy through user space
-            src.seek(offset)
-            done = dst.write(src.read(count))
+        except OSError:  # not supported across these filesystems: copy through user space,
+            src.seek(offset)  # a bounded block at a time (a shard may be 1 GiB)
+            done = dst.write(src.read(min(count, COPY_BLOCK)))
         if done == 0:
             raise OSError(f"unexpected end of shard {src.name} at byte {offset}")
         offset, count = offset + done, count - done

@@ -6,6 +6,7 @@ copied audio into manifest entries while listing (not failing on) files that do 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from audioclf.data.datasets.archive import Archive, DatasetError, Limits
 from audioclf.data.datasets.fetch import RetryPolicy, fetch_file, verify_sha256
-from audioclf.data.manifest import Entry, describe, sha256_file
+from audioclf.data.manifest import DROPPED_FILE, Entry, describe, sha256_file
 from audioclf.errors import MissingInputError
 from audioclf.io import project_path, write_json
 
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-UNREADABLE_FILE = "unreadable.json"
 SOURCE_FILE = "source.json"
 
 
@@ -127,15 +127,15 @@ def describe_all(clips: Iterable[Clip], out_dir: Path, skipped: Iterable[dict] =
         try:
             entries.append(describe(clip.path, out_dir, clip.label, clip.group, **clip.extra))
         except RuntimeError as exc:
-            unreadable.append(
-                {"path": clip.path.relative_to(out_dir).as_posix(), "reason": str(exc)}
-            )
-    write_json(unreadable, out_dir / UNREADABLE_FILE)
+            # relative to the output: a reason must not name the temporary folder it was written in
+            reason = str(exc).replace(f"{out_dir}{os.sep}", "")
+            unreadable.append({"path": clip.path.relative_to(out_dir).as_posix(), "reason": reason})
+    write_json(unreadable, out_dir / DROPPED_FILE)
     if unreadable:
         log.warning(
             "%d files left out of the manifest; see %s beside it for the reasons (first: %s: %s)",
             len(unreadable),
-            UNREADABLE_FILE,
+            DROPPED_FILE,
             unreadable[0]["path"],
             unreadable[0]["reason"],
         )
