@@ -7,7 +7,7 @@ from audioclf.cli import parser, run
 from audioclf.config import load_params
 from audioclf.data.split import read_folds
 from audioclf.features.table import FeatureTable
-from audioclf.io import write_json
+from audioclf.io import read_json, write_json
 from audioclf.training.folds import FoldPaths, train_folds, training_runs
 
 
@@ -21,10 +21,11 @@ def main(argv=None) -> dict:
         "--curves", type=Path, required=True, help="folder for fold_<n>.csv (DVC plots)"
     )
     ap.add_argument("--summary", required=True, help="best epochs, validation scores (DVC metrics)")
+    ap.add_argument("--leakage", required=True, help="the audit's report (its findings: run tags)")
     args = ap.parse_args(argv)
     params = load_params(args.params)
     spec, table = params.train_spec(), FeatureTable(args.features)
-    runs = training_runs(params.dataset, spec, table, params.split)
+    runs = training_runs(params.dataset, spec, table, params.split, read_json(args.leakage))
     folds, paths = read_folds(args.split), FoldPaths(args.models, args.resume, args.curves)
     summary = train_folds(spec, table, folds, paths, runs)
     write_json(summary, args.summary)

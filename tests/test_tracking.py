@@ -96,3 +96,19 @@ def test_fold_runs_are_children_of_the_training_run(store):
         and tags["mlflow.runName"] == "cnn-ce-fold0"
     )
     assert parent_run_id(parent.info.run_id) is None
+
+
+def test_an_experiment_whose_artifacts_went_to_a_deleted_copy_is_set_aside(store, tmp_path):
+    """A first run in a --temp copy used to fix the experiment's artifact root inside that copy."""
+    client = MlflowClient(tracking_uri=tracking_uri())
+    dead = (tmp_path / "exps" / "tmp123" / "mlruns").as_uri()
+    old = client.create_experiment("audioclf-toy", artifact_location=dead)
+    with start_run("toy", run_name="after") as run:
+        mlflow.log_text("x", "plots/a.txt")
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.name == "audioclf-toy" and experiment.experiment_id != old
+    assert (
+        Path(experiment.artifact_location.removeprefix("file://"))
+        == store.resolve() / "mlartifacts"
+    )
+    assert client.get_experiment(old).name == f"audioclf-toy-artifacts-elsewhere-{old}"

@@ -12,6 +12,7 @@ is not taken for the user's: see :func:`user_uri`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from audioclf.io import project_path
 
+log = logging.getLogger(__name__)
 RUN_ID_TAG = "audioclf.run_id"
 _SET_HERE: list[
     str
@@ -59,14 +61,38 @@ def experiment_name(dataset: str) -> str:
 
 
 def _experiment_id(name: str) -> str:
+    """The experiment ``name``, created with its artifacts in the repository's store.
+
+    With the default store, an experiment whose artifact root lies elsewhere (created by a
+    process that ran in a temporary copy of the repository, which DVC deletes, or by an
+    older version) would send every later run's artifacts there too: it is renamed
+    ``<name>-artifacts-elsewhere-<id>``, its runs kept, and a new one is created.
+    """
     client = MlflowClient()
     exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
     artifacts = (
         None if user_uri() else (project_root() / "mlartifacts").as_uri()
     )  # else: the server's
+    if exp is not None and (artifacts is None or _same_place(exp.artifact_location, artifacts)):
+        return exp.experiment_id
+    if exp is not None:
+        moved = f"{name}-artifacts-elsewhere-{exp.experiment_id}"
+        log.warning(
+            "MLflow experiment %r keeps its artifacts at %s, outside this repository's store; "
+            "renamed it %r (its runs are kept) and started a new one",
+            name,
+            exp.artifact_location,
+            moved,
+        )
+        client.rename_experiment(exp.experiment_id, moved)
     return client.create_experiment(name, artifact_location=artifacts)
+
+
+def _same_place(location: str, expected: str) -> bool:
+    def path(uri: str) -> str:
+        return os.path.normpath(uri.removeprefix("file://"))
+
+    return path(location) == path(expected)
 
 
 def git_commit(cwd: Path | None = None) -> str:

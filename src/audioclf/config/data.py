@@ -26,7 +26,7 @@ DATASETS = (
     "folder",
 )  # adapters: audioclf.data.datasets
 STRATEGIES = ("holdout", "official", "kfold", "logo")  # audioclf.data.split
-LEVELS = ("error", "warn")  # what an audit finding does
+LEVELS = ("error", "warn", "exclude")  # what an audit finding does (see README, the leakage audit)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +85,7 @@ class SplitConfig:
     k: int = 5
     fold_column: str = "fold"
     leaky: bool = False
+    merge_duplicates: bool = False  # one group for copies (exact or near) before splitting
 
     def __post_init__(self):
         choice(self.strategy, STRATEGIES, "split.strategy")
@@ -94,12 +95,21 @@ class SplitConfig:
             check(0 < value < 1, f"split.{name}", f"must be a fraction in (0, 1), got {value}")
         total = self.train + self.val + self.test
         check(abs(total - 1) < 1e-6, "split", f"train + val + test must sum to 1, got {total:g}")
+        check(
+            not (self.merge_duplicates and self.strategy == "official"),
+            "split.merge_duplicates",
+            "cannot merge groups across a dataset's official folds; use audit.near_duplicates: "
+            "warn or exclude to keep them, or another split.strategy",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
 class AuditConfig:
-    """Leakage audit: which checks fail the pipeline, and the near-duplicate threshold."""
+    """Leakage audit: what each finding does (``error``: fail; ``warn``: report and go on;
+    ``exclude``: go on, and also score each test fold without its flagged files), and the
+    near-duplicate threshold."""
 
+    exact_duplicates: str = "error"
     near_duplicates: str = "error"
     max_ber: float = 0.2
     pretrained_ids: tuple[str, ...] = ()
@@ -107,6 +117,7 @@ class AuditConfig:
     max_file_seconds: float = 600.0  # decode at most this much of a file: memory stays bounded
 
     def __post_init__(self):
+        choice(self.exact_duplicates, LEVELS, "audit.exact_duplicates")
         choice(self.near_duplicates, LEVELS, "audit.near_duplicates")
         choice(self.pretrained_overlap, LEVELS, "audit.pretrained_overlap")
         check(0 < self.max_ber < 0.5, "audit.max_ber", f"must be in (0, 0.5), got {self.max_ber}")

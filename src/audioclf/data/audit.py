@@ -35,6 +35,7 @@ def audit_folds(
     folds: list[dict[str, list[Entry]]],
     audio_root: Path,
     *,
+    exact_level: str = "error",
     near_level: str = "error",
     pretrained_ids: frozenset[str] = frozenset(),
     pretrained_level: str = "error",
@@ -47,7 +48,9 @@ def audit_folds(
     Args:
         folds: one dict split name -> entries per fold.
         audio_root: folder the manifest paths are relative to.
-        near_level, pretrained_level: ``error`` fails the audit, ``warn`` only reports.
+        exact_level, near_level, pretrained_level: ``error`` fails the audit, ``warn`` only
+            reports, ``exclude`` reports and lists the test files to leave out in a second
+            scoring (``report["exclude"]``: fold -> paths).
         pretrained_ids: ids (file stem or group) known to be in a pretrained model's
             training data; any in a test split is a violation.
         max_ber: bit error rate under which two fingerprints are the same audio.
@@ -55,9 +58,11 @@ def audit_folds(
         max_seconds: decode at most this much of each file (``audit.max_file_seconds``).
 
     Returns:
-        The report: ``ok``, and per check its ``level``, ``count`` and ``violations``.
+        The report: ``ok``, per check its ``level``, ``count`` and ``violations``, the files
+        ``not_audited`` (unreadable, empty, silent) and ``exclude``.
     """
     for key, level in (
+        ("audit.exact_duplicates", exact_level),
         ("audit.near_duplicates", near_level),
         ("audit.pretrained_overlap", pretrained_level),
     ):
@@ -77,7 +82,7 @@ def audit_folds(
     ]  # exact ones are reported as exact
     checks = {
         "groups": ("error", []),
-        "exact": ("error", []),
+        "exact": (exact_level, []),
         "near": (near_level, []),
         "pretrained": (pretrained_level, []),
     }
@@ -110,21 +115,32 @@ def audit_folds(
         "leaky": leaky,
         "folds": len(folds),
         "files": len(entries),
-        "unreadable": unreadable,
+        "not_audited": unreadable,
         "near_pairs_found": len(near),
         "checks": {},
+        "exclude": {},
     }
     ok = True
     for name, (level, violations) in checks.items():
-        level = "warn" if leaky else level
+        level = "warn" if leaky and level == "error" else level
         ok &= not (level == "error" and violations)
         report["checks"][name] = {
             "level": level,
             "count": len(violations),
             "violations": violations[:MAX_LISTED],
         }
+        if level == "exclude":
+            for v in violations:
+                flagged = report["exclude"].setdefault(str(v["fold"]), [])
+                flagged += [v[k] for k in ("a", "b", "path") if k in v and _in_test(v, k)]
+    report["exclude"] = {n: sorted(set(paths)) for n, paths in report["exclude"].items()}
     report["ok"] = ok
     return report
+
+
+def _in_test(violation: dict, key: str) -> bool:
+    """Whether the file under ``key`` of a violation is the test side (a pretrained id always is)."""
+    return key == "path" or violation.get(f"{key}_split") == "test"
 
 
 def describe_violations(report: dict, limit: int = 10) -> str:
@@ -152,6 +168,7 @@ def audit_with(
     return audit_folds(
         folds,
         audio_root,
+        exact_level=cfg.exact_duplicates,
         near_level=cfg.near_duplicates,
         pretrained_ids=frozenset(cfg.pretrained_ids),
         pretrained_level=cfg.pretrained_overlap,
@@ -162,17 +179,27 @@ def audit_with(
 
 
 def conclude(report: dict, report_path: str | Path) -> None:
-    """Raise :class:`LeakageError` naming the offending files if the audit failed; else log its counts."""
+    """Raise :class:`LeakageError` naming the offending files and the ways on if the audit failed;
+    else log its counts."""
     counts = {name: check["count"] for name, check in report["checks"].items()}
     if report["ok"]:
+        excluded = sum(len(p) for p in report["exclude"].values())
         log.info(
-            "audit: %d files, %d fold(s), violations %s%s",
+            "audit: %d files, %d fold(s), violations %s%s%s",
             report["files"],
             report["folds"],
             counts,
             " (LEAKY split: reported, not failed)" if report["leaky"] else "",
+            f"; {excluded} test files flagged to score without" if excluded else "",
         )
-    else:
-        raise LeakageError(
-            f"leakage audit failed (details in {report_path}):\n{describe_violations(report)}"
-        )
+        return
+    raise LeakageError(
+        f"leakage audit failed (details in {report_path}):\n{describe_violations(report)}\n"
+        "Ways on: remove the copies from the data; or audit.exact_duplicates / "
+        "audit.near_duplicates = warn (keep the folds as given, comparable with published "
+        "results; the pairs stay in the report and on the MLflow run) or = exclude (also score "
+        "each test fold without its flagged files, both in reports/metrics.json); or, for the "
+        "holdout, kfold and logo strategies, split.merge_duplicates=true (copies share one "
+        "group, so they land on one side). Shared groups (the groups check) always fail: fix "
+        "the group column."
+    )

@@ -126,7 +126,9 @@ def split_counts(splits: dict[str, list[Entry]]) -> dict:
 
 
 def split_folds(entries: list[Entry], cfg: SplitConfig, *, seed: int) -> list[Split]:
-    """:func:`make_folds` with the ``split`` params; logs what it made."""
+    """:func:`make_folds` with the ``split`` params (groups already merged by
+    :func:`audioclf.data.duplicates.merge_duplicate_groups` where ``split.merge_duplicates``); logs
+    what it made."""
     folds = make_folds(
         entries,
         strategy=cfg.strategy,

@@ -112,7 +112,8 @@ def lock_problems(status: dict) -> list[str]:
     for stage, changes in status.items():
         for change in changes:
             if isinstance(change, str):  # "changed command", "always changed", ...
-                problems.append(f"{stage}: {change}")
+                if change != "always changed":  # a stage declared so (source) always is
+                    problems.append(f"{stage}: {change}")
                 continue
             for kind, items in change.items():
                 for path, state in items.items():

@@ -72,8 +72,13 @@ def evaluate_folds(
     cfg: EvaluateConfig,
     seed: int,
     train_counts: dict[str, float],
+    exclude: dict[str, list[str]] | None = None,
 ) -> dict:
     """Evaluate each fold's checkpoint on its test list and summarise.
+
+    With ``exclude`` (fold number -> test files the leakage audit flagged, at its ``exclude``
+    level), the summary also holds ``test_without_flagged``: the same metrics with those
+    files left out, and ``flagged_test_files``, how many.
 
     ``test`` holds the headline metrics (the mean over folds for cross-validation, with
     ``test_std``); ``buckets`` the macro-F1 of the head/mid/tail classes by training
@@ -138,6 +143,18 @@ def evaluate_folds(
             test_std={m: s["std"] for m, s in stats.items()},
             test_pooled=headline(y_true, probs, ece_bins=ece_bins),
             folds={str(n): m for n, m in enumerate(per_fold)},
+        )
+    if exclude and any(exclude.values()):
+        flagged = [set(exclude.get(str(n), ())) for n in range(len(test_lists))]
+        kept = [
+            [p for p in paths if p not in f] for paths, f in zip(test_lists, flagged, strict=True)
+        ]
+        again = evaluate_folds(
+            checkpoints, table, kept, cfg=cfg, seed=seed, train_counts=train_counts
+        )
+        summary["test_without_flagged"] = again["summary"]["test"]
+        summary["flagged_test_files"] = sum(
+            len(t) - len(k) for t, k in zip(test_lists, kept, strict=True)
         )
     predictions = [{**p, "fold": n} for n, f in enumerate(folds) for p in f["predictions"]]
     return {

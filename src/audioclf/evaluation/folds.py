@@ -19,7 +19,11 @@ from pathlib import Path
 import mlflow
 
 from audioclf.config.evaluation import EvaluateConfig
+from audioclf.data.split import fold_names, read_test_lists
+from audioclf.evaluation.buckets import training_counts
+from audioclf.evaluation.evaluate import evaluate_folds
 from audioclf.evaluation.plots import evaluation_figures
+from audioclf.features.table import FeatureTable
 from audioclf.io import atomic_path, write_json
 from audioclf.tracking import Runs, parent_run_id
 
@@ -46,6 +50,32 @@ class EvaluationPaths:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> EvaluationPaths:
         return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+
+def evaluate_stage(
+    models: Path,
+    table: FeatureTable,
+    test_dir: Path,
+    *,
+    cfg: EvaluateConfig,
+    seed: int,
+    split_report: dict,
+    leakage: dict,
+) -> dict:
+    """:func:`evaluate_folds` on what the stages before wrote: each fold's ``best.pt`` under
+    ``models``, the test lists in ``test_dir`` (their folds decide: ``models`` persists and may
+    hold more), the training counts of the split report, and the test files the leakage audit
+    flagged at its ``exclude`` level."""
+    names = fold_names(test_dir)
+    return evaluate_folds(
+        [models / n / "best.pt" for n in names],
+        table,
+        read_test_lists(test_dir, names),
+        cfg=cfg,
+        seed=seed,
+        train_counts=training_counts(split_report),
+        exclude=leakage.get("exclude"),
+    )
 
 
 def write_outputs(

@@ -65,11 +65,23 @@ def remove_stale_folds(n_folds: int, paths: FoldPaths) -> list[Path]:
     return stale
 
 
-def training_runs(dataset: str, spec: TrainSpec, table: FeatureTable, split: SplitConfig) -> Runs:
+def training_runs(
+    dataset: str, spec: TrainSpec, table: FeatureTable, split: SplitConfig, leakage: dict
+) -> Runs:
     """The MLflow runs of a training: named ``<model>-<loss>``, with all that shaped it as params
-    (the spec and the front-end) and the split as tags."""
+    (the spec and the front-end), and the split and what the leakage audit let through as tags
+    (``leakage_audit``: e.g. ``near=48(warn)``, the findings that were kept, not failed)."""
     params = flatten({**spec.resolved(), "features": table.meta["frontend"]})
-    tags = {"leaky_split": str(split.leaky).lower(), "split_strategy": split.strategy}
+    kept = [
+        f"{name}={c['count']}({c['level']})"
+        for name, c in leakage.get("checks", {}).items()
+        if c["count"] and c["level"] != "error"
+    ]
+    tags = {
+        "leaky_split": str(split.leaky).lower(),
+        "split_strategy": split.strategy,
+        "leakage_audit": " ".join(kept) or "clean",
+    }
     return Runs(dataset, f"{spec.model}-{spec.loss}", params, tags)
 
 

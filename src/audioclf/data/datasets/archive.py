@@ -19,6 +19,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+import blake3
+
 from audioclf.errors import UserError
 
 CHUNK = 1 << 20
@@ -167,3 +169,35 @@ class Archive:
 
     def _open(self, name: str):
         return self._zip.open(name) if self._zip is not None else open(self.path / name, "rb")
+
+
+def fingerprint_source(path: Path) -> dict:
+    """What identifies a local dataset copy: a zip's BLAKE3 digest, or a folder's files with their
+    sizes and modification times (hashing a folder's every byte on every run would cost minutes on
+    a large dataset; a file rewritten in place with the same size and time is not noticed).
+
+    Returns:
+        ``{"kind": "zip" | "folder" | "missing", "digest", "files"}``.
+    """
+    if path.is_file():
+        digest = blake3.blake3()
+        with open(path, "rb") as fh:
+            while block := fh.read(CHUNK):
+                digest.update(block)
+        return {"kind": "zip", "digest": digest.hexdigest(), "files": 1}
+    if not path.is_dir():
+        return {"kind": "missing", "digest": None, "files": 0}  # download says what to do
+    digest, files = blake3.blake3(), 0
+    for folder, dirs, names in sorted(os.walk(path)):
+        dirs.sort()
+        for name in sorted(names):
+            full = Path(folder, name)
+            st = full.stat() if full.exists() else None
+            entry = (
+                full.relative_to(path).as_posix(),
+                st.st_size if st else -1,
+                st.st_mtime_ns if st else -1,
+            )
+            digest.update(repr(entry).encode())
+            files += 1
+    return {"kind": "folder", "digest": digest.hexdigest(), "files": files}

@@ -1,0 +1,24 @@
+"""source: fingerprint the local copy of a real dataset (``data.archive``), so that ``download``
+reruns when its files change; DVC runs this stage every time (``always_changed``)."""
+
+from pathlib import Path
+
+from audioclf.cli import parser, run
+from audioclf.config import load_params
+from audioclf.data.datasets.archive import fingerprint_source
+from audioclf.io import project_path, write_json
+
+
+def main(argv=None) -> dict:
+    ap = parser(__doc__)
+    ap.add_argument("--out", type=Path, required=True, help="the fingerprint (JSON)")
+    args = ap.parse_args(argv)
+    archive = load_params(args.params).data.archive
+    found = fingerprint_source(project_path(archive)) if archive else {}
+    report = {"archive": archive, **found}
+    write_json(report, args.out)
+    return report
+
+
+if __name__ == "__main__":
+    run(main)
