@@ -37,6 +37,7 @@ COMMANDS = {
         "audioclf.devtools.params_table",
         "the README's params table against the code",
     ),
+    "kill-trials": ("audioclf.devtools.kill_trials", "SIGKILL each stage at random, check reruns"),
     "bench-features": (
         "audioclf.devtools.feature_benchmark",
         "the features stage against a naive librosa loop",
