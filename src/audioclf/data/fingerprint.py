@@ -3,8 +3,9 @@ robust audio fingerprinting system", ISMIR 2002).
 
 One 32-bit word per frame from the signs of energy differences between adjacent bands and
 frames, which gain, re-encoding and resampling barely change; clips are compared at the
-offset where their words agree, so trimming does not hide them. Files are decoded in
-blocks, at most ``max_seconds`` of each, so memory is bounded by that and not by the file.
+offset where their words agree, so trimming does not hide them. Files are decoded and
+resampled in blocks, at most ``max_seconds`` of each, and the spectrum is taken a chunk of
+frames at a time, so memory is bounded by that and not by the file.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import soxr
 import torch
-import torchaudio.functional as AF
 
 from audioclf.data.manifest import Entry
 
 FP_RATE = 11025  # fingerprints are computed at one rate, whatever the file's
 FP_FRAME, FP_HOP = 2048, 128  # 186 ms frames every 11.6 ms (the paper: 370 ms / 11.6 ms at 5.5 kHz)
+FP_CHUNK = 2048  # frames whose spectrum is held at once (~17 MB)
 FP_BANDS = np.geomspace(300, 5000, 34)  # 33 log-spaced bands -> 32 difference bits
 _BIN_BAND = np.searchsorted(FP_BANDS, np.fft.rfftfreq(FP_FRAME, 1 / FP_RATE)) - 1
 BAND_MATRIX = (np.arange(len(FP_BANDS) - 1)[:, None] == _BIN_BAND[None, :]).astype(
@@ -39,50 +41,55 @@ class AudioPrint:
 
 
 def decode_for_audit(path: Path, max_seconds: float) -> tuple[str, np.ndarray, int]:
-    """The sample hash, the mono mix and the rate of the first ``max_seconds`` of a file.
+    """The sample hash of the first ``max_seconds`` of a file, and their mono mix at ``FP_RATE``.
 
-    Decoded in blocks: memory is bounded by ``max_seconds`` (the mono mix), not by the
-    file's length. The hash covers the decoded samples (all channels, float32), so a
-    FLAC and a WAV of the same audio hash alike.
+    Decoded, down-mixed and resampled (soxr, streaming) in blocks: memory is bounded by
+    ``max_seconds`` at 11 kHz, not by the file's length or rate. The hash covers the
+    decoded samples (all channels, float32), so a FLAC and a WAV of the same audio hash
+    alike.
+
+    Returns:
+        (hex digest, mono samples at ``FP_RATE``, ``FP_RATE``).
 
     Raises:
         ValueError: the file holds no samples, or only zeros (nothing to compare).
     """
-    digest, mono = hashlib.sha256(), []
+    digest, mono, peak = hashlib.sha256(), [], 0.0
     with sf.SoundFile(str(path)) as fh:
         frames = min(fh.frames, int(max_seconds * fh.samplerate))
-        for block in fh.blocks(blocksize=1 << 16, frames=frames, dtype="float32", always_2d=True):
+        resampler = soxr.ResampleStream(fh.samplerate, FP_RATE, 1, dtype="float32", quality="HQ")
+        blocks = fh.blocks(blocksize=1 << 16, frames=frames, dtype="float32", always_2d=True)
+        for block in blocks:
             digest.update(np.ascontiguousarray(block).tobytes())
-            mono.append(block.mean(axis=1))
-        sr = fh.samplerate
-    wave = np.concatenate(mono) if mono else np.zeros(0, dtype=np.float32)
-    if wave.size == 0:
+            peak = max(peak, float(np.abs(block).max(initial=0.0)))
+            mono.append(resampler.resample_chunk(block.mean(axis=1)))
+        mono.append(resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+    if frames <= 0:
         raise ValueError("empty: no samples")
-    if not np.any(wave):
+    if peak == 0.0:
         raise ValueError("silent: every sample is zero")
-    return digest.hexdigest(), wave, sr
+    return digest.hexdigest(), np.concatenate(mono), FP_RATE
 
 
 def fingerprint(mono: np.ndarray, sr: int) -> np.ndarray:
-    """Sub-fingerprints (frames,) uint32 of a mono waveform at rate ``sr``."""
+    """Sub-fingerprints (frames,) uint32 of a mono waveform at rate ``sr``.
+
+    The spectrum is taken ``FP_CHUNK`` frames at a time: at an 11.6-ms hop a whole
+    10-minute file's would need 0.4 GB, its band energies 13 MB.
+    """
+    if sr != FP_RATE:  # soxr HQ, as decode_for_audit streams it
+        mono = soxr.resample(np.asarray(mono, dtype=np.float32), sr, FP_RATE, quality="HQ")
     wave = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
-    if sr != FP_RATE:
-        wave = AF.resample(wave, sr, FP_RATE)
     if len(wave) < FP_FRAME + FP_HOP:
         return np.zeros(0, dtype=np.uint32)
-    spec = (
-        torch.stft(
-            wave,
-            FP_FRAME,
-            FP_HOP,
-            window=torch.hann_window(FP_FRAME),
-            center=False,
-            return_complex=True,
-        )
-        .abs()
-        .pow(2)
-    )  # (F, frames)
-    energy = (torch.from_numpy(BAND_MATRIX) @ spec).double().numpy()  # (33, frames)
+    n_frames = 1 + (len(wave) - FP_FRAME) // FP_HOP
+    window, bands = torch.hann_window(FP_FRAME), torch.from_numpy(BAND_MATRIX)
+    energy = np.empty((len(FP_BANDS) - 1, n_frames))  # (33, frames)
+    for f0 in range(0, n_frames, FP_CHUNK):
+        n = min(FP_CHUNK, n_frames - f0)
+        part = wave[f0 * FP_HOP : (f0 + n - 1) * FP_HOP + FP_FRAME]
+        spec = torch.stft(part, FP_FRAME, FP_HOP, window=window, center=False, return_complex=True)
+        energy[:, f0 : f0 + n] = (bands @ spec.abs().pow(2)).double().numpy()  # (33, n)
     diff = energy[:-1] - energy[1:]  # (32, frames)
     bits = (diff[:, 1:] - diff[:, :-1]) > 0  # (32, frames-1)
     weights = (1 << np.arange(32, dtype=np.uint64)).astype(np.uint64)
