@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import zipfile
 from collections import defaultdict
@@ -316,3 +317,18 @@ def offline_url():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}/download/download.zip"
+
+
+def mlflow_runs(root: Path) -> list:
+    """Every MLflow run of the repository copy at ``root``: name, status, metrics, tags, artifacts."""
+    code = (
+        "import json, mlflow; mlflow.set_tracking_uri('sqlite:///mlflow.db'); "
+        "runs = mlflow.search_runs(search_all_experiments=True, output_format='list'); "
+        "print(json.dumps([{'name': r.info.run_name, 'status': r.info.status, 'metrics': r.data.metrics, "
+        "'tags': r.data.tags, 'artifact_uri': r.info.artifact_uri, 'artifacts': [a.path for a in mlflow.artifacts.list_artifacts(run_id=r.info.run_id)]} "
+        "for r in runs]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])

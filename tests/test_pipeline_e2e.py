@@ -7,27 +7,11 @@ MLflow store), then checks ``dvc exp show --json`` and the MLflow runs.
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from tests.conftest import run
+from tests.conftest import mlflow_runs, run
 
 pytestmark = pytest.mark.slow
-
-
-def mlflow_runs(root: Path) -> list:
-    code = (
-        "import json, mlflow; mlflow.set_tracking_uri('sqlite:///mlflow.db'); "
-        "runs = mlflow.search_runs(search_all_experiments=True, output_format='list'); "
-        "print(json.dumps([{'name': r.info.run_name, 'status': r.info.status, 'metrics': r.data.metrics, "
-        "'tags': r.data.tags, 'artifacts': [a.path for a in mlflow.artifacts.list_artifacts(run_id=r.info.run_id)]} "
-        "for r in runs]))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def test_repro_experiments_and_tracking(project):
