@@ -149,3 +149,43 @@ def test_download_reasons_name_no_temporary_folder(tmp_path, make_data, audio):
         DATASETS["folder"](make_data(archive=str(root)), 0, tmp)
     text = (tmp_path / "raw" / "unreadable.json").read_text()
     assert "bad.wav" in text and ".tmp-" not in text and str(tmp_path) not in text
+
+
+def test_exclude_scores_each_test_fold_as_given_and_without_its_flagged_files(
+    tiny_params, tiny_cache, tmp_path
+):
+    import dataclasses as dc
+
+    from audioclf.evaluation.evaluate import evaluate_folds
+    from audioclf.features.table import FeatureTable
+    from audioclf.training.loop import train
+
+    cache, split = tiny_cache
+    table = FeatureTable(cache)
+    spec = tiny_params.train_spec()
+    spec = dc.replace(spec, train=dc.replace(spec.train, epochs=1))
+    paths = {name: [e.path for e in rows] for name, rows in split.items()}
+    train(spec, table, paths["train"], paths["val"], tmp_path / "best.pt", lambda m, s: None)
+    counts = {lab: 1.0 for lab in table.labels}
+    flagged = paths["test"][:3]
+    out = evaluate_folds(
+        [tmp_path / "best.pt"],
+        table,
+        [paths["test"]],
+        cfg=tiny_params.evaluate,
+        seed=0,
+        train_counts=counts,
+        exclude={"0": flagged},
+    )
+    kept = evaluate_folds(
+        [tmp_path / "best.pt"],
+        table,
+        [paths["test"][3:]],
+        cfg=tiny_params.evaluate,
+        seed=0,
+        train_counts=counts,
+    )
+    summary = out["summary"]
+    assert summary["flagged_test_files"] == 3 and summary["n"] == len(paths["test"])
+    assert summary["test_without_flagged"] == kept["summary"]["test"]
+    assert "test_without_flagged" not in kept["summary"]
