@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from audioclf.data.datasets import DATASETS
-from audioclf.data.datasets.fetch import DownloadError, RefusedError, RetryPolicy, fetch_file, scrub
+from audioclf.data.datasets.fetch import DownloadError, RefusedError, RetryPolicy, fetch_file
+from audioclf.data.datasets.urls import scrub
 from audioclf.data.datasets.xenocanto import KEY_ENV
 
 KEY = "xc+T0P/SECRET=5f3a"  # characters that percent-encode

@@ -120,7 +120,7 @@ def test_download_stage_writes_the_manifest(audio, tmp_path):
     ]
 
 
-@pytest.mark.parametrize("module", ["fetch", "emodb", "xenocanto"])
+@pytest.mark.parametrize("module", ["urls", "emodb", "xenocanto"])
 def test_docstring_examples(module):
     import doctest
 

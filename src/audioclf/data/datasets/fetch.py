@@ -30,11 +30,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.error import HTTPError, URLError
 
+from audioclf.data.datasets.urls import CheckedRedirects, UrlRefused, redact
+from audioclf.data.datasets.urls import check_url as _check
 from audioclf.data.manifest import sha256_file
 from audioclf.errors import UserError
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
-SECRET_PARAMS = frozenset({"key", "api_key", "apikey", "token", "access_token"})
 USER_AGENT = "audioclf/0.1 (dataset download)"
 MAX_RETRY_AFTER_S = 300.0
 CHUNK = 1 << 16
@@ -97,71 +98,12 @@ class Throttle:
         self._last = time.monotonic()
 
 
-def scrub(text: str, secret: str) -> str:
-    """``text`` with ``secret`` replaced by ``***`` in every form a URL or a server's echo may hold.
-
-    >>> scrub("GET /x?key=a%2Bb%2Fc failed: key a+b/c", "a+b/c")
-    'GET /x?key=*** failed: key ***'
-    """
-    if not secret:
-        return text
-    forms = {
-        secret,
-        urllib.parse.quote(secret, safe=""),
-        urllib.parse.quote_plus(secret),
-        urllib.parse.quote(secret),
-    }
-    for form in sorted(forms, key=len, reverse=True):
-        text = text.replace(form, "***")
-    return text
-
-
 def check_url(url: str, allowed_hosts: Collection[str] | None) -> None:
-    """Refuse anything but ``http``/``https``, and hosts other than ``allowed_hosts`` (and their
-    subdomains) when given.
-
-    Raises:
-        RefusedError: naming the URL (redacted) and what is allowed.
-    """
-    parts = urllib.parse.urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if parts.scheme not in ("http", "https") or not host:
-        raise RefusedError(f"refusing to fetch {redact(url)}: only http(s) URLs are downloaded", 0)
-    if allowed_hosts is not None and not any(
-        host == h or host.endswith("." + h) for h in (a.lower() for a in allowed_hosts)
-    ):
-        raise RefusedError(
-            f"refusing to fetch {redact(url)}: host {host!r} is not among {sorted(allowed_hosts)} "
-            f"(extend the adapter's allowed hosts if it is genuine)",
-            0,
-        )
-
-
-class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
-    """Follows a redirect only to a URL :func:`check_url` accepts."""
-
-    def __init__(self, allowed_hosts: Collection[str] | None):
-        self.allowed_hosts = allowed_hosts
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        check_url(newurl, self.allowed_hosts)
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-def redact(url: str) -> str:
-    """``url`` with the values of secret-looking query parameters replaced by ``***``.
-
-    >>> redact("https://xeno-canto.org/api/3/recordings?query=q:A&key=abc123&page=2")
-    'https://xeno-canto.org/api/3/recordings?query=q:A&key=***&page=2'
-    """
-    parts = urllib.parse.urlsplit(url)
-    if not parts.query:
-        return url
-    pairs = [
-        f"{name}=***" if name.lower() in SECRET_PARAMS else f"{name}={value}"
-        for name, value in (p.partition("=")[::2] for p in parts.query.split("&"))
-    ]
-    return urllib.parse.urlunsplit(parts._replace(query="&".join(pairs)))
+    """:func:`audioclf.data.datasets.urls.check_url`, refusing with :class:`RefusedError`."""
+    try:
+        _check(url, allowed_hosts)
+    except UrlRefused as exc:
+        raise RefusedError(str(exc), 0) from None
 
 
 def fetch_file(
@@ -276,9 +218,11 @@ def _open(
     url: str, headers: dict[str, str], policy: RetryPolicy, allowed_hosts: Collection[str] | None
 ) -> http.client.HTTPResponse:
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **headers})
-    opener = urllib.request.build_opener(_CheckedRedirects(allowed_hosts))
+    opener = urllib.request.build_opener(CheckedRedirects(allowed_hosts))
     try:
         return opener.open(request, timeout=policy.timeout_s)
+    except UrlRefused as exc:  # a redirect to a URL that may not be fetched
+        raise RefusedError(str(exc), 0) from None
     except HTTPError as exc:  # before URLError/OSError: it subclasses both
         if exc.code in RETRY_STATUS:
             raise _Transient(

@@ -29,10 +29,9 @@ from audioclf.data.datasets.fetch import (
     Throttle,
     fetch_file,
     fetch_json,
-    redact,
-    scrub,
 )
 from audioclf.data.datasets.source import SOURCE_FILE, Clip, describe_all, retry_policy
+from audioclf.data.datasets.urls import redact, scrub
 from audioclf.data.manifest import Entry
 from audioclf.io import atomic_path, project_path, write_json
 
