@@ -62,7 +62,13 @@ def test_one_process_gives_the_recorded_histories(tiny_cache, tmp_path):
         assert len(got[name]) == len(rows), name
         for mine, theirs in zip(got[name], rows, strict=True):
             assert mine.keys() == theirs.keys()
-            for key in ("epoch", "train_accuracy", "train_macro_f1", "val_accuracy", "val_macro_f1"):
+            for key in (
+                "epoch",
+                "train_accuracy",
+                "train_macro_f1",
+                "val_accuracy",
+                "val_macro_f1",
+            ):
                 assert mine[key] == theirs[key], (name, mine["epoch"], key)
             for key in ("train_loss", "val_loss", "lr", "grad_norm"):
                 assert mine[key] == pytest.approx(theirs[key], rel=1e-6), (name, mine["epoch"], key)
