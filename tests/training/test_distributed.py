@@ -99,6 +99,8 @@ def _workdir(path: Path, cache: Path, splits: dict, **train) -> Path:
         write_manifest(splits[name], path / "split" / "fold_0" / f"{name}.csv")
     raw = shrink(repo_params())
     raw["train"].update(device="cpu", **train)
+    # dropout and SpecAugment draw from each rank's own streams: resuming must restore them all
+    raw["augment"]["specaugment"].update(p=0.5, freq_width=4, time_width=4)
     (path / "params.yaml").write_text(yaml.safe_dump(raw))
     return path
 
