@@ -50,6 +50,9 @@ def test_push_then_pull_into_a_fresh_clone_recomputes_nothing(project, tmp_path)
     run(["dvc", "repro"], root, env)
     run(["git", "add", "-A"], root, env)
     run(["git", "commit", "-qm", "pipeline run, remote"], root, env)
+    reports = {
+        name: (root / "reports" / name).read_text() for name in ("metrics.json", "train.json")
+    }
     run(["dvc", "push"], root, env)  # raw data, split lists, features, models
     run(["git", "push", "-q", "origin", "HEAD:main"], root, env)
     run(["dvc", "exp", "run", "-n", "lr01", "-S", "train.lr=0.01"], root, env)
@@ -70,8 +73,8 @@ def test_push_then_pull_into_a_fresh_clone_recomputes_nothing(project, tmp_path)
     assert "up to date" in status, status
     repro = logged(["dvc", "repro"], fresh, env)
     assert "Running stage" not in repro, repro
-    for name in ("metrics.json", "train.json"):
-        assert (fresh / "reports" / name).read_text() == (root / "reports" / name).read_text()
+    for name, text in reports.items():
+        assert (fresh / "reports" / name).read_text() == text, name
 
     run(["dvc", "exp", "pull", "origin", "lr01"], fresh, env)  # its ref and its outputs
     assert experiments(fresh, env) == shown and set(shown) == {"baseline", "lr01"}

@@ -34,6 +34,11 @@ from audioclf.training.distributed import in_worker, processes_per_node
 log = logging.getLogger(__name__)
 
 
+def threads_per_process(nproc: int) -> int:
+    """An equal share of this machine's cores for each of ``nproc`` processes (at least one)."""
+    return max(1, len(os.sched_getaffinity(0)) // nproc)
+
+
 class WorkersFailed(UserError, RuntimeError):
     """A training process failed; its own error is in the log above this one."""
 
@@ -82,10 +87,9 @@ def launch_workers(cfg: TrainConfig, script: str, argv: Sequence[str] | None) ->
             "train: start nodes 1..%d with (their --node-rank each): %s", cfg.nodes - 1, others
         )
     log.info("train: %s", shlex.join(["torchrun", *args, *command]))
-    threads = max(1, len(os.sched_getaffinity(0)) // processes_per_node(cfg))
     set_threads = "OMP_NUM_THREADS" not in os.environ
     if set_threads:  # torchrun would give each process one thread
-        os.environ["OMP_NUM_THREADS"] = str(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads_per_process(processes_per_node(cfg)))
     try:
         torchrun.run(torchrun.parse_args([*args, *command]))
     except ChildFailedError as exc:
