@@ -5,7 +5,9 @@ exactly as without torchrun."""
 
 import json
 import os
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -222,3 +224,48 @@ def test_one_process_under_torchrun_trains_as_without_it(tiny_cache, tmp_path):
     for name in ("train.json", "curves/fold_0.csv"):
         assert (dirs[0] / name).read_text() == (dirs[1] / name).read_text(), name
     assert [r.data.tags["processes"] for d in dirs for r in _runs(d)] == ["1", "1"]
+
+
+@pytest.mark.slow
+def test_two_nodes_train_as_two_processes_on_one(two_processes, tmp_path):
+    """Two "nodes" of one process each on this machine, joined by torchrun's static rendezvous:
+    node 0 is the stage (as DVC runs it), node 1 the torchrun command node 0 logs for it."""
+    (done, _), _ = two_processes
+    settings = {**EPOCHS, "devices": 1, "nodes": 2}
+    nodes = [
+        _workdir(tmp_path / f"node{k}", done / "features", _splits(done), **settings)
+        for k in (0, 1)
+    ]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # PET_* variables reach torchrun: the master's address, and a shorter wait for the other node
+    env = {**_env(), "PET_MASTER_ADDR": "127.0.0.1", "PET_MASTER_PORT": str(port)}
+    env["PET_RDZV_CONF"] = "timeout=300"
+    # one thread each, as the two processes on one node had: other thread counts round differently
+    env["OMP_NUM_THREADS"] = "1"
+    cmd = [sys.executable, str(STAGE), *ARGS]
+    first = subprocess.Popen(
+        cmd, cwd=nodes[0], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    logged = []
+    while not any("start nodes 1..1" in line for line in logged):
+        line = first.stdout.readline()
+        assert line, "".join(logged)[-3000:]
+        logged.append(line)
+    other = shlex.split(logged[-1].split("each): ", 1)[1])
+    assert other[0] == "torchrun" and "--node-rank=1" in other
+    second = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", *other[1:]],
+        cwd=nodes[1],
+        env={**_env(), "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    for proc in (first, second):
+        _finish(proc)
+    assert (nodes[0] / "curves/fold_0.csv").read_text() == (done / "curves/fold_0.csv").read_text()
+    assert _files(nodes[0]) == ["models/fold_0/best.pt", "resume/fold_0/last.pt"]
+    written = [p.name for p in nodes[1].iterdir()]
+    assert sorted(written) == ["features", "params.yaml", "split"]  # node 1 wrote nothing
