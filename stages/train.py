@@ -1,5 +1,5 @@
-"""train: fit the model on each fold's train list, select by validation macro-F1; a killed run
-resumes from ``--resume`` on a rerun with the same params (finished folds are not retrained)."""
+"""train: fit on each fold's train list, select by validation macro-F1; a killed run resumes
+from ``--resume`` (finished folds kept); more than one process reruns it under torchrun."""
 
 from pathlib import Path
 
@@ -8,7 +8,9 @@ from audioclf.config import load_params
 from audioclf.data.split import read_folds
 from audioclf.features.table import FeatureTable
 from audioclf.io import read_json, write_json
+from audioclf.training.distributed import process_group
 from audioclf.training.folds import FoldPaths, train_folds, training_runs
+from audioclf.training.launch import launch_workers
 
 
 def main(argv=None) -> dict:
@@ -17,18 +19,20 @@ def main(argv=None) -> dict:
     ap.add_argument("--split", type=Path, required=True, help="folder of fold_<n>/{train,val}.csv")
     ap.add_argument("--models", type=Path, required=True, help="folder for fold_<n>/best.pt")
     ap.add_argument("--resume", type=Path, required=True, help="folder for fold_<n>/last.pt")
-    ap.add_argument(
-        "--curves", type=Path, required=True, help="folder for fold_<n>.csv (DVC plots)"
-    )
+    ap.add_argument("--curves", type=Path, required=True, help="folder for fold_<n>.csv")
     ap.add_argument("--summary", required=True, help="best epochs, validation scores (DVC metrics)")
     ap.add_argument("--leakage", required=True, help="the audit's report (its findings: run tags)")
     args = ap.parse_args(argv)
     params = load_params(args.params)
+    if launch_workers(params.train, __file__, argv):  # they train; their rank 0 wrote the summary
+        return read_json(args.summary)
     spec, table = params.train_spec(), FeatureTable(args.features)
     runs = training_runs(params.dataset, spec, table, params.split, read_json(args.leakage))
     folds, paths = read_folds(args.split), FoldPaths(args.models, args.resume, args.curves)
-    summary = train_folds(spec, table, folds, paths, runs)
-    write_json(summary, args.summary)
+    with process_group(params.train) as ranks:
+        summary = train_folds(spec, table, folds, paths, runs, ranks)
+    if ranks.writer:
+        write_json(summary, args.summary)
     return summary
 
 

@@ -83,6 +83,19 @@ def test_a_user_tracking_uri_is_used_and_the_server_chooses_artifacts(store, tmp
     assert (tmp_path / "elsewhere.db").is_file() and not (store / "mlflow.db").exists()
 
 
+def test_a_user_tracking_uri_holds_for_every_run_of_the_process(store, tmp_path, monkeypatch):
+    """MLflow exports the URI it is given as MLFLOW_TRACKING_URI: the user's must not then be taken
+    for one this module set, which would send the fold runs and evaluation to the repo's store."""
+    uri = f"sqlite:///{tmp_path / 'team.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    runs = Runs("toy", "cnn-ce")
+    with runs.open() as parent, runs.open_fold(0) as child:
+        pass
+    assert parent_run_id(child.info.run_id) == parent.info.run_id
+    assert MlflowClient(tracking_uri=uri).get_run(child.info.run_id).info.status == "FINISHED"
+    assert tracking_uri() == uri and not (store / "mlflow.db").exists()
+
+
 def test_fold_runs_are_children_of_the_training_run(store):
     runs = Runs("toy", "cnn-ce", params={"model": "cnn"}, tags={"split_strategy": "kfold"})
     with runs.open() as parent:

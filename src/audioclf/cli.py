@@ -42,6 +42,10 @@ COMMANDS = {
         "audioclf.devtools.feature_benchmark",
         "the features stage against a naive librosa loop",
     ),
+    "bench-train": (
+        "audioclf.devtools.train_benchmark",
+        "data-parallel training: samples/s and scaling efficiency on 1, 2, 4, 8 processes",
+    ),
 }
 
 

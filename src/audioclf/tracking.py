@@ -50,8 +50,10 @@ def tracking_uri() -> str:
 
 def use_store() -> str:
     """Point MLflow at :func:`tracking_uri` for this process; returns it."""
-    uri = tracking_uri()
-    _SET_HERE.append(uri)
+    user = user_uri()
+    uri = user or tracking_uri()
+    if user is None:  # the user's URI stays the user's, however often it is set here
+        _SET_HERE.append(uri)
     mlflow.set_tracking_uri(uri)
     return uri
 

@@ -26,6 +26,8 @@ class TrainConfig:
     The learning rate of the backbone is ``lr * backbone_lr_mult`` (the head, i.e. the
     classifier layers, trains at ``lr``). Warm-up ramps the rate linearly from 0 over
     ``warmup_epochs``; it is off by default, which is what pretrained backbones want.
+    With ``devices * nodes`` above one, ``batch_size`` is per process (the effective
+    batch is ``batch_size * accumulate * processes``; see :mod:`audioclf.training.distributed`).
     """
 
     epochs: int = 30
@@ -44,9 +46,17 @@ class TrainConfig:
     device: str = "auto"  # auto: CUDA when present
     sampler: str = "shuffle"  # balanced: classes drawn equally often (with replacement)
     norm: str = "global"  # input statistics from the training split: global (per channel) | band
+    devices: Any = 1  # processes per node (an int >= 1) or "auto": every visible GPU
+    nodes: int = 1  # machines; more than one process trains data-parallel under torchrun
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "patience", "step_epochs", "accumulate"):
+        count = isinstance(self.devices, int) and not isinstance(self.devices, bool)
+        check(
+            self.devices == "auto" or (count and self.devices >= 1),
+            "train.devices",
+            f"must be an integer >= 1 or 'auto', got {self.devices!r}",
+        )
+        for name in ("epochs", "batch_size", "patience", "step_epochs", "accumulate", "nodes"):
             value = getattr(self, name)
             check(value >= 1, f"train.{name}", f"must be >= 1, got {value}")
         check(self.lr > 0, "train.lr", f"must be positive, got {self.lr}")

@@ -4,7 +4,9 @@
 resumable state and decides which to reuse (:func:`audioclf.training.resume.plan_folds`),
 trains each fold in its MLflow run (one run per training; for cross-validation a
 parent run with one child per fold), and writes each fold's checkpoint, resumable
-state and curves under :class:`FoldPaths`.
+state and curves under :class:`FoldPaths`. Data-parallel, rank 0 does all of that and
+sends the states to resume from to the other ranks, which train alongside it and write
+nothing (:mod:`audioclf.training.distributed`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from audioclf.evaluation.bootstrap import fold_summary
 from audioclf.features.table import FeatureTable
 from audioclf.tracking import Runs, parent_run_id
 from audioclf.training.curves import plot_curves, write_curves
+from audioclf.training.distributed import SINGLE, Ranks
 from audioclf.training.loop import train
 from audioclf.training.resume import find_resumable, plan_folds, run_key
 
@@ -86,19 +89,29 @@ def training_runs(
 
 
 def train_folds(
-    spec: TrainSpec, table: FeatureTable, folds: list[Split], paths: FoldPaths, runs: Runs
+    spec: TrainSpec,
+    table: FeatureTable,
+    folds: list[Split],
+    paths: FoldPaths,
+    runs: Runs,
+    ranks: Ranks = SINGLE,
 ) -> dict:
     """Train ``spec`` on every fold (resuming an interrupted run), logging to ``runs``.
 
     Returns:
         The stage summary (``reports/train.json``): one fold's result, or for
-        cross-validation the mean best validation macro-F1 and every fold's result.
+        cross-validation the mean best validation macro-F1 and every fold's result
+        (data-parallel: on rank 0; the other ranks return an empty dict).
     """
-    remove_stale_folds(len(folds), paths)
     files = [([e.path for e in f["train"]], [e.path for e in f["val"]]) for f in folds]
-    keys = [run_key(spec, tr, va, table.labels, table.frontend_key) for tr, va in files]
+    if not ranks.writer:
+        return _follow(spec, table, files, paths, ranks)
+    remove_stale_folds(len(folds), paths)
+    keys = [
+        run_key(spec, tr, va, table.labels, table.frontend_key, ranks.world) for tr, va in files
+    ]
     found = [find_resumable(paths.last(n), paths.best(n), key) for n, key in enumerate(keys)]
-    states = plan_folds([state for state, _ in found])
+    states = ranks.share(plan_folds([state for state, _ in found]))
     for n, ((_, note), state) in enumerate(zip(found, states, strict=True)):
         log.info(
             "train: fold %d: %s",
@@ -122,6 +135,7 @@ def train_folds(
                     run_id=run.info.run_id,
                     last=paths.last(n),
                     resume=state,
+                    ranks=ranks,
                 )
                 results.append(_record_fold(n, result, paths))
         summary = (
@@ -143,12 +157,31 @@ def train_folds(
     return summary
 
 
+def _follow(
+    spec: TrainSpec, table: FeatureTable, files: list, paths: FoldPaths, ranks: Ranks
+) -> dict:
+    """A rank other than 0: trains every fold alongside rank 0, from the states it sends."""
+    states = ranks.share(None)
+    for n, ((train_paths, val_paths), state) in enumerate(zip(files, states, strict=True)):
+        train(
+            spec,
+            table,
+            train_paths,
+            val_paths,
+            paths.best(n),
+            log_metrics=lambda m, step: None,
+            last=paths.last(n),
+            resume=state,
+            ranks=ranks,
+        )
+    return {}
+
+
 def _record_fold(n: int, result: dict, paths: FoldPaths) -> dict:
     """Log one fold's result to its (active) run and write its curves; returns what the summary keeps."""
     history = result.pop("history")
-    mlflow.set_tags(
-        {"device": result.pop("device"), "resumed_from_epoch": result.pop("resumed_from_epoch")}
-    )
+    tags = ("device", "processes", "resumed_from_epoch")
+    mlflow.set_tags({name: result.pop(name) for name in tags})
     # a timing: logged, but kept out of reports/train.json, which must be reproducible
     wait = result.pop("data_wait_share")
     mlflow.log_metric("data_wait_share", wait)

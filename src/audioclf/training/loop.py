@@ -1,6 +1,7 @@
 """The training loop: AdamW (head/backbone rates), warm-up and schedule, mixed precision,
 gradient accumulation, on-the-fly augmentation, early stopping on validation macro-F1,
-and a resumable last checkpoint (:mod:`audioclf.training.resume`).
+and a resumable last checkpoint (:mod:`audioclf.training.resume`); one process, or one of
+a data-parallel group (:mod:`audioclf.training.distributed`).
 
 :func:`train` takes a :class:`~audioclf.config.training.TrainSpec` (what it reads of
 the params) and the feature table, never the whole params.
@@ -17,13 +18,13 @@ import torch
 from torch import nn
 
 from audioclf.config.training import TrainSpec
-from audioclf.devices import resolve_device
 from audioclf.evaluation.metrics import aggregate_by_file, classification_metrics
 from audioclf.features.table import FeatureTable, SplitData, load_split
 from audioclf.models import count_parameters
 from audioclf.models.checkpoint import save_checkpoint
 from audioclf.models.inference import CPU, predict
 from audioclf.training.data import normalisation
+from audioclf.training.distributed import SINGLE, Ranks, predict_shared
 from audioclf.training.optim import (
     resolve_amp,
 )
@@ -40,9 +41,19 @@ def evaluate_split(
     batch_size: int,
     device: torch.device = CPU,
     amp: torch.dtype | None = None,
-) -> dict:
-    """Segment-level loss and file-level metrics (segment probabilities averaged per file)."""
-    probs = predict(model, data, batch_size, device, amp)
+    ranks: Ranks = SINGLE,
+) -> dict | None:
+    """Segment-level loss and file-level metrics (segment probabilities averaged per file).
+
+    Data-parallel, every process predicts a share and rank 0 scores them (None elsewhere).
+    """
+    probs = (
+        predict_shared(model, data, len(labels), batch_size, device, amp, ranks)
+        if ranks.parallel
+        else predict(model, data, batch_size, device, amp)
+    )
+    if probs is None:
+        return None
     loss = float(
         nn.functional.nll_loss(torch.log(torch.from_numpy(probs).clamp_min(1e-12)), data.y)
     )
@@ -61,6 +72,7 @@ def train(
     *,
     last: Path | None = None,
     resume: dict | None = None,
+    ranks: Ranks = SINGLE,
 ) -> dict:
     """Train ``spec.model`` on the train split, selecting the epoch by validation macro-F1.
 
@@ -77,16 +89,18 @@ def train(
         run_id: the tracking run, recorded in the checkpoints.
         last: where the resumable state goes after every epoch (None: nowhere).
         resume: a state from :func:`audioclf.training.resume.find_resumable` to continue from.
+        ranks: this process's place in a data-parallel training: rank 0 alone writes
+            ``checkpoint`` and ``last`` (every rank gets the same paths and ``resume``).
 
     Returns:
         ``history`` (one dict of train/val metrics per epoch), ``best_epoch``,
         ``best_val_macro_f1``, ``n_parameters``, ``resumed_from_epoch`` (0: fresh),
-        ``device``, ``data_wait_share`` (fraction of this process's training time spent
-        waiting for batches from the table) and, for weighted losses,
+        ``device``, ``processes``, ``data_wait_share`` (fraction of this process's training
+        time spent waiting for batches from the table) and, for weighted losses,
         ``class_weight_min``/``class_weight_max``.
     """
     cfg = spec.train
-    device = resolve_device(cfg.device, "train.device")
+    device = ranks.device(cfg.device)
     amp = resolve_amp(cfg.amp, device)
     torch.manual_seed(spec.seed)
     generator = torch.Generator().manual_seed(spec.seed)
@@ -94,9 +108,10 @@ def train(
     train_data = load_split(table, train_paths, norm)
     val_data = load_split(table, val_paths, norm)
     input_shape = tuple(table.data.shape[2:])  # (F, T)
-    fit, weights = build_fit(spec, table, train_data, device, amp)
+    fit, weights = build_fit(spec, table, train_data, device, amp, ranks)
     model, optimizer = fit.model, fit.optimizer
-    key = run_key(spec, train_paths, val_paths, table.labels, table.frontend_key)
+    augment_generator = ranks.augment_generator(spec.seed, generator)
+    key = run_key(spec, train_paths, val_paths, table.labels, table.frontend_key, ranks.world)
     if resume is not None and resume["run_key"] != key:
         raise ValueError(
             "the state to resume from was written for other params or data (see find_resumable)"
@@ -113,20 +128,26 @@ def train(
             generator=generator,
         )
     )
+    if resume is not None:
+        ranks.restore_random_states(resume, augment_generator)
     resumed_from = loop.epoch
     if weights:
         log_metrics(weights, 0)
     first = cfg.epochs + 1 if resume is not None and resume["finished"] else loop.epoch + 1
     waited = spent = 0.0
     for epoch in range(first, cfg.epochs + 1):
-        tr, timing = train_one_epoch(fit, train_data, generator)
+        tr, timing = train_one_epoch(fit, train_data, generator, augment_generator)
         waited, spent = waited + timing["data_wait_s"], spent + timing["epoch_s"]
         if not math.isfinite(tr["loss"]):
             raise FloatingPointError(
                 f"training loss is {tr['loss']} in epoch {epoch}; lower train.lr, raise "
                 "train.warmup_epochs or set train.amp=off"
             )
-        va = evaluate_split(model, val_data, table.labels, cfg.batch_size, device, amp)
+        va = evaluate_split(model, val_data, table.labels, cfg.batch_size, device, amp, ranks)
+        # validation is scored and early stopping decided once, on rank 0; every rank follows
+        va, improved, stop = ranks.share(
+            _early_stopping(va, loop, epoch, cfg.patience) if ranks.writer else None
+        )
         row = {
             "epoch": epoch,
             **{f"train_{k}": v for k, v in tr.items() if k != "grad_norm"},
@@ -136,9 +157,9 @@ def train(
         }
         loop.history.append(row)
         log_metrics({k: v for k, v in row.items() if k != "epoch"}, epoch)
-        improved = va["macro_f1"] > loop.best_f1
         if improved:
             loop.best_f1, loop.best_epoch = va["macro_f1"], epoch
+        if improved and ranks.writer:
             save_checkpoint(
                 checkpoint,
                 model=model,
@@ -157,8 +178,9 @@ def train(
                 train_token=loop.token,
             )
         loop.epoch = epoch
-        stop = not improved and epoch - loop.best_epoch >= cfg.patience
-        if last is not None:
+        # every process's random states (a collective: every rank takes part), rank 0 writes
+        streams = ranks.random_states(augment_generator) if last is not None else {}
+        if last is not None and ranks.writer:
             save_last(
                 last,
                 model=model,
@@ -170,6 +192,7 @@ def train(
                 run_key=key,
                 run_id=run_id,
                 finished=stop or epoch == cfg.epochs,
+                extra=streams,
             )
         if stop:
             break
@@ -180,6 +203,15 @@ def train(
         "n_parameters": count_parameters(model),
         "resumed_from_epoch": resumed_from,
         "device": device.type,
+        "processes": ranks.world,
         "data_wait_share": round(waited / spent, 4) if spent else 0.0,
         **weights,
     }
+
+
+def _early_stopping(
+    va: dict, loop: LoopState, epoch: int, patience: int
+) -> tuple[dict, bool, bool]:
+    """Validation's scores, whether they beat the best epoch's, and whether training stops."""
+    improved = va["macro_f1"] > loop.best_f1
+    return va, improved, not improved and epoch - loop.best_epoch >= patience

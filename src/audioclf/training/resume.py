@@ -9,7 +9,9 @@ beside it belongs to the same training; otherwise training starts fresh and says
 why. On the CPU a resumed run ends with the same metrics as an uninterrupted one.
 
 The "same" is the *run key*: a hash of the training spec, the split's files, the
-classes, the front-end, the device type and the precision (:func:`run_key`).
+classes, the front-end, the device type, the precision and the number of processes
+(:func:`run_key`). Data-parallel, rank 0 writes ``last.pt`` with every process's random
+states and sends the state it resumes from to the others.
 :func:`plan_folds` decides which folds of a cross-validation to reuse.
 """
 
@@ -48,8 +50,10 @@ def run_key(
     val_paths: list[str],
     labels: list[str],
     frontend_key: str,
+    processes: int = 1,
 ) -> str:
-    """Hash of everything a resumed training must share with the killed one."""
+    """Hash of everything a resumed training must share with the killed one (``processes``:
+    how many train it data-parallel)."""
     device = resolve_device(spec.train.device, "train.device")
     amp = resolve_amp(spec.train.amp, device)
     blob = json.dumps(
@@ -61,6 +65,7 @@ def run_key(
             "frontend": frontend_key,
             "device": device.type,
             "amp": str(amp),
+            "processes": processes,
         },
         sort_keys=True,
         default=str,
@@ -88,8 +93,10 @@ def save_last(
     run_key: str,
     run_id: str | None,
     finished: bool,
+    extra: dict | None = None,
 ) -> None:
-    """Write the resumable state atomically (a kill mid-write leaves the previous epoch's)."""
+    """Write the resumable state atomically (a kill mid-write leaves the previous epoch's);
+    ``extra`` adds entries (data-parallel: every process's random states)."""
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -100,6 +107,7 @@ def save_last(
         "run_key": run_key,
         "mlflow_run_id": run_id,
         "finished": finished,
+        **(extra or {}),
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)

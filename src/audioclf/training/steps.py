@@ -1,5 +1,6 @@
 """One epoch of optimisation: what a training step needs (:class:`Fit`, from :func:`build_fit`),
-and :func:`train_one_epoch` (augmentation, mixed precision, gradient accumulation and clipping).
+and :func:`train_one_epoch` (augmentation, mixed precision, gradient accumulation and clipping,
+and, data-parallel, this process's share of the epoch: :mod:`audioclf.training.distributed`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from audioclf.models import build_model
 from audioclf.models.inference import autocast, to_device
 from audioclf.training.augment import Augmenter
 from audioclf.training.data import epoch_order
+from audioclf.training.distributed import SINGLE, Ranks
 from audioclf.training.losses import build_loss
 from audioclf.training.optim import build_optimizer, build_scheduler, grad_scaler, steps_per_epoch
 
@@ -35,6 +37,8 @@ class Fit:
     device: torch.device
     amp: torch.dtype | None
     cfg: TrainConfig
+    ranks: Ranks = SINGLE
+    net: nn.Module | None = None  # what a step calls: DistributedDataParallel(model); None: model
 
 
 def _optimizer_step(fit: Fit) -> torch.Tensor:
@@ -49,17 +53,25 @@ def _optimizer_step(fit: Fit) -> torch.Tensor:
 
 
 def train_one_epoch(
-    fit: Fit, data: SplitData, generator: torch.Generator
+    fit: Fit,
+    data: SplitData,
+    generator: torch.Generator,
+    augment_generator: torch.Generator | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """One pass over the (augmented) training split; ``train.accumulate`` batches per optimizer step.
+
+    ``generator`` draws the epoch's order, and augmentation too unless ``augment_generator``
+    is given (data-parallel: each process augments from its own). Data-parallel, this process
+    trains on its share of the order and the metrics are over every process's examples.
 
     Returns:
         Metrics (loss, accuracy, macro_f1, grad_norm) and timing: ``data_wait_s`` (time
         the steps waited for their batches from the cache) and ``epoch_s`` (wall time).
     """
-    model, cfg = fit.model, fit.cfg
-    model.train()
-    order = epoch_order(data.y, cfg.sampler, generator)
+    cfg, net = fit.cfg, fit.model if fit.net is None else fit.net
+    augment_generator = generator if augment_generator is None else augment_generator
+    net.train()
+    order = fit.ranks.shard(epoch_order(data.y, cfg.sampler, generator))
     # sorted within a batch: the same batch, read from the memmap front to back
     batches = [
         order[i : i + cfg.batch_size].sort().values for i in range(0, len(order), cfg.batch_size)
@@ -70,23 +82,27 @@ def train_one_epoch(
     for i, (idx, x, wait) in enumerate(data.prefetched(batches)):
         waited += wait
         xb, yb = to_device(x, fit.device), to_device(data.y[idx], fit.device)
-        xb, target = fit.augment(xb, yb, generator)  # target (B,) or MixUp's (B, C)
-        with autocast(fit.device, fit.amp):
-            logits = model(xb)  # (B, C)
-        loss = fit.loss_fn(logits.float(), target)
+        xb, target = fit.augment(xb, yb, augment_generator)  # target (B,) or MixUp's (B, C)
         first = i - i % cfg.accumulate
         group = min(cfg.accumulate, len(batches) - first)  # batches in this optimizer step
-        fit.scaler.scale(loss / group).backward()
-        if i == first + group - 1:
+        step = i == first + group - 1  # the step's last batch: gradients averaged over processes
+        with fit.ranks.no_sync(net, sync=step):
+            with autocast(fit.device, fit.amp):
+                logits = net(xb)  # (B, C)
+            loss = fit.loss_fn(logits.float(), target)
+            fit.scaler.scale(loss / group).backward()
+        if step:
             norms.append(_optimizer_step(fit))
         total += loss.detach() * len(idx)
         ys.append(data.y[idx])
         preds.append(logits.detach().argmax(dim=1))
-    y_true, y_pred = torch.cat(ys).numpy(), torch.cat(preds).cpu().numpy()
-    norms = torch.stack(norms).float().cpu()
+    y_true = fit.ranks.gather(torch.cat(ys)).numpy()
+    y_pred = fit.ranks.gather(torch.cat(preds).cpu()).numpy()
+    total = fit.ranks.total(total)
+    norms = torch.stack(norms).float().cpu()  # the same on every process: gradients are averaged
     finite = norms[norms.isfinite()]
     metrics = {
-        "loss": float(total) / len(order),
+        "loss": float(total) / len(y_true),
         "accuracy": float((y_true == y_pred).mean()),
         "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
         "grad_norm": float(finite.mean()) if len(finite) else math.nan,
@@ -100,8 +116,10 @@ def build_fit(
     train_data: SplitData,
     device: torch.device,
     amp: torch.dtype | None,
+    ranks: Ranks = SINGLE,
 ) -> tuple[Fit, dict[str, float]]:
-    """The model, loss, optimizer, schedule and augmentation of ``spec``, for ``train_data``.
+    """The model, loss, optimizer, schedule and augmentation of ``spec``, for ``train_data``
+    (data-parallel: the model wrapped for ``ranks``, the schedule over this process's share).
 
     Returns:
         The :class:`Fit` and, for weighted losses, their class weight range (see ``build_loss``).
@@ -118,7 +136,8 @@ def build_fit(
         spec.loss, spec.loss_config, torch.bincount(train_data.y, minlength=n_classes)
     )
     optimizer = build_optimizer(model, cfg)
-    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch(len(train_data), cfg))
+    steps = steps_per_epoch(ranks.shard_size(len(train_data)), cfg)
+    scheduler = build_scheduler(optimizer, cfg, steps)
     fit = Fit(
         model,
         loss_fn.to(device),
@@ -129,5 +148,7 @@ def build_fit(
         device,
         amp,
         cfg,
+        ranks,
+        ranks.wrap(model),
     )
     return fit, weights
