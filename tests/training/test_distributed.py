@@ -100,7 +100,7 @@ def _workdir(path: Path, cache: Path, splits: dict, **train) -> Path:
     for name in ("train", "val"):
         write_manifest(splits[name], path / "split" / "fold_0" / f"{name}.csv")
     raw = shrink(repo_params())
-    raw["train"].update(device="cpu", **train)
+    raw["train"].update({"device": "cpu", **train})
     # dropout and SpecAugment draw from each rank's own streams: resuming must restore them all
     raw["augment"]["specaugment"].update(p=0.5, freq_width=4, time_width=4)
     (path / "params.yaml").write_text(yaml.safe_dump(raw))
@@ -269,3 +269,17 @@ def test_two_nodes_train_as_two_processes_on_one(two_processes, tmp_path):
     assert _files(nodes[0]) == ["models/fold_0/best.pt", "resume/fold_0/last.pt"]
     written = [p.name for p in nodes[1].iterdir()]
     assert sorted(written) == ["features", "params.yaml", "split"]  # node 1 wrote nothing
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices")
+def test_two_gpus_train_with_nccl_and_mixed_precision(tiny_cache, tmp_path):
+    cache, splits = tiny_cache
+    cwd = _workdir(tmp_path / "gpus", cache, splits, **{**EPOCHS, "device": "cuda", "amp": "auto"})
+    _finish(_train(cwd))
+    summary = json.loads((cwd / "train.json").read_text())
+    table = FeatureTable(cwd / "features")
+    assert summary["best_val_macro_f1"] > 1 / len(table.labels) + 0.3
+    assert _files(cwd) == ["models/fold_0/best.pt", "resume/fold_0/last.pt"]
+    (run,) = _runs(cwd)
+    assert run.data.tags["processes"] == "2" and run.data.tags["device"] == "cuda"
