@@ -21,11 +21,13 @@ NORMS = ("band", "global")
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation, schedule, precision, device and early stopping.
+    """Optimisation, schedule, precision, device, early stopping and the training seed.
 
     The learning rate of the backbone is ``lr * backbone_lr_mult`` (the head, i.e. the
     classifier layers, trains at ``lr``). Warm-up ramps the rate linearly from 0 over
     ``warmup_epochs``; it is off by default, which is what pretrained backbones want.
+    ``seed`` seeds training alone (the data and the split follow the top-level ``seed``),
+    so runs that differ only in it measure the spread of training on one split.
     """
 
     epochs: int = 30
@@ -44,6 +46,7 @@ class TrainConfig:
     device: str = "auto"  # auto: CUDA when present
     sampler: str = "shuffle"  # balanced: classes drawn equally often (with replacement)
     norm: str = "global"  # input statistics from the training split: global (per channel) | band
+    seed: int | None = None  # initialisation, shuffling, augmentation, dropout; None: the top-level seed
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "patience", "step_epochs", "accumulate"):
@@ -74,6 +77,11 @@ class TrainConfig:
         choice(self.device, DEVICES, "train.device")
         choice(self.sampler, SAMPLERS, "train.sampler")
         choice(self.norm, NORMS, "train.norm")
+        check(
+            self.seed is None or self.seed >= 0,
+            "train.seed",
+            f"must be null or an integer >= 0, got {self.seed}",
+        )
 
 
 def _check_p(p: float, key: str) -> None:
@@ -223,8 +231,8 @@ class AugmentConfig:
 @dataclasses.dataclass(frozen=True)
 class TrainSpec:
     """Everything a training reads: model and loss (by name, with their configs),
-    optimisation, augmentation and the seed. Built from the params by
-    :meth:`audioclf.config.Params.train_spec`.
+    optimisation, augmentation and the training seed (``train.seed``, else the top-level
+    ``seed``). Built from the params by :meth:`audioclf.config.Params.train_spec`.
     """
 
     model: str
