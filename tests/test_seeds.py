@@ -81,4 +81,3 @@ def test_train_seed_changes_training(tiny_cache, tmp_path):
     changed = history(raw["seed"] + 1)
     assert changed != followed
     assert changed[0]["train_loss"] != followed[0]["train_loss"]
-

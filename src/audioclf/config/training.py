@@ -46,7 +46,7 @@ class TrainConfig:
     device: str = "auto"  # auto: CUDA when present
     sampler: str = "shuffle"  # balanced: classes drawn equally often (with replacement)
     norm: str = "global"  # input statistics from the training split: global (per channel) | band
-    seed: int | None = None  # initialisation, shuffling, augmentation, dropout; None: the top-level seed
+    seed: int | None = None  # training alone; None: the top-level seed
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "patience", "step_epochs", "accumulate"):
