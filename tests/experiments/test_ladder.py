@@ -19,9 +19,25 @@ def test_plan_names_seeded_runs_and_keeps_every_phase():
     assert [p.phase.name for p in planned] == [p.name for p in PHASES]
     base = planned[0]
     assert list(base.runs) == ["baseline-t-s42", "baseline-t-s43", "baseline-t-s44"]
-    assert base.runs["baseline-t-s43"] == ["model=cnn", "loss=ce", "train.epochs=1", "seed=43"]
+    assert base.runs["baseline-t-s43"] == ["model=cnn", "loss=ce", "train.epochs=1", "train.seed=43"]
+    assert base.seeds == {"baseline-t-s42": 42, "baseline-t-s43": 43, "baseline-t-s44": 44}
     for item in planned[1:]:
         assert not item.runs and (item.reason or not item.selected)
+    split = plan(repo_params(), seeds=2, vary="split", only=["baseline"])[0]
+    assert split.runs["baseline-s43"] == ["model=cnn", "loss=ce", "seed=43", "train.seed=43"]
+    one = plan(repo_params(), only=["baseline"])[0]
+    assert one.runs == {"baseline": ["model=cnn", "loss=ce"]} and one.seeds == {"baseline": None}
+
+
+def test_a_set_train_seed_starts_the_series():
+    raw = repo_params()
+    raw["train"]["seed"] = 7
+    base = plan(raw, seeds=2, only=["baseline"])[0]
+    assert list(base.runs) == ["baseline-s7", "baseline-s8"]
+    assert list(plan(raw, seeds=2, vary="split", only=["baseline"])[0].runs) == [
+        "baseline-s42",
+        "baseline-s43",
+    ]
 
 
 def test_plan_rejects_bad_input_before_anything_runs():
@@ -29,8 +45,8 @@ def test_plan_rejects_bad_input_before_anything_runs():
         plan(repo_params(), extra=["train.epochs=0"])
     with pytest.raises(ValueError, match=r"unknown phase\(s\) \['nope'\]"):
         plan(repo_params(), only=["nope"])
-    with pytest.raises(ValueError, match="seed key 'train.lr' is not an integer param"):
-        plan(repo_params(), seeds=2, seed_key="train.lr")
+    with pytest.raises(ValueError, match="vary must be one of train, split, got 'data'"):
+        plan(repo_params(), seeds=2, vary="data")
 
 
 def test_dry_run_queues_nothing(caplog, tmp_path):
@@ -38,7 +54,7 @@ def test_dry_run_queues_nothing(caplog, tmp_path):
     with caplog.at_level("INFO", logger="audioclf"):
         out = main(["--params", str(tmp_path / "params.yaml"), "--dry-run", "--seeds", "2"])
     printed = caplog.text
-    assert "dvc exp run --queue -n baseline-s42 -S model=cnn -S loss=ce -S seed=42" in printed
+    assert "dvc exp run --queue -n baseline-s42 -S model=cnn -S loss=ce -S train.seed=42" in printed
     assert set(out) == {"planned"} and not (tmp_path / "reports").exists()
 
 
@@ -84,6 +100,7 @@ def test_collect_ignores_a_failed_experiments_copied_metrics():
     )
     found = dvc_exps.collect(shown, ["a", "b", "c", "missing"])
     assert found["a"]["metrics"]["test"]["accuracy"] == 0.5 and found["a"]["params"] == {"seed": 1}
+    assert found["a"]["rev"] == "a"  # the commit its files are read from
     assert found["b"] == {
         "error": "Experiment run failed"
     }  # not the 0.9 it carries from its baseline
@@ -130,13 +147,11 @@ def test_summary_and_table_golden():
         for line in table.splitlines()
         if line.startswith("| ")
     }
-    base, v2 = rows["| CNN + CE (`base`)"], rows["| CNNv2 (`v2`)"]
+    base, v2 = rows["| CNN + CE (`base`) ← baseline"], rows["| CNNv2 (`v2`)"]
     assert (
         base[1:3] == ["2", "60.0 ± 14.1"] and base[9] == "15.0 ± 7.1"
     )  # accuracy, ECE: mean ± sample std
-    assert (
-        v2[1:3] == ["1", "80.0 (+20.0)"] and v2[9] == "5.0 (-10.0)"
-    )  # differences from the baseline mean
+    assert v2[1:3] == ["1", "80.0"] and v2[9] == "5.0"  # values only: differences need intervals
     assert rows["| AST (`ast`)"][-1] == "skipped: params: 'model' is 'ast' |"
     assert "| half \\| failed (`half`) |" in table and "failed: a\\|b |" in table  # pipes escaped
 
