@@ -19,7 +19,12 @@ def test_plan_names_seeded_runs_and_keeps_every_phase():
     assert [p.phase.name for p in planned] == [p.name for p in PHASES]
     base = planned[0]
     assert list(base.runs) == ["baseline-t-s42", "baseline-t-s43", "baseline-t-s44"]
-    assert base.runs["baseline-t-s43"] == ["model=cnn", "loss=ce", "train.epochs=1", "train.seed=43"]
+    assert base.runs["baseline-t-s43"] == [
+        "model=cnn",
+        "loss=ce",
+        "train.epochs=1",
+        "train.seed=43",
+    ]
     assert base.seeds == {"baseline-t-s42": 42, "baseline-t-s43": 43, "baseline-t-s44": 44}
     for item in planned[1:]:
         assert not item.runs and (item.reason or not item.selected)

@@ -59,6 +59,17 @@ def value(v: Any) -> str:
     return v if isinstance(v, str) else json.dumps(v)
 
 
+def count(x: float | None) -> str:
+    """A count of clips: whole numbers without a decimal (cross-validation means keep one).
+
+    >>> count(140.0), count(12.5), count(None)
+    ('140', '12.5', '?')
+    """
+    if x is None:
+        return "?"
+    return str(int(x)) if float(x).is_integer() else f"{x:.1f}"
+
+
 def pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}"
 
@@ -225,7 +236,8 @@ def gap(history: list[dict], best: int) -> list[str]:
 
 
 def classes(r: RunRecord, k: int = 5) -> tuple[list[str], list[str], list[str]]:
-    """(strongest k, weakest k, every class) as tables: test F1 with training clips."""
+    """(strongest, weakest, every class) as tables: test F1 with training clips; at most ``k``
+    strongest and weakest, and at most half the classes with test files each."""
     rows = [
         (lab, s.get("f1", 0.0), s.get("precision"), s.get("recall"), s.get("support"))
         for lab, s in r.per_class.items()
@@ -238,10 +250,11 @@ def classes(r: RunRecord, k: int = 5) -> tuple[list[str], list[str], list[str]]:
 
     def table(items) -> list[str]:
         return head + [
-            f"| {lab} | {value(r.train_counts.get(lab, '?'))} | {sup} | {pct(p)} | {pct(rc)} | {pct(f1)} |"
+            f"| {lab} | {count(r.train_counts.get(lab))} | {sup} | {pct(p)} | {pct(rc)} | {pct(f1)} |"
             for lab, f1, p, rc, sup in items
         ]
 
+    k = max(1, min(k, len(rows) // 2))
     ranked = sorted(rows, key=lambda x: (-x[1], -r.train_counts.get(x[0], 0), x[0]))
     weakest = sorted(rows, key=lambda x: (x[1], r.train_counts.get(x[0], 0), x[0]))[:k]
     by_count = sorted(rows, key=lambda x: (-r.train_counts.get(x[0], 0), x[0]))
