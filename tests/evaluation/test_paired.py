@@ -10,8 +10,6 @@ from audioclf.evaluation.bootstrap import headline
 from audioclf.evaluation.metrics import HEADLINE
 from audioclf.evaluation.paired import (
     ComparisonError,
-    Difference,
-    across_seeds,
     compare_runs,
     mcnemar_exact,
     paired_bootstrap,
@@ -174,18 +172,6 @@ def test_buckets_are_compared_when_given():
     d = paired_bootstrap(a.y_true, a.probs, b.probs, n_boot=100, bucket_of=bucket_of)
     expected = headline(a.y_true, b.probs, bucket_of=bucket_of)["tail_macro_f1"]
     assert d["tail_macro_f1"].b == pytest.approx(expected, abs=1e-12)
-
-
-def test_across_seeds_golden():
-    d = across_seeds([Difference(0.5, 0.5 + x, x, 0, 0) for x in (1.0, 2.0, 3.0)], level=0.95)
-    half = 4.302652729749464 / math.sqrt(3)  # t(0.975, df=2) * sd 1 / sqrt(3)
-    assert d.diff == 2.0 and d.a == 0.5 and d.b == 2.5
-    assert d.low == pytest.approx(2 - half, abs=1e-12)
-    assert d.high == pytest.approx(2 + half, abs=1e-12)
-    zero = across_seeds([Difference(0.5, 0.5, 0.0, 0, 0)] * 3)
-    assert (zero.diff, zero.low, zero.high, zero.significant) == (0.0, 0.0, 0.0, False)
-    with pytest.raises(ValueError, match="at least two seeds, got 1"):
-        across_seeds([zero])
 
 
 def test_bad_arguments():

@@ -8,8 +8,7 @@ percentile interval of B − A over the resamples. McNemar's exact test asks whe
 files only A gets right and those only B gets right are equally many (a binomial test
 with p = ½ on the discordant files). **Unpaired** (different test files, e.g. a leaky
 split against a grouped one): each run's files are resampled on their own; McNemar
-does not apply. Over several seeds (run i of B against run i of A),
-:func:`across_seeds` gives the mean difference with Student's t interval.
+does not apply. Over several seeds: :mod:`audioclf.evaluation.seeds`.
 
 The metrics are :func:`audioclf.evaluation.bootstrap.headline`'s, the same as
 ``reports/metrics.json`` holds, and a resample holding a single class is drawn again,
@@ -71,19 +70,21 @@ class Comparison:
     mcnemar: McNemar | None
 
 
-def _percentile(values: list[float], level: float) -> tuple[float, float]:
+def percentile_interval(values: list[float], level: float) -> tuple[float, float]:
+    """The central ``level`` percentile interval of bootstrap values."""
     tail = (1 - level) / 2 * 100
     return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
 
 
-def _check(n_boot: int, level: float) -> None:
+def check_settings(n_boot: int, level: float) -> None:
+    """Resamples and level a bootstrap can use, else ValueError naming the bad one."""
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
 
 
-def _draw(rng: np.random.Generator, y: np.ndarray) -> np.ndarray:
+def draw_resample(rng: np.random.Generator, y: np.ndarray) -> np.ndarray:
     """Indices of one resample of ``y`` holding at least two classes."""
     while True:
         idx = rng.integers(0, len(y), len(y))
@@ -119,7 +120,7 @@ def paired_bootstrap(
     >>> d.diff, d.low, d.high, d.significant
     (0.0, 0.0, 0.0, False)
     """
-    _check(n_boot, level)
+    check_settings(n_boot, level)
     if probs_a.shape != probs_b.shape or len(y_true) != len(probs_a):
         raise ValueError(
             f"paired runs need the same files: y_true {y_true.shape}, A {probs_a.shape}, B {probs_b.shape}"
@@ -130,14 +131,14 @@ def paired_bootstrap(
     kw = {"ece_bins": ece_bins, "bucket_of": bucket_of}
     diffs: dict[str, list[float]] = {}
     for _ in range(n_boot):
-        idx = _draw(rng, y_true)
+        idx = draw_resample(rng, y_true)
         a, b = headline(y_true[idx], probs_a[idx], **kw), headline(y_true[idx], probs_b[idx], **kw)
         for m in a.keys() & b.keys():
             diffs.setdefault(m, []).append(b[m] - a[m])
     whole_a, whole_b = headline(y_true, probs_a, **kw), headline(y_true, probs_b, **kw)
     return {
         m: Difference(
-            whole_a[m], whole_b[m], whole_b[m] - whole_a[m], *_percentile(diffs[m], level)
+            whole_a[m], whole_b[m], whole_b[m] - whole_a[m], *percentile_interval(diffs[m], level)
         )
         for m in whole_a
         if m in whole_b and m in diffs
@@ -158,14 +159,14 @@ def unpaired_bootstrap(
     bucket_of_b: np.ndarray | None = None,
 ) -> dict[str, Difference]:
     """Each metric's difference B − A over different test files: each run resampled on its own."""
-    _check(n_boot, level)
+    check_settings(n_boot, level)
     for y in (y_a, y_b):
         if len(np.unique(y)) < 2:
             raise ValueError("the bootstrap needs at least two classes in each run's y_true")
     rng = np.random.default_rng(seed)
     diffs: dict[str, list[float]] = {}
     for _ in range(n_boot):
-        ia, ib = _draw(rng, y_a), _draw(rng, y_b)
+        ia, ib = draw_resample(rng, y_a), draw_resample(rng, y_b)
         a = headline(y_a[ia], probs_a[ia], ece_bins=ece_bins, bucket_of=bucket_of_a)
         b = headline(y_b[ib], probs_b[ib], ece_bins=ece_bins, bucket_of=bucket_of_b)
         for m in a.keys() & b.keys():
@@ -174,7 +175,7 @@ def unpaired_bootstrap(
     whole_b = headline(y_b, probs_b, ece_bins=ece_bins, bucket_of=bucket_of_b)
     return {
         m: Difference(
-            whole_a[m], whole_b[m], whole_b[m] - whole_a[m], *_percentile(diffs[m], level)
+            whole_a[m], whole_b[m], whole_b[m] - whole_a[m], *percentile_interval(diffs[m], level)
         )
         for m in whole_a
         if m in whole_b and m in diffs
@@ -238,30 +239,3 @@ def compare_runs(
         a.y_true, a.probs, b.y_true, b.probs, bucket_of_a=bucket_of_a, bucket_of_b=bucket_of_b, **kw
     )
     return Comparison(False, len(a.paths), len(b.paths), level, n_boot, differences, None)
-
-
-def across_seeds(per_seed: list[Difference], level: float = 0.95) -> Difference:
-    """The mean of per-seed differences with Student's t interval (df = n − 1) over the seeds.
-
-    Args:
-        per_seed: run i of B against run i of A, for each seed i (at least two).
-        level: coverage of the interval.
-
-    Returns:
-        the means of ``a``, ``b`` and ``diff``, and the interval of the mean difference.
-
-    >>> d = across_seeds([Difference(.5, .5 + x, x, 0, 0) for x in (.01, .02, .03)])
-    >>> round(d.b, 4), round(d.diff, 4), round(d.low, 4), round(d.high, 4)
-    (0.52, 0.02, -0.0048, 0.0448)
-    """
-    if len(per_seed) < 2:
-        raise ValueError(f"an interval across seeds needs at least two seeds, got {len(per_seed)}")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
-    diffs = np.array([d.diff for d in per_seed])
-    mean = float(diffs.mean())
-    se = diffs.std(ddof=1) / np.sqrt(len(diffs))
-    half = float(stats.t.ppf((1 + level) / 2, len(diffs) - 1) * se)
-    a = float(np.mean([d.a for d in per_seed]))
-    b = float(np.mean([d.b for d in per_seed]))
-    return Difference(a, b, mean, mean - half, mean + half)

@@ -264,7 +264,8 @@ def main(argv: list[str] | None = None) -> dict:
     results = summarise(planned, found)
     seeds = {item.phase.name: item.seeds for item in planned}
     revs = {name: out.get("rev") or name for name, out in found.items()}
-    cfg = compare_with_baseline(results, seeds, revs, raw, Path.cwd(), baseline=PHASES[0].name)
+    ran = apply_overrides(raw, args.extra)  # the params every phase shares: evaluate.*, seed
+    cfg = compare_with_baseline(results, seeds, revs, ran, Path.cwd(), baseline=PHASES[0].name)
     words = ["python", "-m", "audioclf.ladder", *(argv if argv is not None else sys.argv[1:])]
     text = report(
         results,

@@ -3,11 +3,12 @@
 Run i of a phase is compared with the baseline's run of the same seed (the same data
 and split, so the same test files, unless the phase changes the split): a paired
 bootstrap of every metric's difference and McNemar's exact test
-(:func:`audioclf.evaluation.paired.compare_runs`). Over several seeds the phase's
-difference is the mean of the per-run differences with Student's t interval across
-seeds (:func:`audioclf.evaluation.paired.across_seeds`); with one seed it is that
-run's paired interval. A phase whose test files differ from the baseline's (the leaky
-split) is compared unpaired.
+(:func:`audioclf.evaluation.paired.compare_runs`). With one seed the phase's difference
+is that pair's; over several it is the mean of the per-run differences with two
+intervals (:mod:`audioclf.evaluation.seeds`): Student's t across the seeds (training
+noise) and a bootstrap of the shared test files (sampling noise); it is significant
+only when both exclude zero. A phase whose test files differ from the baseline's (the
+leaky split) is compared unpaired.
 """
 
 from __future__ import annotations
@@ -20,34 +21,46 @@ from pathlib import Path
 from audioclf.config.evaluation import EvaluateConfig
 from audioclf.config.schema import build
 from audioclf.errors import UserError
-from audioclf.evaluation.paired import Comparison, Difference, across_seeds, compare_runs
+from audioclf.evaluation.paired import Comparison, Difference, compare_runs
+from audioclf.evaluation.seeds import across_seeds, files_bootstrap
 from audioclf.experiments.runs import RunFiles
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class PhaseDifference:
+    """A phase minus the baseline in one metric: ``files``, the interval over resamples of the
+    test files (one run: the pair's own; several: of the mean over seeds), and ``seeds``,
+    Student's t interval across seeds (None with one run)."""
+
+    files: Difference
+    seeds: Difference | None = None
+
+    @property
+    def diff(self) -> float:
+        return self.files.diff
+
+    @property
+    def significant(self) -> bool:
+        """Whether every interval excludes zero."""
+        return self.files.significant and (self.seeds is None or self.seeds.significant)
+
+
 @dataclass
 class PhaseComparison:
     """A phase against the baseline: the (baseline run, phase run) pairs, each pair's
-    :class:`Comparison`, and per metric the phase's :class:`Difference` (one pair: its own;
-    several: across seeds). ``note`` says why some or all pairs are missing."""
+    :class:`Comparison`, and per metric the phase's :class:`PhaseDifference`. ``note`` says
+    why some or all pairs are missing."""
 
     pairs: list[tuple[str, str]] = field(default_factory=list)
     per_run: list[Comparison] = field(default_factory=list)
-    combined: dict[str, Difference] = field(default_factory=dict)
+    combined: dict[str, PhaseDifference] = field(default_factory=dict)
     note: str = ""
 
     @property
     def paired(self) -> bool:
         return bool(self.per_run) and all(c.paired for c in self.per_run)
-
-
-def combine(per_run: list[Comparison], level: float) -> dict[str, Difference]:
-    """Per metric: the single run's difference, or the mean over runs with its t interval."""
-    if len(per_run) == 1:
-        return dict(per_run[0].differences)
-    keys = set.intersection(*(set(c.differences) for c in per_run))
-    return {k: across_seeds([c.differences[k] for c in per_run], level) for k in sorted(keys)}
 
 
 def compare_phase(
@@ -61,7 +74,7 @@ def compare_phase(
 ) -> PhaseComparison:
     """Compare each (baseline run, phase run) pair by their files (``files(name)``)."""
     out = PhaseComparison()
-    problems = []
+    problems, loaded, buckets = [], [], []
     for base_name, name in pairs:
         base, run = files(base_name), files(name)
         try:
@@ -81,8 +94,19 @@ def compare_phase(
             continue
         out.pairs.append((base_name, name))
         out.per_run.append(comparison)
-    if out.per_run:
-        out.combined = combine(out.per_run, level)
+        loaded.append((pa, pb))
+        buckets.append((base.bucket_of(pa.labels), run.bucket_of(pb.labels)))
+    if len(out.per_run) == 1:
+        out.combined = {k: PhaseDifference(d) for k, d in out.per_run[0].differences.items()}
+    elif out.per_run:
+        pooled = files_bootstrap(
+            loaded, n_boot=n_boot, level=level, seed=seed, ece_bins=ece_bins, bucket_of=buckets
+        )
+        out.combined = {
+            k: PhaseDifference(d, across_seeds([c.differences[k] for c in out.per_run], level))
+            for k, d in pooled.items()
+            if all(k in c.differences for c in out.per_run)
+        }
     if problems:
         out.note = f"{len(problems)} of {len(pairs)} comparison(s) failed: " + "; ".join(problems)
     return out
@@ -136,6 +160,8 @@ def compare_with_baseline(
             ece_bins=cfg.ece_bins,
         )
         if len(pairs) < len(r.experiments):
-            missing = len(r.experiments) - len(pairs)
-            r.comparison.note += f" {missing} run(s) without a baseline run of the same seed."
+            missing = (
+                f"{len(r.experiments) - len(pairs)} run(s) without a baseline run of the same seed"
+            )
+            r.comparison.note = "; ".join(filter(None, [r.comparison.note, missing]))
     return cfg

@@ -19,8 +19,9 @@ from audioclf.experiments.columns import (
     headline_key,
     interval_cell,
     mean_std,
+    points,
 )
-from audioclf.experiments.phase_pairs import PhaseComparison
+from audioclf.experiments.phase_pairs import PhaseComparison, PhaseDifference
 
 
 @dataclass
@@ -47,6 +48,19 @@ def _cell(values: list[float]) -> str:
 
 def _escape(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
+
+
+def phase_cell(d: PhaseDifference) -> str:
+    """One run: ``+3.4 [-1.4, +8.2]``; several: the mean with the interval across seeds and the
+    interval over the test files; bold when every interval excludes zero."""
+    if d.seeds is None:
+        return interval_cell(d.files)
+    s, f = d.seeds, d.files
+    text = (
+        f"{points(d.diff)} (seeds [{points(s.low)}, {points(s.high)}]; "
+        f"files [{points(f.low)}, {points(f.high)}])"
+    )
+    return f"**{text}**" if d.significant else text
 
 
 def _mcnemar(comparisons) -> str:
@@ -77,7 +91,7 @@ def comparison_rows(results: list[PhaseResult]) -> list[str]:
         c = r.comparison
         if c is None or r.status != "ran":
             continue
-        cells = [interval_cell(c.combined[k]) if k in c.combined else "–" for _, k in keys]
+        cells = [phase_cell(c.combined[k]) if k in c.combined else "–" for _, k in keys]
         marked = [col for col, k in keys if k in c.combined and c.combined[k].significant]
         verdict = ", ".join(marked) or ("none" if c.combined else _escape(c.note) or "–")
         lines.append(
@@ -200,9 +214,11 @@ def report(
     ]
     several = any(len(r.comparison.per_run) > 1 for r in results if r.comparison)
     spread = (
-        f"the mean of the per-run differences with Student's t {pct} interval across the runs "
-        "(df = runs − 1: the spread of training on these test files; each run's own paired "
-        "interval is in the next table)"
+        f"the mean of the per-run differences (run i against the baseline's run i) with two {pct} "
+        "intervals: *seeds*, Student's t across the runs (df = runs − 1: the spread of training); "
+        f"*files*, {n_boot} bootstrap resamples of the test files, each resample applied to every "
+        "run scored on those files (the sampling of the test set); each run's own paired interval "
+        "is in the next table"
         if several
         else f"a {pct} paired bootstrap interval ({n_boot} resamples of the test files, both runs "
         "scored on each)"
@@ -212,7 +228,7 @@ def report(
         f"## Against `{baseline}`",
         "",
         f"Each phase minus `{baseline}` in percentage points, on the same test files: {spread}. "
-        f"**Bold**: the interval excludes zero (significant at {pct}); intervals are per "
+        f"**Bold**: every interval excludes zero (significant at {pct}); intervals are per "
         "comparison, not adjusted for the number of phases. McNemar: exact test on the files "
         f"only `{baseline}` / only the phase classifies right (counts, then p; with several runs "
         "one p per run). A phase on other test files (the leaky split) is compared unpaired: each "
