@@ -317,3 +317,16 @@ def _check_report(root, env):
     assert f"| accuracy | {100 * test['accuracy']:.1f} |" in text
     assert "| `test.accuracy` ≥ 0 |" in text and "1 of 1 criteria met." in text
     assert "### Against `baseline-s42`" in text and "Paired on the same" in text
+
+
+def test_repeat_varies_the_training_seed_unless_told_otherwise(caplog, tmp_path):
+    from audioclf.experiments import repeat
+
+    (tmp_path / "params.yaml").write_text(json.dumps(repo_params()))
+    args = ["--params", str(tmp_path / "params.yaml"), "--dry-run", "-n", "2", "-S", "loss=focal"]
+    with caplog.at_level("INFO", logger="audioclf"):
+        runs = repeat.main(args)["planned"][0].runs
+    assert runs["repeat-s43"] == ["loss=focal", "train.seed=43"]
+    assert "dvc exp run --queue -n repeat-s42 -S loss=focal -S train.seed=42" in caplog.text
+    split = repeat.main([*args, "--vary", "split"])["planned"][0].runs
+    assert split["repeat-s43"] == ["loss=focal", "seed=43", "train.seed=43"]
