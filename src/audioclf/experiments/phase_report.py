@@ -234,7 +234,11 @@ def report(
         "one p per run). A phase on other test files (the leaky split) is compared unpaired: each "
         "run's files resampled on their own, no McNemar.",
         "",
-        *comparison_rows(results),
+        *(
+            comparison_rows(results)
+            if any(r.comparison for r in results)
+            else [f"Nothing to compare: `{baseline}` and at least one other phase must run."]
+        ),
         "",
     ]
     if several:

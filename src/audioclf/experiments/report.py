@@ -14,10 +14,11 @@ at most for ECE and losses; ``>=``/``<=`` say so explicitly). KEY is a path in
 reports/metrics.json (``test.macro_f1``, ``buckets.tail.macro_f1``,
 ``test_ci.macro_f1.low``) or ``train.<metric>``/``val.<metric>`` at the best epoch.
 
-A run is a DVC experiment, a git revision or ``workspace``. Its files come from DVC;
-the per-epoch values from its MLflow run (the latest tagged with its name whose test
-metrics are the run's own), else from its reports/curves. The figures go to a folder
-beside the report (``<report>_files/``) and are linked by relative path.
+Run it from the repository root. A run is a DVC experiment, a git revision or
+``workspace``. Its files come from DVC; the per-epoch values from its MLflow run (the
+latest tagged with its name whose test metrics are the run's own), else from its
+reports/curves. The figures go to a folder beside the report (``<report>_files/``) and
+are linked by relative path.
 """
 
 from __future__ import annotations
@@ -225,17 +226,16 @@ def main(argv: list[str] | None = None) -> dict:
         help="success criterion (repeatable), e.g. test.macro_f1=0.25",
     )
     ap.add_argument("--out", help="the report (default: reports/report-<EXP>.md)")
-    ap.add_argument("--repo", default=".", help="the repository (default: the working directory)")
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = ap.parse_args(argv)
     targets = [parse_target(t) for t in args.target]
-    files = RunFiles(args.run, args.repo)
+    files = RunFiles(args.run)
     safe = re.sub(r"[^\w.-]", "_", args.run)
     out = Path(args.out or f"reports/report-{safe}.md")
     record = load_record(files)
     for t in targets:
         target_value(record, t.key)  # a bad key fails before anything is written
-    others = [RunFiles(name, args.repo) for name in args.against]
+    others = [RunFiles(name) for name in args.against]
     previous = load_record(others[0]) if others else None
     against = [(o.name, compare(o, files)) for o in others]
     figures = write_figures(files, record, out.with_name(out.stem + "_files"), out)
