@@ -17,8 +17,9 @@ reports/metrics.json (``test.macro_f1``, ``buckets.tail.macro_f1``,
 Run it from the repository root. A run is a DVC experiment, a git revision or
 ``workspace``. Its files come from DVC; the per-epoch values from its MLflow run (the
 latest tagged with its name whose test metrics are the run's own), else from its
-reports/curves. The figures go to a folder beside the report (``<report>_files/``) and
-are linked by relative path.
+reports/curves. The progression figure goes to a folder beside the report
+(``<report>_files/``), with an experiment's evaluation figures (the workspace's are
+linked where they are); all are linked by relative path.
 """
 
 from __future__ import annotations
@@ -179,29 +180,37 @@ def document(
 
 
 def write_figures(files: RunFiles, r: sec.RunRecord, folder: Path, report: Path) -> dict[str, str]:
-    """Draw the progression and copy the run's evaluation figures into ``folder`` (replaced whole);
-    returns name -> path relative to the report."""
+    """Draw the progression into ``folder`` (replaced whole) with the run's evaluation figures:
+    copied there from an experiment, linked where they are for the workspace (its own files).
+
+    Returns:
+        figure name -> path relative to the report.
+    """
     out = {}
+    rel = Path(os.path.relpath(folder, report.parent))
     with atomic_path(folder) as tmp:
         tmp.mkdir()
         for n, result in r.fold_results().items():
             if r.histories.get(n):
                 path = tmp / f"progression_fold_{n}.png"
                 progression_figure(r.histories[n], result.get("best_epoch"), path)
-                out[f"progression_{n}"] = path.name
+                out[f"progression_{n}"] = (rel / path.name).as_posix()
         for name, source in (
             ("confusion_matrix", files.outputs.confusion),
             ("per_class_f1", files.outputs.per_class_plot),
             ("reliability", files.outputs.reliability),
         ):
+            here = files.root / source
+            if files.is_workspace and here.is_file():
+                out[name] = Path(os.path.relpath(here, report.parent)).as_posix()
+                continue
             try:
-                (tmp / Path(source).name).write_bytes(files.read(source, mode="rb"))
+                (tmp / here.name).write_bytes(files.read(source, mode="rb"))
             except UserError as err:
                 log.warning("report: no %s figure: %s", name, err)
                 continue
-            out[name] = Path(source).name
-    rel = Path(os.path.relpath(folder, report.parent))
-    return {k: (rel / v).as_posix() for k, v in out.items()}
+            out[name] = (rel / here.name).as_posix()
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
