@@ -165,3 +165,25 @@ def test_the_ladder_pairs_each_phase_with_the_baseline_run_of_its_seed(repo):
     assert c.combined["macro_f1"].diff == pytest.approx(mean)
     row = next(line for line in comparison_rows([base, phase]) if "`up`" in line)
     assert row.startswith("| Up (`up`) | 2 | ") and "p = " in row
+
+
+def test_report_figures_are_copied_from_a_revision_and_linked_in_the_workspace(repo, tmp_path):
+    from audioclf.experiments.report import write_figures
+    from audioclf.experiments.report_sections import RunRecord
+
+    root = repo[0]
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 64
+    (root / "reports/confusion_matrix.png").write_bytes(png)
+    _git(root, "add", "reports/confusion_matrix.png")
+    _git(root, "commit", "-qm", "figure")
+    _git(root, "tag", "with-figure")
+    record = RunRecord("x", {}, {}, {"best_epoch": 1}, {}, {})
+    out = tmp_path / "out" / "r.md"
+    out.parent.mkdir()
+    copied = write_figures(RunFiles("with-figure", root), record, out.with_name("r_files"), out)
+    assert copied == {"confusion_matrix": "r_files/confusion_matrix.png"}
+    assert (tmp_path / "out/r_files/confusion_matrix.png").read_bytes() == png
+    report = root / "reports" / "r.md"
+    linked = write_figures(RunFiles("workspace", root), record, root / "reports/r_files", report)
+    assert linked == {"confusion_matrix": "confusion_matrix.png"}  # the workspace's own file
+    assert not (root / "reports/r_files/confusion_matrix.png").exists()
