@@ -19,6 +19,11 @@ LAYERS = [
     {"evaluation", "training"},  # training may use evaluation's metrics; evaluation never training
     {"experiments"},
     {"devtools"},
+    {
+        "compare",
+        "ladder",
+        "report",
+    },  # python -m audioclf.<command>: each calls its experiments module
 ]
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
 

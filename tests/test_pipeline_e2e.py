@@ -20,6 +20,15 @@ def test_repro_experiments_and_tracking(project):
     metrics = json.loads((root / "reports/metrics.json").read_text())
     assert set(metrics["test"]) >= {"accuracy", "macro_f1", "weighted_f1", "macro_map"}
     assert (root / "reports/confusion_matrix.png").stat().st_size > 1000
+    # the per-file probabilities give back every test metric exactly (what comparisons rely on)
+    from audioclf.evaluation.bootstrap import headline
+    from audioclf.evaluation.predictions import parse_probabilities
+
+    written = parse_probabilities((root / "reports/probabilities.csv").read_text(), "probs")
+    assert len(written.paths) == metrics["n"]
+    again = headline(written.y_true, written.probs)
+    for key, value in metrics["test"].items():
+        assert again[key] == pytest.approx(value, abs=1e-12), key
     first = (root / "reports/metrics.json").read_text()
 
     run(["dvc", "repro", "--force", "train", "evaluate"], root, env)

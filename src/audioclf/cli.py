@@ -31,6 +31,14 @@ COMMANDS = {
         "the phase ladder as DVC experiments -> reports/phases.md",
     ),
     "repeat": ("audioclf.experiments.repeat", "one experiment over N seeds: mean ± std"),
+    "compare": (
+        "audioclf.experiments.compare",
+        "two runs on their test files: differences with paired intervals, McNemar",
+    ),
+    "report": (
+        "audioclf.experiments.report",
+        "a run's phase report (markdown) from its DVC files and MLflow run",
+    ),
     "show": ("audioclf.experiments.show", "dvc exp show with the columns that matter"),
     "check": ("audioclf.devtools.pipeline_check", "dvc.yaml, params.yaml and dvc.lock agree (CI)"),
     "params-table": (

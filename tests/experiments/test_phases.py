@@ -53,7 +53,7 @@ def test_phases_without_weights_here_are_skipped_for_that_reason_and_the_others_
     verdicts = {
         p.name: check_phase(raw, p.overrides, cache_dir=tmp_path / "empty-hub") for p in PHASES
     }
-    assert len(verdicts) == len(PHASES) == 7
+    assert len(verdicts) == len(PHASES) == 8  # seven rungs and the leaky-split control
     for phase in PHASES:
         if "model=ast" in phase.overrides:
             assert "model_params.ast.pretrained: weights" in verdicts[phase.name]

@@ -52,8 +52,13 @@ class Params:
         """The config of the selected loss."""
         return self.loss_params[self.loss]
 
+    @property
+    def train_seed(self) -> int:
+        """The seed of training: ``train.seed``, or the top-level ``seed`` when that is null."""
+        return self.seed if self.train.seed is None else self.train.seed
+
     def train_spec(self) -> TrainSpec:
-        """What training reads of these params."""
+        """What training reads of these params; its seed is :attr:`train_seed`."""
         return TrainSpec(
             model=self.model,
             model_config=self.model_config,
@@ -61,7 +66,7 @@ class Params:
             loss_config=self.loss_config,
             train=self.train,
             augment=self.augment,
-            seed=self.seed,
+            seed=self.train_seed,
         )
 
 

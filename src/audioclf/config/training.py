@@ -21,13 +21,15 @@ NORMS = ("band", "global")
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation, schedule, precision, device and early stopping.
+    """Optimisation, schedule, precision, device, early stopping and the training seed.
 
     The learning rate of the backbone is ``lr * backbone_lr_mult`` (the head, i.e. the
     classifier layers, trains at ``lr``). Warm-up ramps the rate linearly from 0 over
     ``warmup_epochs``; it is off by default, which is what pretrained backbones want.
     With ``devices * nodes`` above one, ``batch_size`` is per process (the effective
     batch is ``batch_size * accumulate * processes``; see :mod:`audioclf.training.distributed`).
+    ``seed`` seeds training alone (the data and the split follow the top-level ``seed``),
+    so runs that differ only in it measure the spread of training on one split.
     """
 
     epochs: int = 30
@@ -48,6 +50,7 @@ class TrainConfig:
     norm: str = "global"  # input statistics from the training split: global (per channel) | band
     devices: Any = 1  # processes per node (an int >= 1) or "auto": every visible GPU
     nodes: int = 1  # machines; more than one process trains data-parallel under torchrun
+    seed: int | None = None  # training alone; None: the top-level seed
 
     def __post_init__(self):
         count = isinstance(self.devices, int) and not isinstance(self.devices, bool)
@@ -84,6 +87,11 @@ class TrainConfig:
         choice(self.device, DEVICES, "train.device")
         choice(self.sampler, SAMPLERS, "train.sampler")
         choice(self.norm, NORMS, "train.norm")
+        check(
+            self.seed is None or self.seed >= 0,
+            "train.seed",
+            f"must be null or an integer >= 0, got {self.seed}",
+        )
 
 
 def _check_p(p: float, key: str) -> None:
@@ -233,8 +241,8 @@ class AugmentConfig:
 @dataclasses.dataclass(frozen=True)
 class TrainSpec:
     """Everything a training reads: model and loss (by name, with their configs),
-    optimisation, augmentation and the seed. Built from the params by
-    :meth:`audioclf.config.Params.train_spec`.
+    optimisation, augmentation and the training seed (``train.seed``, else the top-level
+    ``seed``). Built from the params by :meth:`audioclf.config.Params.train_spec`.
     """
 
     model: str

@@ -1,8 +1,8 @@
 """The evaluate stage's work beyond scoring: the files it writes and what it logs to MLflow.
 
-:func:`write_outputs` writes the metrics, per-class scores, predictions and figures of
-an :func:`audioclf.evaluation.evaluate.evaluate_folds` result; :func:`log_evaluation`
-records the test metrics and those files in the training's MLflow runs (each fold's
+:func:`write_outputs` writes the metrics, per-class scores, per-file predictions and
+probabilities, and figures of an :func:`audioclf.evaluation.evaluate.evaluate_folds`
+result; :func:`log_evaluation` records the test metrics and those files in the training's MLflow runs (each fold's
 child run too, for cross-validation).
 """
 
@@ -23,6 +23,7 @@ from audioclf.data.split import fold_names, read_test_lists
 from audioclf.evaluation.buckets import training_counts
 from audioclf.evaluation.evaluate import evaluate_folds
 from audioclf.evaluation.plots import evaluation_figures
+from audioclf.evaluation.predictions import write_probabilities
 from audioclf.features.table import FeatureTable
 from audioclf.io import atomic_path, write_json
 from audioclf.tracking import Runs, parent_run_id
@@ -37,6 +38,7 @@ class EvaluationPaths:
     metrics: Path  # headline metrics, buckets, intervals (JSON, DVC metrics)
     per_class: Path  # per-class precision/recall/F1 (JSON)
     predictions: Path  # per-file actual/predicted (CSV, DVC plots)
+    probabilities: Path  # per-file class probabilities (CSV, read by comparisons)
     confusion: Path  # confusion matrix (PNG)
     per_class_plot: Path  # per-class F1 against training count (PNG)
     reliability: Path  # reliability diagram (PNG)
@@ -88,6 +90,7 @@ def write_outputs(
         writer = csv.DictWriter(fh, fieldnames=["fold", "path", "actual", "predicted"])
         writer.writeheader()
         writer.writerows(out["predictions"])
+    write_probabilities(paths.probabilities, out["predictions"], out["probs"], out["labels"])
     figures = evaluation_figures(
         out,
         confusion=paths.confusion,
@@ -97,7 +100,7 @@ def write_outputs(
         tail=cfg.buckets.tail,
         ece_bins=cfg.ece_bins,
     )
-    return [paths.metrics, paths.per_class, paths.predictions, *figures]
+    return [paths.metrics, paths.per_class, paths.predictions, paths.probabilities, *figures]
 
 
 def log_evaluation(runs: Runs, out: dict, files: list[Path]) -> None:

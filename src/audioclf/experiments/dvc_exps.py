@@ -110,8 +110,8 @@ def collect(
     """Results of the named experiments from ``dvc exp show --json``.
 
     Returns:
-        name -> ``{"metrics": dict}`` (the contents of ``metrics_file``) and ``params``
-        (params.yaml), or ``{"error": message}`` for a failed experiment, or nothing for
+        name -> ``{"metrics": dict}`` (the contents of ``metrics_file``), ``params``
+        (params.yaml) and ``rev`` (the experiment's commit), or ``{"error": message}`` for a failed experiment, or nothing for
         a name that is absent. With several of one name, the latest counts.
     """
     found: dict[str, dict[str, Any]] = {}
@@ -130,7 +130,7 @@ def collect(
             found[name] = {"error": f"no {metrics_file} in the experiment"}
             continue
         params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
-        found[name] = {"metrics": metrics, "params": params}
+        found[name] = {"metrics": metrics, "params": params, "rev": rev.get("rev")}
     return found
 
 

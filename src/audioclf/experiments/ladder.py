@@ -1,23 +1,24 @@
 """The phase ladder of the reference reports in one command: queue every phase as a named DVC experiment,
 run the queue, and write ``reports/phases.md`` from ``dvc exp show --json``.
 
-    python -m audioclf.experiments.ladder                      # every phase once, on the workspace params
-    python -m audioclf.experiments.ladder --seeds 3            # each phase with seeds s, s+1, s+2: mean ± std
-    python -m audioclf.experiments.ladder --set train.epochs=5 --phases baseline,cnnv2-focal
-    python -m audioclf.experiments.ladder --dry-run            # print the plan and the reasons for skips
+    python -m audioclf.ladder                      # every phase once, on the workspace params
+    python -m audioclf.ladder --seeds 3            # each phase with train.seed s, s+1, s+2: mean ± std
+    python -m audioclf.ladder --seeds 3 --vary split   # ... seed (data, split) and train.seed together
+    python -m audioclf.ladder --set train.epochs=5 --phases baseline,cnnv2-focal
+    python -m audioclf.ladder --dry-run            # print the plan and the reasons for skips
 
 Phases are defined in :mod:`audioclf.experiments.phases`. One whose params do not validate in this
 checkout, or whose pretrained weights are not on this machine, is listed as skipped
-with the reason; nothing is queued for it.
+with the reason; nothing is queued for it. Every phase that ran is compared with the
+baseline on the same test files (:mod:`audioclf.experiments.phase_pairs`): run i of a
+phase against the baseline's run i, which shares its data, split and ``train.seed``.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import logging
 import shlex
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,9 @@ import yaml
 from audioclf.cli import command
 from audioclf.errors import UserError
 from audioclf.experiments import dvc_exps
-from audioclf.experiments.phase_report import PhaseResult, metric_values, render
+from audioclf.experiments.columns import metric_values
+from audioclf.experiments.phase_pairs import compare_with_baseline
+from audioclf.experiments.phase_report import PhaseResult, describe_seeds, report
 from audioclf.experiments.phases import PHASES, Phase, apply_overrides, check_phase
 from audioclf.io import atomic_path
 
@@ -40,12 +43,36 @@ class LadderError(UserError, RuntimeError):
 
 @dataclass
 class PlannedPhase:
-    """A phase with its verdict: ``runs`` (experiment name -> overrides) if it can run, else ``reason``."""
+    """A phase with its verdict: ``runs`` (experiment name -> overrides) if it can run, else
+    ``reason``; ``seeds``: experiment name -> the seed it varies (None: one run, no override)."""
 
     phase: Phase
     reason: str | None = None
     selected: bool = True
     runs: dict[str, list[str]] = field(default_factory=dict)
+    seeds: dict[str, int | None] = field(default_factory=dict)
+
+
+# what --seeds varies: train.seed alone (same data and split), or seed too (data, split, training)
+VARY = ("train", "split")
+
+
+def seed_overrides(vary: str, seed: int) -> list[str]:
+    """The overrides of one seeded run.
+
+    >>> seed_overrides("train", 43), seed_overrides("split", 43)
+    (['train.seed=43'], ['seed=43', 'train.seed=43'])
+    """
+    return [f"train.seed={seed}"] if vary == "train" else [f"seed={seed}", f"train.seed={seed}"]
+
+
+def first_seed(raw: dict, vary: str) -> int:
+    """The first seed of a series: the params' ``train.seed`` (else ``seed``), or ``seed`` for split."""
+    train_seed = (raw.get("train") or {}).get("seed")
+    seed = raw.get("seed") if vary == "split" or train_seed is None else train_seed
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"params.yaml's seed is not an integer (got {seed!r})")
+    return seed
 
 
 def plan(
@@ -54,7 +81,7 @@ def plan(
     *,
     extra: list[str] = (),
     seeds: int = 1,
-    seed_key: str = "seed",
+    vary: str = "train",
     only: list[str] | None = None,
     tag: str = "",
 ) -> list[PlannedPhase]:
@@ -64,39 +91,39 @@ def plan(
         raw: the workspace params (params.yaml as read).
         phases: the ladder.
         extra: ``key=value`` overrides applied to every phase, after its own.
-        seeds: runs per phase, with ``seed_key`` = s, s+1, ... (s: the params' value).
-        seed_key: the params key that seeds a run.
+        seeds: runs per phase; with more than one, run i sets the seeds of
+            :func:`seed_overrides` to s + i (s: :func:`first_seed`).
+        vary: ``train`` (``train.seed`` alone: the data and the split stay) or ``split``
+            (``seed`` and ``train.seed``: the data, the split and the training change).
         only: names of the phases to run (None: all); the others are still checked.
         tag: appended to experiment names (``baseline-<tag>``), to keep an earlier ladder.
 
     Raises:
-        ValueError: ``extra`` or ``seed_key`` is invalid for the workspace params, or an
+        ValueError: ``extra`` or ``vary`` is invalid for the workspace params, or an
             unknown phase is named in ``only``.
     """
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
+    if vary not in VARY:
+        raise ValueError(f"vary must be one of {', '.join(VARY)}, got {vary!r}")
     unknown = sorted(set(only or ()) - {p.name for p in phases})
     if unknown:
         raise ValueError(f"unknown phase(s) {unknown}; phases: {', '.join(p.name for p in phases)}")
     problem = check_phase(raw, list(extra))
     if problem:
         raise ValueError(f"--set: {problem}")
-    base = apply_overrides(raw, list(extra))
-    node = base
-    for part in seed_key.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    if not isinstance(node, int) or isinstance(node, bool):
-        raise ValueError(
-            f"seed key '{seed_key}' is not an integer param in params.yaml (got {node!r})"
-        )
+    start = first_seed(apply_overrides(raw, list(extra)), vary)
+    series = list(range(start, start + seeds)) if seeds > 1 else [None]
     planned = []
     for phase in phases:
         overrides = [*phase.overrides, *extra]
-        item = PlannedPhase(phase, check_phase(raw, overrides), only is None or phase.name in only)
+        check = overrides + (seed_overrides(vary, start) if seeds > 1 else [])
+        item = PlannedPhase(phase, check_phase(raw, check), only is None or phase.name in only)
         if item.reason is None and item.selected:
-            for seed in range(node, node + seeds):
-                name = phase.name + (f"-{tag}" if tag else "") + (f"-s{seed}" if seeds > 1 else "")
-                item.runs[name] = overrides + ([f"{seed_key}={seed}"] if seeds > 1 else [])
+            for seed in series:
+                name = phase.name + (f"-{tag}" if tag else "") + (f"-s{seed}" if seed else "")
+                item.runs[name] = overrides + (seed_overrides(vary, seed) if seed else [])
+                item.seeds[name] = seed
         planned.append(item)
     return planned
 
@@ -168,48 +195,6 @@ def summarise(planned: list[PlannedPhase], found: dict[str, dict]) -> list[Phase
     return results
 
 
-def report(
-    results: list[PhaseResult],
-    planned: list[PlannedPhase],
-    raw: dict,
-    *,
-    command: str,
-    seeds: int,
-    baseline: str = PHASES[0].name,
-) -> str:
-    """phases.md: header (dataset, commit, command), the table, then each phase's exact overrides."""
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    evaluate = raw.get("evaluate") or {}
-    buckets = evaluate.get("buckets") or {}
-    spread = f"mean ± sample std (ddof=1) over {seeds} seeds" if seeds > 1 else "one run each"
-    header = [
-        f"Dataset `{raw.get('dataset')}`, baseline commit `{commit or 'unknown'}`, "
-        f"{datetime.datetime.now():%Y-%m-%d %H:%M}: `{command}`",
-        "",
-        f"Test-set metrics in percent, {spread}; in brackets the difference from `{baseline}`. "
-        f"UAR: balanced accuracy. ECE: calibration error over {evaluate.get('ece_bins', '?')} bins, lower is "
-        f"better. head/mid/tail F1: macro-F1 over the classes with >= {buckets.get('head', '?')}, between, and "
-        f"<= {buckets.get('tail', '?')} training clips; tail F1 is the reference reports' rare-species F1. Bootstrap "
-        f"intervals of each run: `test_ci` in its reports/metrics.json (`dvc exp show`). –: not run, or no "
-        f"class of that bucket has test items.",
-    ]
-    lines = [
-        render(results, baseline=baseline, header=header),
-        "## Phases",
-        "",
-        "Each phase is the workspace params.yaml with these overrides (`dvc exp run -S ...`):",
-        "",
-    ]
-    for item in planned:
-        runs = ", ".join(f"`{n}`" for n in item.runs) or "none"
-        lines.append(
-            f"- `{item.phase.name}`: `{' '.join(item.phase.overrides) or '(none)'}`; experiments: {runs}"
-        )
-    return "\n".join(lines) + "\n"
-
-
 def write(text: str, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
@@ -226,7 +211,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument(
         "--seeds", type=int, default=1, help="runs per phase, seeds s, s+1, ...: mean ± std"
     )
-    ap.add_argument("--seed-key", default="seed", help="params key that seeds a run")
+    ap.add_argument(
+        "--vary",
+        choices=VARY,
+        default="train",
+        help="train: vary train.seed only (same data and split; default); split: seed too",
+    )
     ap.add_argument(
         "--set",
         dest="extra",
@@ -255,7 +245,7 @@ def main(argv: list[str] | None = None) -> dict:
             raw,
             extra=args.extra,
             seeds=args.seeds,
-            seed_key=args.seed_key,
+            vary=args.vary,
             tag=args.tag,
             only=args.phases.split(",") if args.phases else None,
         )
@@ -272,15 +262,24 @@ def main(argv: list[str] | None = None) -> dict:
         return {"planned": planned}
     found = execute(planned, Path.cwd(), jobs=args.jobs, force=args.force)
     results = summarise(planned, found)
-    command = shlex.join(
-        [
-            "python",
-            "-m",
-            "audioclf.experiments.ladder",
-            *(argv if argv is not None else sys.argv[1:]),
-        ]
+    seeds = {item.phase.name: item.seeds for item in planned}
+    revs = {name: out.get("rev") or name for name, out in found.items()}
+    ran = apply_overrides(raw, args.extra)  # the params every phase shares: evaluate.*, seed
+    cfg = compare_with_baseline(results, seeds, revs, ran, Path.cwd(), baseline=PHASES[0].name)
+    words = ["python", "-m", "audioclf.ladder", *(argv if argv is not None else sys.argv[1:])]
+    text = report(
+        results,
+        [(i.phase.name, i.phase.overrides, list(i.runs)) for i in planned],
+        raw,
+        command=shlex.join(words),
+        seeds=describe_seeds(
+            sorted({s for d in seeds.values() for s in d.values() if s}), args.vary
+        ),
+        baseline=PHASES[0].name,
+        level=cfg.ci_level,
+        n_boot=cfg.bootstrap,
     )
-    write(report(results, planned, raw, command=command, seeds=args.seeds), args.out)
+    write(text, args.out)
     log.info("ladder: wrote %s", args.out)
     return {"planned": planned, "results": results, "out": args.out}
 

@@ -52,6 +52,13 @@ PHASES: tuple[Phase, ...] = (
         "AST + focal + SpecAugment + MixUp",
         ("model=ast", "loss=focal", "augment.specaugment.p=0.8", "augment.mixup.p=0.5"),
     ),
+    # not a rung: the baseline on a split that ignores recording groups, to measure what leakage
+    # adds to the test scores (compared with the baseline unpaired: its test files differ)
+    Phase(
+        "leaky-split",
+        "CNN + CE, leaky split (control)",
+        ("model=cnn", "loss=ce", "split.leaky=true"),
+    ),
 )
 
 # files a folder of Hugging Face weights holds (config plus one of the weight formats)

@@ -1,7 +1,8 @@
 """Repeat one experiment over N seeds and report mean ± std of every test metric.
 
-    python -m audioclf.experiments.repeat -n 3 -S model=cnn_v2          # seeds s, s+1, s+2 (s: params.yaml's seed)
+    python -m audioclf.experiments.repeat -n 3 -S model=cnn_v2      # train.seed s, s+1, s+2: same data and split
     python -m audioclf.experiments.repeat -n 5 -S loss=focal --name focal --out reports/focal.md
+    python -m audioclf.experiments.repeat -n 3 --vary split         # seed (data, split) and train.seed together
 
 The runs are named DVC experiments (``<name>-s<seed>``) run through the queue, like the
 phases of :mod:`audioclf.experiments.ladder`; the table is the ladder's, with one row.
@@ -18,8 +19,11 @@ from pathlib import Path
 import yaml
 
 from audioclf.cli import command
+from audioclf.config.evaluation import EvaluateConfig
+from audioclf.config.schema import build
 from audioclf.experiments import dvc_exps
-from audioclf.experiments.ladder import execute, plan, report, summarise, write
+from audioclf.experiments.ladder import VARY, execute, plan, summarise, write
+from audioclf.experiments.phase_report import describe_seeds, report
 from audioclf.experiments.phases import Phase
 
 log = logging.getLogger(__name__)
@@ -41,7 +45,12 @@ def main(argv: list[str] | None = None) -> dict:
     )
     ap.add_argument("--name", default="repeat", help="experiment names: <name>-s<seed>")
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--seed-key", default="seed", help="params key that seeds a run")
+    ap.add_argument(
+        "--vary",
+        choices=VARY,
+        default="train",
+        help="train: vary train.seed only (same data and split; default); split: seed too",
+    )
     ap.add_argument("--out", help="also write the table here (markdown)")
     ap.add_argument(
         "--force", action="store_true", help="replace experiments that already have these names"
@@ -53,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     raw = yaml.safe_load(Path(args.params).read_text())
     phase = Phase(args.name, " ".join(args.overrides) or "workspace params", tuple(args.overrides))
     try:
-        planned = plan(raw, [phase], seeds=args.seeds, seed_key=args.seed_key)
+        planned = plan(raw, [phase], seeds=args.seeds, vary=args.vary)
     except ValueError as err:
         ap.error(str(err))
     if planned[0].reason:
@@ -71,7 +80,17 @@ def main(argv: list[str] | None = None) -> dict:
             *(argv if argv is not None else sys.argv[1:]),
         ]
     )
-    text = report(results, planned, raw, command=command, seeds=args.seeds, baseline=args.name)
+    cfg = build(EvaluateConfig, raw.get("evaluate"), "evaluate")
+    text = report(
+        results,
+        [(phase.name, phase.overrides, list(planned[0].runs))],
+        raw,
+        command=command,
+        seeds=describe_seeds(sorted(s for s in planned[0].seeds.values() if s), args.vary),
+        baseline=args.name,
+        level=cfg.ci_level,
+        n_boot=cfg.bootstrap,
+    )
     log.info("%s", text)
     if args.out:
         write(text, args.out)

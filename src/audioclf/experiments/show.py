@@ -26,7 +26,9 @@ KEEP = (
     "model",
     "loss",
     "seed",
+    r"train\.seed",
     "split.strategy",
+    r"split\.leaky",
     r"loss_params\.weighted_ce\.weights",
     r"augment\.[a-z_]+\.p",  # switches, where this checkout has them
     r"test\.(accuracy|macro_f1|macro_map)",
