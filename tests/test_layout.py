@@ -16,9 +16,11 @@ LAYERS = [
     {"data"},
     {"features"},
     {"models"},
+    {"deploy"},  # a model on new audio: predict, ONNX, the MLflow Model (evaluate logs it)
     {"evaluation", "training"},  # training may use evaluation's metrics; evaluation never training
     {"experiments"},
     {"devtools"},
+    {"predict", "export"},  # python -m audioclf.predict / audioclf.export
 ]
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
 

@@ -41,6 +41,15 @@ COMMANDS = {
         "audioclf.devtools.feature_benchmark",
         "the features stage against a naive librosa loop",
     ),
+    "predict": (
+        "audioclf.predict",
+        "a trained model over recordings -> windows, Raven, Audacity, summary",
+    ),
+    "export": ("audioclf.export", "a trained model as ONNX, with its labels and front-end"),
+    "bench-predict": (
+        "audioclf.devtools.predict_benchmark",
+        "predict's real-time factor, memory and time shares; ONNX Runtime against torch",
+    ),
 }
 
 

@@ -118,12 +118,18 @@ def select_checkpoint(models_dir: Path, split_dir: Path | None = None) -> Path:
             f"no trained model at {missing[0] if missing else models_dir / 'fold_<n>' / CHECKPOINT}"
             " (run: dvc repro train, or pass --model a checkpoint or an MLflow model URI)"
         )
-    scores = [_val_score(p) for p in paths]
-    return paths[int(np.argmax(scores))]
+    return paths[best_fold([load_checkpoint(p)[1] for p in paths])]
 
 
-def _val_score(path: Path) -> float:
-    return float(load_checkpoint(path)[1].get("val_macro_f1", float("-inf")))
+def best_fold(checkpoints: list[dict]) -> int:
+    """The position of the checkpoint with the best validation macro-F1 (the first on a tie): the
+    model a cross-validation hands on. Test scores are never consulted.
+
+    >>> best_fold([{"val_macro_f1": 0.5}, {"val_macro_f1": 0.7}, {"val_macro_f1": 0.7}])
+    1
+    """
+    scores = [float(c.get("val_macro_f1", float("-inf"))) for c in checkpoints]
+    return scores.index(max(scores))
 
 
 def mlflow_checkpoint(model_dir: Path) -> Path:

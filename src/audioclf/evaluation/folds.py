@@ -3,7 +3,9 @@
 :func:`write_outputs` writes the metrics, per-class scores, predictions and figures of
 an :func:`audioclf.evaluation.evaluate.evaluate_folds` result; :func:`log_evaluation`
 records the test metrics and those files in the training's MLflow runs (each fold's
-child run too, for cross-validation).
+child run too, for cross-validation), and logs the selected model -- the fold with the best
+validation macro-F1 -- as an MLflow Model in the training's run, registered as
+``audioclf-<dataset>`` (:mod:`audioclf.deploy.pyfunc`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from pathlib import Path
 import mlflow
 
 from audioclf.config.evaluation import EvaluateConfig
+from audioclf.deploy.model import best_fold
+from audioclf.deploy.pyfunc import log_model, register
 from audioclf.evaluation.plots import evaluation_figures
 from audioclf.io import atomic_path, write_json
 from audioclf.tracking import Runs, parent_run_id
@@ -79,7 +83,13 @@ def log_evaluation(runs: Runs, out: dict, files: list[Path]) -> None:
         for n, fold in enumerate(out["folds"]):
             with runs.open_fold(n, run_id=run_ids[n]) if cv else contextlib.nullcontext():
                 mlflow.log_metrics({f"test_{k}": fold["metrics"][k] for k in summary["test"]})
-        mlflow.log_metrics({f"test_{k}": v for k, v in summary["test"].items()})
+        # the selected model (best validation macro-F1) as an MLflow Model; the headline test
+        # metrics are linked to it, so its registered version shows them
+        selected = out["folds"][best_fold([f["checkpoint"] for f in out["folds"]])]
+        info = log_model(selected["path"])
+        mlflow.log_metrics(
+            {f"test_{k}": v for k, v in summary["test"].items()}, model_id=info.model_id
+        )
         mlflow.log_metrics({f"test_{k}_std": v for k, v in summary.get("test_std", {}).items()})
         mlflow.log_metrics(
             {
@@ -97,6 +107,10 @@ def log_evaluation(runs: Runs, out: dict, files: list[Path]) -> None:
         )
         for path in files:
             mlflow.log_artifact(str(path), "evaluation")
+        try:
+            register(info.model_uri, runs.dataset, summary["test"])
+        except mlflow.exceptions.MlflowException as exc:  # a store without a model registry
+            log.warning("evaluate: the model was logged but not registered: %s", exc)
     test, std = summary["test"], summary.get("test_std", {}).get("macro_f1")
     log.info(
         "evaluate: %d fold(s), test accuracy %.4f, macro-F1 %.4f%s, mAP %.4f",
