@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -86,10 +87,9 @@ def export_onnx(model: AudioModel, path: Path, meta_path: Path | None = None) ->
                 verbose=False,
             )
         except Exception as exc:  # the exporter raises many kinds; all mean "not exportable"
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ExportError(
                 f"model {name!r} ({type(classifier.network).__name__}) cannot be exported to ONNX: "
-                f"{first[:300]}. Serve it through its MLflow Model or its checkpoint instead"
+                f"{_reason(exc)}. Serve it through its MLflow Model or its checkpoint instead"
             ) from exc
         session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
         parity = check_parity(classifier, session, example_features(model, PARITY_BATCH, seed=1))
@@ -110,6 +110,15 @@ def export_onnx(model: AudioModel, path: Path, meta_path: Path | None = None) ->
         parity["max_abs_logit_diff"],
     )
     return meta
+
+
+def _reason(exc: Exception) -> str:
+    """The line of an exporter error that names the cause (its summary's first), without colours."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if "## Exception summary" in lines:
+        lines = lines[lines.index("## Exception summary") + 1 :]
+    return (lines[0] if lines else type(exc).__name__)[:300]
 
 
 def check_parity(classifier: torch.nn.Module, session, features: torch.Tensor) -> dict:
