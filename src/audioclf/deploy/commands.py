@@ -13,6 +13,8 @@ import contextlib
 import csv
 import glob
 import logging
+import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from tqdm import tqdm
 from audioclf.cli import parser
 from audioclf.deploy import tables
 from audioclf.deploy.model import AudioModel, load_model
+from audioclf.deploy.onnx_export import use_onnxruntime
 from audioclf.deploy.predictor import Recording, Timings, predict_recordings
 from audioclf.errors import MissingInputError, UserError
 from audioclf.features.audio import EXPECTED_FORMATS
@@ -30,6 +33,7 @@ from audioclf.io import atomic_path
 
 log = logging.getLogger(__name__)
 AUDIO_EXTENSIONS = tuple(sorted(EXPECTED_FORMATS))
+BACKENDS = ("torch", "onnxruntime")
 
 
 def find_inputs(patterns: list[str], extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[str]:
@@ -190,6 +194,12 @@ def predict_main(argv: list[str] | None = None) -> dict:
     ap.add_argument(
         "--no-audacity", dest="audacity", action="store_false", help="no Audacity label files"
     )
+    ap.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="runs the network: torch, or ONNX Runtime (exported on the spot, checked against torch)",
+    )
     args = ap.parse_args(argv)
     if args.top_k < 1 or not 0 <= args.min_score <= 1:
         raise UserError(
@@ -197,6 +207,14 @@ def predict_main(argv: list[str] | None = None) -> dict:
         )
     files = find_inputs(args.inputs)
     model = load_model(args.model, split_dir=args.split)
+    with tempfile.TemporaryDirectory(prefix="audioclf-predict-") as tmp:
+        if args.backend == "onnxruntime":
+            threads = max(1, (args.workers or len(os.sched_getaffinity(0))) - 1)
+            model = use_onnxruntime(model, threads, Path(tmp))
+        return _run(model, files, args)
+
+
+def _run(model: AudioModel, files: list[str], args) -> dict:
     log.info(
         "predict: %d file(s) with %s (%s, %d labels)",
         len(files),

@@ -10,6 +10,7 @@ the features stage's :class:`~audioclf.features.frontends.FrontEnd`.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,8 @@ class AudioModel:
         labels: class names, in logit order.
         checkpoint: the checkpoint dict (model name, params, validation score, ...).
         source: where the model came from, for reports.
+        runtime: runs the classifier instead of torch when set (features (B, C, F, T) ->
+            logits (B, n_classes)): ONNX Runtime, see :func:`audioclf.deploy.onnx_export.use_onnxruntime`.
     """
 
     classifier: Classifier
@@ -70,6 +73,7 @@ class AudioModel:
     labels: list[str]
     checkpoint: dict
     source: str
+    runtime: Callable[[torch.Tensor], np.ndarray] | None = None
 
     @torch.inference_mode()
     def featurize(self, windows: np.ndarray) -> torch.Tensor:
@@ -79,6 +83,8 @@ class AudioModel:
     @torch.inference_mode()
     def probabilities(self, features: torch.Tensor) -> np.ndarray:
         """Softmax probabilities (B, n_classes) of front-end features (B, C, F, T)."""
+        if self.runtime is not None:
+            return torch.from_numpy(self.runtime(features)).softmax(dim=1).numpy()
         return self.classifier(features).float().softmax(dim=1).numpy()
 
 

@@ -19,6 +19,7 @@ every logit and on every top-1 label, or the export fails.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -110,6 +111,23 @@ def export_onnx(model: AudioModel, path: Path, meta_path: Path | None = None) ->
         parity["max_abs_logit_diff"],
     )
     return meta
+
+
+def use_onnxruntime(model: AudioModel, threads: int, folder: Path) -> AudioModel:
+    """``model`` with its classifier run by ONNX Runtime on ``threads`` threads: exported (and
+    checked against torch) into ``folder``, which must outlive the returned model's use."""
+    import onnxruntime
+
+    path = folder / "model.onnx"
+    export_onnx(model, path)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def run(features: torch.Tensor) -> np.ndarray:
+        return session.run([OUTPUT], {INPUT: features.numpy()})[0]
+
+    return dataclasses.replace(model, runtime=run, source=f"{model.source} (ONNX Runtime)")
 
 
 def _reason(exc: Exception) -> str:

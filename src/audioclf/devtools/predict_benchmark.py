@@ -11,7 +11,8 @@ so that its peak memory (``ru_maxrss``) is its own, after a warm-up on a 1-minut
 (numba, MKL and torch set themselves up on first use):
 
 * ``rtf``: audio-seconds per wall-second over the ``--hours`` file, and the seconds spent
-  decoding (with windowing), in the front-end (reader thread) and in the network (main thread);
+  decoding (with windowing), in the front-end (reader thread) and in the network (main thread),
+  with the network in torch and in ONNX Runtime (``audioclf predict --backend onnxruntime``);
 * ``memory``: peak resident memory predicting each ``--memory-minutes`` file;
 * ``onnx``: the network (with normalisation) on the same windows' features in batches of
   ``--batch-size``, torch against ONNX Runtime (both on ``--workers`` threads), and their
@@ -39,6 +40,7 @@ from audioclf.cli import command
 from audioclf.config import load_params
 from audioclf.deploy.commands import predict_files
 from audioclf.deploy.model import load_model
+from audioclf.deploy.onnx_export import use_onnxruntime
 from audioclf.features.store import frontend_params
 from audioclf.models import build_model
 from audioclf.models.checkpoint import save_checkpoint
@@ -83,6 +85,10 @@ def make_checkpoint(params_path: Path, out: Path, seed: int = 0) -> Path:
 def _child(args: argparse.Namespace) -> dict:
     """One measurement in this fresh process: warm up, then predict ``args.file``."""
     model = load_model(args.checkpoint)
+    tmp = tempfile.TemporaryDirectory()
+    if args.backend == "onnxruntime":
+        threads = max(1, (args.workers or len(os.sched_getaffinity(0))) - 1)
+        model = use_onnxruntime(model, threads, Path(tmp.name))
     options = argparse.Namespace(
         overlap=0.0,
         batch_size=args.batch_size,
@@ -92,15 +98,16 @@ def _child(args: argparse.Namespace) -> dict:
         raven="per-file",
         audacity=True,
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        predict_files(model, [str(args.warmup)], Path(tmp) / "warm", options)
-        result = predict_files(model, [args.child], Path(tmp) / "out", options)
+    with tmp:
+        predict_files(model, [str(args.warmup)], Path(tmp.name) / "warm", options)
+        result = predict_files(model, [args.child], Path(tmp.name) / "out", options)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {**result, "peak_rss_mb": round(rss_mb, 1), "rtf": result["audio_s"] / result["wall_s"]}
 
 
-def _measure(args: argparse.Namespace, file: Path) -> dict:
+def _measure(args: argparse.Namespace, file: Path, backend: str = "torch") -> dict:
     cmd = [sys.executable, "-m", "audioclf.devtools.predict_benchmark", "--child", str(file)]
+    cmd += ["--backend", backend]
     cmd += ["--checkpoint", str(args.checkpoint), "--warmup", str(args.warmup)]
     cmd += ["--batch-size", str(args.batch_size), "--workers", str(args.workers)]
     load = os.getloadavg()[0]
@@ -151,6 +158,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--onnx-windows", type=int, default=512)
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--backend", default="torch", help=argparse.SUPPRESS)
     ap.add_argument("--checkpoint", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--warmup", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -165,15 +173,17 @@ def main(argv=None) -> dict:
         args.checkpoint = make_checkpoint(args.params, tmp / "best.pt")
         args.warmup = write_recording(tmp / "warmup.wav", 60, args.sample_rate, seed=1)
         long_file = write_recording(tmp / "long.wav", args.hours * 3600, args.sample_rate)
-        r = results["rtf"] = _measure(args, long_file)
-        t = r["timings"]
-        log.info(
-            "predict, %.1f h at %d Hz: %.1f s wall, %.0fx real time (%d windows); decoding %.2f s, "
-            "front-end %.2f s (reader thread), network %.2f s (main thread); peak RSS %.0f MB "
-            "(load before %.2f)",
-            args.hours, args.sample_rate, r["wall_s"], r["rtf"], r["windows"], t["decode"],
-            t["frontend"], t["network"], r["peak_rss_mb"], r["load_before"],
-        )  # fmt: skip
+        results["rtf"] = {}
+        for backend in ("torch", "onnxruntime"):
+            r = results["rtf"][backend] = _measure(args, long_file, backend)
+            t = r["timings"]
+            log.info(
+                "predict (%s), %.1f h at %d Hz: %.1f s wall, %.0fx real time (%d windows); "
+                "decoding %.2f s, front-end %.2f s (reader thread), network %.2f s (main thread); "
+                "peak RSS %.0f MB (load before %.2f)",
+                backend, args.hours, args.sample_rate, r["wall_s"], r["rtf"], r["windows"],
+                t["decode"], t["frontend"], t["network"], r["peak_rss_mb"], r["load_before"],
+            )  # fmt: skip
         long_file.unlink()
         results["memory"] = {}
         for minutes in args.memory_minutes:
