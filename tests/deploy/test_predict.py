@@ -271,3 +271,18 @@ def test_bad_inputs_and_settings_are_refused_with_the_fix(trained, tmp_path):
     )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith("ERROR: --top-k must be >= 1")
+
+
+def test_the_onnxruntime_backend_gives_torchs_answer(trained, tmp_path):
+    checkpoint, root, splits = trained
+    files = [str(root / e.path) for e in splits["test"][:5]]
+    args = ["--model", str(checkpoint), "--top-k", "3", "--overlap", "0.25"]
+    _predict([*files, *args, "--out", str(tmp_path / "torch")])
+    _predict([*files, *args, "--out", str(tmp_path / "ort"), "--backend", "onnxruntime"])
+    want, got = _rows(tmp_path / "torch" / "windows.csv"), _rows(tmp_path / "ort" / "windows.csv")
+    assert len(got) == len(want) == 5 * 3  # one whole 1-s window per 1-s clip, top 3
+    for w, g in zip(want, got, strict=True):
+        assert (g["file"], g["start_s"], g["end_s"], g["label"], g["rank"], g["fill"]) == (
+            w["file"], w["start_s"], w["end_s"], w["label"], w["rank"], w["fill"]
+        )  # fmt: skip
+        assert abs(float(g["score"]) - float(w["score"])) <= 2e-6
