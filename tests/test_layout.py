@@ -16,14 +16,11 @@ LAYERS = [
     {"data"},
     {"features"},
     {"models"},
+    {"deploy"},  # a model on new audio: predict, ONNX, the MLflow Model (evaluate logs it)
     {"evaluation", "training"},  # training may use evaluation's metrics; evaluation never training
     {"experiments"},
     {"devtools"},
-    {
-        "compare",
-        "ladder",
-        "report",
-    },  # python -m audioclf.<command>: each calls its experiments module
+    {"compare", "ladder", "report", "predict", "export"},  # python -m audioclf.<command>
 ]
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
 

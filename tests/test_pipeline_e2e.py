@@ -7,11 +7,25 @@ MLflow store), then checks ``dvc exp show --json`` and the MLflow runs.
 
 import json
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from tests.conftest import mlflow_runs, run
 
 pytestmark = pytest.mark.slow
+
+
+def registered_versions(root: Path) -> list:
+    code = (
+        "import json, mlflow; c = mlflow.MlflowClient('sqlite:///mlflow.db'); "
+        "print(json.dumps([{'version': v.version, 'tags': v.tags, 'run_id': v.run_id} "
+        "for v in c.search_model_versions(\"name='audioclf-synthetic'\")]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def test_repro_experiments_and_tracking(project):
@@ -30,6 +44,13 @@ def test_repro_experiments_and_tracking(project):
     for key, value in metrics["test"].items():
         assert again[key] == pytest.approx(value, abs=1e-12), key
     first = (root / "reports/metrics.json").read_text()
+    exported = json.loads((root / "exported/model.json").read_text())  # the export stage ran
+    assert (root / "exported/model.onnx").stat().st_size > 10_000
+    assert exported["parity"]["top1_identical"] and exported["parity"]["max_abs_logit_diff"] <= 1e-4
+    assert "up to date" in run(["dvc", "status", "export"], root, env)  # in step with dvc repro
+    predicted = root / "predictions"
+    run(["python", "-m", "audioclf.predict", "data/raw", "--out", str(predicted)], root, env)
+    assert (predicted / "windows.csv").read_text().count("\n") > 10
 
     run(["dvc", "repro", "--force", "train", "evaluate"], root, env)
     assert (root / "reports/metrics.json").read_text() == first, (
@@ -88,6 +109,12 @@ def test_repro_experiments_and_tracking(project):
     assert not list((root / ".dvc/tmp").rglob("mlflow.db")), (
         "a queued run wrote its own MLflow store"
     )
+    versions = registered_versions(root)
+    trainings = [r for r in finished if "mlflow.parentRunId" not in r["tags"]]
+    assert len(versions) == len(trainings) and {"v2", "queued-lr"} <= {
+        v["tags"]["dvc_exp_name"] for v in versions
+    }
+    assert all(float(v["tags"]["test_macro_f1"]) >= 0 for v in versions)
     cv_runs = [r for r in runs if r["tags"].get("dvc_exp_name") == "cv3"]
     parent = [r for r in cv_runs if "mlflow.parentRunId" not in r["tags"]]
     children = [r for r in cv_runs if "mlflow.parentRunId" in r["tags"]]

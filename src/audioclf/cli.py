@@ -54,6 +54,15 @@ COMMANDS = {
         "audioclf.devtools.train_benchmark",
         "data-parallel training: samples/s and scaling efficiency on 1, 2, 4, 8 processes",
     ),
+    "predict": (
+        "audioclf.predict",
+        "a trained model over recordings -> windows, Raven, Audacity, summary",
+    ),
+    "export": ("audioclf.export", "a trained model as ONNX, with its labels and front-end"),
+    "bench-predict": (
+        "audioclf.devtools.predict_benchmark",
+        "predict's real-time factor, memory and time shares; ONNX Runtime against torch",
+    ),
 }
 
 

@@ -5,6 +5,7 @@ metrics (:mod:`~audioclf.evaluation.metrics`; also used for validation in traini
 bootstrap intervals and fold summaries (:mod:`~audioclf.evaluation.bootstrap`),
 head/mid/tail buckets (:mod:`~audioclf.evaluation.buckets`), calibration
 (:mod:`~audioclf.evaluation.calibration`), figures (:mod:`~audioclf.evaluation.plots`)
-and the evaluate stage's outputs and tracking (:mod:`~audioclf.evaluation.folds`).
-May import models, features, data, config, tracking and io; never training.
+and the evaluate stage's outputs and tracking (:mod:`~audioclf.evaluation.folds`, which
+logs the selected model through deploy). May import deploy, models, features, data, config,
+tracking and io; never training.
 """

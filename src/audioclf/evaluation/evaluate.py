@@ -30,8 +30,8 @@ def evaluate(
 
     Returns:
         ``metrics`` (see :func:`classification_metrics`), ``predictions`` (one dict per
-        file: path, actual, predicted), ``probs`` (F, C), ``y_true`` (F,), ``labels`` and
-        the checkpoint dict.
+        file: path, actual, predicted), ``probs`` (F, C), ``y_true`` (F,), ``labels``, the
+        checkpoint dict and its ``path``.
     """
     model, ckpt = load_checkpoint(checkpoint)
     if ckpt["labels"] != table.labels:
@@ -61,6 +61,7 @@ def evaluate(
         "y_true": np.asarray(y_true),
         "labels": labels,
         "checkpoint": ckpt,
+        "path": Path(checkpoint),
     }
 
 

@@ -2,8 +2,10 @@
 
 :func:`write_outputs` writes the metrics, per-class scores, per-file predictions and
 probabilities, and figures of an :func:`audioclf.evaluation.evaluate.evaluate_folds`
-result; :func:`log_evaluation` records the test metrics and those files in the training's MLflow runs (each fold's
-child run too, for cross-validation).
+result; :func:`log_evaluation` records the test metrics and those files in the training's
+MLflow runs (each fold's child run too, for cross-validation), and logs the selected model --
+the fold with the best validation macro-F1 -- as an MLflow Model in the training's run,
+registered as ``audioclf-<dataset>`` (:mod:`audioclf.deploy.pyfunc`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import mlflow
 
 from audioclf.config.evaluation import EvaluateConfig
 from audioclf.data.split import fold_names, read_test_lists
+from audioclf.deploy.model import best_fold
+from audioclf.deploy.pyfunc import log_model, register
 from audioclf.evaluation.buckets import training_counts
 from audioclf.evaluation.evaluate import evaluate_folds
 from audioclf.evaluation.plots import evaluation_figures
@@ -112,7 +116,13 @@ def log_evaluation(runs: Runs, out: dict, files: list[Path]) -> None:
         for n, fold in enumerate(out["folds"]):
             with runs.open_fold(n, run_id=run_ids[n]) if cv else contextlib.nullcontext():
                 mlflow.log_metrics({f"test_{k}": fold["metrics"][k] for k in summary["test"]})
-        mlflow.log_metrics({f"test_{k}": v for k, v in summary["test"].items()})
+        # the selected model (best validation macro-F1) as an MLflow Model; the headline test
+        # metrics are linked to it, so its registered version shows them
+        selected = out["folds"][best_fold([f["checkpoint"] for f in out["folds"]])]
+        info = log_model(selected["path"])
+        mlflow.log_metrics(
+            {f"test_{k}": v for k, v in summary["test"].items()}, model_id=info.model_id
+        )
         mlflow.log_metrics({f"test_{k}_std": v for k, v in summary.get("test_std", {}).items()})
         mlflow.log_metrics(
             {
@@ -130,6 +140,10 @@ def log_evaluation(runs: Runs, out: dict, files: list[Path]) -> None:
         )
         for path in files:
             mlflow.log_artifact(str(path), "evaluation")
+        try:
+            register(info.model_uri, runs.dataset, summary["test"])
+        except mlflow.exceptions.MlflowException as exc:  # a store without a model registry
+            log.warning("evaluate: the model was logged but not registered: %s", exc)
     test, std = summary["test"], summary.get("test_std", {}).get("macro_f1")
     log.info(
         "evaluate: %d fold(s), test accuracy %.4f, macro-F1 %.4f%s, mAP %.4f",

@@ -76,7 +76,9 @@ class SpecViT(nn.Module):
         pad_f, pad_t = self.grid[0] * p - x.shape[2], self.grid[1] * p - x.shape[3]
         x = nn.functional.pad(x, (0, pad_t, 0, pad_f))  # (B, C, F'p, T'p)
         tokens = self.patch(x).flatten(2).transpose(1, 2)  # (B, F'T', dim)
-        cls = self.cls_token.expand(len(x), -1, -1)  # (B, 1, dim)
+        cls = self.cls_token.expand(
+            x.shape[0], -1, -1
+        )  # (B, 1, dim); shape[0], not len(): an export keeps B dynamic
         h = self.drop(torch.cat([cls, tokens], dim=1) + self.pos)  # (B, 1 + F'T', dim)
         h = self.encoder(h)
         return self.head(h[:, 0])  # (B, n_classes)

@@ -1,0 +1,197 @@
+"""A trained model with everything it needs to score raw audio, from wherever it is kept.
+
+:func:`load_model` takes a checkpoint file, the ``models/`` folder of the workspace (its best
+fold by validation macro-F1), an MLflow model folder, or an MLflow model URI
+(``models:/<name>/<version or @alias>``, ``runs:/<run id>/model``). Every checkpoint carries
+its labels, input normalisation and front-end params; the front-end is rebuilt from them with
+the features stage's :class:`~audioclf.features.frontends.FrontEnd`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from audioclf.config.features import FeaturesConfig
+from audioclf.config.schema import build
+from audioclf.data.split import fold_names
+from audioclf.errors import MissingInputError, UserError
+from audioclf.features.frontends import FrontEnd
+from audioclf.features.table import stat_tensor
+from audioclf.models.checkpoint import load_checkpoint
+
+CHECKPOINT = "best.pt"  # a fold's selected checkpoint in models/fold_<n>/
+ARTIFACT = "checkpoint"  # the MLflow Model's artifact that holds it
+
+
+class ModelError(UserError, ValueError):
+    """A model source that cannot be used; the message says why and what to pass instead."""
+
+
+class Classifier(nn.Module):
+    """Normalisation and network together: front-end features (B, C, F, T) -> logits (B, n_classes).
+
+    The training split's statistics are part of the module, so an export of it takes the
+    front-end's output as it is (dB log-mel or MFCC), as does :class:`AudioModel`.
+    """
+
+    def __init__(self, network: nn.Module, norm: dict):
+        super().__init__()
+        self.network = network
+        self.register_buffer("mean", stat_tensor(norm["mean"]))  # broadcastable to (C, F, T)
+        self.register_buffer("std", stat_tensor(norm["std"]))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.network((features - self.mean) / self.std)  # (B, n_classes)
+
+
+@dataclass
+class AudioModel:
+    """A checkpoint's model ready for raw audio.
+
+    Attributes:
+        classifier: normalisation and network, in eval mode.
+        frontend: the front-end the model was trained on: windows (B, n) -> features (B, C, F, T).
+        features: its params; ``segment_samples`` is the window length at ``sample_rate``.
+        labels: class names, in logit order.
+        checkpoint: the checkpoint dict (model name, params, validation score, ...).
+        source: where the model came from, for reports.
+        runtime: runs the classifier instead of torch when set (features (B, C, F, T) ->
+            logits (B, n_classes)): ONNX Runtime, see :func:`audioclf.deploy.onnx_export.use_onnxruntime`.
+    """
+
+    classifier: Classifier
+    frontend: FrontEnd
+    features: FeaturesConfig
+    labels: list[str]
+    checkpoint: dict
+    source: str
+    runtime: Callable[[torch.Tensor], np.ndarray] | None = None
+
+    @torch.inference_mode()
+    def featurize(self, windows: np.ndarray) -> torch.Tensor:
+        """Front-end features (B, C, F, T) of windows (B, n) at ``features.sample_rate``."""
+        return self.frontend(torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)))
+
+    @torch.inference_mode()
+    def probabilities(self, features: torch.Tensor) -> np.ndarray:
+        """Softmax probabilities (B, n_classes) of front-end features (B, C, F, T)."""
+        if self.runtime is not None:
+            return torch.from_numpy(self.runtime(features)).softmax(dim=1).numpy()
+        return self.classifier(features).float().softmax(dim=1).numpy()
+
+
+def from_checkpoint(path: str | Path, source: str | None = None) -> AudioModel:
+    """The model of one checkpoint file, with its front-end and normalisation."""
+    network, ckpt = load_checkpoint(path)
+    if not ckpt.get("frontend"):
+        raise ModelError(
+            f"checkpoint {path} does not record its front-end params; retrain it (dvc repro train)"
+        )
+    features = build(FeaturesConfig, ckpt["frontend"], "checkpoint.frontend")
+    return AudioModel(
+        Classifier(network, ckpt["norm"]).eval(),
+        FrontEnd(features).eval(),
+        features,
+        list(ckpt["labels"]),
+        ckpt,
+        source or str(path),
+    )
+
+
+def select_checkpoint(models_dir: Path, split_dir: Path | None = None) -> Path:
+    """The fold checkpoint of ``models_dir`` with the best validation macro-F1 (the first on a tie).
+
+    Folds are those of ``split_dir`` when it exists (``models/`` persists between runs and may
+    hold more), else every ``fold_<n>`` with a checkpoint. Test scores are never consulted.
+    """
+    names = (
+        fold_names(split_dir)
+        if split_dir is not None and Path(split_dir).is_dir()
+        else [p.parent.name for p in Path(models_dir).glob(f"fold_*/{CHECKPOINT}")]
+    )
+    paths = [Path(models_dir) / n / CHECKPOINT for n in sorted(names, key=lambda n: int(n[5:]))]
+    missing = [p for p in paths if not p.is_file()]
+    if not paths or missing:
+        raise MissingInputError(
+            f"no trained model at {missing[0] if missing else models_dir / 'fold_<n>' / CHECKPOINT}"
+            " (run: dvc repro train, or pass --model a checkpoint or an MLflow model URI)"
+        )
+    return paths[best_fold([load_checkpoint(p)[1] for p in paths])]
+
+
+def best_fold(checkpoints: list[dict]) -> int:
+    """The position of the checkpoint with the best validation macro-F1 (the first on a tie): the
+    model a cross-validation hands on. Test scores are never consulted.
+
+    >>> best_fold([{"val_macro_f1": 0.5}, {"val_macro_f1": 0.7}, {"val_macro_f1": 0.7}])
+    1
+    """
+    scores = [float(c.get("val_macro_f1", float("-inf"))) for c in checkpoints]
+    return scores.index(max(scores))
+
+
+def mlflow_checkpoint(model_dir: Path) -> Path:
+    """The checkpoint inside a downloaded MLflow Model folder (its ``MLmodel`` names it)."""
+    mlmodel = model_dir / "MLmodel"
+    if not mlmodel.is_file():
+        raise ModelError(f"{model_dir} is not an MLflow Model (no MLmodel file)")
+    flavor = yaml.safe_load(mlmodel.read_text()).get("flavors", {}).get("python_function", {})
+    rel = (flavor.get("artifacts") or {}).get(ARTIFACT, {}).get("path")
+    path = (model_dir / rel).resolve() if rel else None
+    if path is None or model_dir.resolve() not in path.parents or not path.is_file():
+        raise ModelError(
+            f"the MLflow Model at {model_dir} is not an audioclf model (no checkpoint)"
+        )
+    return path
+
+
+def load_model(source: str | Path, *, split_dir: Path | None = None) -> AudioModel:
+    """A model from a checkpoint, a ``models/`` folder, an MLflow Model folder or URI.
+
+    Args:
+        source: ``path/to/best.pt``; a folder of ``fold_<n>/best.pt`` (the best by validation
+            macro-F1); a folder with an ``MLmodel`` file; ``models:/<name>/<version>``,
+            ``models:/<name>@<alias>`` or ``runs:/<run id>/model`` (the project's MLflow store,
+            or ``MLFLOW_TRACKING_URI``).
+        split_dir: the split folder naming the folds of a ``models/`` folder.
+    """
+    text = str(source)
+    if "://" in text or text.startswith(("models:/", "runs:/")):
+        return _from_uri(text)
+    path = Path(source)
+    if path.is_file():
+        return from_checkpoint(path)
+    if (path / "MLmodel").is_file():
+        return from_checkpoint(mlflow_checkpoint(path), source=text)
+    if path.is_dir():
+        best = select_checkpoint(path, split_dir)
+        return from_checkpoint(best, source=str(best))
+    raise MissingInputError(
+        f"no model at {path}: pass a checkpoint (.pt), the models/ folder after dvc repro, or an "
+        "MLflow model URI (models:/audioclf-<dataset>/<version>)"
+    )
+
+
+def _from_uri(uri: str) -> AudioModel:
+    import mlflow
+
+    from audioclf.tracking import use_store
+
+    use_store()
+    with tempfile.TemporaryDirectory(prefix="audioclf-model-") as tmp:
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+        except mlflow.exceptions.MlflowException as exc:
+            raise ModelError(
+                f"cannot fetch the MLflow model {uri}: {str(exc).splitlines()[0]} (check the name "
+                "and version in the MLflow UI, or MLFLOW_TRACKING_URI)"
+            ) from exc
+        return from_checkpoint(mlflow_checkpoint(local), source=uri)

@@ -1,0 +1,22 @@
+"""export: the selected model (best validation macro-F1 over the folds) as ONNX, with a JSON of its
+labels, input and front-end params; checked against torch on the spot."""
+
+from pathlib import Path
+
+from audioclf.cli import parser, run
+from audioclf.deploy.model import load_model
+from audioclf.deploy.onnx_export import export_onnx
+
+
+def main(argv=None) -> dict:
+    ap = parser(__doc__)
+    ap.add_argument("--models", type=Path, required=True, help="folder of fold_<n>/best.pt")
+    ap.add_argument("--split", type=Path, required=True, help="names the folds (fold_<n>/)")
+    ap.add_argument("--out", type=Path, required=True, help="the ONNX graph")
+    ap.add_argument("--meta", type=Path, required=True, help="labels and front-end (JSON)")
+    args = ap.parse_args(argv)
+    return export_onnx(load_model(args.models, split_dir=args.split), args.out, args.meta)
+
+
+if __name__ == "__main__":
+    run(main)
