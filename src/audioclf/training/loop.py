@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from audioclf.config.frontends import check_pair
 from audioclf.config.training import TrainSpec
 from audioclf.devices import resolve_device
 from audioclf.evaluation.metrics import aggregate_by_file, classification_metrics
@@ -23,6 +24,7 @@ from audioclf.features.table import FeatureTable, SplitData, load_split
 from audioclf.models import count_parameters
 from audioclf.models.checkpoint import save_checkpoint
 from audioclf.models.inference import CPU, predict
+from audioclf.models.pretrained import input_statistics
 from audioclf.training.data import normalisation
 from audioclf.training.optim import (
     resolve_amp,
@@ -90,7 +92,11 @@ def train(
     amp = resolve_amp(cfg.amp, device)
     torch.manual_seed(spec.seed)
     generator = torch.Generator().manual_seed(spec.seed)
-    norm = normalisation(table, train_paths, cfg.norm)
+    check_pair(table.kind, spec.model, spec.model_config)  # a table of another front-end: refused
+    # a pretrained front-end brings its checkpoint's statistics; otherwise the training split's
+    norm = input_statistics(spec.model, spec.model_config, table.kind) or normalisation(
+        table, train_paths, cfg.norm
+    )
     train_data = load_split(table, train_paths, norm)
     val_data = load_split(table, val_paths, norm)
     input_shape = tuple(table.data.shape[2:])  # (F, T)
