@@ -1,4 +1,4 @@
-"""download: fetch or generate the dataset's audio and write its manifest."""
+"""download: fetch or generate the dataset's audio, write its manifest and the data's profile."""
 
 from pathlib import Path
 
@@ -6,18 +6,23 @@ from audioclf.cli import parser, run
 from audioclf.config import load_params
 from audioclf.data.datasets import prepare
 from audioclf.data.manifest import write_manifest
-from audioclf.io import atomic_path
+from audioclf.data.profile import data_profile, log_profile
+from audioclf.io import atomic_path, write_json
 
 
 def main(argv=None) -> Path:
     ap = parser(__doc__)
     ap.add_argument("--out", type=Path, required=True, help="folder for the audio and manifest.csv")
+    ap.add_argument("--profile", required=True, help="rates, durations, classes, groups (JSON)")
     args = ap.parse_args(argv)
     params = load_params(args.params)
     with atomic_path(args.out) as tmp:
         tmp.mkdir()
         entries = prepare(params.dataset, params.data, params.seed, tmp)
         write_manifest(entries, tmp / "manifest.csv")
+    profile = data_profile(entries)
+    log_profile(profile)
+    write_json(profile, args.profile)
     return args.out / "manifest.csv"
 
 

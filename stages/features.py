@@ -1,4 +1,5 @@
-"""features: log-mel or MFCC segments of every decodable file in the manifest, from the shared store."""
+"""features: the model's front-end on every decodable file of the manifest, from the shared store;
+``auto`` values chosen from the data's profile, and warnings where the front-end does not fit it."""
 
 from pathlib import Path
 
@@ -6,6 +7,7 @@ from audioclf.cli import parser, run
 from audioclf.config import load_params
 from audioclf.data.manifest import read_dropped, read_manifest
 from audioclf.features.extract import CoverageError, extract_features, reproducible
+from audioclf.features.fit import fit_frontend
 from audioclf.io import project_path, write_json
 
 
@@ -16,19 +18,17 @@ def main(argv=None) -> dict:
     ap.add_argument("--report", required=True, help="coverage and skipped files (JSON)")
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    cfg, store = params.features, project_path(params.features.store_dir)
-    entries, dropped = (
-        read_manifest(args.manifest),
-        read_dropped(args.manifest),
-    )  # left out at download
+    entries, dropped = read_manifest(args.manifest), read_dropped(args.manifest)  # left out
+    cfg, frontend = fit_frontend(params.requested_features, params.features, entries, params.model)
+    store = project_path(cfg.store_dir)
     try:
         report = extract_features(
             entries, args.manifest.parent, cfg, args.out, store_dir=store, dropped=dropped
         )
-    except CoverageError as exc:
-        write_json(exc.report, args.report)  # the reasons stay visible; no table is published
+    except CoverageError as exc:  # the reasons stay visible; no table is published
+        write_json({**exc.report, "frontend": frontend}, args.report)
         raise
-    write_json(reproducible(report), args.report)
+    write_json({**reproducible(report), "frontend": frontend}, args.report)
     return report
 
 

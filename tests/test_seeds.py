@@ -33,7 +33,7 @@ def _stage_outputs(raw: dict, folder: Path) -> dict[str, str]:
     (folder / "params.yaml").write_text(yaml.safe_dump(raw))
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     for cmd in (
-        ["stages/download.py", "--out", folder / "raw"],
+        ["stages/download.py", "--out", folder / "raw", "--profile", folder / "profile.json"],
         [
             "stages/split.py",
             *("--manifest", folder / "raw" / "manifest.csv", "--out", folder / "split"),

@@ -18,7 +18,7 @@ def test_repo_params_are_valid():
         (
             "model",
             "cnnn",
-            "'model' is 'cnnn'; allowed values: ast, cnn, cnn_cbam, cnn_se, cnn_v2, efficientnet_b2, "
+            "'model' is 'cnnn'; allowed values: ast, birdnet, cnn, cnn_cbam, cnn_se, cnn_v2, efficientnet_b2, "
             "resnet50, vit",
         ),
         ("dataset", "birds", "'dataset' is 'birds'; allowed values:"),

@@ -10,6 +10,7 @@ from audioclf.experiments.phases import (
     parse_override,
     pretrained_problem,
 )
+from audioclf.features.birdnet import missing as birdnet_missing
 
 
 @pytest.mark.parametrize(
@@ -53,13 +54,24 @@ def test_phases_without_weights_here_are_skipped_for_that_reason_and_the_others_
     verdicts = {
         p.name: check_phase(raw, p.overrides, cache_dir=tmp_path / "empty-hub") for p in PHASES
     }
-    assert len(verdicts) == len(PHASES) == 8  # seven rungs and the leaky-split control
+    assert len(verdicts) == len(PHASES) == 9  # eight rungs and the leaky-split control
     for phase in PHASES:
-        if "model=ast" in phase.overrides:
+        if "model=birdnet" in phase.overrides:  # offline: only the extra is needed
+            assert verdicts[phase.name] == birdnet_missing(), verdicts[phase.name]
+        elif "model=ast" in phase.overrides:
             assert "model_params.ast.pretrained: weights" in verdicts[phase.name]
             assert "not available locally" in verdicts[phase.name]
         else:
             assert verdicts[phase.name] is None, (phase.name, verdicts[phase.name])
+
+
+def test_the_birdnet_rung_is_skipped_without_its_extra_naming_it():
+    raw = repo_params()
+    verdict = check_phase(raw, ["model=birdnet", "loss=ce"])
+    reason = birdnet_missing()
+    assert verdict == reason  # None where the extra is installed
+    if reason is not None:
+        assert 'pip install -e ".[birdnet]"' in reason
 
 
 def _ast(pretrained):

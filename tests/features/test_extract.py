@@ -21,6 +21,7 @@ from audioclf.features.store import FeatureStore, frontend_key
 from audioclf.features.table import FeatureTable
 
 CFG = FeaturesConfig(
+    kind="logmel",
     sample_rate=16000,
     n_fft=512,
     hop_length=256,

@@ -17,7 +17,9 @@ from audioclf.features.frontends import (
     mel_filterbank,
 )
 
-CFG = FeaturesConfig(sample_rate=22050, n_fft=2048, hop_length=512, n_mels=128, segment_seconds=1.0)
+CFG = FeaturesConfig(
+    kind="logmel", sample_rate=22050, n_fft=2048, hop_length=512, n_mels=128, segment_seconds=1.0
+)
 # float32 torch STFT against librosa's: rounding only, far below a hundredth of a dB
 DB_ATOL = 2e-3
 

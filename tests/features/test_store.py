@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from audioclf.config.features import FeaturesConfig
+from audioclf.config.schema import ParamsError
 from audioclf.features.shards import ShardWriter
 from audioclf.features.store import FeatureStore, frontend_key
 
@@ -19,7 +20,7 @@ def feats(rows, value):
 
 
 def test_key_follows_the_params_that_shape_features_only():
-    base = FeaturesConfig()
+    base = FeaturesConfig(kind="logmel")
     same = [
         dataclasses.replace(base, **kw)
         for kw in (
@@ -29,8 +30,10 @@ def test_key_follows_the_params_that_shape_features_only():
             {"store_dir": "elsewhere"},
             {"min_coverage": 0.1},
             {"n_mfcc": 13},
+            {"image_size": 224},
+            {"embedding_pool": "none"},
         )
-    ]  # n_mfcc is unused by logmel
+    ]  # n_mfcc, image_size and embedding_pool are unused by logmel
     other = [
         dataclasses.replace(base, **kw)
         for kw in (
@@ -45,6 +48,24 @@ def test_key_follows_the_params_that_shape_features_only():
     assert {frontend_key(c) for c in same} == {frontend_key(base)}
     assert len({frontend_key(c) for c in other} | {frontend_key(base)}) == len(other) + 1
     assert frontend_key(base).startswith("logmel-")
+    # the default log-mel's key as before the pretrained front-ends came: existing stores still hit
+    assert frontend_key(base) == "logmel-6c69c023e2c870c7"
+
+
+def test_each_kind_keys_only_the_params_that_shape_it():
+    fbank = FeaturesConfig(kind="fbank", sample_rate=16000, n_fft=400, hop_length=160)
+    assert frontend_key(fbank) == frontend_key(dataclasses.replace(fbank, top_db=60.0))
+    assert frontend_key(fbank) != frontend_key(dataclasses.replace(fbank, segment_seconds=2.0))
+    image = FeaturesConfig(kind="imagenet")
+    assert frontend_key(image) != frontend_key(dataclasses.replace(image, image_size=224))
+    assert frontend_key(image) != frontend_key(FeaturesConfig(kind="logmel"))  # its own folder
+    birdnet = FeaturesConfig(kind="birdnet", sample_rate=48000, segment_seconds=3.0)
+    assert frontend_key(birdnet) == frontend_key(dataclasses.replace(birdnet, n_mels=64))
+    assert frontend_key(birdnet) != frontend_key(
+        dataclasses.replace(birdnet, embedding_pool="none")
+    )
+    with pytest.raises(ParamsError, match="still holds auto values"):
+        frontend_key(FeaturesConfig())  # kind auto: no features yet
 
 
 def test_committed_entries_read_back_in_a_new_store(tmp_path):

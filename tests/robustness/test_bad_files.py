@@ -17,7 +17,13 @@ from audioclf.features.table import FeatureTable
 from audioclf.io import atomic_path
 
 CFG = FeaturesConfig(
-    sample_rate=8000, n_fft=256, hop_length=128, n_mels=16, n_mfcc=13, segment_seconds=0.5
+    kind="logmel",
+    sample_rate=8000,
+    n_fft=256,
+    hop_length=128,
+    n_mels=16,
+    n_mfcc=13,
+    segment_seconds=0.5,
 )
 
 

@@ -30,7 +30,8 @@ from audioclf.training.launch import torchrun_args
 
 STAGE = REPO / "stages" / "train.py"
 ARGS = ["--params", "params.yaml", "--features", "features", "--split", "split"] + [
-    *("--models", "models", "--resume", "resume", "--curves", "curves", "--summary", "train.json")
+    *("--models", "models", "--resume", "resume", "--curves", "curves", "--summary", "train.json"),
+    *("--leakage", "leakage.json"),
 ]
 
 
@@ -104,6 +105,7 @@ def _workdir(path: Path, cache: Path, splits: dict, **train) -> Path:
     # dropout and SpecAugment draw from each rank's own streams: resuming must restore them all
     raw["augment"]["specaugment"].update(p=0.5, freq_width=4, time_width=4)
     (path / "params.yaml").write_text(yaml.safe_dump(raw))
+    (path / "leakage.json").write_text('{"checks": {}}')  # a clean audit
     return path
 
 
@@ -268,7 +270,7 @@ def test_two_nodes_train_as_two_processes_on_one(two_processes, tmp_path):
     assert (nodes[0] / "curves/fold_0.csv").read_text() == (done / "curves/fold_0.csv").read_text()
     assert _files(nodes[0]) == ["models/fold_0/best.pt", "resume/fold_0/last.pt"]
     written = [p.name for p in nodes[1].iterdir()]
-    assert sorted(written) == ["features", "params.yaml", "split"]  # node 1 wrote nothing
+    assert sorted(written) == ["features", "leakage.json", "params.yaml", "split"]  # wrote nothing
 
 
 @pytest.mark.gpu

@@ -223,3 +223,19 @@ def test_mfcc_features_train_a_three_channel_model(tiny_dataset, tmp_path):
     assert evaluate(tmp_path / "best.pt", store, paths["test"], batch_size=16)["probs"].shape[
         1
     ] == len(store.labels)
+
+
+def test_a_table_of_another_front_end_is_refused_before_training(prepared, tmp_path):
+    """A stale table (log-mel) under a model that reads another front-end fails, naming both."""
+    from audioclf.config.models import ASTConfig, EmbeddingHeadConfig
+    from audioclf.config.schema import ParamsError
+
+    params, store, paths = prepared
+    for model, cfg, message in (
+        ("birdnet", EmbeddingHeadConfig(), "but model=birdnet reads BirdNET"),
+        ("ast", ASTConfig(), "'logmel', which does not fit model=ast with pretrained weights"),
+    ):
+        spec = dataclasses.replace(params.train_spec(), model=model, model_config=cfg)
+        with pytest.raises(ParamsError, match=message):
+            train(spec, store, paths["train"], paths["val"], tmp_path / "x.pt", lambda m, s: None)
+        assert not (tmp_path / "x.pt").exists()

@@ -181,6 +181,7 @@ def _stage(tmp_path, monkeypatch, tiny_cache, n_folds):
     raw = shrink(repo_params())
     raw["train"].update(epochs=3, patience=3)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    (tmp_path / "leakage.json").write_text('{"checks": {}}')  # a clean audit
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     spec = importlib.util.spec_from_file_location("train_stage", REPO / "stages" / "train.py")
@@ -201,6 +202,8 @@ def _stage(tmp_path, monkeypatch, tiny_cache, n_folds):
         "curves",
         "--summary",
         "train.json",
+        "--leakage",
+        "leakage.json",
     ]
     return stage, argv
 

@@ -1,43 +1,58 @@
 """Typed params of the features stage: ``features.*`` (a field of :class:`audioclf.config.Params`).
 
 Validation happens when params are loaded, so a bad value fails before any audio
-is decoded, naming the key and the allowed values.
+is decoded, naming the key and the allowed values. ``kind`` is resolved from the model
+when params are loaded (:func:`audioclf.config.frontends.for_model`); ``sample_rate``,
+``n_fft``, ``hop_length``, ``n_mels`` and ``segment_seconds`` may be ``auto``, chosen from
+the data's profile by the features stage (:func:`audioclf.config.frontends.resolve_auto`).
+A config with an ``auto`` left in it describes no features yet: its shape and frame
+counts refuse to answer.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from audioclf.config.schema import check, choice
+from audioclf.config.schema import ParamsError, check, choice
 
-FRONTENDS = ("logmel", "mfcc")
+AUTO = "auto"
+# logmel: (1, n_mels, T) | mfcc: (3, n_mfcc, T) | fbank: AST's Kaldi filterbanks (1, 128, T) |
+# imagenet: log-mel scaled to [0, 1] as an image | birdnet: BirdNET v2.4's 1024-d embedding
+FRONTENDS = (AUTO, "logmel", "mfcc", "fbank", "imagenet", "birdnet")
 SHORT_CLIPS = ("pad", "repeat")
 DEVICES = ("auto", "cpu", "cuda")
+POOLS = ("mean", "none")
+AUTO_FIELDS = ("sample_rate", "n_fft", "hop_length", "n_mels", "segment_seconds")
+BIRDNET_DIM = 1024  # BirdNET v2.4's embedding, the tensor before its classification layer
 
 
 @dataclasses.dataclass(frozen=True)
 class FeaturesConfig:
-    """Decoding, segmentation and the log-mel / MFCC front-end, and where the cache lives.
+    """Decoding, segmentation and the front-end, and where the cache lives.
 
     Every field except ``batch_size``, ``workers``, ``device``, ``store_dir`` and
-    ``min_coverage`` shapes the features, so it is part of the cache key
-    (:func:`audioclf.features.store.frontend_key`).
+    ``min_coverage`` may shape the features; those that do for the kind are part of the
+    cache key (:func:`audioclf.features.store.frontend_key`). ``image_size`` applies to
+    ``imagenet`` only, ``embedding_pool`` to ``birdnet`` only, ``n_mfcc`` and
+    ``delta_width`` to ``mfcc`` only.
     """
 
-    kind: str = "logmel"
-    sample_rate: int = 22050
-    n_fft: int = 2048
-    hop_length: int = 512
-    n_mels: int = 128
+    kind: str = AUTO
+    sample_rate: int | str = 22050
+    n_fft: int | str = 2048
+    hop_length: int | str = 512
+    n_mels: int | str = 128
     f_min: float = 0.0
     f_max: float | None = None
     highpass_order: int = 0
     top_db: float = 80.0
     n_mfcc: int = 20
     delta_width: int = 9
-    segment_seconds: float = 4.0
+    segment_seconds: float | str = 4.0
     segment_hop_seconds: float | None = None
     short_clips: str = "pad"
+    image_size: int | None = None
+    embedding_pool: str = "mean"
     max_file_seconds: float = 600.0
     batch_size: int = 32
     workers: int = 0
@@ -46,13 +61,81 @@ class FeaturesConfig:
     min_coverage: float = 0.9
 
     def __post_init__(self):
-
         choice(self.kind, FRONTENDS, "features.kind")
         choice(self.short_clips, SHORT_CLIPS, "features.short_clips")
         choice(self.device, DEVICES, "features.device")
-        for name in ("sample_rate", "n_fft", "hop_length", "n_mels", "n_mfcc", "batch_size"):
+        choice(self.embedding_pool, POOLS, "features.embedding_pool")
+        for name in AUTO_FIELDS:
+            value = getattr(self, name)
+            check(
+                value == AUTO or not isinstance(value, str) and value > 0,
+                f"features.{name}",
+                f"must be positive or auto, got {value!r}",
+            )
+        for name in ("n_mfcc", "batch_size"):
             value = getattr(self, name)
             check(value > 0, f"features.{name}", f"must be positive, got {value}")
+        check(
+            self.image_size is None or self.image_size >= 32,
+            "features.image_size",
+            f"must be null (the spectrogram's own size) or >= 32, got {self.image_size}",
+        )
+        self._check_common()
+        if all(getattr(self, f) != AUTO for f in AUTO_FIELDS):
+            self._check_resolved()
+
+    @property
+    def resolved(self) -> bool:
+        """Whether every value is concrete (no ``auto`` left): only then does it describe features."""
+        return self.kind != AUTO and all(getattr(self, f) != AUTO for f in AUTO_FIELDS)
+
+    def require_resolved(self, what: str) -> None:
+        """Raise :class:`ParamsError` naming ``what`` if an ``auto`` value is left."""
+        if not self.resolved:
+            raise ParamsError(
+                f"params: 'features' still holds auto values (kind={self.kind!r}, "
+                f"{', '.join(f'{f}={getattr(self, f)!r}' for f in AUTO_FIELDS)}): its {what} is "
+                "known once they are resolved (audioclf.config.frontends.for_model, resolve_auto)"
+            )
+
+    def _check_common(self) -> None:
+        """The checks that need no concrete rate or segment."""
+        check(self.top_db > 0, "features.top_db", f"must be positive, got {self.top_db}")
+        check(
+            0 <= self.highpass_order <= 8,
+            "features.highpass_order",
+            f"must be in [0, 8] (0 = no high-pass), got {self.highpass_order}",
+        )
+        check(
+            self.highpass_order == 0 or self.f_min > 0,
+            "features.highpass_order",
+            f"needs a cut-off: set features.f_min > 0 (got f_min={self.f_min}) or highpass_order: 0",
+        )
+        check(
+            self.delta_width >= 3 and self.delta_width % 2 == 1,
+            "features.delta_width",
+            f"must be an odd number >= 3, got {self.delta_width}",
+        )
+        check(
+            self.workers >= 0,
+            "features.workers",
+            f"must be >= 0 (0 = one per core), got {self.workers}",
+        )
+        check(self.store_dir.strip() != "", "features.store_dir", "must be a folder path")
+        check(
+            0 <= self.min_coverage <= 1,
+            "features.min_coverage",
+            f"must be a fraction in [0, 1], got {self.min_coverage}",
+        )
+        hop = self.segment_hop_seconds
+        check(
+            hop is None or hop > 0,
+            "features.segment_hop_seconds",
+            f"must be null or positive, got {hop}",
+        )
+
+    def _check_resolved(self) -> None:
+        """The checks between values that may have been ``auto``."""
         check(
             self.hop_length <= self.n_fft,
             "features.hop_length",
@@ -71,61 +154,31 @@ class FeaturesConfig:
             f"must be <= sample_rate/2 ({nyquist:g}), got {f_max}",
         )
         check(
-            0 <= self.highpass_order <= 8,
-            "features.highpass_order",
-            f"must be in [0, 8] (0 = no high-pass), got {self.highpass_order}",
-        )
-        check(
-            self.highpass_order == 0 or self.f_min > 0,
-            "features.highpass_order",
-            f"needs a cut-off: set features.f_min > 0 (got f_min={self.f_min}) or highpass_order: 0",
-        )
-        check(self.top_db > 0, "features.top_db", f"must be positive, got {self.top_db}")
-        check(
             self.n_mfcc <= self.n_mels,
             "features.n_mfcc",
             f"must be <= n_mels ({self.n_mels}), got {self.n_mfcc}",
-        )
-        check(
-            self.delta_width >= 3 and self.delta_width % 2 == 1,
-            "features.delta_width",
-            f"must be an odd number >= 3, got {self.delta_width}",
         )
         check(
             self.segment_seconds * self.sample_rate >= self.n_fft,
             "features.segment_seconds",
             f"must hold at least one FFT window ({self.n_fft} samples), got {self.segment_seconds}",
         )
-        check(
-            self.kind != "mfcc" or self.n_frames >= self.delta_width,
-            "features.delta_width",
-            f"must be <= the frames per segment ({self.n_frames}) for the deltas, got {self.delta_width}",
-        )
-        hop = self.segment_hop_seconds
-        check(
-            hop is None or 0 < hop * self.sample_rate,
-            "features.segment_hop_seconds",
-            f"must be null or positive, got {hop}",
-        )
+        if self.kind == "mfcc":
+            check(
+                self.n_frames >= self.delta_width,
+                "features.delta_width",
+                f"must be <= the frames per segment ({self.n_frames}) for the deltas, got {self.delta_width}",
+            )
         check(
             self.max_file_seconds >= self.segment_seconds,
             "features.max_file_seconds",
             f"must be >= segment_seconds ({self.segment_seconds}), got {self.max_file_seconds}",
         )
-        check(
-            self.workers >= 0,
-            "features.workers",
-            f"must be >= 0 (0 = one per core), got {self.workers}",
-        )
-        check(self.store_dir.strip() != "", "features.store_dir", "must be a folder path")
-        check(
-            0 <= self.min_coverage <= 1,
-            "features.min_coverage",
-            f"must be a fraction in [0, 1], got {self.min_coverage}",
-        )
 
     @property
     def segment_samples(self) -> int:
+        if AUTO in (self.sample_rate, self.segment_seconds):
+            self.require_resolved("segment length")
         return int(round(self.segment_seconds * self.sample_rate))
 
     @property
@@ -137,12 +190,25 @@ class FeaturesConfig:
 
     @property
     def n_frames(self) -> int:
+        """Frames (the last axis) of one segment's features."""
+        self.require_resolved("frame count")
+        if self.kind == "birdnet":
+            return 1  # one embedding per 3-s window
+        if self.kind == "imagenet" and self.image_size is not None:
+            return self.image_size
+        if self.kind == "fbank":  # Kaldi frames lie wholly inside the signal (snip_edges)
+            return 1 + (self.segment_samples - self.n_fft) // self.hop_length
         # centred STFT: one frame per hop plus the frame at t = 0
         return 1 + self.segment_samples // self.hop_length
 
     @property
     def shape(self) -> tuple[int, int, int]:
         """(channels, bands, frames) of one segment's features."""
+        self.require_resolved("shape")
         if self.kind == "mfcc":
             return 3, self.n_mfcc, self.n_frames  # coefficients, delta, delta-delta
+        if self.kind == "birdnet":
+            return 1, BIRDNET_DIM, 1
+        if self.kind == "imagenet" and self.image_size is not None:
+            return 1, self.image_size, self.image_size
         return 1, self.n_mels, self.n_frames

@@ -236,6 +236,31 @@ class EfficientNetConfig:
             )
 
 
+@dataclass(frozen=True)
+class EmbeddingHeadConfig:
+    """``model_params.birdnet``: a classifier head on a pretrained model's embeddings.
+
+    Attributes:
+        hidden: width of one hidden layer (ReLU); 0 is a linear head.
+        dropout: dropout on the head's input (and after the hidden layer).
+    """
+
+    hidden: int = 0
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        check(
+            self.hidden >= 0,
+            "model_params.birdnet.hidden",
+            f"must be >= 0 (0 = linear), got {self.hidden}",
+        )
+        check(
+            0 <= self.dropout < 1,
+            "model_params.birdnet.dropout",
+            f"must be in [0, 1), got {self.dropout}",
+        )
+
+
 # the ``model`` param -> its config class (builders: audioclf.models.MODELS, same names)
 MODEL_CONFIGS: dict[str, type] = {
     "cnn": CNNConfig,
@@ -246,4 +271,5 @@ MODEL_CONFIGS: dict[str, type] = {
     "ast": ASTConfig,
     "resnet50": ResNetConfig,
     "efficientnet_b2": EfficientNetConfig,
+    "birdnet": EmbeddingHeadConfig,
 }

@@ -16,6 +16,7 @@ import yaml
 from audioclf.config.data import DATASETS, AuditConfig, DataConfig, SplitConfig
 from audioclf.config.evaluation import EvaluateConfig
 from audioclf.config.features import FeaturesConfig
+from audioclf.config.frontends import check_augment, for_model
 from audioclf.config.losses import LOSS_CONFIGS
 from audioclf.config.models import MODEL_CONFIGS
 from audioclf.config.schema import ParamsError, build, check, choice, coerce
@@ -25,7 +26,8 @@ from audioclf.errors import MissingInputError
 
 @dataclasses.dataclass(frozen=True)
 class Params:
-    """The whole of params.yaml, validated."""
+    """The whole of params.yaml, validated; ``features`` resolved for the model (its kind, and a
+    pretrained front-end's fixed values: :func:`audioclf.config.frontends.for_model`)."""
 
     dataset: str
     model: str
@@ -41,6 +43,10 @@ class Params:
     augment: AugmentConfig
     evaluate: EvaluateConfig
     raw: dict[str, Any] = dataclasses.field(repr=False, compare=False)
+    # ``features`` as params.yaml gives it, before the model resolved its kind (the features report)
+    requested_features: FeaturesConfig | None = dataclasses.field(
+        default=None, repr=False, compare=False
+    )
 
     @property
     def model_config(self) -> Any:
@@ -105,6 +111,10 @@ def parse_params(raw: dict[str, Any]) -> Params:
     model_params = _per_name(raw.get("model_params"), MODEL_CONFIGS, "model_params", "model")
     loss_params = _per_name(raw.get("loss_params"), LOSS_CONFIGS, "loss_params", "loss")
     sections = {name: build(cls, raw.get(name), name) for name, cls in SECTIONS.items()}
+    requested = sections["features"]
+    # the front-end the model reads (features.kind: auto), with a pretrained one's fixed values
+    sections["features"] = for_model(requested, raw["model"], model_params[raw["model"]])
+    check_augment(sections["features"].kind, sections["augment"])
     return Params(
         dataset=raw["dataset"],
         model=raw["model"],
@@ -113,6 +123,7 @@ def parse_params(raw: dict[str, Any]) -> Params:
         model_params=model_params,
         loss_params=loss_params,
         raw=raw,
+        requested_features=requested,
         **sections,
     )
 

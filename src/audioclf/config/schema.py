@@ -65,8 +65,18 @@ def coerce(hint: Any, value: Any, key: str) -> Any:
         if value is None:
             check(type(None) in args, key, "must not be null")
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return coerce(inner, value, key)
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return coerce(inner[0], value, key)
+        for alternative in inner:  # e.g. ``int | str``, a number or ``auto``: the first that fits
+            try:
+                return coerce(alternative, value, key)
+            except ParamsError:
+                if alternative is float and isinstance(value, float):
+                    raise  # a number of the right kind, but wrong (``inf``): say why
+                continue
+        kinds = " or ".join(_KIND_NAMES.get(a, getattr(a, "__name__", str(a))) for a in inner)
+        raise ParamsError(f"params: '{key}' must be {kinds}, got {value!r}")
     if dataclasses.is_dataclass(hint):
         return build(hint, value, key)
     if origin is tuple:
@@ -101,6 +111,9 @@ def coerce(hint: Any, value: Any, key: str) -> Any:
     if hint is Any:
         return value
     raise TypeError(f"unsupported annotation {hint!r} for {key}")
+
+
+_KIND_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 
 def choice(value: str, choices: typing.Iterable[str], key: str) -> None:

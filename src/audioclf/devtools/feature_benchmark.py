@@ -114,9 +114,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--work", default="work", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.naive_files = min(args.naive_files or args.files, args.files)
-    cfg = FeaturesConfig(
-        workers=args.workers, device=args.device
-    )  # the default front-end (params.yaml's)
+    # the default front-end (params.yaml's, for the default model)
+    cfg = FeaturesConfig(kind="logmel", workers=args.workers, device=args.device)
     if args.phase:
         audio, work = args.dir / "audio", args.dir / args.work
         result = {

@@ -5,8 +5,8 @@ and the ``-S key=value`` overrides that turn the workspace ``params.yaml`` into 
 rest of the params come from the workspace. Before anything is queued, each phase's
 params are built and validated with :func:`audioclf.config.parse_params`, so a phase
 that needs a key, model or loss this checkout lacks, or pretrained weights that are
-not on this machine, is reported as skipped with the reason instead of failing in the
-queue or vanishing from the table.
+not on this machine (or BirdNET's model, without the ``birdnet`` extra), is reported as
+skipped with the reason instead of failing in the queue or vanishing from the table.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from audioclf.config import parse_params
+from audioclf.features.birdnet import missing as birdnet_missing
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,15 @@ PHASES: tuple[Phase, ...] = (
     ),
     Phase("cnn-focal", "CNN + focal", ("model=cnn", "loss=focal")),
     Phase("cnnv2-focal", "CNNv2 + focal", ("model=cnn_v2", "loss=focal")),
-    Phase("ast-focal", "AST + focal (log-mel)", ("model=ast", "loss=focal")),
+    # AST reads its own front-end, Kaldi filterbanks (features.kind: auto); both need downloaded weights
+    Phase("ast-focal", "AST + focal (fbank)", ("model=ast", "loss=focal")),
     Phase(
         "ast-focal-aug",
         "AST + focal + SpecAugment + MixUp",
         ("model=ast", "loss=focal", "augment.specaugment.p=0.8", "augment.mixup.p=0.5"),
     ),
+    # runs offline: the BirdNET v2.4 model ships in the birdnet extra (CC BY-NC-SA 4.0)
+    Phase("birdnet-linear", "BirdNET embeddings + linear head", ("model=birdnet", "loss=ce")),
     # not a rung: the baseline on a split that ignores recording groups, to measure what leakage
     # adds to the test scores (compared with the baseline unpaired: its test files differ)
     Phase(
@@ -156,10 +160,13 @@ def check_phase(
     raw: dict, overrides: list[str] | tuple[str, ...], cache_dir: str | Path | None = None
 ) -> str | None:
     """None if the overridden params are valid and their weights present (``cache_dir``: the Hugging
-    Face cache to look in; None: the default), else the reason."""
+    Face cache to look in; None: the default) or, for BirdNET's front-end, its extra installed;
+    else the reason."""
     try:
         resolved = apply_overrides(raw, overrides)
-        parse_params(resolved)
+        params = parse_params(resolved)
     except ValueError as err:  # bad override, or ParamsError naming the key and the allowed values
         return str(err)
+    if params.features.kind == "birdnet":
+        return birdnet_missing()
     return pretrained_problem(resolved, cache_dir)

@@ -173,10 +173,14 @@ def _compute(
     Returns:
         The failures (path, reason) and the number of entries written to the store.
     """
+    if not todo:  # everything came from the store: no front-end to build (BirdNET's takes ~1 s)
+        return [], 0
     frontend = FrontEnd(cfg).to(device)
     failures, made = [], {}  # made: audio hash -> entry written by this run
     workers = cfg.workers or len(os.sched_getaffinity(0))
-    cpu_frontend = frontend if device.type == "cpu" else None
+    # on the CPU each worker runs the front-end on its own files; one that threads may not share
+    # (BirdNET's interpreter) runs in this thread on batches, like a GPU's
+    cpu_frontend = frontend if device.type == "cpu" and frontend.threadsafe else None
 
     def known(digest: str) -> bool:
         return digest in store.by_audio or digest in made

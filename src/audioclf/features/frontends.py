@@ -1,8 +1,10 @@
-"""Front-ends: waveform segments to log-mel or MFCC(+delta, delta-delta) features.
+"""Front-ends: waveform segments to features, one class per ``features.kind`` (:class:`FrontEnd`).
 
-Both equal librosa (``power_to_db(melspectrogram(...))``, ``feature.mfcc`` and
-``feature.delta``) to float32 rounding, and run batched in plain torch, the same code
-on the CPU and on a GPU.
+The log-mel and MFCC(+delta, delta-delta) equal librosa (``power_to_db(melspectrogram(...))``,
+``feature.mfcc`` and ``feature.delta``) to float32 rounding, and run batched in plain torch,
+the same code on the CPU and on a GPU; ``imagenet`` is the log-mel as an image. The
+pretrained models' own front-ends live beside them: AST's Kaldi filterbanks
+(:mod:`~audioclf.features.fbank`) and BirdNET's embeddings (:mod:`~audioclf.features.birdnet`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import torch
 from torch import nn
 
 from audioclf.config.features import FeaturesConfig
+from audioclf.features.birdnet import BirdNetEmbedding
+from audioclf.features.fbank import KaldiFbank
 
 AMIN = 1e-10  # power floor before the logarithm (librosa's power_to_db amin)
 BANDS_PER_BLOCK = 16  # bands projected together (fastest of 8 .. 32 for 128 mels, CPU and GPU)
@@ -183,16 +187,57 @@ class MFCC(nn.Module):
         return torch.cat([coeffs.unsqueeze(1), deltas], dim=1)  # (B, 3, n_mfcc, T)
 
 
-class FrontEnd(nn.Module):
-    """The configured front-end with a channel axis: (B, segment_samples) -> (B, C, F, T).
+class ImageNetImage(nn.Module):
+    """The log-mel as an ImageNet CNN was trained to see an image: in [0, 1], optionally square.
 
-    ``shape`` is (C, F, T): (1, n_mels, T) for ``logmel``, (3, n_mfcc, T) for ``mfcc``.
+    The dB log-mel (floored at ``max - top_db`` per segment) is scaled to
+    ``(dB - max) / top_db + 1`` and, with ``image_size``, resized (bilinear) to
+    ``image_size`` x ``image_size`` (the 224 x 224 of the ESC-50 ImageNet work). ImageNet's
+    mean and std are the checkpoint's input statistics, applied by training and inference
+    (:func:`audioclf.models.pretrained.input_statistics`): they broadcast the one channel
+    to the three colours.
+
+    Input (B, N) waveform; output (B, 1, n_mels, T) or (B, 1, image_size, image_size).
     """
 
     def __init__(self, cfg: FeaturesConfig):
         super().__init__()
-        self.shape, self.segment_samples = cfg.shape, cfg.segment_samples
-        self.transform = MFCC(cfg) if cfg.kind == "mfcc" else LogMel(cfg)
+        self.logmel, self.top_db, self.size = LogMel(cfg), cfg.top_db, cfg.image_size
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        db = self.logmel(wave)  # (B, n_mels, T), within top_db of its maximum
+        peak = db.amax(dim=(1, 2), keepdim=True)
+        image = ((db - peak) / self.top_db + 1.0).unsqueeze(1)  # (B, 1, n_mels, T) in [0, 1]
+        if self.size is not None:
+            image = nn.functional.interpolate(
+                image, size=(self.size, self.size), mode="bilinear", align_corners=False
+            )  # (B, 1, S, S)
+        return image
+
+
+TRANSFORMS: dict[str, type[nn.Module]] = {
+    "logmel": LogMel,
+    "mfcc": MFCC,
+    "fbank": KaldiFbank,
+    "imagenet": ImageNetImage,
+    "birdnet": BirdNetEmbedding,
+}
+
+
+class FrontEnd(nn.Module):
+    """The configured front-end with a channel axis: (B, segment_samples) -> (B, C, F, T).
+
+    ``shape`` is (C, F, T) (:attr:`FeaturesConfig.shape`): (1, n_mels, T) for ``logmel`` and
+    ``fbank``, (3, n_mfcc, T) for ``mfcc``, (1, n_mels, T) or (1, S, S) for ``imagenet``,
+    (1, 1024, 1) for ``birdnet``. ``threadsafe``: whether threads may call it at once (the
+    features stage's CPU workers do; BirdNET's interpreter is called from one thread).
+    """
+
+    def __init__(self, cfg: FeaturesConfig):
+        super().__init__()
+        self.shape, self.segment_samples = cfg.shape, cfg.segment_samples  # refuses auto values
+        self.transform = TRANSFORMS[cfg.kind](cfg)
+        self.threadsafe = getattr(self.transform, "threadsafe", True)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         out = self.transform(wave)

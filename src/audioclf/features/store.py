@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from audioclf.config.features import FeaturesConfig
+from audioclf.features.birdnet import MODEL_NAME as BIRDNET_MODEL
 
 # bump when decoding, the audio hash or a front-end changes: old entries then miss
 # (2: audio keyed by BLAKE3, not sha256; 3: on the CPU the Hann window is applied to the
@@ -40,7 +41,17 @@ from audioclf.config.features import FeaturesConfig
 FRONTEND_VERSION = 5
 # fields of FeaturesConfig that do not change the features (how, where and how many)
 NOT_IN_KEY = ("batch_size", "workers", "device", "store_dir", "min_coverage")
-MFCC_ONLY = ("n_mfcc", "delta_width")
+SPECTRAL_KINDS = ("logmel", "mfcc", "imagenet")  # the log-mel and what is made of it
+# fields that shape only some kinds' features (in no other kind's key: a logmel key is as before)
+ONLY_FOR = {
+    "n_mfcc": ("mfcc",),
+    "delta_width": ("mfcc",),
+    "image_size": ("imagenet",),
+    "embedding_pool": ("birdnet",),
+    "top_db": SPECTRAL_KINDS,
+    "highpass_order": SPECTRAL_KINDS,
+    **{f: (*SPECTRAL_KINDS, "fbank") for f in ("n_fft", "hop_length", "n_mels", "f_min", "f_max")},
+}
 INDEX_COLUMNS = ("audio_hash", "file_sha256", "start", "rows", "notes")
 # an interrupted run loses at most one shard of work (1 GiB: ~11 000 4-s log-mel segments, ~10 s of
 # extraction on 2 cores); a run whose output is one whole shard links it instead of copying it
@@ -49,24 +60,30 @@ COPY_BLOCK = 64 << 20  # bytes copied through memory at a time where the kernel 
 
 
 def frontend_params(cfg: FeaturesConfig) -> dict:
-    """The params that shape the features: all but :data:`NOT_IN_KEY` (MFCC ones only for ``mfcc``)."""
-    fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_IN_KEY}
-    if cfg.kind != "mfcc":
-        for name in MFCC_ONLY:
-            fields.pop(name)
-    return fields
+    """The params that shape the features: all but :data:`NOT_IN_KEY`, and of the :data:`ONLY_FOR`
+    fields only those of ``cfg.kind`` (the MFCC ones only for ``mfcc``, ...)."""
+    return {
+        k: v
+        for k, v in dataclasses.asdict(cfg).items()
+        if k not in NOT_IN_KEY and cfg.kind in ONLY_FOR.get(k, (cfg.kind,))
+    }
 
 
 def frontend_key(cfg: FeaturesConfig) -> str:
     """Hash of :func:`frontend_params` and :data:`FRONTEND_VERSION`, prefixed with the kind.
 
-    >>> frontend_key(FeaturesConfig()) == frontend_key(FeaturesConfig(batch_size=8, n_mfcc=13))
+    >>> cfg = FeaturesConfig(kind="logmel")
+    >>> frontend_key(cfg) == frontend_key(FeaturesConfig(kind="logmel", batch_size=8, n_mfcc=13))
     True
-    >>> frontend_key(FeaturesConfig()) == frontend_key(FeaturesConfig(n_mels=64))
+    >>> frontend_key(cfg) == frontend_key(FeaturesConfig(kind="logmel", n_mels=64))
     False
     """
+    cfg.require_resolved("store key")
+    model = (
+        {"model": BIRDNET_MODEL} if cfg.kind == "birdnet" else {}
+    )  # the network is the front-end
     blob = json.dumps(
-        {**frontend_params(cfg), "version": FRONTEND_VERSION}, sort_keys=True
+        {**frontend_params(cfg), **model, "version": FRONTEND_VERSION}, sort_keys=True
     ).encode()
     return f"{cfg.kind}-{hashlib.sha256(blob).hexdigest()[:16]}"
 

@@ -97,6 +97,11 @@ class FeatureTable:
     def frontend_key(self) -> str:
         return self.meta["frontend_key"]
 
+    @property
+    def kind(self) -> str:
+        """The front-end's kind (``logmel``, ``fbank``, ``birdnet``, ...)."""
+        return self.meta["frontend"]["kind"]
+
     def indices(self, paths: list[str]) -> np.ndarray:
         """Rows (in cache order) of all segments of the given files; files not in the cache are skipped."""
         wanted = set(paths)

@@ -85,19 +85,27 @@ def prepare(
     new = [p for p in out if p.error is None and not known(p.audio_hash)]
     if frontend is not None and new:
         segments = np.concatenate([p.segments for p in new])
-        fill(new, transform(frontend, segments, CPU_BATCH, torch.device("cpu")))
+        fill(new, transform(frontend, segments, CPU_BATCH, torch.device("cpu")), pooled(cfg))
     return out
 
 
-def fill(prepared: list[Prepared], feats: np.ndarray) -> None:
+def pooled(cfg: FeaturesConfig) -> bool:
+    """Whether a file's segments become one row, their mean (BirdNET's ``embedding_pool: mean``)."""
+    return cfg.kind == "birdnet" and cfg.embedding_pool == "mean"
+
+
+def fill(prepared: list[Prepared], feats: np.ndarray, pool: bool = False) -> None:
     """Hand each file its rows of ``feats`` (sum of segments, C, F, T) and drop its waveform.
 
-    A file whose features are not all finite (samples so large that their power overflows
-    float32) gets an error instead: it is skipped with that reason, never stored.
+    With ``pool``, a file's rows are averaged into one (1, C, F, T). A file whose features
+    are not all finite (samples so large that their power overflows float32) gets an error
+    instead: it is skipped with that reason, never stored.
     """
     start = 0
     for p in prepared:
         rows, start = feats[start : start + len(p.segments)], start + len(p.segments)
+        if pool:
+            rows = rows.mean(axis=0, keepdims=True, dtype=np.float64).astype(np.float32)
         p.segments = None
         if np.isfinite(rows).all():
             p.features = rows
@@ -159,6 +167,7 @@ def flush(
     fill(
         batch,
         transform(frontend, np.concatenate([p.segments for p in batch]), cfg.batch_size, device),
+        pooled(cfg),
     )
     for p in batch:
         keep(p)

@@ -2,7 +2,9 @@
 one family per module, checkpoints (:mod:`audioclf.models.checkpoint`) and inference on
 feature batches (:mod:`audioclf.models.inference`). May import config, features and io.
 
-Every model maps (B, 1, n_mels, T) log-mel to (B, n_classes) logits and has a
+Every model maps (B, C, F, T) features (log-mel, filterbanks, an image, an embedding: the
+front-end its family reads, :data:`audioclf.config.frontends.MODEL_FRONTENDS`) to
+(B, n_classes) logits and has a
 ``head_prefix``: the parameters under it form the classifier head (trained at
 ``train.lr``; the rest, the backbone, at ``train.lr * train.backbone_lr_mult``).
 Models built from pretrained weights also have ``arch()``: the resolved
@@ -17,6 +19,7 @@ from torch import nn
 
 from audioclf.models.ast import ASTClassifier
 from audioclf.models.cnn import AudioCNN
+from audioclf.models.head import EmbeddingHead
 from audioclf.models.imagenet import ImageNetCNN
 from audioclf.models.vit import SpecViT
 
@@ -31,6 +34,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "ast": ASTClassifier,
     "resnet50": ImageNetCNN,
     "efficientnet_b2": ImageNetCNN,
+    "birdnet": EmbeddingHead,
 }
 
 

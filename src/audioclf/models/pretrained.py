@@ -11,12 +11,14 @@ an error.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from audioclf.config.frontends import MODEL_FRONTENDS
 from audioclf.errors import UserError
 
 WEIGHT_FILES = (
@@ -116,3 +118,59 @@ def load_pretrained(
             f"they would be randomly initialised. Is it a checkpoint of {model_cls.__name__}?"
         )
     return model.float()
+
+
+# ASTFeatureExtractor's defaults (AudioSet's filterbank mean and std) and ImageNet's, used where
+# a checkpoint's folder or cache entry holds no preprocessor_config.json
+AUDIOSET_MEAN, AUDIOSET_STD = -4.2677393, 4.5689974
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+PREPROCESSOR_FILE = "preprocessor_config.json"
+STATISTICS_KINDS = ("fbank", "imagenet")  # front-ends normalised with the checkpoint's statistics
+
+
+def preprocessor_config(name: str, key: str) -> dict:
+    """The checkpoint's ``preprocessor_config.json`` (its feature extractor or image processor
+    settings) as plain JSON, from its folder or the Hugging Face cache; ``{}`` if it has none."""
+    source = resolve_source(name, key)
+    path: str | Path | None = Path(source) / PREPROCESSOR_FILE
+    if not Path(source).is_dir():
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(source, PREPROCESSOR_FILE)
+        path = found if isinstance(found, str) else None
+    if path is None or not Path(path).is_file():
+        return {}
+    config = json.loads(Path(path).read_text())
+    return config if isinstance(config, dict) else {}
+
+
+def input_statistics(model: str, cfg: Any, kind: str) -> dict | None:
+    """The input normalisation a pretrained model was trained with, on its own front-end.
+
+    AST on ``fbank``: ``(x - mean) / (2 std)`` with its feature extractor's ``mean`` and ``std``
+    (AudioSet's by default), as ``ASTFeatureExtractor`` normalises; the ImageNet CNNs on
+    ``imagenet``: its image processor's ``image_mean`` and ``image_std`` per colour
+    (ImageNet's by default), which also turn the one channel into three.
+
+    Returns:
+        ``{"kind": "pretrained", "mean", "std", "source"}`` (a checkpoint's ``norm``), or None
+        for a model trained from scratch or on another front-end (then the training
+        split's statistics are used).
+    """
+    name = getattr(cfg, "pretrained", None)
+    if not name or kind not in STATISTICS_KINDS or kind != MODEL_FRONTENDS.get(model):
+        return None
+    config = preprocessor_config(name, f"model_params.{model}.pretrained")
+    source = f"{name}/{PREPROCESSOR_FILE}" if config else "defaults"
+    if kind == "fbank":
+        if config.get("do_normalize", True) is False:
+            return {"kind": "pretrained", "mean": 0.0, "std": 1.0, "source": source}
+        mean, std = config.get("mean", AUDIOSET_MEAN), config.get("std", AUDIOSET_STD)
+        return {"kind": "pretrained", "mean": float(mean), "std": 2 * float(std), "source": source}
+    mean, std = config.get("image_mean", IMAGENET_MEAN), config.get("image_std", IMAGENET_STD)
+    return {
+        "kind": "pretrained",
+        "mean": [float(m) for m in mean],
+        "std": [float(s) for s in std],
+        "source": source,
+    }

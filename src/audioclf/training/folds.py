@@ -25,6 +25,7 @@ from audioclf.config.schema import flatten
 from audioclf.config.training import TrainSpec
 from audioclf.data.split import Split
 from audioclf.evaluation.bootstrap import fold_summary
+from audioclf.features.birdnet import LICENCE as BIRDNET_LICENCE
 from audioclf.features.table import FeatureTable
 from audioclf.tracking import Runs, parent_run_id
 from audioclf.training.curves import plot_curves, write_curves
@@ -72,8 +73,9 @@ def training_runs(
     dataset: str, spec: TrainSpec, table: FeatureTable, split: SplitConfig, leakage: dict
 ) -> Runs:
     """The MLflow runs of a training: named ``<model>-<loss>``, with all that shaped it as params
-    (the spec and the front-end), and the split and what the leakage audit let through as tags
-    (``leakage_audit``: e.g. ``near=48(warn)``, the findings that were kept, not failed)."""
+    (the spec and the front-end), and as tags the split, what the leakage audit let through
+    (``leakage_audit``: e.g. ``near=48(warn)``, the findings that were kept, not failed), the
+    front-end's kind and, for BirdNET's embeddings, the model's licence (``model_licence``)."""
     params = flatten({**spec.resolved(), "features": table.meta["frontend"]})
     kept = [
         f"{name}={c['count']}({c['level']})"
@@ -84,6 +86,10 @@ def training_runs(
         "leaky_split": str(split.leaky).lower(),
         "split_strategy": split.strategy,
         "leakage_audit": " ".join(kept) or "clean",
+        "features_kind": table.kind,
+        **(
+            {"model_licence": f"BirdNET v2.4: {BIRDNET_LICENCE}"} if table.kind == "birdnet" else {}
+        ),
     }
     return Runs(dataset, f"{spec.model}-{spec.loss}", params, tags)
 

@@ -17,12 +17,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from audioclf.config.frontends import check_pair
 from audioclf.config.training import TrainSpec
 from audioclf.evaluation.metrics import aggregate_by_file, classification_metrics
 from audioclf.features.table import FeatureTable, SplitData, load_split
 from audioclf.models import count_parameters
 from audioclf.models.checkpoint import save_checkpoint
 from audioclf.models.inference import CPU, predict
+from audioclf.models.pretrained import input_statistics
 from audioclf.training.data import normalisation
 from audioclf.training.distributed import SINGLE, Ranks, predict_shared
 from audioclf.training.optim import (
@@ -104,7 +106,11 @@ def train(
     amp = resolve_amp(cfg.amp, device)
     torch.manual_seed(spec.seed)
     generator = torch.Generator().manual_seed(spec.seed)
-    norm = normalisation(table, train_paths, cfg.norm)
+    check_pair(table.kind, spec.model, spec.model_config)  # a table of another front-end: refused
+    # a pretrained front-end brings its checkpoint's statistics; otherwise the training split's
+    norm = input_statistics(spec.model, spec.model_config, table.kind) or normalisation(
+        table, train_paths, cfg.norm
+    )
     train_data = load_split(table, train_paths, norm)
     val_data = load_split(table, val_paths, norm)
     input_shape = tuple(table.data.shape[2:])  # (F, T)

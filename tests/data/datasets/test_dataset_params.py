@@ -5,6 +5,7 @@ import copy
 import csv
 import importlib
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -102,8 +103,10 @@ def test_download_stage_writes_the_manifest(audio, tmp_path):
     raw["data"]["folder"]["group_regex"] = r"^(?P<group>[a-z])_"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
 
+    profile = tmp_path / "profile.json"
     manifest = _stage().main(
         ["--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "raw")]
+        + ["--profile", str(profile)]
     )
     with open(manifest, newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -118,6 +121,7 @@ def test_download_stage_writes_the_manifest(audio, tmp_path):
         "source.json",
         "unreadable.json",
     ]
+    assert json.loads(profile.read_text())["files"] == 3  # the data's profile, beside the manifest
 
 
 @pytest.mark.parametrize("module", ["urls", "emodb", "xenocanto"])

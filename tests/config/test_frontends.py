@@ -1,0 +1,177 @@
+"""Front-end selection by model, a pretrained front-end's fixed values, and the auto rules."""
+
+import dataclasses
+
+import pytest
+
+from audioclf.config import parse_params
+from audioclf.config.features import FeaturesConfig
+from audioclf.config.frontends import for_model, resolve_auto
+from audioclf.config.schema import ParamsError
+
+
+def params(raw, **over):
+    """params.yaml with dotted overrides, validated."""
+    for dotted, value in over.items():
+        node, *path = dotted.split("__")
+        target = raw
+        for part in [node, *path][:-1]:
+            target = target[part]
+        target[[node, *path][-1]] = value
+    return parse_params(raw)
+
+
+@pytest.mark.parametrize(
+    "model, kind",
+    [
+        ("cnn", "logmel"),
+        ("cnn_v2", "logmel"),
+        ("vit", "logmel"),
+        ("ast", "fbank"),
+        ("resnet50", "imagenet"),
+        ("efficientnet_b2", "imagenet"),
+        ("birdnet", "birdnet"),
+    ],
+)
+def test_auto_is_the_front_end_the_model_was_pretrained_on(raw_params, model, kind):
+    p = params(raw_params, model=model)
+    assert raw_params["features"]["kind"] == "auto"
+    assert p.features.kind == kind and p.requested_features.kind == "auto"
+
+
+def test_a_pretrained_front_end_fixes_its_own_values(raw_params):
+    ast = params(raw_params, model="ast").features
+    assert (ast.sample_rate, ast.n_fft, ast.hop_length, ast.n_mels) == (16000, 400, 160, 128)
+    assert ast.f_min == 20.0 and ast.segment_seconds == 4.0  # the input length follows the params
+    assert ast.shape == (1, 128, 398)  # 1 + (64000 - 400) // 160 frames, not padded to 1024
+    birdnet = params(raw_params, model="birdnet").features
+    assert (birdnet.sample_rate, birdnet.segment_seconds, birdnet.shape) == (
+        48000,
+        3.0,
+        (1, 1024, 1),
+    )
+
+
+@pytest.mark.parametrize(
+    "model, kind, wanted",
+    [
+        ("ast", "logmel", "fbank"),
+        ("ast", "imagenet", "fbank"),
+        ("resnet50", "logmel", "imagenet"),
+        ("efficientnet_b2", "fbank", "imagenet"),
+    ],
+)
+def test_forcing_another_front_end_on_a_pretrained_model_names_both(
+    raw_params, model, kind, wanted
+):
+    with pytest.raises(ParamsError) as err:
+        params(raw_params, model=model, features__kind=kind)
+    message = str(err.value)
+    assert f"'features.kind' is '{kind}'" in message
+    assert f"does not fit model={model} with pretrained weights" in message
+    assert f"trained on {wanted}" in message and "set features.kind=auto" in message
+
+
+def test_from_scratch_any_spectrogram_goes(raw_params):
+    p = params(raw_params, model="ast", features__kind="logmel", model_params__ast__pretrained=None)
+    assert p.features.kind == "logmel" and p.features.sample_rate == 22050
+
+
+def test_embeddings_and_spectrogram_models_do_not_mix(raw_params):
+    with pytest.raises(ParamsError, match="only model=birdnet reads, not model=cnn"):
+        params(copy_of(raw_params), features__kind="birdnet")
+    with pytest.raises(ParamsError, match="but model=birdnet reads BirdNET"):
+        params(copy_of(raw_params), model="birdnet", features__kind="logmel")
+
+
+def copy_of(raw):
+    import copy
+
+    return copy.deepcopy(raw)
+
+
+@pytest.mark.parametrize(
+    "model, aug, ok",
+    [
+        ("ast", "noise", False),
+        ("ast", "gain", False),
+        ("ast", "specaugment", True),
+        ("ast", "mixup", True),
+        ("resnet50", "reverb", False),
+        ("birdnet", "pitch_shift", False),
+        ("birdnet", "specaugment", False),
+        ("birdnet", "mixup", True),
+        ("cnn", "noise", True),
+    ],
+)
+def test_augmentations_on_db_log_mel_are_refused_on_other_scales(raw_params, model, aug, ok):
+    over = {"model": model, f"augment__{aug}__p": 0.5}
+    if ok:
+        params(raw_params, **over)
+    else:
+        with pytest.raises(ParamsError, match=rf"'augment.{aug}.p' is 0.5, but augment.{aug} acts"):
+            params(raw_params, **over)
+
+
+def test_auto_values_are_accepted_and_bad_ones_named(raw_params):
+    p = params(copy_of(raw_params), features__sample_rate="auto", features__segment_seconds="auto")
+    assert not p.features.resolved
+    with pytest.raises(ParamsError, match="still holds auto values"):
+        p.features.shape  # noqa: B018 -- no shape before the data chose
+    with pytest.raises(ParamsError, match="'features.n_fft' must be positive or auto, got 'fast'"):
+        params(copy_of(raw_params), features__n_fft="fast")
+    with pytest.raises(ParamsError, match="'features.sample_rate' must be an integer or a string"):
+        params(copy_of(raw_params), features__sample_rate=22.5)
+
+
+def profile(rate, durations):
+    durations = sorted(durations)
+    q = lambda f: durations[round(f * (len(durations) - 1))]  # noqa: E731
+    return {
+        "files": len(durations),
+        "sample_rate": {"median": rate},
+        "duration_s": {"min": q(0), "p10": q(0.1), "p50": q(0.5), "p90": q(0.9), "max": q(1)},
+    }
+
+
+AUTO = FeaturesConfig(
+    kind="logmel", sample_rate="auto", n_fft="auto", hop_length="auto", n_mels="auto",
+    segment_seconds="auto",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "rate, durations, expected",
+    [
+        # the synthetic bird data: the defaults, exactly
+        (22050, [4.0] * 10, (22050, 2048, 512, 128, 4.0)),
+        # 8-kHz speech of ~0.5-s clips: the hand-fitted front-end (8 kHz, 512, 128, 64 mels, 1 s)
+        (8000, [0.3, 0.4, 0.45, 0.5, 0.5, 0.55, 0.6, 0.7, 0.8, 0.9], (8000, 512, 128, 64, 1.0)),
+        # EmoDB's 16-kHz originals, 1-9 s
+        (16000, [1.2, 2.0, 2.5, 3.0, 3.1, 4.0, 5.3, 8.9], (16000, 1024, 256, 128, 5.5)),
+        # ESC-50: 44.1-kHz 5-s clips: resampled to 22.05 kHz, one segment per clip
+        (44100, [5.0] * 8, (22050, 2048, 512, 128, 5.0)),
+        # Xeno-canto recordings of minutes: segments capped at 10 s
+        (48000, [30.0, 60.0, 120.0, 240.0], (22050, 2048, 512, 128, 10.0)),
+    ],
+)
+def test_auto_rules(rate, durations, expected):
+    cfg, chosen = resolve_auto(AUTO, profile(rate, durations))
+    got = (cfg.sample_rate, cfg.n_fft, cfg.hop_length, cfg.n_mels, cfg.segment_seconds)
+    assert got == expected and cfg.resolved
+    assert set(chosen) == {"sample_rate", "n_fft", "hop_length", "n_mels", "segment_seconds"}
+
+
+def test_auto_keeps_what_params_set_and_a_pretrained_front_end_overrides_auto():
+    cfg, chosen = resolve_auto(dataclasses.replace(AUTO, n_mels=40), profile(8000, [0.5] * 5))
+    assert cfg.n_mels == 40 and "n_mels" not in chosen
+    pretrained = type("Cfg", (), {"pretrained": "x"})()
+    fbank = for_model(dataclasses.replace(AUTO, kind="auto"), "ast", pretrained)
+    resolved, chosen = resolve_auto(fbank, profile(8000, [0.5] * 5))
+    assert (resolved.sample_rate, resolved.n_fft, resolved.n_mels) == (16000, 400, 128)
+    assert set(chosen) == {"segment_seconds"} and resolved.segment_seconds == 0.5
+
+
+def test_auto_without_files_is_refused():
+    with pytest.raises(ParamsError, match="auto values but the manifest has no files"):
+        resolve_auto(AUTO, {"files": 0})

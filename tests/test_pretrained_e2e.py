@@ -1,0 +1,83 @@
+"""End to end through DVC: ``dvc exp run -S model=ast`` (a tiny checkpoint saved in a folder) trains
+on Kaldi filterbanks normalised with the checkpoint's statistics; ``dvc exp run -S model=birdnet``
+trains and evaluates offline on BirdNET's embeddings (with the extra); back on the CNN, the
+log-mel store computes nothing."""
+
+import json
+
+import pytest
+import torch
+from tests.conftest import mlflow_runs, run
+
+from audioclf.features.birdnet import missing
+
+pytestmark = pytest.mark.slow
+
+
+def save_tiny_ast(folder):
+    """A 2-layer AST with AudioSet's input (128 bins) and a feature extractor of its own statistics."""
+    from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
+
+    torch.manual_seed(0)
+    ASTForAudioClassification(
+        ASTConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_length=1024,
+            num_mel_bins=128,
+            num_labels=5,
+        )
+    ).save_pretrained(folder)
+    ASTFeatureExtractor(mean=-4.0, std=4.0).save_pretrained(folder)
+
+
+def store_files(root, kind):
+    return sorted(
+        p.name for d in (root / "data/feature_store").glob(f"{kind}-*") for p in d.iterdir()
+    )
+
+
+def test_each_model_gets_its_own_front_end_through_dvc(project):
+    root, env = project
+    run(["dvc", "repro"], root, env)
+    logmel = store_files(root, "logmel")
+    assert logmel and json.loads((root / "reports/profile.json").read_text())["files"] > 0
+
+    save_tiny_ast(root / "weights/ast")
+    run(
+        ["dvc", "exp", "run", "-n", "ast", "-S", "model=ast"]
+        + ["-S", "model_params.ast.pretrained=weights/ast", "-S", "train.epochs=1"],
+        root,
+        env,
+    )
+    features = json.loads((root / "reports/features.json").read_text())
+    assert (
+        features["frontend"]["kind"] == "fbank" and features["frontend"]["requested_kind"] == "auto"
+    )
+    assert features["frontend"]["fixed"]["n_fft"] == [512, 400]  # the shrunk params' 512 -> 25 ms
+    ckpt = torch.load(root / "models/fold_0/best.pt", weights_only=True)
+    assert ckpt["frontend"]["kind"] == "fbank" and ckpt["input_shape"] == [128, 98]  # 1 s, not 1024
+    assert ckpt["norm"]["mean"] == -4.0 and ckpt["norm"]["std"] == 8.0  # the checkpoint's own
+    assert ckpt["model_arch"]["max_length"] == 98
+
+    if missing() is None:  # the birdnet extra: CI installs it
+        run(["dvc", "exp", "run", "-n", "birdnet", "-S", "model=birdnet"], root, env)
+        metrics = json.loads((root / "reports/metrics.json").read_text())["test"]
+        assert metrics["macro_f1"] > 0.5  # 6 classes: chance is ~0.17
+        assert json.loads((root / "reports/features.json").read_text())["frontend"]["kind"] == (
+            "birdnet"
+        )
+    run(["dvc", "exp", "run", "-n", "back", "-S", "model=cnn"], root, env)
+    assert store_files(root, "logmel") == logmel  # the CNN's features came from the store
+
+    runs = {
+        r["tags"].get("dvc_exp_name"): r for r in mlflow_runs(root) if r["status"] == "FINISHED"
+    }
+    assert runs["ast"]["tags"]["features_kind"] == "fbank"
+    assert runs["back"]["tags"]["features_kind"] == "logmel"
+    assert "model_licence" not in runs["back"]["tags"]
+    if missing() is None:
+        assert runs["birdnet"]["tags"]["model_licence"] == "BirdNET v2.4: CC BY-NC-SA 4.0"
+        assert "test_macro_f1" in runs["birdnet"]["metrics"]
