@@ -16,7 +16,7 @@ SCHEDULES = ("constant", "cosine", "step")
 SAMPLERS = ("balanced", "shuffle")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 DEVICES = ("auto", "cpu", "cuda")
-NORMS = ("band", "global")
+NORMS = ("band", "global", "group")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +43,9 @@ class TrainConfig:
     amp: str = "auto"  # auto: bf16 (else fp16) on CUDA, off on CPU
     device: str = "auto"  # auto: CUDA when present
     sampler: str = "shuffle"  # balanced: classes drawn equally often (with replacement)
-    norm: str = "global"  # input statistics from the training split: global (per channel) | band
+    # input statistics: the training split's, global (per channel) | band (per channel and band); group:
+    # each group's own, per channel and band (transductive: test groups' unlabelled files are seen)
+    norm: str = "global"
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "patience", "step_epochs", "accumulate"):

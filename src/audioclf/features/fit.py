@@ -18,7 +18,7 @@ import logging
 import librosa
 import numpy as np
 
-from audioclf.config.features import FeaturesConfig
+from audioclf.config.features import VECTOR_KINDS, FeaturesConfig
 from audioclf.config.frontends import AUTO_RULES, DESCRIBED, FIXED, overridden, resolve_auto
 from audioclf.data.manifest import Entry
 from audioclf.data.profile import data_profile
@@ -31,8 +31,9 @@ TOP_TOLERANCE = 1.01  # a band top this close to the files' Nyquist frequency is
 
 
 def band_centres(cfg: FeaturesConfig) -> np.ndarray | None:
-    """Centre frequencies (Hz) of the front-end's mel bands; None for BirdNET (its bands are internal)."""
-    if cfg.kind == "birdnet":
+    """Centre frequencies (Hz) of the front-end's mel bands; None for the vector front-ends (BirdNET's
+    bands are internal; openSMILE's are its configs')."""
+    if cfg.kind in VECTOR_KINDS:
         return None
     top = cfg.sample_rate / 2 if cfg.f_max is None else cfg.f_max
     htk = cfg.kind == "fbank"  # Kaldi's mel scale is HTK's (1127 ln(1 + f / 700))
