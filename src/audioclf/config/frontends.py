@@ -42,8 +42,8 @@ DESCRIBED = {
     "birdnet": "BirdNET v2.4's 1024-d embeddings of 3-s windows at 48 kHz",
     "logmel": "log-mel spectrograms",
     "mfcc": "MFCC with delta and delta-delta",
-    "egemaps": "openSMILE's 88 eGeMAPS v02 functionals per segment",
-    "compare": "openSMILE's 6373 ComParE 2016 functionals per segment",
+    "egemaps": "openSMILE's 88 eGeMAPS v02 functionals",
+    "compare": "openSMILE's 6373 ComParE 2016 functionals",
 }
 # what a pretrained front-end fixes, whatever params say
 FIXED: dict[str, dict[str, Any]] = {
@@ -125,21 +125,27 @@ def check_pair(kind: str, model: str, model_config: Any) -> None:
     )
 
 
-def check_augment(kind: str, augment: Any) -> None:
-    """Refuse augmentations that assume dB log-mel on a front-end of another scale.
+def check_augment(kind: str, augment: Any, norm: str = "global") -> None:
+    """Refuse augmentations that assume dB log-mel on a front-end of another scale, or on
+    features normalised per group (``train.norm: group``: no one mean maps a batch back to dB).
 
     Raises:
         ParamsError: naming the first such augmentation.
     """
-    bad = list(POWER_DOMAIN) if kind in NOT_DB else []
+    bad = list(POWER_DOMAIN) if kind in NOT_DB or norm == "group" else []
     bad += list(SPECTRAL) if kind in VECTOR_KINDS else []
     for name in bad:
         p = getattr(augment, name).p
+        why = (
+            f"features.kind={kind} gives {DESCRIBED[kind]}"
+            if kind in NOT_DB
+            else "train.norm=group normalises each group by its own statistics"
+        )
         check(
             p == 0,
             f"augment.{name}.p",
-            f"is {p}, but augment.{name} acts on dB log-mel and features.kind={kind} gives "
-            f"{DESCRIBED[kind]}; set it to 0 (augment.mixup works on every front-end)",
+            f"is {p}, but augment.{name} acts on dB log-mel and {why}; set it to 0 "
+            "(augment.mixup works on every front-end)",
         )
 
 

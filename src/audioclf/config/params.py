@@ -109,7 +109,7 @@ def parse_params(raw: dict[str, Any]) -> Params:
     requested = sections["features"]
     # the front-end the model reads (features.kind: auto), with a pretrained one's fixed values
     sections["features"] = for_model(requested, raw["model"], model_params[raw["model"]])
-    check_augment(sections["features"].kind, sections["augment"])
+    check_augment(sections["features"].kind, sections["augment"], sections["train"].norm)
     return Params(
         dataset=raw["dataset"],
         model=raw["model"],

@@ -68,9 +68,7 @@ class Functionals(nn.Module):
     def __init__(self, cfg: FeaturesConfig):
         super().__init__()
         if cfg.kind not in FEATURE_SETS:
-            raise ValueError(
-                f"Functionals reads kind {', '.join(FEATURE_SETS)}, got {cfg.kind!r}"
-            )
+            raise ValueError(f"Functionals reads kind {', '.join(FEATURE_SETS)}, got {cfg.kind!r}")
         reason = missing(cfg.kind)
         if reason:
             raise MissingExtraError(reason)
@@ -90,8 +88,7 @@ class Functionals(nn.Module):
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         x = wave.detach().cpu().numpy().astype(np.float32, copy=False)  # (B, N)
         rows = [
-            self.smile.process_signal(w[: signal_end(w)], self.sample_rate).to_numpy()[0]
-            for w in x
+            self.smile.process_signal(w[: signal_end(w)], self.sample_rate).to_numpy()[0] for w in x
         ]  # B x (D,)
         out = torch.from_numpy(np.stack(rows).astype(np.float32))  # (B, D)
         return out.to(wave.device).unsqueeze(-1)  # (B, D, 1)

@@ -31,8 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audioclf.config.features import FeaturesConfig
-from audioclf.config.features import VECTOR_KINDS
+from audioclf.config.features import VECTOR_KINDS, FeaturesConfig
 from audioclf.features.birdnet import MODEL_NAME as BIRDNET_MODEL
 from audioclf.features.opensmile import FEATURE_SETS
 
