@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,7 +69,8 @@ def describe(path: Path, root: Path, label: str, group: str, **extra: str) -> En
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError
         raise RuntimeError(f"cannot read audio header of {path}: {exc}") from exc
     return Entry(
-        path=path.relative_to(root).as_posix(),
+        # absolute on both sides: adapters may hand an absolute path under a relative root
+        path=Path(os.path.abspath(path)).relative_to(os.path.abspath(root)).as_posix(),
         label=label,
         group=group,
         duration=round(info.frames / info.samplerate, 6),

@@ -129,7 +129,14 @@ def describe_all(clips: Iterable[Clip], out_dir: Path, skipped: Iterable[dict] =
         except RuntimeError as exc:
             # relative to the output: a reason must not name the temporary folder it was written in
             reason = str(exc).replace(f"{out_dir}{os.sep}", "")
-            unreadable.append({"path": clip.path.relative_to(out_dir).as_posix(), "reason": reason})
+            unreadable.append(
+                {
+                    "path": Path(os.path.abspath(clip.path))
+                    .relative_to(os.path.abspath(out_dir))
+                    .as_posix(),
+                    "reason": reason,
+                }
+            )
     write_json(unreadable, out_dir / DROPPED_FILE)
     if unreadable:
         log.warning(
