@@ -13,11 +13,13 @@ from audioclf.config.heads import LogRegConfig, SVMConfig
 from audioclf.config.schema import ParamsError
 from audioclf.evaluation.evaluate import evaluate
 from audioclf.features.extract import extract_features
+from audioclf.features.opensmile import LICENCE as OPENSMILE_LICENCE
 from audioclf.features.opensmile import missing
 from audioclf.features.table import FeatureTable, write_index
 from audioclf.models.checkpoint import load_checkpoint
 from audioclf.models.classical import SklearnHead
 from audioclf.training.classical import TooFewError, train_classical
+from audioclf.training.folds import training_runs
 
 HEADS = {
     "logreg": LogRegConfig(C=(0.001, 0.01, 0.1, 1.0)),
@@ -132,3 +134,17 @@ def test_bad_grids_are_named():
         SVMConfig(gamma=(-1.0,))
     with pytest.raises(ParamsError, match="model_params.logreg.C"):
         LogRegConfig(C=())
+
+
+@pytest.mark.parametrize("kind, norm", [("compare", "group"), ("egemaps", "global")])
+def test_runs_name_the_licence_and_the_normalisation(tiny_params, kind, norm):
+    class Table:  # what training_runs reads of a feature table
+        meta = {"frontend": {"kind": kind}}
+
+    Table.kind = kind
+    spec = tiny_params.train_spec()
+    spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, norm=norm))
+    tags = training_runs("emodb", spec, Table(), tiny_params.split, {}).tags
+    assert tags["features_licence"] == OPENSMILE_LICENCE and tags["features_kind"] == kind
+    assert tags["train_norm"] == norm
+    assert tags.get("transductive") == ("true" if norm == "group" else None)

@@ -16,7 +16,14 @@ from audioclf.config.schema import check, choice
 
 KERNELS = ("linear", "rbf")
 CLASS_WEIGHTS = ("none", "balanced")
-C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # decimals in params.yaml: YAML 1.1 reads 1e-05 as a string
+C_GRID = (
+    1e-4,
+    1e-3,
+    1e-2,
+    1e-1,
+    1.0,
+    10.0,
+)  # decimals in params.yaml: YAML 1.1 reads 1e-05 as a string
 
 
 def _check_grid(values: tuple, key: str) -> None:

@@ -23,6 +23,12 @@ METRICS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+TRANSDUCTIVE_NOTE = (
+    "† `train.norm: group`: each group (speaker) standardised on its own files, the test "
+    "groups' unlabelled files included (transductive); not comparable with a row without †."
+)
+
+
 @dataclass
 class PhaseResult:
     """What happened to one phase: ``status`` is ran, failed, skipped or not selected."""
@@ -35,6 +41,7 @@ class PhaseResult:
     values: dict[str, list[float]] = field(
         default_factory=dict
     )  # column -> one value per successful run
+    transductive: bool = False  # its inputs were normalised per group, test groups' files included
 
 
 def metric_values(metrics: dict) -> dict[str, float]:
@@ -101,7 +108,12 @@ def render(results: list[PhaseResult], *, baseline: str, header: list[str]) -> s
         cells = [_cell(r.values.get(c, []), ref.get(c) if ref else None) for c in columns]
         status = r.status + (f": {_escape(r.note)}" if r.note else "")
         runs = str(len(r.experiments)) if r.experiments else "–"
+        mark = " †" if r.transductive else ""
         lines.append(
-            f"| {_escape(r.title)} (`{r.name}`) | {runs} | " + " | ".join(cells) + f" | {status} |"
+            f"| {_escape(r.title)} (`{r.name}`){mark} | {runs} | "
+            + " | ".join(cells)
+            + f" | {status} |"
         )
+    if any(r.transductive for r in results):
+        lines += ["", TRANSDUCTIVE_NOTE]
     return "\n".join(lines) + "\n"
