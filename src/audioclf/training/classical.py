@@ -21,6 +21,7 @@ from audioclf.config.heads import LogRegConfig
 from audioclf.config.training import TrainSpec
 from audioclf.errors import UserError
 from audioclf.features.table import FeatureTable, load_split
+from audioclf.io import write_json
 from audioclf.models.checkpoint import save_checkpoint
 from audioclf.models.classical import (
     MODEL_FOLDER,
@@ -36,6 +37,8 @@ from audioclf.training.data import normalisation
 from audioclf.training.loop import MetricsLogger, evaluate_split
 
 log = logging.getLogger(__name__)
+NOTE = "not_resumable.json"
+NOTHING_TO_RESUME = "a scikit-learn head fits in seconds: a rerun fits it again"
 
 
 class TooFewError(UserError, ValueError):
@@ -57,13 +60,15 @@ def train_classical(
     checkpoint: Path,
     log_metrics: MetricsLogger,
     run_id: str | None = None,
-    **_resume,
+    *,
+    last: Path | None = None,
+    resume: dict | None = None,
 ) -> dict:
     """Fit ``spec.model``'s grid on the train split and keep the setting best on validation.
 
     Takes the arguments of :func:`audioclf.training.loop.train` (a head fits in seconds, so
-    ``last``/``resume`` are accepted and ignored: a rerun fits again) and returns the same
-    keys; ``history`` has one row per setting (``epoch``: its number in the grid, with its
+    ``resume`` is ignored and a rerun fits again; ``last``'s folder gets a note saying so, in
+    place of a resumable state) and returns the same keys; ``history`` has one row per setting (``epoch``: its number in the grid, with its
     ``C`` and ``gamma``), and ``selected`` is the setting kept.
     """
     check_pair(table.kind, spec.model, spec.model_config)
@@ -116,6 +121,13 @@ def train_classical(
         sklearn_model=MODEL_FOLDER,
         selected=setting,
     )
+    if (
+        last is not None
+    ):  # the stage's resume folder is an output: it exists, saying why it is empty
+        write_json(
+            {"model": spec.model, "resumable": False, "why": NOTHING_TO_RESUME},
+            last.with_name(NOTE),
+        )
     if mlflow.active_run() is not None:
         mlflow.set_tags({f"selected_{k}": str(v) for k, v in setting.items()})
         log_head(head.estimator)
