@@ -18,7 +18,7 @@ import logging
 import librosa
 import numpy as np
 
-from audioclf.config.features import VECTOR_KINDS, FeaturesConfig
+from audioclf.config.features import FUNCTIONALS, VECTOR_KINDS, FeaturesConfig
 from audioclf.config.frontends import AUTO_RULES, DESCRIBED, FIXED, overridden, resolve_auto
 from audioclf.data.manifest import Entry
 from audioclf.data.profile import data_profile
@@ -80,7 +80,7 @@ def frontend_fit(cfg: FeaturesConfig, profile: dict, entries: list[Entry]) -> di
         )
     seconds = cfg.segment_samples / cfg.sample_rate
     median = profile["duration_s"]["p50"]
-    if padding > PADDING_WARN:
+    if padding > PADDING_WARN and cfg.kind not in FUNCTIONALS:  # openSMILE leaves padding out
         warnings.append(
             f"{padding:.0%} of the segments' samples are {cfg.short_clips} filler ({short:.0%} of the "
             f"files are shorter than the {seconds:g}-s segment; median file {median:g} s): set "
