@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from audioclf.data.manifest import COLUMNS, Entry, read_manifest, write_manifest
@@ -34,3 +36,17 @@ def test_bad_row_is_located(tmp_path):
 def test_missing_manifest_says_which_stage(tmp_path):
     with pytest.raises(FileNotFoundError, match="dvc repro download"):
         read_manifest(tmp_path / "none.csv")
+
+
+def test_an_absolute_path_under_a_relative_root_is_described(tmp_path, monkeypatch):
+    # the archive adapters hand absolute paths; the download stage's root is relative (data/...)
+    import numpy as np
+    import soundfile as sf
+
+    from audioclf.data.manifest import describe
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data/raw/audio").mkdir(parents=True)
+    sf.write(tmp_path / "data/raw/audio/a.wav", np.zeros(800, np.float32), 8000)
+    entry = describe(tmp_path / "data/raw/audio/a.wav", Path("data/raw"), "x", "g")
+    assert entry.path == "audio/a.wav" and entry.duration == 0.1

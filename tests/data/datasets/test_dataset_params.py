@@ -104,6 +104,7 @@ def test_download_stage_writes_the_manifest(audio, tmp_path):
 
     manifest = _stage().main(
         ["--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "raw")]
+        + ["--profile", str(tmp_path / "profile.json")]
     )
     with open(manifest, newline="") as fh:
         rows = list(csv.DictReader(fh))
