@@ -88,3 +88,18 @@ def test_a_group_without_statistics_is_refused(tmp_path):
     norm = {"kind": "group", "groups": {"a": group_statistics(table)["groups"]["a"]}}
     with pytest.raises(ValueError, match=r"group\(s\) \['b'\] have no statistics"):
         load_split(table, ["b1.wav"], norm)
+
+
+def test_group_norm_warns_when_each_group_is_one_class(caplog):
+    from audioclf.data.manifest import Entry
+    from audioclf.training.folds import warn_single_class_groups
+
+    def e(label, group):
+        return Entry(path=f"{group}-{label}.wav", label=label, group=group, duration=1.0,
+                     sample_rate=8000, channels=1, sha256="0")  # fmt: skip
+
+    speakers = [e(lab, g) for g in ("s1", "s2") for lab in ("anger", "joy")]
+    assert warn_single_class_groups(speakers) == 0.0 and not caplog.records
+    recordings = [e("robin", "r1"), e("robin", "r1"), e("wren", "r2"), e("wren", "r3")]
+    assert warn_single_class_groups(recordings) == 1.0
+    assert "hold a single class" in caplog.text

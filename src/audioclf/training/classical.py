@@ -20,7 +20,7 @@ from audioclf.config.frontends import check_pair
 from audioclf.config.heads import LogRegConfig
 from audioclf.config.training import TrainSpec
 from audioclf.errors import UserError
-from audioclf.features.table import FeatureTable, load_split
+from audioclf.features.table import FeatureTable, SplitData, load_split
 from audioclf.io import write_json
 from audioclf.models.checkpoint import save_checkpoint
 from audioclf.models.classical import (
@@ -66,42 +66,16 @@ def train_classical(
 ) -> dict:
     """Fit ``spec.model``'s grid on the train split and keep the setting best on validation.
 
-    Takes the arguments of :func:`audioclf.training.loop.train` (a head fits in seconds, so
-    ``resume`` is ignored and a rerun fits again; ``last``'s folder gets a note saying so, in
-    place of a resumable state) and returns the same keys; ``history`` has one row per setting (``epoch``: its number in the grid, with its
-    ``C`` and ``gamma``), and ``selected`` is the setting kept.
+    Takes the arguments of :func:`audioclf.training.loop.train` and returns the same keys. A
+    head fits in seconds: ``resume`` is ignored and a rerun fits again; ``last``'s folder gets
+    a note saying so in place of a resumable state. ``history`` has one row per setting
+    (``epoch``: its number in the grid, with its ``C`` and ``gamma``); ``selected`` is the
+    setting kept.
     """
     check_pair(table.kind, spec.model, spec.model_config)
     norm = normalisation(table, train_paths, spec.train.norm)
     train_data, val_data = load_split(table, train_paths, norm), load_split(table, val_paths, norm)
-    x = flat(train_data.batch(np.arange(len(train_data))))  # (S, D)
-    y = train_data.y.numpy()
-    if spec.model == "svm" and (smallest := int(np.bincount(y)[np.unique(y)].min())) < PLATT_FOLDS:
-        raise TooFewError(
-            f"model=svm calibrates its probabilities on {PLATT_FOLDS} stratified folds of the "
-            f"training split, whose smallest class has {smallest} segment(s); use model=logreg, "
-            "or a split with more training clips per class"
-        )
-    n_classes, batch = len(table.labels), spec.train.batch_size
-    history, best, best_f1 = [], None, -1.0
-    for k, setting in enumerate(grid(spec.model_config), start=1):
-        head = SklearnHead(
-            build_estimator(spec.model, spec.model_config, setting, spec.seed).fit(x, y), n_classes
-        )
-        tr = evaluate_split(head, train_data, table.labels, batch)
-        va = evaluate_split(head, val_data, table.labels, batch)
-        row = {
-            "epoch": k,
-            **{f"train_{m}": tr[m] for m in ("loss", "accuracy", "macro_f1")},
-            **{f"val_{m}": va[m] for m in ("loss", "accuracy", "macro_f1")},
-            **setting,
-        }
-        history.append(row)
-        log_metrics({m: v for m, v in row.items() if isinstance(v, float)}, k)
-        log.info("train: %s %s: validation macro-F1 %.4f", spec.model, setting, va["macro_f1"])
-        if va["macro_f1"] > best_f1:
-            best, best_f1, best_k = (head, setting), va["macro_f1"], k
-    head, setting = best
+    history, (head, setting, best_k) = _fit_grid(spec, table, train_data, val_data, log_metrics)
     save_head(head.estimator, checkpoint.parent / MODEL_FOLDER)
     save_checkpoint(
         checkpoint,
@@ -116,28 +90,65 @@ def train_classical(
         frontend=table.meta["frontend"],
         frontend_key=table.frontend_key,
         epoch=best_k,
-        val_macro_f1=best_f1,
+        val_macro_f1=history[best_k - 1]["val_macro_f1"],
         mlflow_run_id=run_id,
         sklearn_model=MODEL_FOLDER,
         selected=setting,
     )
-    if (
-        last is not None
-    ):  # the stage's resume folder is an output: it exists, saying why it is empty
-        write_json(
-            {"model": spec.model, "resumable": False, "why": NOTHING_TO_RESUME},
-            last.with_name(NOTE),
-        )
+    if last is not None:  # the stage's resume folder is an output: it exists, saying why
+        note = {"model": spec.model, "resumable": False, "why": NOTHING_TO_RESUME}
+        write_json(note, last.with_name(NOTE))
     if mlflow.active_run() is not None:
         mlflow.set_tags({f"selected_{k}": str(v) for k, v in setting.items()})
         log_head(head.estimator)
     return {
         "history": history,
         "best_epoch": best_k,
-        "best_val_macro_f1": best_f1,
+        "best_val_macro_f1": history[best_k - 1]["val_macro_f1"],
         "n_parameters": n_parameters(head.estimator),
         "resumed_from_epoch": 0,
         "device": "cpu",
         "data_wait_share": 0.0,
         "selected": setting,
     }
+
+
+def _fit_grid(
+    spec: TrainSpec,
+    table: FeatureTable,
+    train_data: SplitData,
+    val_data: SplitData,
+    log_metrics: MetricsLogger,
+) -> tuple[list[dict], tuple[SklearnHead, dict, int]]:
+    """Every setting fitted on ``train_data`` and scored on both splits at file level.
+
+    Returns:
+        One history row per setting, and the best on validation: (head, setting, its number).
+    """
+    x = flat(train_data.batch(np.arange(len(train_data))))  # (S, D)
+    y = train_data.y.numpy()
+    if spec.model == "svm" and (smallest := int(np.bincount(y)[np.unique(y)].min())) < PLATT_FOLDS:
+        raise TooFewError(
+            f"model=svm calibrates its probabilities on {PLATT_FOLDS} stratified folds of the "
+            f"training split, whose smallest class has {smallest} segment(s); use model=logreg, "
+            "or a split with more training clips per class"
+        )
+    n_classes, batch = len(table.labels), spec.train.batch_size
+    history, best, best_f1 = [], None, -1.0
+    for k, setting in enumerate(grid(spec.model_config), start=1):
+        estimator = build_estimator(spec.model, spec.model_config, setting, spec.seed)
+        head = SklearnHead(estimator.fit(x, y), n_classes)
+        tr = evaluate_split(head, train_data, table.labels, batch)
+        va = evaluate_split(head, val_data, table.labels, batch)
+        row = {
+            "epoch": k,
+            **{f"train_{m}": tr[m] for m in ("loss", "accuracy", "macro_f1")},
+            **{f"val_{m}": va[m] for m in ("loss", "accuracy", "macro_f1")},
+            **setting,
+        }
+        history.append(row)
+        log_metrics({m: v for m, v in row.items() if isinstance(v, float)}, k)
+        log.info("train: %s %s: validation macro-F1 %.4f", spec.model, setting, va["macro_f1"])
+        if va["macro_f1"] > best_f1:  # strictly: a tie keeps the smaller C
+            best, best_f1 = (head, setting, k), va["macro_f1"]
+    return history, best

@@ -112,6 +112,29 @@ def norm_tags(norm: str) -> dict[str, str]:
     return {"train_norm": norm, **({"transductive": "true"} if norm == "group" else {})}
 
 
+SINGLE_CLASS_WARN = 0.5  # share of the training groups that hold one class only
+
+
+def warn_single_class_groups(entries: list) -> float:
+    """Warn when most training groups hold one class: ``train.norm: group`` then takes away what
+    a class has in common (each recording of the synthetic data is one species). Reads the
+    training split's labels for this warning only; the statistics never do. Returns the share.
+    """
+    classes: dict[str, set] = {}
+    for e in entries:
+        classes.setdefault(e.group, set()).add(e.label)
+    share = sum(len(c) == 1 for c in classes.values()) / max(len(classes), 1)
+    if share > SINGLE_CLASS_WARN:
+        log.warning(
+            "train: train.norm=group, but %.0f%% of the training split's %d groups hold a single "
+            "class: standardising each group on its own removes what its class has in common "
+            "(it suits groups holding several classes, e.g. speakers); consider train.norm=global",
+            100 * share,
+            len(classes),
+        )
+    return share
+
+
 def train_folds(
     spec: TrainSpec, table: FeatureTable, folds: list[Split], paths: FoldPaths, runs: Runs
 ) -> dict:
@@ -122,6 +145,8 @@ def train_folds(
         cross-validation the mean best validation macro-F1 and every fold's result.
     """
     remove_stale_folds(len(folds), paths)
+    if spec.train.norm == "group":
+        warn_single_class_groups(folds[0]["train"])
     files = [([e.path for e in f["train"]], [e.path for e in f["val"]]) for f in folds]
     keys = [run_key(spec, tr, va, table.labels, table.frontend_key) for tr, va in files]
     found = [find_resumable(paths.last(n), paths.best(n), key) for n, key in enumerate(keys)]
