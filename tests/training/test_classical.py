@@ -117,15 +117,22 @@ def test_c_is_chosen_on_validation_and_the_test_split_is_never_read(vectors, tin
         )
 
 
-def test_the_svm_refuses_classes_too_small_to_calibrate(vectors, tiny_params, tmp_path):
+def test_the_svm_calibrates_rare_classes_on_fewer_folds_and_refuses_singletons(
+    vectors, tiny_params, tmp_path
+):
     folder, paths = vectors
     table = FeatureTable(folder)
     rare = table.rows[table.indices(paths["train"])[0]].label
     keep = [p for p in paths["train"] if table.rows[table.indices([p])[0]].label != rare]
-    few = keep + [p for p in paths["train"] if p not in keep][:3]
-    with pytest.raises(TooFewError, match="smallest class has 3 segment"):
+    two = keep + [p for p in paths["train"] if p not in keep][:2]  # 2 calibration folds
+    result = train_classical(
+        spec_for(tiny_params, "svm"), table, two, paths["val"], tmp_path / "b.pt", print
+    )
+    assert result["best_val_macro_f1"] > 0
+    one = keep + [p for p in paths["train"] if p not in keep][:1]
+    with pytest.raises(TooFewError, match="a class has a single training segment"):
         train_classical(
-            spec_for(tiny_params, "svm"), table, few, paths["val"], tmp_path / "b.pt", print
+            spec_for(tiny_params, "svm"), table, one, paths["val"], tmp_path / "c.pt", print
         )
 
 

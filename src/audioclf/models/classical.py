@@ -34,19 +34,21 @@ MODEL_FILE = "model.skops"  # inside MODEL_FOLDER, as mlflow.sklearn names it
 # beyond skops' default trust (scikit-learn's estimators, numpy): the SVM's calibration parts
 TRUSTED = ["sklearn.calibration._CalibratedClassifier", "sklearn.calibration._SigmoidCalibration"]
 FLOOR = 1e-12  # probability floor before the logarithm
-PLATT_FOLDS = (
-    5  # stratified folds of the SVM's probability calibration (needs as many clips per class)
-)
+PLATT_FOLDS = 5  # stratified folds of the SVM's calibration (fewer where a class is rarer)
 
 
-def build_estimator(name: str, cfg: Any, setting: dict, seed: int) -> Pipeline:
+def build_estimator(
+    name: str, cfg: Any, setting: dict, seed: int, platt_folds: int = PLATT_FOLDS
+) -> Pipeline:
     """The unfitted pipeline of head ``name`` with one grid ``setting`` (``{"C", "gamma"}``).
 
     Args:
         name: ``logreg`` or ``svm``.
         cfg: its config (:mod:`audioclf.config.heads`).
         setting: the hyper-parameters chosen from the config's grid.
-        seed: seeds the solver (and the SVM's Platt-scaling folds).
+        seed: seeds the solver.
+        platt_folds: stratified folds of the SVM's probability calibration (at most the
+            smallest class's training segments, at least 2).
     """
     if name not in HEAD_CONFIGS:
         raise ValueError(f"unknown head {name!r}; allowed: {', '.join(HEAD_CONFIGS)}")
@@ -66,7 +68,7 @@ def build_estimator(name: str, cfg: Any, setting: dict, seed: int) -> Pipeline:
         # Platt scaling on 5-fold out-of-fold decisions, then one SVM on the whole split (what
         # SVC(probability=True), deprecated in scikit-learn 1.9, did): probabilities for mAP,
         # calibration and averaging a file's segments
-        clf = CalibratedClassifierCV(svm, method="sigmoid", cv=PLATT_FOLDS, ensemble=False)
+        clf = CalibratedClassifierCV(svm, method="sigmoid", cv=platt_folds, ensemble=False)
     return Pipeline([("scale", StandardScaler()), ("clf", clf)])
 
 

@@ -127,16 +127,18 @@ def _fit_grid(
     """
     x = flat(train_data.batch(np.arange(len(train_data))))  # (S, D)
     y = train_data.y.numpy()
-    if spec.model == "svm" and (smallest := int(np.bincount(y)[np.unique(y)].min())) < PLATT_FOLDS:
+    # the SVM's calibration folds: 5, or as many as the rarest class has segments (at least 2)
+    folds = min(PLATT_FOLDS, int(np.bincount(y)[np.unique(y)].min()))
+    if spec.model == "svm" and folds < 2:
         raise TooFewError(
-            f"model=svm calibrates its probabilities on {PLATT_FOLDS} stratified folds of the "
-            f"training split, whose smallest class has {smallest} segment(s); use model=logreg, "
-            "or a split with more training clips per class"
+            "model=svm calibrates its probabilities on stratified folds of the training split, "
+            "and a class has a single training segment; use model=logreg, or a split with more "
+            "training clips per class"
         )
     n_classes, batch = len(table.labels), spec.train.batch_size
     history, best, best_f1 = [], None, -1.0
     for k, setting in enumerate(grid(spec.model_config), start=1):
-        estimator = build_estimator(spec.model, spec.model_config, setting, spec.seed)
+        estimator = build_estimator(spec.model, spec.model_config, setting, spec.seed, folds)
         head = SklearnHead(estimator.fit(x, y), n_classes)
         tr = evaluate_split(head, train_data, table.labels, batch)
         va = evaluate_split(head, val_data, table.labels, batch)
