@@ -31,6 +31,8 @@ def params(raw, **over):
         ("resnet50", "imagenet"),
         ("efficientnet_b2", "imagenet"),
         ("birdnet", "birdnet"),
+        ("logreg", "compare"),
+        ("svm", "compare"),
     ],
 )
 def test_auto_is_the_front_end_the_model_was_pretrained_on(raw_params, model, kind):
@@ -78,10 +80,54 @@ def test_from_scratch_any_spectrogram_goes(raw_params):
 
 
 def test_embeddings_and_spectrogram_models_do_not_mix(raw_params):
-    with pytest.raises(ParamsError, match="only model=birdnet reads, not model=cnn"):
+    with pytest.raises(ParamsError, match="which model=cnn cannot read"):
         params(copy_of(raw_params), features__kind="birdnet")
     with pytest.raises(ParamsError, match="but model=birdnet reads BirdNET"):
         params(copy_of(raw_params), model="birdnet", features__kind="logmel")
+    with pytest.raises(ParamsError, match="but model=birdnet reads BirdNET"):
+        params(copy_of(raw_params), model="birdnet", features__kind="compare")
+
+
+@pytest.mark.parametrize(
+    "model, kind",
+    [("svm", "logmel"), ("logreg", "mfcc"), ("svm", "fbank"), ("logreg", "imagenet")],
+)
+def test_a_head_on_a_spectrogram_fails_naming_both(raw_params, model, kind):
+    with pytest.raises(ParamsError) as err:
+        params(raw_params, model=model, features__kind=kind)
+    message = str(err.value)
+    assert f"'features.kind' is '{kind}'" in message
+    assert f"but model={model} reads one vector per segment" in message
+
+
+@pytest.mark.parametrize("model", ["cnn", "vit", "cnn_se"])
+@pytest.mark.parametrize("kind", ["egemaps", "compare"])
+def test_a_network_on_functionals_fails_naming_both(raw_params, model, kind):
+    with pytest.raises(ParamsError) as err:
+        params(raw_params, model=model, features__kind=kind)
+    message = str(err.value)
+    assert f"'features.kind' is '{kind}'" in message and f"model={model} cannot read" in message
+
+
+@pytest.mark.parametrize(
+    "model, kind, dim",
+    [("svm", "egemaps", 88), ("logreg", "compare", 6373), ("svm", "birdnet", 1024)],
+)
+def test_heads_take_every_vector_front_end(raw_params, model, kind, dim):
+    p = params(raw_params, model=model, features__kind=kind)
+    assert p.features.kind == kind and p.features.shape == (1, dim, 1)
+
+
+@pytest.mark.parametrize(
+    "aug, ok", [("noise", False), ("gain", False), ("mixup", True), ("specaugment", True)]
+)
+def test_group_norm_refuses_augmentations_in_db(raw_params, aug, ok):
+    over = {"train__norm": "group", f"augment__{aug}__p": 0.5}
+    if ok:
+        assert params(raw_params, **over).train.norm == "group"
+    else:
+        with pytest.raises(ParamsError, match="train.norm=group normalises each group"):
+            params(raw_params, **over)
 
 
 def copy_of(raw):
@@ -101,6 +147,8 @@ def copy_of(raw):
         ("birdnet", "pitch_shift", False),
         ("birdnet", "specaugment", False),
         ("birdnet", "mixup", True),
+        ("svm", "gain", False),
+        ("logreg", "time_stretch", False),
         ("cnn", "noise", True),
     ],
 )

@@ -18,8 +18,8 @@ def test_repo_params_are_valid():
         (
             "model",
             "cnnn",
-            "'model' is 'cnnn'; allowed values: ast, birdnet, cnn, cnn_cbam, cnn_se, cnn_v2, efficientnet_b2, "
-            "resnet50, vit",
+            "'model' is 'cnnn'; allowed values: ast, birdnet, cnn, cnn_cbam, cnn_se, cnn_v2, efficientnet_b2, logreg, "
+            "resnet50, svm, vit",
         ),
         ("dataset", "birds", "'dataset' is 'birds'; allowed values:"),
         ("loss", "hinge", "'loss' is 'hinge'; allowed values: ce, focal, weighted_ce"),

@@ -10,7 +10,7 @@ from tests.conftest import repo_params, run
 
 from audioclf.experiments import dvc_exps, show
 from audioclf.experiments.ladder import main, plan, summarise
-from audioclf.experiments.phase_report import PhaseResult, render
+from audioclf.experiments.phase_report import TRANSDUCTIVE_NOTE, PhaseResult, render
 from audioclf.experiments.phases import PHASES, Phase
 
 
@@ -159,6 +159,20 @@ def test_summary_and_table_golden():
     assert v2[1:3] == ["1", "80.0"] and v2[9] == "5.0"  # values only: differences need intervals
     assert rows["| AST (`ast`)"][-1] == "skipped: params: 'model' is 'ast' |"
     assert "| half \\| failed (`half`) |" in table and "failed: a\\|b |" in table  # pipes escaped
+    assert "†" not in table  # no run normalised per group
+
+
+def test_a_group_normalised_phase_is_marked_next_to_its_metrics():
+    phases = [Phase("base", "CNN + CE", ("model=cnn",)), Phase("g", "CNN + group", ("model=cnn",))]
+    planned = plan(repo_params(), phases)
+    found = {
+        "base": {"metrics": {"test": {"accuracy": 0.5}, "transductive": False}},
+        "g": {"metrics": {"test": {"accuracy": 0.6}, "input_norm": "group", "transductive": True}},
+    }
+    table = render(summarise(planned, found), baseline="base", header=["h"])
+    assert "| CNN + group (`g`) † | 1 | 60.0 |" in table
+    assert "| CNN + CE (`base`) ← baseline | 1 | 50.0 |" in table
+    assert table.rstrip().endswith(TRANSDUCTIVE_NOTE)
 
 
 def test_show_keeps_the_columns_that_matter():

@@ -11,6 +11,7 @@ from audioclf.experiments.phases import (
     pretrained_problem,
 )
 from audioclf.features.birdnet import missing as birdnet_missing
+from audioclf.features.opensmile import missing as opensmile_missing
 
 
 @pytest.mark.parametrize(
@@ -54,10 +55,12 @@ def test_phases_without_weights_here_are_skipped_for_that_reason_and_the_others_
     verdicts = {
         p.name: check_phase(raw, p.overrides, cache_dir=tmp_path / "empty-hub") for p in PHASES
     }
-    assert len(verdicts) == len(PHASES) == 9  # eight rungs and the leaky-split control
+    assert len(verdicts) == len(PHASES) == 11  # ten rungs and the leaky-split control
     for phase in PHASES:
         if "model=birdnet" in phase.overrides:  # offline: only the extra is needed
             assert verdicts[phase.name] == birdnet_missing(), verdicts[phase.name]
+        elif "features.kind=compare" in phase.overrides:  # offline too: openSMILE's extra
+            assert verdicts[phase.name] == opensmile_missing(), verdicts[phase.name]
         elif "model=ast" in phase.overrides:
             assert "model_params.ast.pretrained: weights" in verdicts[phase.name]
             assert "not available locally" in verdicts[phase.name]
@@ -72,6 +75,21 @@ def test_the_birdnet_rung_is_skipped_without_its_extra_naming_it():
     assert verdict == reason  # None where the extra is installed
     if reason is not None:
         assert 'pip install -e ".[birdnet]"' in reason
+
+
+def test_the_compare_rungs_are_skipped_without_the_opensmile_extra(monkeypatch):
+    import audioclf.experiments.phases as phases
+
+    raw = repo_params()
+    names = ("compare-svm", "compare-svm-group")
+    rungs = [p for p in PHASES if p.name in names]
+    assert [p.title for p in rungs] == [
+        "ComParE + linear SVM",
+        "ComParE + linear SVM + speaker normalisation (train.norm: group, transductive)",
+    ]
+    assert all(check_phase(raw, p.overrides) == opensmile_missing() for p in rungs)
+    monkeypatch.setattr(phases, "opensmile_missing", lambda kind: f"no openSMILE for {kind}")
+    assert all(check_phase(raw, p.overrides) == "no openSMILE for compare" for p in rungs)
 
 
 def _ast(pretrained):

@@ -17,13 +17,17 @@ from audioclf.config.schema import ParamsError, check, choice
 
 AUTO = "auto"
 # logmel: (1, n_mels, T) | mfcc: (3, n_mfcc, T) | fbank: AST's Kaldi filterbanks (1, 128, T) |
-# imagenet: log-mel scaled to [0, 1] as an image | birdnet: BirdNET v2.4's 1024-d embedding
-FRONTENDS = (AUTO, "logmel", "mfcc", "fbank", "imagenet", "birdnet")
+# imagenet: log-mel scaled to [0, 1] as an image | birdnet: BirdNET v2.4's 1024-d embedding |
+# egemaps, compare: openSMILE's eGeMAPS v02 and ComParE 2016 functionals, one vector per segment
+FRONTENDS = (AUTO, "logmel", "mfcc", "fbank", "imagenet", "birdnet", "egemaps", "compare")
 SHORT_CLIPS = ("pad", "repeat")
 DEVICES = ("auto", "cpu", "cuda")
 POOLS = ("mean", "none")
 AUTO_FIELDS = ("sample_rate", "n_fft", "hop_length", "n_mels", "segment_seconds")
 BIRDNET_DIM = 1024  # BirdNET v2.4's embedding, the tensor before its classification layer
+FUNCTIONALS = {"egemaps": 88, "compare": 6373}  # openSMILE functionals per segment, by kind
+# front-ends that give one vector per segment (1, D, 1), not a spectrogram; the heads read them
+VECTOR_KINDS = ("birdnet", *FUNCTIONALS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +37,7 @@ class FeaturesConfig:
     Every field except ``batch_size``, ``workers``, ``device``, ``store_dir`` and
     ``min_coverage`` may shape the features; those that do for the kind are part of the
     cache key (:func:`audioclf.features.store.frontend_key`). ``image_size`` applies to
-    ``imagenet`` only, ``embedding_pool`` to ``birdnet`` only, ``n_mfcc`` and
+    ``imagenet`` only, ``embedding_pool`` to the vector kinds (``birdnet``, ``egemaps``, ``compare``), ``n_mfcc`` and
     ``delta_width`` to ``mfcc`` only.
     """
 
@@ -192,8 +196,8 @@ class FeaturesConfig:
     def n_frames(self) -> int:
         """Frames (the last axis) of one segment's features."""
         self.require_resolved("frame count")
-        if self.kind == "birdnet":
-            return 1  # one embedding per 3-s window
+        if self.kind in VECTOR_KINDS:
+            return 1  # one embedding per 3-s window, one vector of functionals per segment
         if self.kind == "imagenet" and self.image_size is not None:
             return self.image_size
         if self.kind == "fbank":  # Kaldi frames lie wholly inside the signal (snip_edges)
@@ -209,6 +213,8 @@ class FeaturesConfig:
             return 3, self.n_mfcc, self.n_frames  # coefficients, delta, delta-delta
         if self.kind == "birdnet":
             return 1, BIRDNET_DIM, 1
+        if self.kind in FUNCTIONALS:
+            return 1, FUNCTIONALS[self.kind], 1
         if self.kind == "imagenet" and self.image_size is not None:
             return 1, self.image_size, self.image_size
         return 1, self.n_mels, self.n_frames

@@ -2,10 +2,13 @@
 
 * ``features.kind: auto`` is the front-end the model family was pretrained on
   (:data:`MODEL_FRONTENDS`: ``ast`` -> ``fbank``, ``resnet50`` and ``efficientnet_b2`` ->
-  ``imagenet``, ``birdnet`` -> ``birdnet``), whether or not its weights are loaded; every
-  other model reads ``logmel``. It is resolved when params are loaded (:func:`for_model`),
-  so every stage sees the concrete kind. A front-end that does not fit a model with
-  pretrained weights fails there, naming both.
+  ``imagenet``, ``birdnet`` -> ``birdnet``; the scikit-learn heads ``logreg`` and ``svm`` ->
+  ``compare``, openSMILE's ComParE 2016 functionals), whether or not its weights are loaded;
+  every other model reads ``logmel``. It is resolved when params are loaded (:func:`for_model`),
+  so every stage sees the concrete kind. A front-end that does not fit the model fails
+  there, naming both: a vector (:data:`~audioclf.config.features.VECTOR_KINDS`) for a network
+  that reads spectrograms, a spectrogram for a head that reads vectors, or another
+  front-end than a pretrained model's own.
 * A pretrained front-end fixes its own values (:data:`FIXED`), whatever params say: AST's
   Kaldi filterbanks are 16 kHz, 25-ms windows, 10-ms shift, 128 bins; BirdNET reads 3-s
   windows at 48 kHz.
@@ -20,7 +23,7 @@ import dataclasses
 import math
 from typing import Any
 
-from audioclf.config.features import AUTO, FeaturesConfig
+from audioclf.config.features import AUTO, VECTOR_KINDS, FeaturesConfig
 from audioclf.config.schema import ParamsError, check
 
 # model -> the front-end its family was pretrained on (every other model: logmel)
@@ -29,12 +32,18 @@ MODEL_FRONTENDS = {
     "resnet50": "imagenet",
     "efficientnet_b2": "imagenet",
     "birdnet": "birdnet",
+    "logreg": "compare",
+    "svm": "compare",
 }
+VECTOR_MODELS = ("birdnet", "logreg", "svm")  # heads that read one vector per segment
 DESCRIBED = {
     "fbank": "Kaldi filterbanks, 16 kHz, 25-ms window, 10-ms shift, 128 bins (AST's AudioSet input)",
     "imagenet": "the log-mel as an image in [0, 1] with ImageNet's mean and std",
     "birdnet": "BirdNET v2.4's 1024-d embeddings of 3-s windows at 48 kHz",
     "logmel": "log-mel spectrograms",
+    "mfcc": "MFCC with delta and delta-delta",
+    "egemaps": "openSMILE's 88 eGeMAPS v02 functionals",
+    "compare": "openSMILE's 6373 ComParE 2016 functionals",
 }
 # what a pretrained front-end fixes, whatever params say
 FIXED: dict[str, dict[str, Any]] = {
@@ -52,7 +61,7 @@ FIXED: dict[str, dict[str, Any]] = {
 # augmentations realised on dB log-mel power (training.augment): wrong on other scales
 POWER_DOMAIN = ("gain", "noise", "background", "reverb")
 SPECTRAL = ("pitch_shift", "time_stretch", "specaugment")  # meaningless on embeddings
-NOT_DB = ("fbank", "imagenet", "birdnet")
+NOT_DB = ("fbank", "imagenet", *VECTOR_KINDS)
 
 AUTO_MAX_RATE = 22050  # auto never resamples above this (the octave above doubles the cost)
 AUTO_WINDOW_S = 0.1  # n_fft: the largest power of two within 100 ms (2048 at 22.05 kHz)
@@ -86,16 +95,25 @@ def check_pair(kind: str, model: str, model_config: Any) -> None:
     """Refuse a front-end ``kind`` that ``model`` cannot read (see :func:`for_model`)."""
     wanted = MODEL_FRONTENDS.get(model, "logmel")
     pretrained = getattr(model_config, "pretrained", None)
+    vector_models = "model=" + " | ".join(VECTOR_MODELS)
     check(
-        kind != "birdnet" or model == "birdnet",
+        kind not in VECTOR_KINDS or model in VECTOR_MODELS,
         "features.kind",
-        f"is 'birdnet' (1024-d embeddings), which only model=birdnet reads, not model={model}; "
-        "set features.kind=auto or model=birdnet",
+        f"is {kind!r} ({DESCRIBED[kind]}: one vector per segment), which model={model} cannot "
+        f"read (it reads a spectrogram); only {vector_models} read vectors; set "
+        f"features.kind=auto or choose one of those models",
     )
     check(
         model != "birdnet" or kind == "birdnet",
         "features.kind",
-        f"is {kind!r}, but model=birdnet reads {DESCRIBED['birdnet']}; set features.kind=auto",
+        f"is {kind!r}, but model=birdnet reads {DESCRIBED['birdnet']}; set features.kind=auto "
+        "(model=logreg or model=svm read openSMILE's functionals)",
+    )
+    check(
+        model not in VECTOR_MODELS or kind in VECTOR_KINDS,
+        "features.kind",
+        f"is {kind!r} ({DESCRIBED.get(kind, kind)}), but model={model} reads one vector per "
+        f"segment ({', '.join(VECTOR_KINDS)}); set features.kind=auto (for {model}: {wanted})",
     )
     check(
         not pretrained or kind == wanted,
@@ -107,21 +125,27 @@ def check_pair(kind: str, model: str, model_config: Any) -> None:
     )
 
 
-def check_augment(kind: str, augment: Any) -> None:
-    """Refuse augmentations that assume dB log-mel on a front-end of another scale.
+def check_augment(kind: str, augment: Any, norm: str = "global") -> None:
+    """Refuse augmentations that assume dB log-mel on a front-end of another scale, or on
+    features normalised per group (``train.norm: group``: no one mean maps a batch back to dB).
 
     Raises:
         ParamsError: naming the first such augmentation.
     """
-    bad = list(POWER_DOMAIN) if kind in NOT_DB else []
-    bad += list(SPECTRAL) if kind == "birdnet" else []
+    bad = list(POWER_DOMAIN) if kind in NOT_DB or norm == "group" else []
+    bad += list(SPECTRAL) if kind in VECTOR_KINDS else []
     for name in bad:
         p = getattr(augment, name).p
+        why = (
+            f"features.kind={kind} gives {DESCRIBED[kind]}"
+            if kind in NOT_DB
+            else "train.norm=group normalises each group by its own statistics"
+        )
         check(
             p == 0,
             f"augment.{name}.p",
-            f"is {p}, but augment.{name} acts on dB log-mel and features.kind={kind} gives "
-            f"{DESCRIBED[kind]}; set it to 0 (augment.mixup works on every front-end)",
+            f"is {p}, but augment.{name} acts on dB log-mel and {why}; set it to 0 "
+            "(augment.mixup works on every front-end)",
         )
 
 

@@ -1,7 +1,8 @@
 """Typed params of the models: ``model_params.<model>``, one config dataclass per family.
 
 The ``model`` param names an entry of :data:`MODEL_CONFIGS`; its builder is the entry
-of the same name in :data:`audioclf.models.MODELS`. Variants of one family share a
+of the same name in :data:`audioclf.models.MODELS` (for the scikit-learn heads ``logreg`` and
+``svm``, configured in :mod:`audioclf.config.heads`: :mod:`audioclf.models.classical`). Variants of one family share a
 config class (``cnn``, ``cnn_v2``, ``cnn_se`` and ``cnn_cbam`` differ only in their values
 in params.yaml). The configs are plain validated dataclasses, so params validate
 without importing torch or transformers.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from audioclf.config.heads import HEAD_CONFIGS
 from audioclf.config.schema import check, choice
 
 ATTENTION = ("none", "se", "cbam")  # after each conv block of AudioCNN (audioclf.models.attention)
@@ -272,4 +274,5 @@ MODEL_CONFIGS: dict[str, type] = {
     "resnet50": ResNetConfig,
     "efficientnet_b2": EfficientNetConfig,
     "birdnet": EmbeddingHeadConfig,
+    **HEAD_CONFIGS,  # logreg, svm: scikit-learn heads (audioclf.models.classical), not torch modules
 }

@@ -17,6 +17,7 @@ from audioclf.config.data import DATASETS, AuditConfig, DataConfig, SplitConfig
 from audioclf.config.evaluation import EvaluateConfig
 from audioclf.config.features import FeaturesConfig
 from audioclf.config.frontends import check_augment, for_model
+from audioclf.config.heads import HEAD_CONFIGS
 from audioclf.config.losses import LOSS_CONFIGS
 from audioclf.config.models import MODEL_CONFIGS
 from audioclf.config.schema import ParamsError, build, check, choice, coerce
@@ -114,7 +115,14 @@ def parse_params(raw: dict[str, Any]) -> Params:
     requested = sections["features"]
     # the front-end the model reads (features.kind: auto), with a pretrained one's fixed values
     sections["features"] = for_model(requested, raw["model"], model_params[raw["model"]])
-    check_augment(sections["features"].kind, sections["augment"])
+    check_augment(sections["features"].kind, sections["augment"], sections["train"].norm)
+    train = sections["train"]
+    check(
+        raw["model"] not in HEAD_CONFIGS or (train.devices == 1 and train.nodes == 1),
+        "train.devices",
+        f"model={raw['model']} is a scikit-learn head, fitted in one process: set "
+        f"train.devices=1 and train.nodes=1 (got {train.devices} and {train.nodes})",
+    )
     return Params(
         dataset=raw["dataset"],
         model=raw["model"],

@@ -16,7 +16,7 @@ SCHEDULES = ("constant", "cosine", "step")
 SAMPLERS = ("balanced", "shuffle")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 DEVICES = ("auto", "cpu", "cuda")
-NORMS = ("band", "global")
+NORMS = ("band", "global", "group")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +47,9 @@ class TrainConfig:
     amp: str = "auto"  # auto: bf16 (else fp16) on CUDA, off on CPU
     device: str = "auto"  # auto: CUDA when present
     sampler: str = "shuffle"  # balanced: classes drawn equally often (with replacement)
-    norm: str = "global"  # input statistics from the training split: global (per channel) | band
+    # input statistics: the training split's, global (per channel) | band (per channel and band); group:
+    # each group's own, per channel and band (transductive: test groups' unlabelled files are seen)
+    norm: str = "global"
     devices: Any = 1  # processes per node (an int >= 1) or "auto": every visible GPU
     nodes: int = 1  # machines; more than one process trains data-parallel under torchrun
     seed: int | None = None  # training alone; None: the top-level seed

@@ -82,7 +82,8 @@ def evaluate_folds(
     files left out, and ``flagged_test_files``, how many.
 
     ``test`` holds the headline metrics (the mean over folds for cross-validation, with
-    ``test_std``); ``buckets`` the macro-F1 of the head/mid/tail classes by training
+    ``test_std``); ``input_norm`` the checkpoints' input normalisation and ``transductive``
+    whether it saw the test files (``train.norm: group``); ``buckets`` the macro-F1 of the head/mid/tail classes by training
     count (:mod:`audioclf.evaluation.buckets`); ``test_ci`` a bootstrap interval of each over the
     pooled test files of all folds (each file is tested in exactly one fold). Buckets
     and ``per_class`` are scored on the pooled predictions.
@@ -130,10 +131,14 @@ def evaluate_folds(
         bucket_of=bucket_of,
     )
     # {low, high} rather than a pair: DVC shows nested numbers in `dvc exp show`, not lists
+    norm = folds[0]["checkpoint"]["norm"].get("kind", "global")
     summary = {
         "test_ci": {m: {"low": lo, "high": hi} for m, (lo, hi) in ci.items()},
         "n": int(len(y_true)),
         "buckets": bucket_summary(f1, support, counts, bucket_of),
+        # next to the metrics: per-group statistics saw the test groups' (unlabelled) files
+        "input_norm": norm,
+        "transductive": norm == "group",
     }
     if len(folds) == 1:
         summary["test"] = per_fold[0]

@@ -146,10 +146,13 @@ def log_evaluation(runs: Runs, out: dict, files: list[Path]) -> None:
             log.warning("evaluate: the model was logged but not registered: %s", exc)
     test, std = summary["test"], summary.get("test_std", {}).get("macro_f1")
     log.info(
-        "evaluate: %d fold(s), test accuracy %.4f, macro-F1 %.4f%s, mAP %.4f",
+        "evaluate: %d fold(s), test accuracy %.4f, macro-F1 %.4f%s, mAP %.4f%s",
         len(run_ids),
         test["accuracy"],
         test["macro_f1"],
         f" ± {std:.4f}" if cv else "",
         test["macro_map"],
+        " (train.norm=group: transductive, each group standardised on its own files)"
+        if summary.get("transductive")
+        else "",
     )

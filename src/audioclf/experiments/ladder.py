@@ -184,6 +184,7 @@ def summarise(planned: list[PlannedPhase], found: dict[str, dict]) -> list[Phase
                 failures.append(f"{name}: {outcome['error']}")
                 continue
             result.experiments.append(name)
+            result.transductive |= bool(outcome["metrics"].get("transductive"))
             for column, value in metric_values(outcome["metrics"]).items():
                 result.values.setdefault(column, []).append(value)
         if failures:

@@ -23,6 +23,11 @@ from audioclf.experiments.columns import (
 )
 from audioclf.experiments.phase_pairs import PhaseComparison, PhaseDifference
 
+TRANSDUCTIVE_NOTE = (
+    "† `train.norm: group`: each group (speaker) standardised on its own files, the test "
+    "groups' unlabelled files included (transductive); not comparable with a row without †."
+)
+
 
 @dataclass
 class PhaseResult:
@@ -36,6 +41,7 @@ class PhaseResult:
     # column -> one value per successful run
     values: dict[str, list[float]] = field(default_factory=dict)
     comparison: PhaseComparison | None = None  # against the baseline (None: the baseline itself)
+    transductive: bool = False  # its inputs were normalised per group, test groups' files included
 
 
 def _cell(values: list[float]) -> str:
@@ -138,12 +144,14 @@ def render(results: list[PhaseResult], *, baseline: str, header: list[str]) -> s
         cells = [_cell(r.values.get(c, [])) for c in columns]
         status = r.status + (f": {_escape(r.note)}" if r.note else "")
         runs = str(len(r.experiments)) if r.experiments else "–"
-        mark = " ← baseline" if r.name == baseline else ""
+        mark = (" ← baseline" if r.name == baseline else "") + (" †" if r.transductive else "")
         lines.append(
             f"| {_escape(r.title)} (`{r.name}`){mark} | {runs} | "
             + " | ".join(cells)
             + f" | {status} |"
         )
+    if any(r.transductive for r in results):
+        lines += ["", TRANSDUCTIVE_NOTE]
     return "\n".join(lines) + "\n"
 
 

@@ -5,7 +5,8 @@ and the ``-S key=value`` overrides that turn the workspace ``params.yaml`` into 
 rest of the params come from the workspace. Before anything is queued, each phase's
 params are built and validated with :func:`audioclf.config.parse_params`, so a phase
 that needs a key, model or loss this checkout lacks, or pretrained weights that are
-not on this machine (or BirdNET's model, without the ``birdnet`` extra), is reported as
+not on this machine (or BirdNET's model, without the ``birdnet`` extra; openSMILE, without the
+``opensmile`` extra), is reported as
 skipped with the reason instead of failing in the queue or vanishing from the table.
 """
 
@@ -21,6 +22,8 @@ import yaml
 
 from audioclf.config import parse_params
 from audioclf.features.birdnet import missing as birdnet_missing
+from audioclf.features.opensmile import FEATURE_SETS
+from audioclf.features.opensmile import missing as opensmile_missing
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,29 @@ PHASES: tuple[Phase, ...] = (
     ),
     # runs offline: the BirdNET v2.4 model ships in the birdnet extra (CC BY-NC-SA 4.0)
     Phase("birdnet-linear", "BirdNET embeddings + linear head", ("model=birdnet", "loss=ce")),
+    # the speech-emotion baseline: openSMILE's functionals (the opensmile extra; audEERING's
+    # research licence) and a linear SVM, C chosen on validation; then each group (speaker)
+    # standardised on its own files (transductive)
+    Phase(
+        "compare-svm",
+        "ComParE + linear SVM",
+        (
+            "model=svm",
+            "features.kind=compare",
+            "model_params.svm.kernel=linear",
+            "train.norm=global",
+        ),
+    ),
+    Phase(
+        "compare-svm-group",
+        "ComParE + linear SVM + speaker normalisation (train.norm: group, transductive)",
+        (
+            "model=svm",
+            "features.kind=compare",
+            "model_params.svm.kernel=linear",
+            "train.norm=group",
+        ),
+    ),
     # not a rung: the baseline on a split that ignores recording groups, to measure what leakage
     # adds to the test scores (compared with the baseline unpaired: its test files differ)
     Phase(
@@ -169,4 +195,6 @@ def check_phase(
         return str(err)
     if params.features.kind == "birdnet":
         return birdnet_missing()
+    if params.features.kind in FEATURE_SETS:
+        return opensmile_missing(params.features.kind)
     return pretrained_problem(resolved, cache_dir)

@@ -18,7 +18,7 @@ import logging
 import librosa
 import numpy as np
 
-from audioclf.config.features import FeaturesConfig
+from audioclf.config.features import FUNCTIONALS, VECTOR_KINDS, FeaturesConfig
 from audioclf.config.frontends import AUTO_RULES, DESCRIBED, FIXED, overridden, resolve_auto
 from audioclf.data.manifest import Entry
 from audioclf.data.profile import data_profile
@@ -31,8 +31,9 @@ TOP_TOLERANCE = 1.01  # a band top this close to the files' Nyquist frequency is
 
 
 def band_centres(cfg: FeaturesConfig) -> np.ndarray | None:
-    """Centre frequencies (Hz) of the front-end's mel bands; None for BirdNET (its bands are internal)."""
-    if cfg.kind == "birdnet":
+    """Centre frequencies (Hz) of the front-end's mel bands; None for the vector front-ends (BirdNET's
+    bands are internal; openSMILE's are its configs')."""
+    if cfg.kind in VECTOR_KINDS:
         return None
     top = cfg.sample_rate / 2 if cfg.f_max is None else cfg.f_max
     htk = cfg.kind == "fbank"  # Kaldi's mel scale is HTK's (1127 ln(1 + f / 700))
@@ -79,7 +80,7 @@ def frontend_fit(cfg: FeaturesConfig, profile: dict, entries: list[Entry]) -> di
         )
     seconds = cfg.segment_samples / cfg.sample_rate
     median = profile["duration_s"]["p50"]
-    if padding > PADDING_WARN:
+    if padding > PADDING_WARN and cfg.kind not in FUNCTIONALS:  # openSMILE leaves padding out
         warnings.append(
             f"{padding:.0%} of the segments' samples are {cfg.short_clips} filler ({short:.0%} of the "
             f"files are shorter than the {seconds:g}-s segment; median file {median:g} s): set "

@@ -4,7 +4,8 @@ The log-mel and MFCC(+delta, delta-delta) equal librosa (``power_to_db(melspectr
 ``feature.mfcc`` and ``feature.delta``) to float32 rounding, and run batched in plain torch,
 the same code on the CPU and on a GPU; ``imagenet`` is the log-mel as an image. The
 pretrained models' own front-ends live beside them: AST's Kaldi filterbanks
-(:mod:`~audioclf.features.fbank`) and BirdNET's embeddings (:mod:`~audioclf.features.birdnet`).
+(:mod:`~audioclf.features.fbank`) and BirdNET's embeddings (:mod:`~audioclf.features.birdnet`);
+openSMILE's functionals are in :mod:`~audioclf.features.opensmile`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import nn
 from audioclf.config.features import FeaturesConfig
 from audioclf.features.birdnet import BirdNetEmbedding
 from audioclf.features.fbank import KaldiFbank
+from audioclf.features.opensmile import Functionals
 
 AMIN = 1e-10  # power floor before the logarithm (librosa's power_to_db amin)
 BANDS_PER_BLOCK = 16  # bands projected together (fastest of 8 .. 32 for 128 mels, CPU and GPU)
@@ -221,6 +223,8 @@ TRANSFORMS: dict[str, type[nn.Module]] = {
     "fbank": KaldiFbank,
     "imagenet": ImageNetImage,
     "birdnet": BirdNetEmbedding,
+    "egemaps": Functionals,
+    "compare": Functionals,
 }
 
 
@@ -229,8 +233,9 @@ class FrontEnd(nn.Module):
 
     ``shape`` is (C, F, T) (:attr:`FeaturesConfig.shape`): (1, n_mels, T) for ``logmel`` and
     ``fbank``, (3, n_mfcc, T) for ``mfcc``, (1, n_mels, T) or (1, S, S) for ``imagenet``,
-    (1, 1024, 1) for ``birdnet``. ``threadsafe``: whether threads may call it at once (the
-    features stage's CPU workers do; BirdNET's interpreter is called from one thread).
+    (1, 1024, 1) for ``birdnet``, (1, D, 1) for ``egemaps`` and ``compare``. ``threadsafe``:
+    whether threads may call it at once (the features stage's CPU workers do; BirdNET's
+    interpreter and openSMILE are called from one thread).
     """
 
     def __init__(self, cfg: FeaturesConfig):

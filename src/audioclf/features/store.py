@@ -31,8 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from audioclf.config.features import FeaturesConfig
+from audioclf.config.features import VECTOR_KINDS, FeaturesConfig
 from audioclf.features.birdnet import MODEL_NAME as BIRDNET_MODEL
+from audioclf.features.opensmile import FEATURE_SETS
 
 # bump when decoding, the audio hash or a front-end changes: old entries then miss
 # (2: audio keyed by BLAKE3, not sha256; 3: on the CPU the Hann window is applied to the
@@ -47,7 +48,7 @@ ONLY_FOR = {
     "n_mfcc": ("mfcc",),
     "delta_width": ("mfcc",),
     "image_size": ("imagenet",),
-    "embedding_pool": ("birdnet",),
+    "embedding_pool": VECTOR_KINDS,
     "top_db": SPECTRAL_KINDS,
     "highpass_order": SPECTRAL_KINDS,
     **{f: (*SPECTRAL_KINDS, "fbank") for f in ("n_fft", "hop_length", "n_mels", "f_min", "f_max")},
@@ -79,9 +80,13 @@ def frontend_key(cfg: FeaturesConfig) -> str:
     False
     """
     cfg.require_resolved("store key")
-    model = (
-        {"model": BIRDNET_MODEL} if cfg.kind == "birdnet" else {}
-    )  # the network is the front-end
+    model = (  # the network, or openSMILE's feature set (its version in its name), is the front-end
+        {"model": BIRDNET_MODEL}
+        if cfg.kind == "birdnet"
+        else {"feature_set": FEATURE_SETS[cfg.kind]}
+        if cfg.kind in FEATURE_SETS
+        else {}
+    )
     blob = json.dumps(
         {**frontend_params(cfg), **model, "version": FRONTEND_VERSION}, sort_keys=True
     ).encode()

@@ -139,7 +139,9 @@ class SplitData:
         rows: (S,) table row of each segment.
         y: (S,) class ids.
         paths: the file of each segment.
-        mean, std: normalisation, broadcastable to (C, F, T).
+        mean, std: normalisation, broadcastable to (C, F, T); for per-group statistics
+            (G, C, F, 1), each segment's row chosen by ``group_of``.
+        group_of: (S,) the row of ``mean``/``std`` of each segment's group, or None.
     """
 
     table: FeatureTable
@@ -148,16 +150,19 @@ class SplitData:
     paths: list[str]
     mean: torch.Tensor
     std: torch.Tensor
+    group_of: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def batch(self, idx: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Normalised features (B, C, F, T) of the segments at positions ``idx`` of this split."""
-        x = torch.from_numpy(
-            np.asarray(self.table.data[self.rows[np.asarray(idx)]])
-        )  # (B, C, F, T)
-        return (x - self.mean) / self.std
+        idx = np.asarray(idx)
+        x = torch.from_numpy(np.asarray(self.table.data[self.rows[idx]]))  # (B, C, F, T)
+        if self.group_of is None:
+            return (x - self.mean) / self.std
+        g = torch.from_numpy(self.group_of[idx])
+        return (x - self.mean[g]) / self.std[g]  # each segment by its group's (B, C, F, 1)
 
     def prefetched(
         self, batches: list[torch.Tensor]
@@ -175,14 +180,37 @@ class SplitData:
 
 
 def load_split(table: FeatureTable, paths: list[str], norm: dict) -> SplitData:
-    """The segments of ``paths`` in the table, normalised with ``norm`` (``{"mean", "std"}``, as a
-    checkpoint stores it: see :func:`audioclf.training.loop.normalisation`)."""
+    """The segments of ``paths`` in the table, normalised with ``norm`` as a checkpoint stores it
+    (:func:`audioclf.training.data.normalisation`): ``{"mean", "std"}``, or with ``kind: group``
+    ``{"groups": {group: {"mean", "std"}}}``, each segment by its own group's.
+
+    Raises:
+        ValueError: no file of ``paths`` is in the table, or (group statistics) a segment's
+            group has none.
+    """
     rows = table.indices(paths)
     if len(rows) == 0:
         raise ValueError(
             "none of the split's files are in the feature table (did every file fail to decode?)"
         )
-    mean, std = (stat_tensor(norm[k]) for k in ("mean", "std"))
+    group_of = None
+    if norm.get("kind") == "group":
+        stats = norm["groups"]
+        names = sorted({table.rows[i].group for i in rows})
+        unknown = [g for g in names if g not in stats]
+        if unknown:
+            raise ValueError(
+                f"group(s) {unknown[:5]} have no statistics in the checkpoint (train.norm: group "
+                "takes them from the feature table it trained on); rerun training (dvc repro train)"
+            )
+        at = {g: k for k, g in enumerate(names)}
+        group_of = np.array([at[table.rows[i].group] for i in rows], dtype=np.int64)
+        mean, std = (
+            torch.tensor([stats[g][k] for g in names], dtype=torch.float32).unsqueeze(-1)
+            for k in ("mean", "std")
+        )  # (G, C, F, 1)
+    else:
+        mean, std = (stat_tensor(norm[k]) for k in ("mean", "std"))
     return SplitData(
         table,
         rows,
@@ -190,4 +218,5 @@ def load_split(table: FeatureTable, paths: list[str], norm: dict) -> SplitData:
         [table.rows[i].path for i in rows],
         mean,
         std,
+        group_of,
     )

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from audioclf.config.features import FeaturesConfig
+from audioclf.config.features import VECTOR_KINDS, FeaturesConfig
 from audioclf.data.manifest import Entry
 from audioclf.features.audio import DecodeError, load_waveform, segment
 from audioclf.features.frontends import FrontEnd
@@ -90,8 +90,9 @@ def prepare(
 
 
 def pooled(cfg: FeaturesConfig) -> bool:
-    """Whether a file's segments become one row, their mean (BirdNET's ``embedding_pool: mean``)."""
-    return cfg.kind == "birdnet" and cfg.embedding_pool == "mean"
+    """Whether a file's segments become one row, their mean (``embedding_pool: mean`` of a vector
+    front-end: BirdNET's embeddings, openSMILE's functionals)."""
+    return cfg.kind in VECTOR_KINDS and cfg.embedding_pool == "mean"
 
 
 def fill(prepared: list[Prepared], feats: np.ndarray, pool: bool = False) -> None:

@@ -1,7 +1,8 @@
 """Checkpoints that rebuild their model on their own: weights, model config, input
 shape and channels, resolved architecture (for models from pretrained weights),
 labels, input normalisation, the front-end params and the resolved training params.
-Rebuilding never loads pretrained weights."""
+Rebuilding never loads pretrained weights. A scikit-learn head's checkpoint holds all
+but the fitted pipeline, which it names: a folder beside it (:mod:`audioclf.models.classical`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from audioclf.config.heads import HEAD_CONFIGS
 from audioclf.config.models import MODEL_CONFIGS
 from audioclf.config.schema import build
 from audioclf.errors import MissingInputError, UserError
@@ -106,6 +108,10 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
             f"{path} is not an audioclf checkpoint (no known model_name); retrain"
         )
     cfg = build(MODEL_CONFIGS[name], ckpt["model_config"], f"checkpoint.model_config[{name}]")
+    if name in HEAD_CONFIGS:  # a scikit-learn head: its fitted pipeline is in a folder beside
+        from audioclf.models.classical import load_head
+
+        return load_head(path, ckpt), ckpt
     model = build_model(
         name,
         cfg,

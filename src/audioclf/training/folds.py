@@ -21,13 +21,17 @@ from pathlib import Path
 import mlflow
 
 from audioclf.config.data import SplitConfig
+from audioclf.config.heads import HEAD_CONFIGS
 from audioclf.config.schema import flatten
 from audioclf.config.training import TrainSpec
 from audioclf.data.split import Split
 from audioclf.evaluation.bootstrap import fold_summary
 from audioclf.features.birdnet import LICENCE as BIRDNET_LICENCE
+from audioclf.features.opensmile import FEATURE_SETS
+from audioclf.features.opensmile import LICENCE as OPENSMILE_LICENCE
 from audioclf.features.table import FeatureTable
 from audioclf.tracking import Runs, parent_run_id
+from audioclf.training.classical import train_classical
 from audioclf.training.curves import plot_curves, write_curves
 from audioclf.training.distributed import SINGLE, Ranks
 from audioclf.training.loop import train
@@ -75,7 +79,8 @@ def training_runs(
     """The MLflow runs of a training: named ``<model>-<loss>``, with all that shaped it as params
     (the spec and the front-end), and as tags the split, what the leakage audit let through
     (``leakage_audit``: e.g. ``near=48(warn)``, the findings that were kept, not failed), the
-    front-end's kind and, for BirdNET's embeddings, the model's licence (``model_licence``)."""
+    front-end's kind, the licence of a front-end that brings one (:func:`licence_tags`) and the
+    input normalisation (:func:`norm_tags`)."""
     params = flatten({**spec.resolved(), "features": table.meta["frontend"]})
     kept = [
         f"{name}={c['count']}({c['level']})"
@@ -87,11 +92,50 @@ def training_runs(
         "split_strategy": split.strategy,
         "leakage_audit": " ".join(kept) or "clean",
         "features_kind": table.kind,
-        **(
-            {"model_licence": f"BirdNET v2.4: {BIRDNET_LICENCE}"} if table.kind == "birdnet" else {}
-        ),
+        **licence_tags(table.kind),
+        **norm_tags(spec.train.norm),
     }
     return Runs(dataset, f"{spec.model}-{spec.loss}", params, tags)
+
+
+def licence_tags(kind: str) -> dict[str, str]:
+    """``model_licence`` for BirdNET's embeddings, ``features_licence`` for openSMILE's functionals.
+
+    >>> licence_tags("compare")
+    {'features_licence': 'audEERING research licence (openSMILE): no commercial use'}
+    """
+    if kind == "birdnet":
+        return {"model_licence": f"BirdNET v2.4: {BIRDNET_LICENCE}"}
+    return {"features_licence": OPENSMILE_LICENCE} if kind in FEATURE_SETS else {}
+
+
+def norm_tags(norm: str) -> dict[str, str]:
+    """``train_norm`` always; ``transductive: true`` for per-group statistics, which see every
+    group's unlabelled files, the test groups' too."""
+    return {"train_norm": norm, **({"transductive": "true"} if norm == "group" else {})}
+
+
+SINGLE_CLASS_WARN = 0.5  # share of the training groups that hold one class only
+
+
+def warn_single_class_groups(entries: list) -> float:
+    """Warn when most training groups hold one class: ``train.norm: group`` then takes away what
+    a class has in common (each recording of the synthetic data is one species). Reads the
+    training split's labels for this warning only; the statistics never do. Returns the share.
+    """
+    classes: dict[str, set] = {}
+    for e in entries:
+        classes.setdefault(e.group, set()).add(e.label)
+    share = sum(len(c) == 1 for c in classes.values()) / max(len(classes), 1)
+    if share > SINGLE_CLASS_WARN:
+        log.warning(
+            "train: train.norm=group, but %.0f%% of the training split's %d groups hold a single "
+            "class: standardising each group on its own removes what its class has in common "
+            "(it suits groups holding several classes, e.g. speakers); consider train.norm=global",
+            100 * share,
+            len(classes),
+        )
+    return share
 
 
 def train_folds(
@@ -113,6 +157,8 @@ def train_folds(
     if not ranks.writer:
         return _follow(spec, table, files, paths, ranks)
     remove_stale_folds(len(folds), paths)
+    if spec.train.norm == "group":
+        warn_single_class_groups(folds[0]["train"])
     keys = [
         run_key(spec, tr, va, table.labels, table.frontend_key, ranks.world) for tr, va in files
     ]
@@ -131,7 +177,8 @@ def train_folds(
     with runs.open(run_id=parent_id) as parent:
         for n, ((train_paths, val_paths), state) in enumerate(zip(files, states, strict=True)):
             with runs.open_fold(n, run_id=run_ids[n]) if cv else runs.reuse(parent) as run:
-                result = train(
+                fit = train_classical if spec.model in HEAD_CONFIGS else train
+                result = fit(
                     spec,
                     table,
                     train_paths,

@@ -144,7 +144,9 @@ def build_fit(
         optimizer,
         scheduler,
         grad_scaler(device, amp),
-        Augmenter(spec.augment, train_data.mean, train_data.std, n_classes),
+        # per-group statistics do not broadcast to a batch: the augmentations allowed with them
+        # (audioclf.config.frontends.check_augment) act on the normalised values themselves
+        Augmenter(spec.augment, *_dB_statistics(train_data), n_classes),
         device,
         amp,
         cfg,
@@ -152,3 +154,8 @@ def build_fit(
         ranks.wrap(model),
     )
     return fit, weights
+
+
+def _dB_statistics(data: SplitData) -> tuple:
+    """(mean, std) that map a split's normalised features back to dB; (0, 1) for group statistics."""
+    return (0.0, 1.0) if data.group_of is not None else (data.mean, data.std)
