@@ -88,3 +88,13 @@ def test_missing_params_file(tmp_path):
 
 def test_flatten():
     assert flatten({"a": 1, "b": {"c": 2, "d": {"e": [3]}}}) == {"a": 1, "b.c": 2, "b.d.e": [3]}
+
+
+@pytest.mark.parametrize("model", ["logreg", "svm"])
+def test_a_scikit_learn_head_refuses_more_than_one_process(model):
+    raw = load_params("params.yaml").raw
+    raw = {**raw, "model": model, "features": {**raw["features"], "kind": "compare"}}
+    parse_params(raw)  # one process: fine
+    raw["train"] = {**raw["train"], "devices": 2}
+    with pytest.raises(ParamsError, match=f"train.devices.*model={model} is a scikit-learn head"):
+        parse_params(raw)
