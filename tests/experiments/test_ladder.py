@@ -8,7 +8,7 @@ import sys
 import pytest
 from tests.conftest import repo_params, run
 
-from audioclf.experiments import dvc_exps, show
+from audioclf.experiments import dvc_exps, ladder, show
 from audioclf.experiments.ladder import main, plan, summarise
 from audioclf.experiments.phase_report import TRANSDUCTIVE_NOTE, PhaseResult, render
 from audioclf.experiments.phases import PHASES, Phase
@@ -344,3 +344,13 @@ def test_repeat_varies_the_training_seed_unless_told_otherwise(caplog, tmp_path)
     assert "dvc exp run --queue -n repeat-s42 -S loss=focal -S train.seed=42" in caplog.text
     split = repeat.main([*args, "--vary", "split"])["planned"][0].runs
     assert split["repeat-s43"] == ["loss=focal", "seed=43", "train.seed=43"]
+
+
+def test_results_are_read_from_the_commit_the_runs_were_queued_from(monkeypatch, tmp_path):
+    # a commit made while the queue ran must not hide the ladder's experiments
+    shown = []
+    monkeypatch.setattr(dvc_exps, "head", lambda cwd: "b" * 40)  # HEAD moved on
+    monkeypatch.setattr(dvc_exps, "show", lambda cwd, rev=None: shown.append(rev) or [])
+    monkeypatch.setattr(dvc_exps, "failure_reason", lambda name, cwd: "absent")
+    found = ladder.read_back(["baseline"], tmp_path, "a" * 40)
+    assert shown == ["a" * 40] and found == {"baseline": {"error": "absent"}}

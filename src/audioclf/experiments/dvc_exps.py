@@ -134,6 +134,13 @@ def collect(
     return found
 
 
-def show(cwd: Path) -> list[dict]:
-    """``dvc exp show --json`` of the current commit's experiments."""
-    return json.loads(dvc(["exp", "show", "--json"], cwd) or "[]")
+def show(cwd: Path, rev: str | None = None) -> list[dict]:
+    """``dvc exp show --json`` of the experiments of commit ``rev`` (None: the current one)."""
+    return json.loads(dvc(["exp", "show", "--json", *(["--rev", rev] if rev else [])], cwd) or "[]")
+
+
+def head(cwd: Path) -> str:
+    """The commit checked out in ``cwd``: the baseline of experiments queued from it."""
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+    ).stdout.strip()

@@ -154,11 +154,19 @@ def execute(
             f"the DVC queue already holds experiments {waiting}, which the ladder would run too; "
             f"run them (dvc queue start) or remove them (dvc queue remove --queued) first"
         )
+    base = dvc_exps.head(root)  # the experiments' baseline, wherever HEAD is when they end
     for item in planned:
         for name, overrides in item.runs.items():
             dvc_exps.dvc(dvc_exps.queue_command(name, overrides), root)
     dvc_exps.run_queue(root, jobs)
-    found = dvc_exps.collect(dvc_exps.show(root), names)
+    return read_back(names, root, base)
+
+
+def read_back(names: list[str], root: Path, base: str) -> dict[str, dict]:
+    """The named experiments of baseline commit ``base``, a failed one with its log's reason."""
+    if dvc_exps.head(root) != base:
+        log.warning("ladder: HEAD moved while it ran; reading the experiments of %s", base[:7])
+    found = dvc_exps.collect(dvc_exps.show(root, base), names)
     for name in names:
         if "error" in found.get(name, {"error": None}):
             found[name] = {"error": dvc_exps.failure_reason(name, root)}
@@ -205,13 +213,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument(
-        "--params", default="params.yaml", help="workspace params the phases start from"
-    )
+    ap.add_argument("--params", default="params.yaml", help="the params the phases start from")
     ap.add_argument("--out", default="reports/phases.md", help="the report (markdown)")
-    ap.add_argument(
-        "--seeds", type=int, default=1, help="runs per phase, seeds s, s+1, ...: mean ± std"
-    )
+    ap.add_argument("--seeds", type=int, default=1, help="runs per phase (seeds s, s+1, ...)")
     ap.add_argument(
         "--vary",
         choices=VARY,
@@ -229,15 +233,18 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument(
         "--phases", help="comma-separated phases to run (the others are still checked and listed)"
     )
-    ap.add_argument(
-        "--tag", default="", help="suffix for the experiment names, to keep an earlier ladder"
-    )
+    ap.add_argument("--tag", default="", help="experiment names' suffix (keeps an earlier ladder)")
     ap.add_argument(
         "--force", action="store_true", help="replace experiments that already have these names"
     )
     ap.add_argument("--jobs", type=int, default=1, help="experiments run at once")
     ap.add_argument(
         "--dry-run", action="store_true", help="print the plan and the skips; queue nothing"
+    )
+    ap.add_argument(
+        "--read-back",
+        metavar="COMMIT",
+        help="queue nothing: report the experiments these phases already ran from COMMIT",
     )
     args = ap.parse_args(argv)
     raw = yaml.safe_load(Path(args.params).read_text())
@@ -261,7 +268,11 @@ def main(argv: list[str] | None = None) -> dict:
             log.info("    %s", shlex.join(["dvc", *dvc_exps.queue_command(name, overrides)]))
     if args.dry_run:
         return {"planned": planned}
-    found = execute(planned, Path.cwd(), jobs=args.jobs, force=args.force)
+    if args.read_back:  # the experiments of an earlier run of these phases, queued from that commit
+        names = [name for item in planned for name in item.runs]
+        found = read_back(names, Path.cwd(), args.read_back)
+    else:
+        found = execute(planned, Path.cwd(), jobs=args.jobs, force=args.force)
     results = summarise(planned, found)
     seeds = {item.phase.name: item.seeds for item in planned}
     revs = {name: out.get("rev") or name for name, out in found.items()}
@@ -279,6 +290,7 @@ def main(argv: list[str] | None = None) -> dict:
         baseline=PHASES[0].name,
         level=cfg.ci_level,
         n_boot=cfg.bootstrap,
+        commit=args.read_back or "HEAD",
     )
     write(text, args.out)
     log.info("ladder: wrote %s", args.out)

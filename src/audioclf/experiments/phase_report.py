@@ -187,6 +187,7 @@ def report(
     baseline: str,
     level: float,
     n_boot: int,
+    commit: str = "HEAD",
 ) -> str:
     """phases.md: header, the metrics table, the comparison with the baseline, each run's
     comparison (with several seeds), then each phase's overrides and experiments.
@@ -199,9 +200,10 @@ def report(
         seeds: what the runs of a phase vary (:func:`describe_seeds`).
         baseline: the phase the others are compared with.
         level: coverage of the intervals; n_boot: resamples of the paired bootstrap.
+        commit: the experiments' baseline commit.
     """
     commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ["git", "rev-parse", "--short", commit], capture_output=True, text=True
     ).stdout.strip()
     evaluate = raw.get("evaluate") or {}
     buckets = evaluate.get("buckets") or {}
