@@ -7,9 +7,8 @@ run the queue, and write ``reports/phases.md`` from ``dvc exp show --json``.
     python -m audioclf.ladder --set train.epochs=5 --phases baseline,cnnv2-focal
     python -m audioclf.ladder --dry-run            # print the plan and the reasons for skips
 
-Phases are defined in :mod:`audioclf.experiments.phases`. One whose params do not validate in this
-checkout, or whose pretrained weights are not on this machine, is listed as skipped
-with the reason; nothing is queued for it. Every phase that ran is compared with the
+Phases are in :mod:`audioclf.experiments.phases`. One whose params do not validate here, or whose
+pretrained weights are not on this machine, is listed as skipped with the reason (not queued). Every phase that ran is compared with the
 baseline on the same test files (:mod:`audioclf.experiments.phase_pairs`): run i of a
 phase against the baseline's run i, which shares its data, split and ``train.seed``.
 """
