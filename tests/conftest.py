@@ -328,6 +328,21 @@ def mlflow_runs(root: Path) -> list:
         "'tags': r.data.tags, 'artifact_uri': r.info.artifact_uri, 'artifacts': [a.path for a in mlflow.artifacts.list_artifacts(run_id=r.info.run_id)]} "
         "for r in runs]))"
     )
+    return _mlflow_json(root, code)
+
+
+def registered_versions(root: Path, name: str = "audioclf-synthetic") -> list:
+    """Every version of the registered model ``name`` in the store at ``root``."""
+    code = (
+        "import json, mlflow; c = mlflow.MlflowClient('sqlite:///mlflow.db'); "
+        "print(json.dumps([{'version': v.version, 'tags': v.tags, 'run_id': v.run_id} "
+        f"for v in c.search_model_versions(\"name='{name}'\")]))"
+    )
+    return _mlflow_json(root, code)
+
+
+def _mlflow_json(root: Path, code: str):
+    """What ``code`` prints last as JSON, run in a fresh interpreter in ``root`` (its MLflow store)."""
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
     )

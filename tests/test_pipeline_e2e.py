@@ -7,25 +7,11 @@ MLflow store), then checks ``dvc exp show --json`` and the MLflow runs.
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from tests.conftest import mlflow_runs, run
+from tests.conftest import mlflow_runs, registered_versions, run
 
 pytestmark = pytest.mark.slow
-
-
-def registered_versions(root: Path) -> list:
-    code = (
-        "import json, mlflow; c = mlflow.MlflowClient('sqlite:///mlflow.db'); "
-        "print(json.dumps([{'version': v.version, 'tags': v.tags, 'run_id': v.run_id} "
-        "for v in c.search_model_versions(\"name='audioclf-synthetic'\")]))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def test_repro_experiments_and_tracking(project):
