@@ -1,11 +1,12 @@
 """export: the selected model (best validation macro-F1 over the folds) as ONNX, with a JSON of its
-labels, input and front-end params; checked against torch on the spot."""
+labels, input and front-end params; checked against torch on the spot. A scikit-learn head has
+no ONNX graph here: the JSON says so, and its MLflow Model serves it."""
 
 from pathlib import Path
 
 from audioclf.cli import parser, run
 from audioclf.deploy.model import load_model
-from audioclf.deploy.onnx_export import export_onnx
+from audioclf.deploy.onnx_export import export_onnx, not_exported
 
 
 def main(argv=None) -> dict:
@@ -15,7 +16,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", type=Path, required=True, help="the ONNX graph")
     ap.add_argument("--meta", type=Path, required=True, help="labels and front-end (JSON)")
     args = ap.parse_args(argv)
-    return export_onnx(load_model(args.models, split_dir=args.split), args.out, args.meta)
+    model = load_model(args.models, split_dir=args.split)
+    if model.checkpoint.get("sklearn_model"):
+        return not_exported(model, args.meta)
+    return export_onnx(model, args.out, args.meta)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import torch
 from audioclf.deploy.model import AudioModel
 from audioclf.errors import UserError
 from audioclf.features.store import frontend_params
-from audioclf.io import atomic_path
+from audioclf.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,20 @@ def example_features(model: AudioModel, batch: int, seed: int = 0) -> torch.Tens
     gen = torch.Generator().manual_seed(seed)
     windows = 0.1 * torch.randn(batch, model.features.segment_samples, generator=gen)
     return model.featurize(windows.numpy())
+
+
+def not_exported(model: AudioModel, meta_path: Path) -> dict:
+    """The JSON of a model without an ONNX graph (a scikit-learn head): what it is and why."""
+    name = model.checkpoint["model_name"]
+    meta = {
+        "model": name,
+        "labels": list(model.labels),
+        "onnx": None,
+        "reason": f"model={name} is a scikit-learn head: serve its MLflow Model (docs/deploy.md)",
+    }
+    log.warning("export: %s", meta["reason"])
+    write_json(meta, meta_path)
+    return meta
 
 
 def export_onnx(model: AudioModel, path: Path, meta_path: Path | None = None) -> dict:
