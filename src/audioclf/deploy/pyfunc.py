@@ -169,10 +169,14 @@ def requirements() -> list[str]:
 def log_model(checkpoint: Path):
     """Log ``checkpoint`` as the active run's MLflow Model (``runs:/<run id>/model``); returns its info."""
     model = from_checkpoint(checkpoint)
+    artifacts = {ARTIFACT: str(checkpoint)}
+    head = model.checkpoint.get("sklearn_model")  # a scikit-learn head's folder, beside best.pt
+    if head:
+        artifacts["sklearn_model"] = str(Path(checkpoint).parent / head)
     return mlflow.pyfunc.log_model(
         name=ARTIFACT_PATH,
         python_model=str(ENTRY),
-        artifacts={ARTIFACT: str(checkpoint)},
+        artifacts=artifacts,
         signature=SIGNATURE,
         input_example=input_example(model),
         pip_requirements=requirements(),
