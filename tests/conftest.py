@@ -102,6 +102,23 @@ def tiny_cache(tiny_dataset, tmp_path_factory):
     return cache, grouped_split(entries, {"train": 0.6, "val": 0.2, "test": 0.2}, params.seed)
 
 
+@pytest.fixture(scope="session")
+def functionals(tiny_dataset, tiny_cache, tmp_path_factory):
+    """The tiny dataset's ComParE 2016 functionals, split as ``tiny_cache``: (table folder,
+    {split: paths}). Needs the opensmile extra (CI installs it); skipped without it."""
+    from audioclf.config.features import FeaturesConfig
+    from audioclf.features.extract import extract_features
+    from audioclf.features.opensmile import missing
+
+    if missing() is not None:
+        pytest.skip(f"the opensmile extra is not installed: {missing()}")
+    root, entries = tiny_dataset
+    cfg = FeaturesConfig(kind="compare", sample_rate=16000, segment_seconds=1.0)  # as tiny_params
+    folder = tmp_path_factory.mktemp("compare") / "features"
+    extract_features(entries, root, cfg, folder, store_dir=folder.parent / "store")
+    return folder, {k: [e.path for e in v] for k, v in tiny_cache[1].items()}
+
+
 def run(cmd: list[str], cwd: Path, env: dict) -> str:
     out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     assert out.returncode == 0, (

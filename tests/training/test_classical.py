@@ -8,13 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from audioclf.config.features import FeaturesConfig
 from audioclf.config.heads import LogRegConfig, SVMConfig
 from audioclf.config.schema import ParamsError
 from audioclf.evaluation.evaluate import evaluate
-from audioclf.features.extract import extract_features
 from audioclf.features.opensmile import LICENCE as OPENSMILE_LICENCE
-from audioclf.features.opensmile import missing
 from audioclf.features.table import FeatureTable, write_index
 from audioclf.models.checkpoint import load_checkpoint
 from audioclf.models.classical import SklearnHead
@@ -53,19 +50,6 @@ def spec_for(tiny_params, name: str):
     model = "svm" if name.startswith("svm") else name
     spec = tiny_params.train_spec()
     return dataclasses.replace(spec, model=model, model_config=HEADS[name])
-
-
-@pytest.fixture(scope="module")
-def functionals(tiny_dataset, tiny_cache, tmp_path_factory):
-    """The tiny dataset's ComParE 2016 functionals (the opensmile extra; skipped without it)."""
-    if missing() is not None:
-        pytest.skip(f"the opensmile extra is not installed: {missing()}")
-    root, entries = tiny_dataset
-    cfg = FeaturesConfig(kind="compare", sample_rate=16000, segment_seconds=1.0)  # as tiny_params
-
-    folder = tmp_path_factory.mktemp("compare") / "features"
-    extract_features(entries, root, cfg, folder, store_dir=folder.parent / "store")
-    return folder, {k: [e.path for e in v] for k, v in tiny_cache[1].items()}
 
 
 @pytest.mark.parametrize("name", sorted(HEADS))

@@ -88,9 +88,28 @@ class AudioModel:
         return self.classifier(features).float().softmax(dim=1).numpy()
 
 
+def undeployable(ckpt: dict) -> str | None:
+    """Why a checkpoint cannot score new recordings on its own, or None when it can.
+
+    >>> undeployable({"norm": {"kind": "group", "groups": {}}}) is not None
+    True
+    >>> undeployable({"norm": {"mean": 0.0, "std": 1.0}}) is None
+    True
+    """
+    if (ckpt.get("norm") or {}).get("kind") == "group":
+        return (
+            "it was trained with train.norm=group, which standardises each group (speaker, site) "
+            "on that group's own files, so it has no one input normalisation for new recordings; "
+            "retrain with train.norm=global to predict, export or serve it"
+        )
+    return None
+
+
 def from_checkpoint(path: str | Path, source: str | None = None) -> AudioModel:
     """The model of one checkpoint file, with its front-end and normalisation."""
     network, ckpt = load_checkpoint(path)
+    if reason := undeployable(ckpt):
+        raise ModelError(f"checkpoint {path} cannot score new recordings: {reason}")
     if not ckpt.get("frontend"):
         raise ModelError(
             f"checkpoint {path} does not record its front-end params; retrain it (dvc repro train)"

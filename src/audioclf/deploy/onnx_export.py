@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audioclf.deploy.model import AudioModel
+from audioclf.deploy.model import AudioModel, undeployable
 from audioclf.errors import UserError
 from audioclf.features.store import frontend_params
 from audioclf.io import atomic_path, write_json
@@ -60,14 +60,23 @@ def example_features(model: AudioModel, batch: int, seed: int = 0) -> torch.Tens
     return model.featurize(windows.numpy())
 
 
-def not_exported(model: AudioModel, meta_path: Path) -> dict:
-    """The JSON of a model without an ONNX graph (a scikit-learn head): what it is and why."""
-    name = model.checkpoint["model_name"]
+def no_onnx(ckpt: dict) -> str | None:
+    """Why the export stage writes no ONNX graph for a checkpoint, or None when it does."""
+    if reason := undeployable(ckpt):
+        return reason
+    if ckpt.get("sklearn_model"):
+        name = ckpt["model_name"]
+        return f"model={name} is a scikit-learn head: serve its MLflow Model (docs/deploy.md)"
+    return None
+
+
+def not_exported(ckpt: dict, reason: str, meta_path: Path) -> dict:
+    """The JSON of a model without an ONNX graph: what it is and why."""
     meta = {
-        "model": name,
-        "labels": list(model.labels),
+        "model": ckpt["model_name"],
+        "labels": list(ckpt["labels"]),
         "onnx": None,
-        "reason": f"model={name} is a scikit-learn head: serve its MLflow Model (docs/deploy.md)",
+        "reason": reason,
     }
     log.warning("export: %s", meta["reason"])
     write_json(meta, meta_path)

@@ -22,7 +22,7 @@ import mlflow
 
 from audioclf.config.evaluation import EvaluateConfig
 from audioclf.data.split import fold_names, read_test_lists
-from audioclf.deploy.model import best_fold
+from audioclf.deploy.model import best_fold, undeployable
 from audioclf.deploy.pyfunc import log_model, register
 from audioclf.evaluation.buckets import training_counts
 from audioclf.evaluation.evaluate import evaluate_folds
@@ -119,9 +119,15 @@ def log_evaluation(runs: Runs, out: dict, files: list[Path]) -> None:
         # the selected model (best validation macro-F1) as an MLflow Model; the headline test
         # metrics are linked to it, so its registered version shows them
         selected = out["folds"][best_fold([f["checkpoint"] for f in out["folds"]])]
-        info = log_model(selected["path"])
+        if reason := undeployable(selected["checkpoint"]):
+            log.warning("evaluate: no MLflow Model logged or registered: %s", reason)
+            mlflow.set_tag("mlflow_model", f"not logged: {reason}")
+            info = None
+        else:
+            info = log_model(selected["path"])
         mlflow.log_metrics(
-            {f"test_{k}": v for k, v in summary["test"].items()}, model_id=info.model_id
+            {f"test_{k}": v for k, v in summary["test"].items()},
+            model_id=info.model_id if info else None,
         )
         mlflow.log_metrics({f"test_{k}_std": v for k, v in summary.get("test_std", {}).items()})
         mlflow.log_metrics(
@@ -141,7 +147,8 @@ def log_evaluation(runs: Runs, out: dict, files: list[Path]) -> None:
         for path in files:
             mlflow.log_artifact(str(path), "evaluation")
         try:
-            register(info.model_uri, runs.dataset, summary["test"])
+            if info:
+                register(info.model_uri, runs.dataset, summary["test"])
         except mlflow.exceptions.MlflowException as exc:  # a store without a model registry
             log.warning("evaluate: the model was logged but not registered: %s", exc)
     test, std = summary["test"], summary.get("test_std", {}).get("macro_f1")
