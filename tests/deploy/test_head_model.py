@@ -9,7 +9,6 @@ import dataclasses
 from pathlib import Path
 
 import mlflow
-import pytest
 from tests.deploy.test_pyfunc import _predict_rows, _same
 
 from audioclf.config.heads import LogRegConfig

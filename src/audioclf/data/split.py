@@ -18,7 +18,6 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold
 
 from audioclf.config.data import STRATEGIES, SplitConfig
 from audioclf.data.manifest import Entry, read_manifest, write_manifest
@@ -200,6 +199,8 @@ def make_folds(
         n_groups = len({key(e) for e in entries})
         if n_groups < k:
             raise SplitError(f"split.k={k} folds need at least {k} groups, got {n_groups}")
+        from sklearn.model_selection import StratifiedGroupKFold  # here: predict needs no sklearn
+
         cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
         labels = [e.label for e in entries]
         test_sets = [

@@ -25,7 +25,7 @@ from audioclf.cli import parser
 from audioclf.deploy import tables
 from audioclf.deploy.model import AudioModel, load_model
 from audioclf.deploy.onnx_export import use_onnxruntime
-from audioclf.deploy.predictor import Recording, Timings, predict_recordings
+from audioclf.deploy.predictor import BATCH_SIZE, Recording, Timings, predict_recordings
 from audioclf.errors import MissingInputError, UserError
 from audioclf.features.audio import EXPECTED_FORMATS
 from audioclf.features.stream import decoded_blocks
@@ -179,7 +179,7 @@ def predict_main(argv: list[str] | None = None) -> dict:
         "--overlap", type=float, default=0.0, help="seconds shared by consecutive windows"
     )
     ap.add_argument(
-        "--batch-size", type=int, default=64, help="windows per front-end and network call"
+        "--batch-size", type=int, default=BATCH_SIZE, help="windows per front-end and network call"
     )
     ap.add_argument("--workers", type=int, default=0, help="threads (0: one per core)")
     ap.add_argument(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from audioclf.errors import MissingInputError, UserError
 from audioclf.features.frontends import FrontEnd
 from audioclf.features.table import stat_tensor
 from audioclf.models.checkpoint import load_checkpoint
+from audioclf.models.inference import channels_last, for_cpu_inference
 
 CHECKPOINT = "best.pt"  # a fold's selected checkpoint in models/fold_<n>/
 ARTIFACT = "checkpoint"  # the MLflow Model's artifact that holds it
@@ -74,6 +75,10 @@ class AudioModel:
     checkpoint: dict
     source: str
     runtime: Callable[[torch.Tensor], np.ndarray] | None = None
+    # (classifier, its copy for CPU inference), made on first use and again if classifier changes
+    _fast: tuple[nn.Module, nn.Module] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @torch.inference_mode()
     def featurize(self, windows: np.ndarray) -> torch.Tensor:
@@ -85,7 +90,9 @@ class AudioModel:
         """Softmax probabilities (B, n_classes) of front-end features (B, C, F, T)."""
         if self.runtime is not None:
             return torch.from_numpy(self.runtime(features)).softmax(dim=1).numpy()
-        return self.classifier(features).float().softmax(dim=1).numpy()
+        if self._fast is None or self._fast[0] is not self.classifier:
+            self._fast = (self.classifier, for_cpu_inference(self.classifier))
+        return self._fast[1](channels_last(features)).float().softmax(dim=1).numpy()
 
 
 def undeployable(ckpt: dict) -> str | None:

@@ -28,6 +28,9 @@ from audioclf.features.stream import Window, sliding_windows
 # an input: its name and a function giving its mono blocks at a sample rate
 Source = tuple[str, Callable[[int], Iterator[np.ndarray]]]
 PREFETCH = 4  # feature batches the reader may be ahead of the network
+# windows per front-end and network call: the default cnn is fastest per window at 16-32 on
+# the CPU, and its activations at 64 pushed a 2-hour predict past 1 GB (bench-predict)
+BATCH_SIZE = 16
 
 
 @dataclass
@@ -89,7 +92,7 @@ def predict_recordings(
     sources: Iterable[Source],
     *,
     overlap_s: float = 0.0,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
     workers: int = 0,
     progress: Callable[[float], None] | None = None,
     timings: Timings | None = None,

@@ -33,7 +33,7 @@ from mlflow.models import ModelSignature
 from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
 from audioclf.deploy.model import ARTIFACT, AudioModel, from_checkpoint
-from audioclf.deploy.predictor import predict_recordings
+from audioclf.deploy.predictor import BATCH_SIZE, predict_recordings
 from audioclf.deploy.tables import detections
 from audioclf.features.audio import DecodeError
 from audioclf.features.stream import array_blocks, decoded_blocks
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 ENTRY = Path(__file__).with_name("mlflow_entry.py")  # the model's code, as MLflow logs it
 ARTIFACT_PATH = "model"  # runs:/<run id>/model
 COLUMNS = ("input", "start_s", "end_s", "label", "score", "rank", "fill", "error")
-PARAMS = {"overlap_s": 0.0, "top_k": 1, "min_score": 0.0, "batch_size": 64}
+PARAMS = {"overlap_s": 0.0, "top_k": 1, "min_score": 0.0, "batch_size": BATCH_SIZE}
 SIGNATURE = ModelSignature(
     inputs=Schema(
         [
