@@ -4,22 +4,20 @@ registers an MLflow Model, and the export stage writes a JSON saying why there i
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 from pathlib import Path
 
 import mlflow
 import pytest
+from tests.deploy.conftest import train_tiny
 
-from audioclf.config import parse_params
 from audioclf.config.evaluation import EvaluateConfig
 from audioclf.deploy.model import ModelError, load_model
 from audioclf.evaluation.evaluate import evaluate_folds
 from audioclf.evaluation.folds import log_evaluation
 from audioclf.features.table import FeatureTable
 from audioclf.tracking import Runs
-from audioclf.training.loop import train
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,25 +26,10 @@ REPO = Path(__file__).resolve().parents[2]
 def group_trained(tiny_cache, tmp_path_factory):
     """A CNN trained for two epochs on the tiny set with per-group statistics: (models folder,
     table, test files)."""
-    from tests.conftest import repo_params, shrink
-
-    params = parse_params(shrink(repo_params()))
-    params = dataclasses.replace(
-        params, train=dataclasses.replace(params.train, epochs=2, norm="group")
-    )
-    cache, splits = tiny_cache
-    paths = {name: [e.path for e in rows] for name, rows in splits.items()}
     models = tmp_path_factory.mktemp("group") / "models"
-    table = FeatureTable(cache)
-    train(
-        params.train_spec(),
-        table,
-        paths["train"],
-        paths["val"],
-        models / "fold_0" / "best.pt",
-        log_metrics=lambda metrics, step: None,
-    )
-    return models, table, paths["test"]
+    train_tiny(tiny_cache, models / "fold_0" / "best.pt", epochs=2, norm="group")
+    cache, splits = tiny_cache
+    return models, FeatureTable(cache), [e.path for e in splits["test"]]
 
 
 def test_loading_it_for_new_recordings_names_the_problem_and_the_fix(group_trained):

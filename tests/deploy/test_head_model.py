@@ -9,7 +9,7 @@ import dataclasses
 from pathlib import Path
 
 import mlflow
-from tests.deploy.test_pyfunc import _predict_rows, _same
+from tests.deploy.conftest import predict_rows, same_answers
 
 from audioclf.config.heads import LogRegConfig
 from audioclf.deploy.pyfunc import log_model
@@ -31,7 +31,7 @@ def test_the_mlflow_model_of_a_head_answers_as_predict_does(
     )
     data_root, _ = tiny_dataset
     files = [str(data_root / p) for p in paths["test"][:3]]
-    rows = _predict_rows(files, checkpoint, tmp_path / "out")
+    rows = predict_rows(files, checkpoint, tmp_path / "out")
 
     store = tmp_path / "store"
     store.mkdir()
@@ -46,4 +46,4 @@ def test_the_mlflow_model_of_a_head_answers_as_predict_does(
 
     b64 = [{"audio_base64": base64.b64encode(Path(f).read_bytes()).decode()} for f in files]
     answer = model.predict(pd.DataFrame(b64), params={"top_k": 2}).to_dict(orient="records")
-    _same(rows, files, answer)
+    same_answers(rows, files, answer)

@@ -4,7 +4,6 @@ HTTP on 127.0.0.1 -- is ``audioclf predict``'s on the same audio."""
 from __future__ import annotations
 
 import base64
-import csv
 import json
 import os
 import signal
@@ -18,8 +17,8 @@ from pathlib import Path
 import mlflow
 import pytest
 import soundfile as sf
+from tests.deploy.conftest import predict_rows, same_answers
 
-from audioclf.deploy.commands import predict_main
 from audioclf.deploy.model import load_model
 from audioclf.deploy.pyfunc import SIGNATURE, log_model, register
 from audioclf.tracking import start_run
@@ -44,27 +43,6 @@ def registry(trained, tmp_path_factory):
         yield root, run.info.run_id
 
 
-def _predict_rows(files: list[str], checkpoint: Path, out: Path) -> list[dict]:
-    predict_main([*files, "--model", str(checkpoint), "--out", str(out), "--top-k", "2"])
-    with open(out / "windows.csv", newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def _same(rows: list[dict], files: list[str], answer: list[dict]) -> None:
-    """The pyfunc's rows (input = position in ``files``) against windows.csv's, to its 6 decimals."""
-    assert len(answer) == len(rows)
-    for want, got in zip(rows, answer, strict=True):
-        assert files[int(got["input"])] == want["file"]
-        assert (got["label"], int(got["rank"]), got["fill"], got["error"]) == (
-            want["label"],
-            int(want["rank"]),
-            want["fill"],
-            "",
-        )
-        assert f"{got['start_s']:.6f}" == want["start_s"] and f"{got['end_s']:.6f}" == want["end_s"]
-        assert abs(got["score"] - float(want["score"])) <= 5e-7
-
-
 def test_the_registered_version_carries_metrics_and_the_experiment(registry):
     root, run_id = registry
     client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
@@ -83,7 +61,7 @@ def test_the_pyfunc_answers_as_audioclf_predict_does(registry, trained, tmp_path
     root, run_id = registry
     checkpoint, data_root, splits = trained
     files = [str(data_root / e.path) for e in splits["test"][:3]]
-    rows = _predict_rows(files, checkpoint, tmp_path / "out")
+    rows = predict_rows(files, checkpoint, tmp_path / "out")
     monkeypatch.chdir(root)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
@@ -93,12 +71,12 @@ def test_the_pyfunc_answers_as_audioclf_predict_does(registry, trained, tmp_path
 
     b64 = [{"audio_base64": base64.b64encode(Path(f).read_bytes()).decode()} for f in files]
     answer = model.predict(pd.DataFrame(b64), params={"top_k": 2}).to_dict(orient="records")
-    _same(rows, files, answer)
+    same_answers(rows, files, answer)
     samples = [
         {"samples": sf.read(f)[0].tolist(), "sample_rate": sf.info(f).samplerate} for f in files
     ]
     answer = model.predict(pd.DataFrame(samples), params={"top_k": 2}).to_dict(orient="records")
-    _same(rows, files, answer)
+    same_answers(rows, files, answer)
     bad = model.predict(pd.DataFrame([{"audio_base64": "bm90IGF1ZGlv"}])).to_dict(orient="records")
     assert len(bad) == 1 and bad[0]["error"].startswith("unreadable")
     # predict takes the same model by its URIs
@@ -116,7 +94,7 @@ def test_the_served_model_answers_as_audioclf_predict_does(registry, trained, tm
     root, _ = registry
     checkpoint, data_root, splits = trained
     files = [str(data_root / e.path) for e in splits["test"][:2]]
-    rows = _predict_rows(files, checkpoint, tmp_path / "out")
+    rows = predict_rows(files, checkpoint, tmp_path / "out")
     port = _free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
     env["PYTHONPATH"] = str(REPO / "src")
@@ -150,7 +128,7 @@ def test_the_served_model_answers_as_audioclf_predict_does(registry, trained, tm
         )
         with urllib.request.urlopen(request, timeout=60) as r:
             answer = json.loads(r.read())["predictions"]
-        _same(rows, files, answer)
+        same_answers(rows, files, answer)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:

@@ -1,7 +1,7 @@
 """Running a model over feature batches: device transfer, mixed precision, softmax probabilities;
 a copy of a model made faster for CPU inference (:func:`for_cpu_inference`).
 
-Shared by training (validation) and evaluation, so neither imports the other.
+Shared by training (validation), evaluation and predict, so none imports another.
 """
 
 from __future__ import annotations
