@@ -28,7 +28,7 @@ AMIN = 1e-10  # power floor before the logarithm (librosa's power_to_db amin)
 BANDS_PER_BLOCK = 16  # bands projected together (fastest of 8 .. 32 for 128 mels, CPU and GPU)
 # frames of a batch transformed together on the CPU, their arrays in the core's cache (96 .. 192 ran
 # alike; a 4-s segment's 173 at once ran up to 2x slower while other threads used the memory)
-CPU_TILE_FRAMES = 96
+CPU_TILE_FRAMES = 128
 
 
 def highpass_gain(freqs: np.ndarray, cutoff: float, order: int) -> np.ndarray:
