@@ -98,47 +98,6 @@ def test_a_failed_commit_publishes_nothing_and_leaves_no_temporary_shard(tmp_pat
     assert len(FeatureStore(tmp_path, "k", SHAPE)) == 0 and list((tmp_path / "k").iterdir()) == []
 
 
-def test_a_shard_goes_to_the_disk_while_it_is_written(tmp_path, monkeypatch):
-    """Past ``writeback_bytes`` of new data the shard is flushed in the background, and the
-    commit still publishes every entry whole."""
-    import audioclf.features.shards as shards
-
-    flushed = []
-
-    def fdatasync(fd):
-        flushed.append(os.fstat(fd).st_size)  # bytes the kernel held when the flush began
-        real_fdatasync(fd)
-
-    real_fdatasync = os.fdatasync
-    monkeypatch.setattr(shards.os, "fdatasync", fdatasync)
-    row = 4 * int(np.prod(SHAPE))
-    store = FeatureStore(tmp_path, "k", SHAPE)
-    with ShardWriter(store, writeback_bytes=2 * row) as w:
-        for i in range(6):
-            w.add(feats(1, float(i)), audio_hash=f"a{i}", file_sha256=f"f{i}")
-    assert flushed and min(flushed) >= 2 * row  # none began before two entries' bytes were written
-    again = FeatureStore(tmp_path, "k", SHAPE)
-    for i in range(6):
-        np.testing.assert_array_equal(again.read(again.by_audio[f"a{i}"]), feats(1, float(i)))
-
-
-def test_a_failed_background_flush_fails_the_commit(tmp_path, monkeypatch):
-    """A write error is reported to the first flush that sees it, here the background one:
-    the commit must raise it, not publish the shard."""
-    import audioclf.features.shards as shards
-
-    def fdatasync(fd):
-        raise OSError(5, "Input/output error")
-
-    monkeypatch.setattr(shards.os, "fdatasync", fdatasync)
-    store = FeatureStore(tmp_path, "k", SHAPE)
-    with pytest.raises(OSError, match="Input/output error"):
-        with ShardWriter(store, writeback_bytes=1) as w:
-            w.add(feats(1, 1.0), audio_hash="a", file_sha256="fa")
-            w.add(feats(1, 2.0), audio_hash="b", file_sha256="fb")
-    assert len(FeatureStore(tmp_path, "k", SHAPE)) == 0 and list((tmp_path / "k").iterdir()) == []
-
-
 def test_an_exception_discards_the_uncommitted_shard(tmp_path):
     store = FeatureStore(tmp_path, "k", SHAPE)
     with pytest.raises(KeyboardInterrupt):
