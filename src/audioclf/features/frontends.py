@@ -27,7 +27,8 @@ from audioclf.features.opensmile import Functionals
 AMIN = 1e-10  # power floor before the logarithm (librosa's power_to_db amin)
 BANDS_PER_BLOCK = 16  # bands projected together (fastest of 8 .. 32 for 128 mels, CPU and GPU)
 # frames of a batch transformed together on the CPU, their arrays in the core's cache (96 .. 192 ran
-# alike; a 4-s segment's 173 at once ran up to 2x slower while other threads used the memory)
+# alike alone, 128 best with 16 segments a call; a 4-s segment's 173 at once ran up to 2x slower
+# while other threads used the memory)
 CPU_TILE_FRAMES = 128
 
 
@@ -118,11 +119,11 @@ class LogMel(nn.Module):
         frames = padded(wave, pad, right).unfold(-1, self.n_fft, hop)  # (B, T', n_fft)
         mel = wave.new_full((held, batch * tile, self.n_mels), AMIN)  # tile k: (B * tile, n_mels)
         windowed = wave.new_empty((batch, tile, self.n_fft))  # reused by every tile
-        rows = windowed.view(batch * tile, self.n_fft)
+        frame_rows = windowed.view(batch * tile, self.n_fft)  # the tile's frames, one per row
         project = self._projection(batch * tile, wave)
         for k in range(n_tiles):
             torch.mul(frames[:, k * tile : (k + 1) * tile], self.window, out=windowed)
-            mel[k].copy_(project(torch.fft.rfft(rows)))  # spectrum (B * tile, F) to mel power
+            mel[k].copy_(project(torch.fft.rfft(frame_rows)))  # spectrum (B * tile, F) to mel power
         mel = mel.view(held, batch, tile, self.n_mels).transpose(0, 1)
         mel = mel.reshape(batch, held * tile, self.n_mels)[:, :n_frames]  # (B, T, n_mels)
         db = torch.log10(mel.clamp_min_(AMIN)).mul_(10.0).transpose(1, 2)  # (B, n_mels, T)
