@@ -3,7 +3,9 @@
 A shard's data goes to ``.<shard>.f32.tmp``, is flushed to disk and renamed to
 ``<shard>.f32``, and only then is its index written (atomically): the index is the
 proof that its entries are complete (see :mod:`audioclf.features.store`). Shard names
-carry the host and process id, so a later run knows a writer that died.
+carry the host and process id, so a later run knows a writer that died. While a shard
+is written its data is handed to the disk every ``WRITEBACK_BYTES``
+(:func:`audioclf.io.start_writeback`), so that the commit's ``fsync`` finds little left to wait for.
 """
 
 from __future__ import annotations
