@@ -94,6 +94,15 @@ def read_json(path: str | Path) -> Any:
     return json.loads(path.read_text())
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """glibc, loaded once; None where there is none (another C library, another system)."""
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
 def keep_freed_memory(mmap_threshold: int = 256 << 20) -> bool:
     """Have glibc keep freed memory for reuse instead of returning it to the system.
 
@@ -103,9 +112,8 @@ def keep_freed_memory(mmap_threshold: int = 256 << 20) -> bool:
     the process: its resident memory then stays near its peak. Returns False where
     there is no glibc (nothing changes).
     """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
+    libc = _libc()
+    if libc is None:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3
     return bool(
@@ -119,11 +127,9 @@ SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h: start writing the range's dirty pages, 
 
 @functools.cache
 def _sync_file_range():
-    try:
-        fn = ctypes.CDLL("libc.so.6", use_errno=True).sync_file_range
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn = getattr(_libc(), "sync_file_range", None)  # Linux's alone
+    if fn is not None:
+        fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
     return fn
 
 
