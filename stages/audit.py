@@ -2,11 +2,13 @@
 
 from pathlib import Path
 
-from audioclf.cli import parser, run
-from audioclf.config import load_params
-from audioclf.data.audit import audit_with, conclude
-from audioclf.data.split import read_folds
-from audioclf.io import write_json
+from audioclf.cli import parser, run, stack_imports
+
+with stack_imports():  # a broken torch/torchaudio install: one line naming the fix
+    from audioclf.config import load_params
+    from audioclf.data.audit import audit_with, conclude
+    from audioclf.data.split import read_folds
+    from audioclf.io import write_json
 
 
 def main(argv=None) -> dict:

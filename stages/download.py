@@ -2,12 +2,14 @@
 
 from pathlib import Path
 
-from audioclf.cli import parser, run
-from audioclf.config import load_params
-from audioclf.data.datasets import prepare
-from audioclf.data.manifest import write_manifest
-from audioclf.data.profile import data_profile, log_profile
-from audioclf.io import atomic_path, write_json
+from audioclf.cli import parser, run, stack_imports
+
+with stack_imports():  # a broken torch/torchaudio install: one line naming the fix
+    from audioclf.config import load_params
+    from audioclf.data.datasets import prepare
+    from audioclf.data.manifest import write_manifest
+    from audioclf.data.profile import data_profile, log_profile
+    from audioclf.io import atomic_path, write_json
 
 
 def main(argv=None) -> Path:

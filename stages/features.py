@@ -3,12 +3,14 @@
 
 from pathlib import Path
 
-from audioclf.cli import parser, run
-from audioclf.config import load_params
-from audioclf.data.manifest import read_dropped, read_manifest
-from audioclf.features.extract import CoverageError, extract_features, reproducible
-from audioclf.features.fit import fit_frontend
-from audioclf.io import project_path, write_json
+from audioclf.cli import parser, run, stack_imports
+
+with stack_imports():  # a broken torch/torchaudio install: one line naming the fix
+    from audioclf.config import load_params
+    from audioclf.data.manifest import read_dropped, read_manifest
+    from audioclf.features.extract import CoverageError, extract_features, reproducible
+    from audioclf.features.fit import fit_frontend
+    from audioclf.io import project_path, write_json
 
 
 def main(argv=None) -> dict:

@@ -3,10 +3,12 @@ reruns when its files change; DVC runs this stage every time (``always_changed``
 
 from pathlib import Path
 
-from audioclf.cli import parser, run
-from audioclf.config import load_params
-from audioclf.data.datasets.archive import fingerprint_source
-from audioclf.io import project_path, write_json
+from audioclf.cli import parser, run, stack_imports
+
+with stack_imports():  # a broken torch/torchaudio install: one line naming the fix
+    from audioclf.config import load_params
+    from audioclf.data.datasets.archive import fingerprint_source
+    from audioclf.io import project_path, write_json
 
 
 def main(argv=None) -> dict:

@@ -2,12 +2,14 @@
 
 from pathlib import Path
 
-from audioclf.cli import parser, run
-from audioclf.config import load_params
-from audioclf.data.duplicates import merge_duplicate_groups
-from audioclf.data.manifest import read_manifest
-from audioclf.data.split import split_folds, split_report, write_folds
-from audioclf.io import write_json
+from audioclf.cli import parser, run, stack_imports
+
+with stack_imports():  # a broken torch/torchaudio install: one line naming the fix
+    from audioclf.config import load_params
+    from audioclf.data.duplicates import merge_duplicate_groups
+    from audioclf.data.manifest import read_manifest
+    from audioclf.data.split import split_folds, split_report, write_folds
+    from audioclf.io import write_json
 
 
 def main(argv=None) -> dict:

@@ -3,14 +3,16 @@ from ``--resume`` (finished folds kept); more than one process reruns it under t
 
 from pathlib import Path
 
-from audioclf.cli import parser, run
-from audioclf.config import load_params
-from audioclf.data.split import read_folds
-from audioclf.features.table import FeatureTable
-from audioclf.io import read_json, write_json
-from audioclf.training.distributed import process_group
-from audioclf.training.folds import FoldPaths, train_folds, training_runs
-from audioclf.training.launch import launch_workers
+from audioclf.cli import parser, run, stack_imports
+
+with stack_imports():  # a broken torch/torchaudio install: one line naming the fix
+    from audioclf.config import load_params
+    from audioclf.data.split import read_folds
+    from audioclf.features.table import FeatureTable
+    from audioclf.io import read_json, write_json
+    from audioclf.training.distributed import process_group
+    from audioclf.training.folds import FoldPaths, train_folds, training_runs
+    from audioclf.training.launch import launch_workers
 
 
 def main(argv=None) -> dict:

@@ -60,6 +60,15 @@ def test_installed_torch_pair_is_the_pinned_one():
     assert torchaudio.__version__.split("+")[0] == pins["torchaudio"]
 
 
+# an entry point's imports, as every stage and ``audioclf <command>`` guard them
+ENTRY_POINT = (
+    "from audioclf.cli import stack_imports\n"
+    "with stack_imports():\n"
+    "    import torchaudio\n"
+    "print('usage:')"
+)
+
+
 def _fake_broken_torchaudio(root: Path, version: str = "2.11.1") -> Path:
     """A torchaudio that fails to load the way a build for another torch does."""
     pkg = root / "torchaudio"
@@ -74,12 +83,12 @@ def _fake_broken_torchaudio(root: Path, version: str = "2.11.1") -> Path:
     return root
 
 
-def test_a_stage_with_a_broken_torchaudio_fails_early_with_versions_and_fix(tmp_path):
+def test_an_entry_point_with_a_broken_torchaudio_fails_early_with_versions_and_fix(tmp_path):
     fake = _fake_broken_torchaudio(tmp_path / "site")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), str(REPO / "src")])}
     env.pop("AUDIOCLF_VERBOSE", None)
     out = subprocess.run(
-        [sys.executable, "stages/split.py", "--help"],
+        [sys.executable, "-c", ENTRY_POINT, "--help"],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -105,7 +114,7 @@ def test_verbose_keeps_the_traceback(tmp_path):
         "AUDIOCLF_VERBOSE": "1",
     }
     out = subprocess.run(
-        [sys.executable, "-c", "import audioclf"],
+        [sys.executable, "-c", ENTRY_POINT, "--help"],
         cwd=REPO,
         env=env,
         capture_output=True,

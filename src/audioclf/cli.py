@@ -5,8 +5,9 @@ with ``-v``/``--verbose`` or ``AUDIOCLF_VERBOSE=1``) and turns a
 :class:`~audioclf.errors.UserError` into one line naming the problem and the fix, and
 exit status 1, without a traceback (which ``-v`` keeps). :func:`parser` gives each
 its argument parser with ``--params`` and ``-v``; :func:`command` also exits with the
-status a ``main`` returns. :func:`console` is the ``audioclf`` command (``python -m
-audioclf``), whose subcommands are the modules in :data:`COMMANDS`.
+status a ``main`` returns; :func:`stack_imports` explains a broken install at an entry
+point's imports. :func:`console` is the ``audioclf`` command (``python -m audioclf``),
+whose subcommands are the modules in :data:`COMMANDS`.
 """
 
 from __future__ import annotations
@@ -16,21 +17,23 @@ import importlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
-from audioclf.environment import VERBOSE_ENV
+from audioclf.environment import VERBOSE_ENV, BrokenEnvironment, check_environment
 from audioclf.errors import UserError
 
 log = logging.getLogger("audioclf")
 
 # ``audioclf <command>`` -> the module whose main(argv) it runs
 COMMANDS = {
-    "ladder": (
-        "audioclf.experiments.ladder",
-        "the phase ladder as DVC experiments -> reports/phases.md",
+    "predict": (
+        "audioclf.predict",
+        "a trained model over recordings -> windows, Raven, Audacity, summary",
     ),
-    "repeat": ("audioclf.experiments.repeat", "one experiment over N seeds: mean ± std"),
+    "export": ("audioclf.export", "a trained model as ONNX, with its labels and front-end"),
+    "show": ("audioclf.experiments.show", "dvc exp show with the columns that matter"),
     "compare": (
         "audioclf.experiments.compare",
         "two runs on their test files: differences with paired intervals, McNemar",
@@ -39,31 +42,33 @@ COMMANDS = {
         "audioclf.experiments.report",
         "a run's phase report (markdown) from its DVC files and MLflow run",
     ),
-    "show": ("audioclf.experiments.show", "dvc exp show with the columns that matter"),
-    "check": ("audioclf.devtools.pipeline_check", "dvc.yaml, params.yaml and dvc.lock agree (CI)"),
-    "params-table": (
-        "audioclf.devtools.params_table",
-        "the README's params table against the code",
+    "ladder": (
+        "audioclf.experiments.ladder",
+        "the phase ladder as DVC experiments -> reports/phases.md",
     ),
-    "kill-trials": ("audioclf.devtools.kill_trials", "SIGKILL each stage at random, check reruns"),
-    "bench-features": (
-        "audioclf.devtools.feature_benchmark",
-        "the features stage against a naive librosa loop",
-    ),
-    "bench-train": (
-        "audioclf.devtools.train_benchmark",
-        "data-parallel training: samples/s and scaling efficiency on 1, 2, 4, 8 processes",
-    ),
-    "predict": (
-        "audioclf.predict",
-        "a trained model over recordings -> windows, Raven, Audacity, summary",
-    ),
-    "export": ("audioclf.export", "a trained model as ONNX, with its labels and front-end"),
-    "bench-predict": (
-        "audioclf.devtools.predict_benchmark",
-        "predict's real-time factor, memory and time shares; ONNX Runtime against torch",
-    ),
+    "repeat": ("audioclf.experiments.repeat", "one experiment over N seeds: mean ± std"),
+    "check": ("audioclf.pipeline", "dvc.yaml, params.yaml and dvc.lock agree"),
 }
+
+
+@contextmanager
+def stack_imports() -> Iterator[None]:
+    """Around an entry point's imports: when one fails because the installed stack does not load
+    together (a torchaudio built for another torch, say), exit 1 with one line naming the versions
+    and the fix (:func:`audioclf.environment.check_environment`) instead of a traceback deep in an
+    import; ``-v`` keeps the traceback. Any other import error propagates as it is.
+    """
+    try:
+        yield
+    except (ImportError, OSError) as exc:  # a missing symbol is an OSError from dlopen
+        try:
+            check_environment()
+        except BrokenEnvironment as broken:
+            if verbose(sys.argv[1:]):
+                raise broken from exc
+            print(f"audioclf: {broken}", file=sys.stderr)
+            raise SystemExit(1) from None
+        raise
 
 
 def verbose(argv: Sequence[str]) -> bool:
@@ -111,7 +116,8 @@ def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> 
     debug = verbose(argv)
     setup_logging(debug)
     try:
-        return main(argv)
+        with stack_imports():  # torch and the rest may be imported only now, by main
+            return main(argv)
     except UserError as exc:
         if debug:
             raise
@@ -139,7 +145,9 @@ def dispatch(argv: Sequence[str] | None = None) -> Any:
             print(f"\naudioclf: unknown command {argv[0]!r}", file=sys.stderr)
             raise SystemExit(2)
         return None
-    return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
+    with stack_imports():
+        module = importlib.import_module(COMMANDS[argv[0]][0])
+    return module.main(argv[1:])
 
 
 def console() -> NoReturn:

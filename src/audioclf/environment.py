@@ -2,19 +2,18 @@
 compiled dependency.
 
 A mismatched pair (torchaudio 2.11.1 beside torch 2.11.0, say) fails deep inside an
-import with ``undefined symbol``. :func:`check_environment` runs when :mod:`audioclf`
-is imported, before any stage does work, and turns such a failure into one sentence
-that names the versions installed, the versions the project pins and the command that
-fixes it. Imports only the standard library (it must work when nothing else does).
+import with ``undefined symbol``. When an entry point's import fails,
+:func:`check_environment` turns that into one sentence that names the versions
+installed, the versions the project pins and the command that fixes it (see
+:func:`audioclf.cli.stack_imports`). Imports only the standard library (it must work
+when nothing else does).
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import os
 import re
-import sys
 
 from audioclf.errors import UserError
 
@@ -70,7 +69,7 @@ def describe(failures: dict[str, BaseException]) -> str:
     return (
         f"the installed packages do not load together: {broken}. Installed: {stack}"
         + (f"; the project pins {wanted}" if wanted else "")
-        + f". Fix: reinstall the locked environment with `{FIX}` (see README, Setup)"
+        + f". Fix: reinstall the locked environment with `{FIX}` (see docs/install.md)"
         + (f", or `python -m pip install {' '.join(wanted.split(', '))}`" if wanted else "")
         + "."
     )
@@ -94,21 +93,3 @@ def check_environment(modules: dict[str, str] = COMPILED) -> None:
             failures[name] = exc
     if failures:
         raise BrokenEnvironment(describe(failures)) from None
-
-
-def print_message_only() -> None:
-    """Have an uncaught :class:`BrokenEnvironment` print as one line, not a traceback, unless
-    ``AUDIOCLF_VERBOSE`` is set (other exceptions print as before). For a process that is
-    about to die of one: a stage whose imports failed.
-    """
-    if os.environ.get(VERBOSE_ENV):
-        return
-    previous = sys.excepthook
-
-    def hook(kind, exc, tb):
-        if issubclass(kind, BrokenEnvironment):
-            print(f"audioclf: {exc}", file=sys.stderr)
-        else:
-            previous(kind, exc, tb)
-
-    sys.excepthook = hook

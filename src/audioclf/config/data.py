@@ -26,7 +26,11 @@ DATASETS = (
     "folder",
 )  # adapters: audioclf.data.datasets
 STRATEGIES = ("holdout", "official", "kfold", "logo")  # audioclf.data.split
-LEVELS = ("error", "warn", "exclude")  # what an audit finding does (see README, the leakage audit)
+LEVELS = (
+    "error",
+    "warn",
+    "exclude",
+)  # what an audit finding does (docs/pipeline.md, the leakage audit)
 
 
 @dataclasses.dataclass(frozen=True)

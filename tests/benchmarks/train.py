@@ -1,7 +1,7 @@
 """Data-parallel scaling of the training step: samples per second on 1, 2, 4, 8 processes.
 
-    python -m audioclf.devtools.train_benchmark --devices 1 2 4 8 --device cuda   # a GPU machine
-    python -m audioclf.devtools.train_benchmark --devices 1 2 --device cpu        # gloo on the CPU
+    python tests/benchmarks/train.py --devices 1 2 4 8 --device cuda   # a GPU machine
+    python tests/benchmarks/train.py --devices 1 2 --device cpu        # gloo on the CPU
 
 For each process count ``n`` it starts ``n`` processes with torch's elastic launcher (as
 ``torchrun --standalone`` does for the train stage) and runs the training's own step function
@@ -52,7 +52,7 @@ from audioclf.training.launch import threads_per_process
 from audioclf.training.optim import resolve_amp
 from audioclf.training.steps import build_fit, train_one_epoch
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("audioclf.benchmarks.train")  # shown by audioclf.cli.setup_logging
 
 
 def random_table(folder: Path, segments: int, shape: tuple[int, int, int], classes: int) -> Path:

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from audioclf.devtools.pipeline_check import lock_problems, params_problems
+from audioclf.pipeline import lock_problems, params_problems
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
 # modules every stage imports that shape no output (the install check, logging and exit status, the
 # exception classes): declaring them would rerun the whole pipeline, a 2-hour training included, for a

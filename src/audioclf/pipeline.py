@@ -1,6 +1,6 @@
 """Consistency of the DVC pipeline with the code and params, for CI.
 
-``python -m audioclf.devtools.pipeline_check`` exits non-zero, listing each problem, when
+``audioclf check`` exits non-zero, listing each problem, when
 
 * a params key named in ``dvc.yaml`` is missing from ``params.yaml``;
 * a key of ``params.yaml`` is read by no stage (a dead flag);

@@ -1,7 +1,7 @@
 """``audioclf predict`` on long recordings: real-time factor, peak memory, where the time goes,
 and ONNX Runtime against torch on the same windows.
 
-    python -m audioclf.devtools.predict_benchmark [--hours 1] [--memory-minutes 10 120]
+    python tests/benchmarks/predict.py [--hours 1] [--memory-minutes 10 120]
 
 The model is the default ``cnn`` (``model_params.cnn`` of params.yaml, seeded weights: speed
 does not depend on what it learned) with the default front-end, saved as a checkpoint and
@@ -47,7 +47,7 @@ from audioclf.models import build_model
 from audioclf.models.checkpoint import save_checkpoint
 from audioclf.models.inference import channels_last, for_cpu_inference
 
-log = logging.getLogger("audioclf.devtools.predict_benchmark")  # also when run as __main__
+log = logging.getLogger("audioclf.benchmarks.predict")  # shown by audioclf.cli.setup_logging
 N_LABELS = 24  # the default synthetic dataset's species
 
 
@@ -108,7 +108,7 @@ def _child(args: argparse.Namespace) -> dict:
 
 
 def _measure(args: argparse.Namespace, file: Path, backend: str = "torch") -> dict:
-    cmd = [sys.executable, "-m", "audioclf.devtools.predict_benchmark", "--child", str(file)]
+    cmd = [sys.executable, __file__, "--child", str(file)]
     cmd += ["--backend", backend]
     cmd += ["--checkpoint", str(args.checkpoint), "--warmup", str(args.warmup)]
     cmd += ["--batch-size", str(args.batch_size), "--workers", str(args.workers)]

@@ -1,7 +1,7 @@
 """Kill every stage at random moments and check that a rerun gives what an uninterrupted run gives.
 
-    audioclf kill-trials --work /tmp/kills --params small.yaml --trials 5     # every stage
-    audioclf kill-trials --work /tmp/kills --params small.yaml --stages features,train
+    python tests/benchmarks/kill_trials.py --work /tmp/kills --params small.yaml --trials 5     # every stage
+    python tests/benchmarks/kill_trials.py --work /tmp/kills --params small.yaml --stages features,train
 
 In a throw-away copy of the repository (``--work``; tracked files only, with
 ``--params`` as its params.yaml: a small dataset keeps it quick), the pipeline first runs once uninterrupted and
@@ -29,7 +29,7 @@ import yaml
 
 from audioclf.cli import command
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("audioclf.benchmarks.kill_trials")  # shown by audioclf.cli.setup_logging
 REPO = Path(__file__).resolve().parents[3]
 # outputs compared per stage (store hits and MLflow runs are left out: they depend on history)
 OUTPUTS = {
