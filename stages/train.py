@@ -1,6 +1,7 @@
 """train: fit on each fold's train list, select by validation macro-F1; a killed run resumes
 from ``--resume`` (finished folds kept); more than one process reruns it under torchrun."""
 
+import os
 from pathlib import Path
 
 from audioclf.cli import parser, run, stack_imports
@@ -12,7 +13,7 @@ with stack_imports():  # a broken torch/torchaudio install: one line naming the 
     from audioclf.io import read_json, write_json
     from audioclf.training.distributed import process_group
     from audioclf.training.folds import FoldPaths, train_folds, training_runs
-    from audioclf.training.launch import launch_workers
+    from audioclf.training.launch import worker_command
 
 
 def main(argv=None) -> dict:
@@ -26,8 +27,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--leakage", required=True, help="the audit's report (its findings: run tags)")
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    if launch_workers(params.train, __file__, argv):  # they train; their rank 0 wrote the summary
-        return read_json(args.summary)
+    workers = worker_command(params.train, __file__, argv)
+    if workers:  # this process becomes torchrun; its workers rerun this script
+        os.execve(workers[0][0], *workers)
     spec, table = params.train_spec(), FeatureTable(args.features)
     runs = training_runs(params.dataset, spec, table, params.split, read_json(args.leakage))
     folds, paths = read_folds(args.split), FoldPaths(args.models, args.resume, args.curves)

@@ -1,7 +1,7 @@
 """Data-parallel training: the sharded epoch order, the params, and the train stage run by
 torchrun with 2 gloo processes on the CPU (it learns, writes one checkpoint and one MLflow run,
-repeats itself exactly, and resumes a killed run to the uninterrupted result), and by 1 process
-exactly as without torchrun."""
+resumes a killed run to the uninterrupted result, and two nodes joined by torchrun's static
+rendezvous repeat it exactly), and by 1 process exactly as without torchrun."""
 
 import json
 import os
@@ -153,18 +153,16 @@ EPOCHS = dict(epochs=12, patience=12, devices=2)
 
 @pytest.fixture(scope="module")
 def two_processes(tiny_cache, tmp_path_factory):
-    """The stage run twice with 2 gloo processes: by torchrun, and launching itself."""
+    """The stage as DVC runs it with 2 gloo processes: it replaces itself with torchrun."""
     cache, splits = tiny_cache
-    root = tmp_path_factory.mktemp("ddp")
-    dirs = [_workdir(root / name, cache, splits, **EPOCHS) for name in ("torchrun", "stage")]
-    _finish(_train(dirs[0], nproc=2))
-    _finish(_train(dirs[1]))
-    return dirs, splits
+    cwd = _workdir(tmp_path_factory.mktemp("ddp") / "stage", cache, splits, **EPOCHS)
+    _finish(_train(cwd))
+    return cwd, splits
 
 
 @pytest.mark.slow
 def test_two_processes_learn_and_write_one_checkpoint_and_one_run(two_processes):
-    (cwd, _), splits = two_processes
+    cwd, splits = two_processes
     summary = json.loads((cwd / "train.json").read_text())
     table = FeatureTable(cwd / "features")
     chance = 1 / len(table.labels)
@@ -177,22 +175,13 @@ def test_two_processes_learn_and_write_one_checkpoint_and_one_run(two_processes)
     (run,) = _runs(cwd)
     assert run.info.status == "FINISHED" and run.data.tags["processes"] == "2"
     history = _client(cwd).get_metric_history(run.info.run_id, "val_macro_f1")
-    assert sorted(m.step for m in history) == list(range(1, 13))
+    assert sorted(m.step for m in history) == list(range(1, EPOCHS["epochs"] + 1))
     assert run.data.params["train.devices"] == "2"
 
 
 @pytest.mark.slow
-def test_two_launches_give_identical_metrics(two_processes):
-    (a, b), _ = two_processes
-    for name in ("train.json", "curves/fold_0.csv"):
-        assert (a / name).read_text() == (b / name).read_text(), name
-    curve = (a / "curves/fold_0.csv").read_text().splitlines()
-    assert len(curve) == 13
-
-
-@pytest.mark.slow
 def test_a_killed_run_resumes_to_the_uninterrupted_result(two_processes, tmp_path):
-    (done, _), _ = two_processes
+    done, _ = two_processes
     cwd = _workdir(tmp_path / "killed", done / "features", _splits(done), **EPOCHS)
     proc = _train(cwd)
     last = cwd / "resume/fold_0/last.pt"
@@ -219,7 +208,7 @@ def _splits(cwd: Path) -> dict:
 @pytest.mark.slow
 def test_one_process_under_torchrun_trains_as_without_it(tiny_cache, tmp_path):
     cache, splits = tiny_cache
-    dirs = [_workdir(tmp_path / n, cache, splits, epochs=3) for n in ("torchrun", "plain")]
+    dirs = [_workdir(tmp_path / n, cache, splits, epochs=2) for n in ("torchrun", "plain")]
     procs = [_train(dirs[0], nproc=1), _train(dirs[1])]
     for proc in procs:
         _finish(proc)
@@ -232,7 +221,7 @@ def test_one_process_under_torchrun_trains_as_without_it(tiny_cache, tmp_path):
 def test_two_nodes_train_as_two_processes_on_one(two_processes, tmp_path):
     """Two "nodes" of one process each on this machine, joined by torchrun's static rendezvous:
     node 0 is the stage (as DVC runs it), node 1 the torchrun command node 0 logs for it."""
-    (done, _), _ = two_processes
+    done, _ = two_processes
     settings = {**EPOCHS, "devices": 1, "nodes": 2}
     nodes = [
         _workdir(tmp_path / f"node{k}", done / "features", _splits(done), **settings)

@@ -1,8 +1,8 @@
 """The train stage's data-parallel workers, started with torchrun from the stage itself.
 
-With ``train.devices`` x ``train.nodes`` above one, :func:`launch_workers` runs
-``torch.distributed.run`` (torchrun) in the stage's own process, so the stage stays one
-command in ``dvc.yaml``: torchrun starts ``train.devices`` copies of the stage script on this
+With ``train.devices`` x ``train.nodes`` above one, the train stage becomes
+``torch.distributed.run`` (torchrun), so the stage stays one command in ``dvc.yaml``:
+torchrun starts ``train.devices`` copies of the stage script on this
 machine, with the same arguments, and waits for them. Each joins the process group
 (:func:`audioclf.training.distributed.process_group`) and trains its share; rank 0 writes
 the outputs. On one machine the rendezvous is torchrun's ``--standalone`` one (a free
@@ -12,6 +12,10 @@ torchrun's static one at ``PET_MASTER_ADDR:PET_MASTER_PORT`` (torchrun's own
 environment variables); every other machine starts its processes with the ``torchrun``
 command this module logs (see docs/scaling.md). Each CPU process gets an equal share of
 the cores (``OMP_NUM_THREADS``, unless set).
+
+The stage does not run torchrun in its own process (torchrun sets signal handlers and
+environment variables for the whole process): it replaces itself (:func:`os.execve`) with
+:func:`worker_command`'s command, this module's :func:`main`.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from audioclf.config.training import TrainConfig
 from audioclf.errors import UserError
 from audioclf.training.distributed import in_worker, processes_per_node
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("audioclf.training.launch")  # also as python -m
 
 
 def threads_per_process(nproc: int) -> int:
@@ -60,8 +64,16 @@ def torchrun_args(cfg: TrainConfig, node_rank: int = 0) -> list[str]:
     return [*args, f"--node-rank={node_rank}", f"--master-addr={master}", f"--master-port={port}"]
 
 
-def launch_workers(cfg: TrainConfig, script: str, argv: Sequence[str] | None) -> bool:
-    """Run ``script argv`` under torchrun if ``cfg`` asks for more than one process.
+def worker_command(
+    cfg: TrainConfig, script: str, argv: Sequence[str] | None
+) -> tuple[list[str], dict[str, str]] | None:
+    """The command line and environment that run ``script argv`` under torchrun, if ``cfg`` asks
+    for more than one process.
+
+    The train stage replaces itself with this command (``os.execve``): torchrun then gets DVC's
+    signals directly and stops its workers, and no setting of the stage's own process changes.
+    The environment is this one plus an equal share of the cores per process
+    (``OMP_NUM_THREADS``, unless set: torchrun alone would give each process one thread).
 
     Args:
         cfg: the ``train`` params (``devices``, ``nodes``, ``device``).
@@ -69,16 +81,11 @@ def launch_workers(cfg: TrainConfig, script: str, argv: Sequence[str] | None) ->
         argv: its arguments (None: this process's).
 
     Returns:
-        True once the workers finished (their rank 0 wrote the outputs); False when this
-        process should train by itself: one process asked for, or already a worker.
-
-    Raises:
-        WorkersFailed: a process failed (each logs its own error).
-        SystemExit: the stage was stopped by a signal (``128 + signal``); torchrun stopped
-            the workers, and a rerun resumes after the last finished epoch.
+        ``(argv, env)`` for :func:`os.execve`, or None when this process should train by
+        itself: one process asked for, or already a worker.
     """
     if in_worker() or processes_per_node(cfg) * cfg.nodes == 1:
-        return False
+        return None
     args = torchrun_args(cfg)
     command = [script, *(sys.argv[1:] if argv is None else argv)]
     if cfg.nodes > 1:
@@ -87,11 +94,18 @@ def launch_workers(cfg: TrainConfig, script: str, argv: Sequence[str] | None) ->
             "train: start nodes 1..%d with (their --node-rank each): %s", cfg.nodes - 1, others
         )
     log.info("train: %s", shlex.join(["torchrun", *args, *command]))
-    set_threads = "OMP_NUM_THREADS" not in os.environ
-    if set_threads:  # torchrun would give each process one thread
-        os.environ["OMP_NUM_THREADS"] = str(threads_per_process(processes_per_node(cfg)))
+    threads = str(threads_per_process(processes_per_node(cfg)))
+    env = {"OMP_NUM_THREADS": threads, **os.environ}
+    return [sys.executable, "-m", __name__, *args, *command], env
+
+
+def main(argv: list[str]) -> int:
+    """torchrun with ``argv`` (its options, the script, the script's arguments), its failures
+    as one line each: a failed worker (:class:`WorkersFailed`), a signal (exit ``128 + signal``,
+    after torchrun stopped the workers; a rerun resumes after the last finished epoch).
+    """
     try:
-        torchrun.run(torchrun.parse_args([*args, *command]))
+        torchrun.run(torchrun.parse_args(argv))
     except ChildFailedError as exc:
         failed = ", ".join(f"rank {r}: exit code {f.exitcode}" for r, f in exc.failures.items())
         raise WorkersFailed(
@@ -100,8 +114,11 @@ def launch_workers(cfg: TrainConfig, script: str, argv: Sequence[str] | None) ->
         ) from None
     except SignalException as exc:
         log.error("train: stopped by signal %d; a rerun resumes after the last epoch", exc.sigval)
-        raise SystemExit(128 + exc.sigval) from None
-    finally:
-        if set_threads:
-            del os.environ["OMP_NUM_THREADS"]
-    return True
+        return 128 + exc.sigval
+    return 0
+
+
+if __name__ == "__main__":  # the process worker_command execs: torchrun's own, so its
+    from audioclf.cli import command  # signal handlers and environment are its own too
+
+    command(main)
