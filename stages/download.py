@@ -9,7 +9,7 @@ with stack_imports():  # a broken torch/torchaudio install: one line naming the 
     from audioclf.data.datasets import prepare
     from audioclf.data.manifest import write_manifest
     from audioclf.data.profile import data_profile, log_profile
-    from audioclf.io import atomic_path, write_json
+    from audioclf.io import atomic_path, repo_root, write_json
 
 
 def main(argv=None) -> Path:
@@ -20,7 +20,7 @@ def main(argv=None) -> Path:
     params = load_params(args.params)
     with atomic_path(args.out) as tmp:
         tmp.mkdir()
-        entries = prepare(params.dataset, params.data, params.seed, tmp)
+        entries = prepare(params.dataset, params.located(repo_root()).data, params.seed, tmp)
         write_manifest(entries, tmp / "manifest.csv")
     profile = data_profile(entries)
     log_profile(profile)

@@ -10,7 +10,7 @@ with stack_imports():  # a broken torch/torchaudio install: one line naming the 
     from audioclf.data.manifest import read_dropped, read_manifest
     from audioclf.features.extract import CoverageError, extract_features, reproducible
     from audioclf.features.fit import fit_frontend
-    from audioclf.io import project_path, write_json
+    from audioclf.io import repo_root, write_json
 
 
 def main(argv=None) -> dict:
@@ -22,7 +22,7 @@ def main(argv=None) -> dict:
     params = load_params(args.params)
     entries, dropped = read_manifest(args.manifest), read_dropped(args.manifest)  # left out
     cfg, frontend = fit_frontend(params.requested_features, params.features, entries, params.model)
-    store = project_path(cfg.store_dir)
+    store = repo_root() / cfg.store_dir  # shared by experiments run in copies of the repo
     try:
         report = extract_features(
             entries, args.manifest.parent, cfg, args.out, store_dir=store, dropped=dropped

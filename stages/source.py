@@ -8,15 +8,15 @@ from audioclf.cli import parser, run, stack_imports
 with stack_imports():  # a broken torch/torchaudio install: one line naming the fix
     from audioclf.config import load_params
     from audioclf.data.datasets.archive import fingerprint_source
-    from audioclf.io import project_path, write_json
+    from audioclf.io import repo_root, write_json
 
 
 def main(argv=None) -> dict:
     ap = parser(__doc__)
     ap.add_argument("--out", type=Path, required=True, help="the fingerprint (JSON)")
     args = ap.parse_args(argv)
-    archive = load_params(args.params).data.archive
-    found = fingerprint_source(project_path(archive)) if archive else {}
+    archive = load_params(args.params).data.archive  # as written: the report is machine-free
+    found = fingerprint_source(repo_root() / Path(archive).expanduser()) if archive else {}
     report = {"archive": archive, **found}
     write_json(report, args.out)
     return report

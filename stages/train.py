@@ -10,9 +10,10 @@ with stack_imports():  # a broken torch/torchaudio install: one line naming the 
     from audioclf.config import load_params
     from audioclf.data.split import read_folds
     from audioclf.features.table import FeatureTable
-    from audioclf.io import read_json, write_json
+    from audioclf.io import read_json, repo_root, write_json
     from audioclf.training.distributed import process_group
-    from audioclf.training.folds import FoldPaths, train_folds, training_runs
+    from audioclf.training.stage import FoldPaths, train_folds, training_runs
+    from audioclf.tracking import resolve_store
     from audioclf.training.launch import worker_command
 
 
@@ -26,12 +27,14 @@ def main(argv=None) -> dict:
     ap.add_argument("--summary", required=True, help="best epochs, validation scores (DVC metrics)")
     ap.add_argument("--leakage", required=True, help="the audit's report (its findings: run tags)")
     args = ap.parse_args(argv)
-    params = load_params(args.params)
+    root = repo_root()
+    params = load_params(args.params).located(root)
     workers = worker_command(params.train, __file__, argv)
     if workers:  # this process becomes torchrun; its workers rerun this script
         os.execve(workers[0][0], *workers)
     spec, table = params.train_spec(), FeatureTable(args.features)
-    runs = training_runs(params.dataset, spec, table, params.split, read_json(args.leakage))
+    store, leakage = resolve_store(root), read_json(args.leakage)
+    runs = training_runs(store, params.dataset, spec, table, params.split, leakage)
     folds, paths = read_folds(args.split), FoldPaths(args.models, args.resume, args.curves)
     with process_group(params.train) as ranks:
         summary = train_folds(spec, table, folds, paths, runs, ranks)

@@ -77,14 +77,12 @@ def write_json(obj: Any, path: str | Path) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def project_path(path: str | Path) -> Path:
-    """``path``, with a relative one resolved against the repository root.
-
-    Inside ``dvc exp run --queue/--temp`` a stage runs in a throw-away copy of the repo;
-    ``DVC_ROOT`` names the real one, so stores shared by experiments live there.
+def repo_root() -> Path:
+    """The real repository root: ``DVC_ROOT`` when DVC runs the stage (``dvc exp run --queue``
+    and ``--temp`` run it in a throw-away copy of the repository), else the working directory.
+    Entry points call it once and pass the result down (:meth:`audioclf.config.Params.located`).
     """
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else Path(os.environ.get("DVC_ROOT") or os.getcwd()) / path
+    return Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
 
 
 def read_json(path: str | Path) -> Any:

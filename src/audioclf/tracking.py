@@ -1,12 +1,11 @@
 """MLflow tracking: where the store is, and one run per training.
 
-The default store is ``sqlite:///<root>/mlflow.db`` with artifacts under
-``<root>/mlartifacts``, where ``<root>`` is ``DVC_ROOT`` when DVC runs the stage
-(queued and ``--temp`` experiments execute in a throw-away copy of the repo; a store
-relative to the working directory would vanish with it) and the working directory
-otherwise. ``MLFLOW_TRACKING_URI`` set by the user overrides the store (MLflow 3
-sets that variable itself whenever a tracking URI is set, so a value this module set
-is not taken for the user's: see :func:`user_uri`).
+An entry point resolves the store once (:func:`resolve_store`) and passes it down: the
+user's ``MLFLOW_TRACKING_URI`` if set (the server then chooses where artifacts go), else
+``sqlite:///<root>/mlflow.db`` with artifacts under ``<root>/mlartifacts``, where
+``<root>`` is the repository root (:func:`audioclf.io.repo_root`: queued and ``--temp``
+DVC experiments execute in a throw-away copy of the repository, and a store relative to
+the working directory would vanish with it).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import contextlib
 import logging
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,71 +22,66 @@ from typing import Any
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from audioclf.io import project_path
+from audioclf.errors import UserError
 
 log = logging.getLogger(__name__)
 RUN_ID_TAG = "audioclf.run_id"
-_SET_HERE: list[
-    str
-] = []  # tracking URIs this process set (MLflow exports them as MLFLOW_TRACKING_URI)
 
 
-def project_root() -> Path:
-    """The real repository root: ``DVC_ROOT`` inside DVC experiments, else the working dir."""
-    return project_path(".").resolve()
+@dataclass(frozen=True)
+class Store:
+    """Where runs go.
+
+    Attributes:
+        uri: the tracking URI.
+        artifacts: the artifact root of experiments created here; None: the server's choice.
+    """
+
+    uri: str
+    artifacts: str | None = None
+
+    def client(self) -> MlflowClient:
+        return MlflowClient(tracking_uri=self.uri)
 
 
-def user_uri() -> str | None:
-    """``MLFLOW_TRACKING_URI`` if the user set it; None if unset or set by this process."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    return None if not uri or uri in _SET_HERE else uri
+def resolve_store(root: Path, environ: Mapping[str, str] = os.environ) -> Store:
+    """The user's ``MLFLOW_TRACKING_URI``, else the repository's own store under ``root``."""
+    user = environ.get("MLFLOW_TRACKING_URI")
+    if user:
+        return Store(user)
+    root = Path(root).resolve()
+    return Store(f"sqlite:///{root / 'mlflow.db'}", (root / "mlartifacts").as_uri())
 
 
-def tracking_uri() -> str:
-    """The user's ``MLFLOW_TRACKING_URI``, else ``sqlite:///<root>/mlflow.db``."""
-    return user_uri() or f"sqlite:///{project_root() / 'mlflow.db'}"
-
-
-def use_store() -> str:
-    """Point MLflow at :func:`tracking_uri` for this process; returns it."""
-    user = user_uri()
-    uri = user or tracking_uri()
-    if user is None:  # the user's URI stays the user's, however often it is set here
-        _SET_HERE.append(uri)
-    mlflow.set_tracking_uri(uri)
-    return uri
+class ArtifactsElsewhere(UserError):
+    """The experiment exists with its artifact root outside the repository's store."""
 
 
 def experiment_name(dataset: str) -> str:
     return f"audioclf-{dataset}"
 
 
-def _experiment_id(name: str) -> str:
-    """The experiment ``name``, created with its artifacts in the repository's store.
+def _experiment_id(store: Store, name: str) -> str:
+    """The experiment ``name``, created with its artifacts in ``store``.
 
-    With the default store, an experiment whose artifact root lies elsewhere (created by a
-    process that ran in a temporary copy of the repository, which DVC deletes, or by an
-    older version) would send every later run's artifacts there too: it is renamed
-    ``<name>-artifacts-elsewhere-<id>``, its runs kept, and a new one is created.
+    Raises:
+        ArtifactsElsewhere: it exists with its artifacts outside the repository's store (made
+            by a process that ran in a temporary copy of the repository, which DVC deletes, or
+            by an older version): every run's artifacts would go there too.
     """
-    client = MlflowClient()
+    client = store.client()
     exp = client.get_experiment_by_name(name)
-    artifacts = (
-        None if user_uri() else (project_root() / "mlartifacts").as_uri()
-    )  # else: the server's
-    if exp is not None and (artifacts is None or _same_place(exp.artifact_location, artifacts)):
+    if exp is None:
+        return client.create_experiment(name, artifact_location=store.artifacts)
+    if store.artifacts is None or _same_place(exp.artifact_location, store.artifacts):
         return exp.experiment_id
-    if exp is not None:
-        moved = f"{name}-artifacts-elsewhere-{exp.experiment_id}"
-        log.warning(
-            "MLflow experiment %r keeps its artifacts at %s, outside this repository's store; "
-            "renamed it %r (its runs are kept) and started a new one",
-            name,
-            exp.artifact_location,
-            moved,
-        )
-        client.rename_experiment(exp.experiment_id, moved)
-    return client.create_experiment(name, artifact_location=artifacts)
+    raise ArtifactsElsewhere(
+        f"MLflow experiment {name!r} (id {exp.experiment_id}) keeps its artifacts at "
+        f"{exp.artifact_location}, outside this repository's store ({store.artifacts}). Rename "
+        f"it to keep its runs: mlflow experiments rename --experiment-id {exp.experiment_id} "
+        f"--new-name {name}-old (with MLFLOW_TRACKING_URI={store.uri}); the next run creates "
+        "a new one"
+    )
 
 
 def _same_place(location: str, expected: str) -> bool:
@@ -110,6 +104,7 @@ def git_commit(cwd: Path | None = None) -> str:
 
 @contextlib.contextmanager
 def start_run(
+    store: Store,
     dataset: str,
     *,
     run_name: str,
@@ -118,19 +113,21 @@ def start_run(
     nested: bool = False,
     tags: dict[str, str] | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
-    """Open (or, with ``run_id``, reopen) an MLflow run in the dataset's experiment.
+    """Open (or, with ``run_id``, reopen) an MLflow run in the dataset's experiment in ``store``.
 
     New runs are tagged with the git commit, the DVC experiment name and ``tags``, and
     get ``params`` (already flattened) logged. ``nested`` makes the run a child of the
     active one (cross-validation: one child per fold). The run ends FAILED if the
     block raises.
     """
-    use_store()
-    if run_id is not None and not _run_exists(run_id):
+    mlflow.set_tracking_uri(store.uri)
+    if run_id is not None and not _run_exists(store, run_id):
         run_id = None  # the store was reset since training; record evaluation in a new run
     if run_id is None:
         run = mlflow.start_run(
-            experiment_id=_experiment_id(experiment_name(dataset)), run_name=run_name, nested=nested
+            experiment_id=_experiment_id(store, experiment_name(dataset)),
+            run_name=run_name,
+            nested=nested,
         )
         mlflow.set_tags(
             {
@@ -158,12 +155,14 @@ class Runs:
     cross-validation. A stage creates it and hands it to the library, which opens the runs.
 
     Attributes:
+        store: where the runs go (:func:`resolve_store`).
         dataset: names the experiment (``audioclf-<dataset>``).
         name: the run's name (``<model>-<loss>``); a fold's child is ``<name>-fold<n>``.
         params: flattened params logged on every new run.
         tags: tags of every new run (a child also gets ``fold``).
     """
 
+    store: Store
     dataset: str
     name: str
     params: dict[str, Any] = field(default_factory=dict)
@@ -174,7 +173,12 @@ class Runs:
     ) -> contextlib.AbstractContextManager[mlflow.ActiveRun]:
         """The training's run (reopened with ``run_id``)."""
         return start_run(
-            self.dataset, run_name=self.name, params=self.params, tags=self.tags, run_id=run_id
+            self.store,
+            self.dataset,
+            run_name=self.name,
+            params=self.params,
+            tags=self.tags,
+            run_id=run_id,
         )
 
     def open_fold(
@@ -182,6 +186,7 @@ class Runs:
     ) -> contextlib.AbstractContextManager[mlflow.ActiveRun]:
         """Fold ``n``'s child of the active run (reopened with ``run_id``)."""
         return start_run(
+            self.store,
             self.dataset,
             run_name=f"{self.name}-fold{n}",
             params=self.params,
@@ -196,9 +201,9 @@ class Runs:
         return contextlib.nullcontext(run)
 
 
-def _run_exists(run_id: str) -> bool:
+def _run_exists(store: Store, run_id: str) -> bool:
     try:
-        MlflowClient().get_run(run_id)
+        store.client().get_run(run_id)
         return True
     except mlflow.exceptions.MlflowException:
         return False
@@ -209,12 +214,11 @@ def _param_value(value: Any) -> str:
     return text if len(text) <= 6000 else text[:5997] + "..."
 
 
-def parent_run_id(run_id: str | None) -> str | None:
-    """The parent of a nested (per-fold) run, or None if it has none or is not in the store."""
+def parent_run_id(store: Store, run_id: str | None) -> str | None:
+    """The parent of a nested (per-fold) run, or None if it has none or is not in ``store``."""
     if run_id is None:
         return None
-    use_store()
     try:
-        return MlflowClient().get_run(run_id).data.tags.get("mlflow.parentRunId")
+        return store.client().get_run(run_id).data.tags.get("mlflow.parentRunId")
     except mlflow.exceptions.MlflowException:
         return None

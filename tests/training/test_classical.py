@@ -16,7 +16,8 @@ from audioclf.features.table import FeatureTable, write_index
 from audioclf.models.checkpoint import load_checkpoint
 from audioclf.models.classical import SklearnHead
 from audioclf.training.classical import TooFewError, train_classical
-from audioclf.training.folds import training_runs
+from audioclf.tracking import Store
+from audioclf.training.stage import training_runs
 
 HEADS = {
     "logreg": LogRegConfig(C=(0.001, 0.01, 0.1, 1.0)),
@@ -135,7 +136,9 @@ def test_runs_name_the_licence_and_the_normalisation(tiny_params, kind, norm):
     Table.kind = kind
     spec = tiny_params.train_spec()
     spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, norm=norm))
-    tags = training_runs("emodb", spec, Table(), tiny_params.split, {}).tags
+    tags = training_runs(
+        Store("sqlite:///unused.db"), "emodb", spec, Table(), tiny_params.split, {}
+    ).tags
     assert tags["features_licence"] == OPENSMILE_LICENCE and tags["features_kind"] == kind
     assert tags["train_norm"] == norm
     assert tags.get("transductive") == ("true" if norm == "group" else None)

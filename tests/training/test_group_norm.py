@@ -92,7 +92,7 @@ def test_a_group_without_statistics_is_refused(tmp_path):
 
 def test_group_norm_warns_when_each_group_is_one_class(caplog):
     from audioclf.data.manifest import Entry
-    from audioclf.training.folds import warn_single_class_groups
+    from audioclf.training.stage import warn_single_class_groups
 
     def e(label, group):
         return Entry(path=f"{group}-{label}.wav", label=label, group=group, duration=1.0,

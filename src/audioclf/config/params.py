@@ -64,6 +64,29 @@ class Params:
         """The seed of training: ``train.seed``, or the top-level ``seed`` when that is null."""
         return self.seed if self.train.seed is None else self.train.seed
 
+    def located(self, root: Path) -> Params:
+        """These params with their relative paths resolved against the repository ``root``.
+
+        ``data.archive`` and ``data.download_dir`` become ``root / path``; a pretrained model's relative folder does too when it is not in the working
+        directory but under ``root``. A stage calls it once with :func:`audioclf.io.repo_root`
+        (queued and ``--temp`` DVC experiments run in a throw-away copy of the repository);
+        library code then takes paths as they are.
+        """
+
+        def under(path: str | None) -> str | None:
+            return None if path is None else str(root / Path(path).expanduser())
+
+        data = dataclasses.replace(
+            self.data, archive=under(self.data.archive), download_dir=under(self.data.download_dir)
+        )
+        model_params = dict(self.model_params)
+        name = getattr(self.model_config, "pretrained", None)
+        if name and not Path(name).expanduser().exists() and (root / name).is_dir():
+            model_params[self.model] = dataclasses.replace(
+                self.model_config, pretrained=under(name)
+            )
+        return dataclasses.replace(self, data=data, model_params=model_params)
+
     def train_spec(self) -> TrainSpec:
         """What training reads of these params; its seed is :attr:`train_seed`."""
         return TrainSpec(

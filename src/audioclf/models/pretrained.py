@@ -51,16 +51,14 @@ def _looks_like_path(name: str) -> bool:
 def resolve_source(name: str, key: str, model_cls: str = "<ModelClass>") -> str:
     """The folder or Hub id to load ``name`` from, checked to hold a config and weights if a folder.
 
-    Relative folders are looked up in the working directory, then under ``DVC_ROOT``
-    (queued DVC experiments run in a temporary copy of the repository).
+    A relative folder is taken from the working directory (a stage resolves one under the
+    repository root first: :meth:`audioclf.config.Params.located`).
 
     Raises:
         PretrainedWeightsError: a folder that does not exist or lacks config/weights.
     """
-    candidates = [Path(name).expanduser()]
-    if not candidates[0].is_absolute() and os.environ.get("DVC_ROOT"):
-        candidates.append(Path(os.environ["DVC_ROOT"]) / name)
-    folder = next((c for c in candidates if c.is_dir()), None)
+    folder = Path(name).expanduser()
+    folder = folder if folder.is_dir() else None
     if folder is None:
         if _looks_like_path(name):
             raise PretrainedWeightsError(

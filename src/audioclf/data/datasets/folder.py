@@ -29,7 +29,6 @@ from audioclf.data.datasets.archive import Archive, DatasetError
 from audioclf.data.datasets.source import Clip, describe_all, limits, record_source
 from audioclf.data.manifest import COLUMNS, Entry
 from audioclf.errors import MissingInputError
-from audioclf.io import project_path
 
 if TYPE_CHECKING:
     from audioclf.config.data import DataConfig
@@ -53,7 +52,7 @@ def prepare(data: DataConfig, seed: int, out_dir: Path) -> list[Entry]:
             "params: 'data.archive' is null, but dataset=folder needs it: set it to your "
             "folder of class sub-folders or to a zip of it (see docs/datasets.md)"
         )
-    path = project_path(data.archive)
+    path = Path(data.archive)
     if not path.exists():
         raise MissingInputError(
             f"params: 'data.archive' is {data.archive!r}, but {path} does not exist"

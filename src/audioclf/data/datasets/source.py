@@ -16,7 +16,7 @@ from audioclf.data.datasets.archive import Archive, DatasetError, Limits
 from audioclf.data.datasets.fetch import RetryPolicy, fetch_file, verify_sha256
 from audioclf.data.manifest import DROPPED_FILE, Entry, describe, sha256_file
 from audioclf.errors import MissingInputError
-from audioclf.io import project_path, write_json
+from audioclf.io import write_json
 
 if TYPE_CHECKING:
     from audioclf.config.data import DataConfig
@@ -62,7 +62,7 @@ def open_archive(
         ChecksumError: the zip is not the expected one.
     """
     if data.archive is not None:
-        path = project_path(data.archive)
+        path = Path(data.archive)
         if not path.exists():
             raise MissingInputError(
                 f"params: 'data.archive' is {data.archive!r}, but {path} does not exist; "
@@ -75,7 +75,7 @@ def open_archive(
             )
         return Archive(path, limits(data))
     name = PurePosixPath(url.split("?")[0]).name or "archive.zip"
-    dest = project_path(data.download_dir) / dataset / name
+    dest = Path(data.download_dir) / dataset / name
     fetch_file(
         url,
         dest,

@@ -33,7 +33,7 @@ from audioclf.data.datasets.fetch import (
 from audioclf.data.datasets.source import SOURCE_FILE, Clip, describe_all, retry_policy
 from audioclf.data.datasets.urls import redact, scrub
 from audioclf.data.manifest import Entry
-from audioclf.io import atomic_path, project_path, write_json
+from audioclf.io import atomic_path, write_json
 
 if TYPE_CHECKING:
     from audioclf.config.data import DataConfig
@@ -80,7 +80,7 @@ def prepare(data: DataConfig, seed: int, out_dir: Path) -> list[Entry]:
         DownloadError: the API or a file could not be fetched (key scrubbed from the message).
     """
     cfg = data.xenocanto
-    cache = project_path(data.download_dir) / "xenocanto"
+    cache = Path(data.download_dir) / "xenocanto"
     throttle = Throttle(cfg.min_interval_s)
     key = os.environ.get(KEY_ENV, "")
     clips, skipped = [], []

@@ -30,7 +30,7 @@ from audioclf.features.birdnet import LICENCE as BIRDNET_LICENCE
 from audioclf.features.opensmile import FEATURE_SETS
 from audioclf.features.opensmile import LICENCE as OPENSMILE_LICENCE
 from audioclf.features.table import FeatureTable
-from audioclf.tracking import Runs, parent_run_id
+from audioclf.tracking import Runs, Store, parent_run_id
 from audioclf.training.classical import train_classical
 from audioclf.training.curves import plot_curves, write_curves
 from audioclf.training.distributed import SINGLE, Ranks
@@ -74,9 +74,14 @@ def remove_stale_folds(n_folds: int, paths: FoldPaths) -> list[Path]:
 
 
 def training_runs(
-    dataset: str, spec: TrainSpec, table: FeatureTable, split: SplitConfig, leakage: dict
+    store: Store,
+    dataset: str,
+    spec: TrainSpec,
+    table: FeatureTable,
+    split: SplitConfig,
+    leakage: dict,
 ) -> Runs:
-    """The MLflow runs of a training: named ``<model>-<loss>``, with all that shaped it as params
+    """The MLflow runs of a training, in ``store``: named ``<model>-<loss>``, with all that shaped it as params
     (the spec and the front-end), and as tags the split, what the leakage audit let through
     (``leakage_audit``: e.g. ``near=48(warn)``, the findings that were kept, not failed), the
     front-end's kind, the licence of a front-end that brings one (:func:`licence_tags`) and the
@@ -95,7 +100,7 @@ def training_runs(
         **licence_tags(table.kind),
         **norm_tags(spec.train.norm),
     }
-    return Runs(dataset, f"{spec.model}-{spec.loss}", params, tags)
+    return Runs(store, dataset, f"{spec.model}-{spec.loss}", params, tags)
 
 
 def licence_tags(kind: str) -> dict[str, str]:
@@ -172,7 +177,8 @@ def train_folds(
         )
     cv = len(folds) > 1
     run_ids = [s["mlflow_run_id"] if s else None for s in states]
-    parent_id = next((parent_run_id(r) for r in run_ids if r), None) if cv else run_ids[0]
+    parent_id = next((parent_run_id(runs.store, r) for r in run_ids if r), None)
+    parent_id = parent_id if cv else run_ids[0]
     results = []
     with runs.open(run_id=parent_id) as parent:
         for n, ((train_paths, val_paths), state) in enumerate(zip(files, states, strict=True)):
