@@ -11,10 +11,10 @@ with stack_imports():  # a broken torch/torchaudio install: one line naming the 
     from audioclf.data.split import read_folds
     from audioclf.features.table import FeatureTable
     from audioclf.io import read_json, repo_root, write_json
-    from audioclf.training.distributed import process_group
-    from audioclf.training.stage import FoldPaths, train_folds, training_runs
     from audioclf.tracking import resolve_store
+    from audioclf.training.distributed import process_group
     from audioclf.training.launch import worker_command
+    from audioclf.training.stage import FoldPaths, train_folds, training_runs
 
 
 def main(argv=None) -> dict:

@@ -15,8 +15,8 @@ from audioclf.features.opensmile import LICENCE as OPENSMILE_LICENCE
 from audioclf.features.table import FeatureTable, write_index
 from audioclf.models.checkpoint import load_checkpoint
 from audioclf.models.classical import SklearnHead
-from audioclf.training.classical import TooFewError, train_classical
 from audioclf.tracking import Store
+from audioclf.training.classical import TooFewError, train_classical
 from audioclf.training.stage import training_runs
 
 HEADS = {
