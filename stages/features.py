@@ -7,7 +7,7 @@ from audioclf.cli import parser, run
 from audioclf.config import load_params
 from audioclf.data.manifest import read_dropped, read_manifest
 from audioclf.features.extract import CoverageError, extract_features, reproducible
-from audioclf.features.fit import fit_frontend
+from audioclf.features.frontend_fit import fit_frontend
 from audioclf.io import project_path, write_json
 
 

@@ -2,7 +2,7 @@
 
 The features stage decodes a whole clip at once (:func:`audioclf.features.audio.load_waveform`);
 prediction over hours of field recordings reads the file in blocks instead, with the same
-down-mix (the channels' mean, int16 data summed exactly) and the same resampler (soxr at
+down-mix (:func:`~audioclf.features.audio.downmix`) and the same resampler (soxr at
 :data:`~audioclf.features.audio.RESAMPLE_QUALITY`, one stream per file), and cuts the
 samples into windows of a model's segment length as they arrive. Window ``k`` starts at
 sample ``k * hop`` exactly, however long the file; samples after the last whole window make
@@ -22,18 +22,14 @@ import soundfile as sf
 import soxr
 
 from audioclf.features.audio import (
-    INT16_SUBTYPES,
     RESAMPLE_QUALITY,
     SILENCE_PEAK,
     DecodeError,
-    _mix,
-    _mix_int16,
+    downmix,
     segment,
 )
 
-BLOCK_SECONDS = (
-    30.0  # decoded at a time: ~5 MB of 44.1 kHz stereo float32, whatever the file's length
-)
+BLOCK_SECONDS = 30.0  # decoded at a time: ~10 MB of 44.1 kHz stereo float32, whatever the length
 
 
 @dataclass(frozen=True)
@@ -65,19 +61,17 @@ def decoded_blocks(
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
         raise DecodeError(f"unreadable: {exc}") from exc
     with fh:
-        dtype = "int16" if fh.subtype in INT16_SUBTYPES else "float32"
         frames = max(1, int(block_seconds * fh.samplerate))
-        scale = np.float32((1 / 32768 if dtype == "int16" else 1.0) / fh.channels)
 
         def native() -> Iterator[np.ndarray]:
             while True:
                 try:
-                    data = fh.read(frames, dtype=dtype, always_2d=True)  # (N, C)
+                    data = fh.read(frames, dtype="float32", always_2d=True)  # (N, C)
                 except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as exc:
                     raise DecodeError(f"unreadable: {exc}") from exc
                 if not len(data):
                     return
-                yield _downmix(data, scale)
+                yield downmix(data)
 
         yield from checked(resampled(native(), fh.samplerate, sample_rate))
 
@@ -94,18 +88,8 @@ def array_blocks(
             f"samples must be (N,) or (N, channels) at a positive rate, got {data.shape} at {rate} Hz"
         )
     frames = max(1, int(block_seconds * rate))
-    scale = np.float32(1.0 / data.shape[1])
-    mono = (_downmix(data[i : i + frames], scale) for i in range(0, len(data), frames))
+    mono = (downmix(data[i : i + frames]) for i in range(0, len(data), frames))
     return checked(resampled(mono, rate, sample_rate))
-
-
-def _downmix(data: np.ndarray, scale: np.float32) -> np.ndarray:
-    """The features stage's down-mix of (N, C) int16 or float samples: float32 (N,)."""
-    if data.dtype == np.int16:
-        mono = np.empty(len(data), dtype=np.float32)
-        _mix_int16(np.ascontiguousarray(data).reshape(-1), data.shape[1], scale, mono)
-        return mono
-    return _mix(data, float(scale))
 
 
 def resampled(blocks: Iterator[np.ndarray], rate: int, sample_rate: int) -> Iterator[np.ndarray]:
