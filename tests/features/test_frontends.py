@@ -165,6 +165,18 @@ def test_digital_silence_sits_at_the_power_floor():
     assert torch.equal(silent, torch.full_like(silent, -100.0))  # 10 log10(amin)
 
 
+@pytest.mark.parametrize("tile", [1, 7, 10_000])
+def test_any_tiling_of_the_frames_gives_the_same_features(tile, monkeypatch):
+    """Tiles that end past the last frame, or hold all frames at once, change nothing."""
+    import audioclf.features.frontends as frontends
+
+    logmel = LogMel(CFG)
+    waves = torch.from_numpy(np.stack([chirp(seed=s) for s in range(3)]))
+    reference = logmel(waves)
+    monkeypatch.setattr(frontends, "CPU_TILE_FRAMES", tile)
+    torch.testing.assert_close(logmel(waves), reference, rtol=1e-6, atol=1e-5)
+
+
 @pytest.mark.parametrize("kind", ["logmel", "mfcc"])
 def test_batch_equals_items(kind):
     frontend = FrontEnd(dataclasses.replace(CFG, kind=kind))

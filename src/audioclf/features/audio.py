@@ -29,6 +29,9 @@ EXPECTED_FORMATS = {
     ".caf": {"CAF"},
     ".w64": {"W64"},
 }
+# subtypes libsndfile converts to int16 exactly; read as int16 and scaled in numpy, they decode
+# ~3x faster than through libsndfile's float conversion
+INT16_SUBTYPES = {"PCM_16", "PCM_U8", "PCM_S8"}
 EIGHT_BIT_SUBTYPES = {"PCM_U8", "PCM_S8"}
 # a mono mix whose peak is below this is silent: for 16-bit (or coarser) audio it means every sample is 0
 SILENCE_PEAK = 2.0**-16
@@ -96,16 +99,25 @@ def load_waveform(
 
 
 def downmix(data: np.ndarray) -> np.ndarray:
-    """The channels' mean of float32 samples (N, C): float32 (N,), as ``librosa.to_mono``.
+    """The channels' mean of samples (N, C), int16 (scaled by 1 / 32768) or float: float32 (N,).
+
+    The channels are added column by column: ``mean(axis=1)`` over so short an axis is ~15x
+    slower, and holds the GIL the worker threads share.
 
     >>> downmix(np.array([[1.0, 0.0], [0.5, -0.5]], dtype=np.float32)).tolist()
     [0.5, 0.0]
+    >>> downmix(np.array([[16384, -16384]], dtype=np.int16)).tolist()
+    [0.0]
     """
-    return data.mean(axis=1)
+    scale = np.float32((1 / 32768 if data.dtype == np.int16 else 1.0) / data.shape[1])
+    mono = data[:, 0].astype(np.float32)
+    for c in range(1, data.shape[1]):
+        mono += data[:, c]
+    return np.multiply(mono, scale, out=mono)
 
 
 def _read(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int, list[str]]:
-    """Samples (N, C) float32, their rate, and notes on what was unusual."""
+    """Samples (N, C) (int16 where that is exact, else float32), their rate, and notes."""
     notes = []
     with sf.SoundFile(str(path)) as fh:
         expected = EXPECTED_FORMATS.get(path.suffix.lower())
@@ -119,7 +131,8 @@ def _read(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int, list[
                 f"truncated to the first {max_seconds:g} s of {fh.frames / fh.samplerate:.1f} s"
             )
             frames = int(max_seconds * fh.samplerate)
-        return fh.read(frames, dtype="float32", always_2d=True), fh.samplerate, notes
+        dtype = "int16" if fh.subtype in INT16_SUBTYPES else "float32"
+        return fh.read(frames, dtype=dtype, always_2d=True), fh.samplerate, notes
 
 
 def segment(wave: np.ndarray, n: int, hop: int | None = None, short: str = "pad") -> np.ndarray:

@@ -23,6 +23,7 @@ from audioclf.features.fbank import KaldiFbank
 from audioclf.features.opensmile import Functionals
 
 AMIN = 1e-10  # power floor before the logarithm (librosa's power_to_db amin)
+CPU_TILE_FRAMES = 128  # frames of a batch transformed together on the CPU
 
 
 def highpass_gain(freqs: np.ndarray, cutoff: float, order: int) -> np.ndarray:
@@ -49,10 +50,13 @@ def mel_filterbank(cfg: FeaturesConfig) -> np.ndarray:
 class LogMel(nn.Module):
     """Waveform to log-mel in dB, equal to ``librosa.power_to_db(melspectrogram(...))``.
 
-    ``torch.stft`` with librosa's defaults (periodic Hann window, centred, zero-padded), the
-    power spectrum through librosa's Slaney mel filterbank (times ``|H(f)|^2`` of a
-    Butterworth high-pass at ``f_min`` when ``highpass_order > 0``), then
-    ``10 log10(max(power, 1e-10))`` floored at ``top_db`` below each item's peak.
+    librosa's STFT (periodic Hann window, centred, zero-padded), the power spectrum through
+    librosa's Slaney mel filterbank (times ``|H(f)|^2`` of a Butterworth high-pass at ``f_min``
+    when ``highpass_order > 0``), then ``10 log10(max(power, 1e-10))`` floored at ``top_db``
+    below each item's peak. On the CPU the frames go through ``torch.fft.rfft`` and the
+    filterbank a tile of ``CPU_TILE_FRAMES`` at a time, into buffers reused by every tile, so
+    that a tile's spectrum stays in the core's cache: ``torch.stft`` on a whole batch made the
+    features stage ~2x slower. A GPU takes all frames at once.
 
     Input (B, N) float waveform at ``cfg.sample_rate``; output (B, n_mels, 1 + N // hop).
 
@@ -64,26 +68,29 @@ class LogMel(nn.Module):
         super().__init__()
         self.n_fft, self.hop_length, self.top_db = cfg.n_fft, cfg.hop_length, cfg.top_db
         self.register_buffer("window", torch.hann_window(cfg.n_fft))  # periodic, like librosa's
-        self.register_buffer("fb", torch.from_numpy(mel_filterbank(cfg)))  # (n_mels, F)
+        self.register_buffer("fb_t", torch.from_numpy(mel_filterbank(cfg).T.copy()))  # (F, n_mels)
 
     def extra_repr(self) -> str:
         return (
-            f"n_fft={self.n_fft}, hop_length={self.hop_length}, n_mels={self.fb.shape[0]}, "
+            f"n_fft={self.n_fft}, hop_length={self.hop_length}, n_mels={self.fb_t.shape[1]}, "
             f"top_db={self.top_db}"
         )
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        spec = torch.stft(
-            wave,
-            self.n_fft,
-            self.hop_length,
-            window=self.window,
-            center=True,
-            pad_mode="constant",
-            return_complex=True,
-        )  # (B, F, T)
-        mel = self.fb @ torch.view_as_real(spec).square().sum(-1)  # (B, n_mels, T) power
-        db = 10.0 * torch.log10(mel.clamp_min(AMIN))
+        batch, pad = wave.shape[0], self.n_fft // 2
+        frames = nn.functional.pad(wave, (pad, pad)).unfold(-1, self.n_fft, self.hop_length)
+        n_frames = frames.shape[1]  # frames: (B, T, n_fft)
+        tile = n_frames if wave.is_cuda else max(1, min(n_frames, CPU_TILE_FRAMES // batch))
+        mel = wave.new_empty((batch, n_frames, self.fb_t.shape[1]))  # (B, T, n_mels)
+        windowed = wave.new_empty((batch, tile, self.n_fft))
+        power = wave.new_empty((batch, tile, self.fb_t.shape[0]))  # (B, tile, F)
+        for start in range(0, n_frames, tile):
+            k = min(tile, n_frames - start)
+            torch.mul(frames[:, start : start + k], self.window, out=windowed[:, :k])
+            spec = torch.fft.rfft(windowed[:, :k])  # (B, k, F)
+            torch.abs(spec, out=power[:, :k]).square_()
+            mel[:, start : start + k] = power[:, :k] @ self.fb_t
+        db = 10.0 * torch.log10(mel.transpose(1, 2).clamp_min(AMIN))  # (B, n_mels, T)
         return torch.maximum(db, db.amax(dim=(1, 2), keepdim=True) - self.top_db)
 
 

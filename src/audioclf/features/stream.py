@@ -22,6 +22,7 @@ import soundfile as sf
 import soxr
 
 from audioclf.features.audio import (
+    INT16_SUBTYPES,
     RESAMPLE_QUALITY,
     SILENCE_PEAK,
     DecodeError,
@@ -62,11 +63,12 @@ def decoded_blocks(
         raise DecodeError(f"unreadable: {exc}") from exc
     with fh:
         frames = max(1, int(block_seconds * fh.samplerate))
+        dtype = "int16" if fh.subtype in INT16_SUBTYPES else "float32"
 
         def native() -> Iterator[np.ndarray]:
             while True:
                 try:
-                    data = fh.read(frames, dtype="float32", always_2d=True)  # (N, C)
+                    data = fh.read(frames, dtype=dtype, always_2d=True)  # (N, C)
                 except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as exc:
                     raise DecodeError(f"unreadable: {exc}") from exc
                 if not len(data):
