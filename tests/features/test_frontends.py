@@ -56,7 +56,7 @@ def librosa_logmel(wave, cfg, power=None):
     ],
 )
 def test_logmel_matches_librosa(f_min, f_max, n_mels, n_fft):
-    """Odd FFT lengths too: the window and the centring padding differ between odd and even."""
+    """Odd FFT lengths too: the CPU kernel windows in the frequency domain, where odd and even differ."""
     cfg = dataclasses.replace(CFG, f_min=f_min, f_max=f_max, n_mels=n_mels, n_fft=n_fft)
     wave = chirp()
     ours = LogMel(cfg)(torch.from_numpy(wave)[None])[0].numpy()
@@ -78,7 +78,8 @@ def test_logmel_matches_librosa(f_min, f_max, n_mels, n_fft):
     "top_db, silence", [(80.0, "leading"), (30.0, "leading"), (80.0, "trailing"), (80.0, "padding")]
 )
 def test_top_db_floor_and_silence_match_librosa(top_db, silence):
-    """Digital silence: its frames sit on the floor, peak - top_db (per item), in a batch too."""
+    """Digital silence: its frames sit on the floor, peak - top_db (per item). Trailing zeros
+    (and a clip zero-padded to its segment) take the path that skips their frames."""
     cfg = dataclasses.replace(CFG, top_db=top_db)
     loud, quiet = chirp(), 1e-3 * chirp(seed=1)
     cut = {
@@ -90,7 +91,9 @@ def test_top_db_floor_and_silence_match_librosa(top_db, silence):
     waves = np.stack([loud, quiet])
     logmel = LogMel(cfg)
     batch = logmel(torch.from_numpy(waves)).numpy()
-    alone = [logmel(torch.from_numpy(wave)[None])[0].numpy() for wave in waves]
+    alone = [
+        logmel(torch.from_numpy(wave)[None])[0].numpy() for wave in waves
+    ]  # a batch skips no frame here
     refs = [librosa_logmel(wave, cfg) for wave in waves]
     assert (
         refs[0] == refs[0].max() - top_db
@@ -160,18 +163,42 @@ def test_delta_matrix_reproduces_librosa_delta_at_the_edges():
         )
 
 
-def test_digital_silence_sits_at_the_power_floor():
-    silent = LogMel(CFG)(torch.zeros(1, CFG.segment_samples))
+@pytest.mark.parametrize(
+    "f_min, f_max, highpass_order, n_fft",
+    [(0.0, None, 0, 2048), (500.0, 8000.0, 4, 2048), (0.0, None, 0, 1001)],
+)
+def test_frames_in_trailing_zeros_are_skipped_without_changing_the_features(
+    f_min, f_max, highpass_order, n_fft
+):
+    """The front-end transforms only frames that see signal; transforming every frame gives the same features."""
+    cfg = dataclasses.replace(
+        CFG, f_min=f_min, f_max=f_max, highpass_order=highpass_order, n_fft=n_fft
+    )
+    logmel = LogMel(cfg)
+    waves = np.stack([chirp(seed=s) for s in range(2)])
+    waves[:, len(waves[0]) // 3 :] = 0.0  # a short clip padded to its segment, twice
+    waves = torch.from_numpy(waves)
+    frames = torch.nn.functional.pad(waves, (n_fft // 2, n_fft // 2)).unfold(
+        -1, n_fft, cfg.hop_length
+    )
+    # every frame, padding included, through the dense filterbank
+    power = torch.fft.rfft(frames * logmel.window).abs().square()  # (2, T, F)
+    every = power @ torch.from_numpy(mel_filterbank(cfg)).T  # (2, T, n_mels)
+    db = torch.log10(every.clamp_min(1e-10)) * 10
+    db = torch.maximum(db, db.amax(dim=(1, 2), keepdim=True) - cfg.top_db).transpose(1, 2)
+    torch.testing.assert_close(logmel(waves), db, rtol=1e-6, atol=1e-5)
+    silent = logmel(torch.zeros(1, cfg.segment_samples))
     assert torch.equal(silent, torch.full_like(silent, -100.0))  # 10 log10(amin)
 
 
-@pytest.mark.parametrize("tile", [1, 7, 10_000])
+@pytest.mark.parametrize("tile", [1, 7, 96, 10_000])
 def test_any_tiling_of_the_frames_gives_the_same_features(tile, monkeypatch):
-    """Tiles that end past the last frame, or hold all frames at once, change nothing."""
+    """Tiles that end past the last frame, or past the signal of a padded clip, change nothing."""
     import audioclf.features.frontends as frontends
 
     logmel = LogMel(CFG)
     waves = torch.from_numpy(np.stack([chirp(seed=s) for s in range(3)]))
+    waves[1, len(waves[1]) // 2 :] = 0.0
     reference = logmel(waves)
     monkeypatch.setattr(frontends, "CPU_TILE_FRAMES", tile)
     torch.testing.assert_close(logmel(waves), reference, rtol=1e-6, atol=1e-5)
@@ -190,6 +217,12 @@ def test_batch_equals_items(kind):
 def test_frontend_shapes_carry_a_channel_axis():
     assert FrontEnd(CFG).shape == (1, 128, CFG.n_frames)
     assert FrontEnd(dataclasses.replace(CFG, kind="mfcc", n_mfcc=13)).shape == (3, 13, CFG.n_frames)
+
+
+def test_the_logmel_comes_out_contiguous_so_storing_it_copies_nothing():
+    waves = torch.from_numpy(np.stack([chirp(seed=s) for s in range(3)]))
+    waves[2, len(waves[2]) // 3 :] = 0.0  # whole tiles past its signal, and frames cut off the last
+    assert FrontEnd(CFG)(waves).is_contiguous()
 
 
 def test_mfcc_rejects_another_segment_length():
