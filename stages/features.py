@@ -9,7 +9,7 @@ with stack_imports():  # a broken torch/torchaudio install: one line naming the 
     from audioclf.config import load_params
     from audioclf.data.manifest import read_dropped, read_manifest
     from audioclf.features.extract import CoverageError, extract_features, reproducible
-    from audioclf.features.fit import fit_frontend
+    from audioclf.features.frontend_fit import fit_frontend
     from audioclf.io import repo_root, write_json
 
 

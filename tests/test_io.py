@@ -1,12 +1,9 @@
 """Outputs are replaced whole or not at all."""
 
-import os
-import sys
-
 import pytest
 
 from audioclf.errors import MissingInputError
-from audioclf.io import atomic_path, read_json, start_writeback, write_json
+from audioclf.io import atomic_path, read_json, write_json
 
 
 def test_a_file_appears_only_when_the_block_succeeds(tmp_path):
@@ -44,19 +41,3 @@ def test_json_round_trip_and_a_missing_input_names_its_stage(tmp_path):
     assert read_json(tmp_path / "x.json") == {"a": [1.5], "b": 1}
     with pytest.raises(MissingInputError, match="has the stage that writes it run"):
         read_json(tmp_path / "nope.json")
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="sync_file_range is Linux's")
-def test_writeback_is_started_for_a_file_and_refused_for_a_pipe(tmp_path):
-    path = tmp_path / "shard.f32"
-    with open(path, "wb") as fh:
-        fh.write(b"x" * 65536)
-        fh.flush()
-        assert start_writeback(fh.fileno(), 0, 65536)
-    read, write = os.pipe()
-    try:
-        assert not start_writeback(write, 0, 1)  # ESPIPE: nothing happens, nothing is raised
-    finally:
-        os.close(read)
-        os.close(write)
-    assert path.read_bytes() == b"x" * 65536

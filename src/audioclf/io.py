@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
 import glob
 import json
 import os
@@ -90,56 +88,3 @@ def read_json(path: str | Path) -> Any:
     if not path.is_file():
         raise MissingInputError(f"{path} not found (has the stage that writes it run?)")
     return json.loads(path.read_text())
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL | None:
-    """glibc, loaded once; None where there is none (another C library, another system)."""
-    try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:
-        return None
-
-
-def keep_freed_memory(mmap_threshold: int = 256 << 20) -> bool:
-    """Have glibc keep freed memory for reuse instead of returning it to the system.
-
-    Per-file arrays of a few MB are otherwise mapped and unmapped on every allocation,
-    and each fresh page faults (and is zeroed) again: ~80 page faults and ~0.4 ms per
-    file in the features stage. Raises the mmap and trim thresholds, for the rest of
-    the process: its resident memory then stays near its peak. Returns False where
-    there is no glibc (nothing changes).
-    """
-    libc = _libc()
-    if libc is None:
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(
-        libc.mallopt(m_trim_threshold, 2 * mmap_threshold)
-        and libc.mallopt(m_mmap_threshold, mmap_threshold)
-    )
-
-
-SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h: start writing the range's dirty pages, do not wait
-
-
-@functools.cache
-def _sync_file_range():
-    fn = getattr(_libc(), "sync_file_range", None)  # Linux's alone
-    if fn is not None:
-        fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    return fn
-
-
-def start_writeback(fd: int, offset: int, length: int) -> bool:
-    """Have the kernel start writing ``length`` bytes of file ``fd`` from ``offset`` to the disk, without
-    waiting for it.
-
-    Linux's ``sync_file_range(SYNC_FILE_RANGE_WRITE)``: the ``fsync`` that commits the file later
-    finds most of its data written (the features stage's final one went from ~33 ms to ~3 ms for
-    the 88 MB of 1 000 4-s clips here). Unlike ``fdatasync`` it forces no journal commit (those
-    stalled the writes that followed). It is no durability: only ``fsync`` is. Returns False,
-    doing nothing, where the call does not exist or refuses the file (a pipe, a closed file).
-    """
-    fn = _sync_file_range()
-    return fn is not None and fn(fd, offset, length, SYNC_FILE_RANGE_WRITE) == 0

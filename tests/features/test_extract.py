@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-import os
 
 import numpy as np
 import pytest
@@ -155,7 +154,7 @@ def test_an_interrupted_extraction_leaves_no_entry_taken_for_complete(
 
 
 def test_a_failed_last_commit_publishes_nothing(dataset, tmp_path, monkeypatch):
-    """The last shard is committed while the output is assembled; if its fsync fails, neither appears."""
+    """The last shard's commit fails (its fsync): no entry and no output appears."""
     import audioclf.features.store as cache
 
     def fsync(fd):
@@ -271,40 +270,16 @@ def test_gpu_extraction_equals_cpu(dataset, tmp_path):
     np.testing.assert_allclose(np.asarray(gpu.data), np.asarray(cpu.data), atol=1e-2)
 
 
-def test_a_first_run_links_its_shard_and_later_outputs_are_copied_alike(
-    dataset, tmp_path, monkeypatch
-):
-    """The output of a run that computed everything is a hard link to the one shard it wrote; an
-    output made of part of a shard, or where linking fails, is a copy of the same bytes."""
+def test_an_output_of_stored_entries_is_their_rows_in_manifest_order(dataset, tmp_path):
     root, entries = dataset
     run(dataset, tmp_path)
-    data = tmp_path / "out" / "features.f32"
-    shards = list((tmp_path / "store").glob("*/*.f32"))
-    assert (
-        len(shards) == 1
-        and data.stat().st_ino == shards[0].stat().st_ino
-        and data.stat().st_nlink == 2
-    )
-    full = np.fromfile(data, dtype=np.float32)
-
+    full = np.fromfile(tmp_path / "out" / "features.f32", dtype=np.float32)
     part = extract_features(
         entries[2:4], root, CFG, tmp_path / "part", store_dir=tmp_path / "store"
     )
     assert part["computed"] == 0
-    copied = tmp_path / "part" / "features.f32"
-    assert copied.stat().st_ino != shards[0].stat().st_ino and copied.stat().st_nlink == 1
     per_row = full.size // len(FeatureTable(tmp_path / "out").rows)
     np.testing.assert_array_equal(
-        np.fromfile(copied, dtype=np.float32), full[3 * per_row : 5 * per_row]
-    )  # f0: 2 rows
-
-    def no_links(src, dst):
-        raise OSError(18, "Invalid cross-device link")
-
-    monkeypatch.setattr(os, "link", no_links)
-    again = extract_features(entries, root, CFG, tmp_path / "again", store_dir=tmp_path / "store")
-    assert again["computed"] == 0
-    assert (tmp_path / "again" / "features.f32").stat().st_nlink == 1
-    np.testing.assert_array_equal(
-        np.fromfile(tmp_path / "again" / "features.f32", dtype=np.float32), full
-    )
+        np.fromfile(tmp_path / "part" / "features.f32", dtype=np.float32),
+        full[3 * per_row : 5 * per_row],
+    )  # f0: 2 rows, then f1 and f2 one each

@@ -4,7 +4,7 @@ Sample rates, channels, duration quantiles, class and group counts, read from th
 manifest's columns (no audio is decoded). The download stage writes it to
 ``reports/profile.json`` and logs a short table; the features stage chooses
 ``auto`` values from it (:func:`audioclf.config.frontends.resolve_auto`) and checks that
-the front-end fits it (:mod:`audioclf.features.fit`).
+the front-end fits it (:mod:`audioclf.features.frontend_fit`).
 """
 
 from __future__ import annotations

@@ -2,18 +2,13 @@
 
 Files whose features the store (:mod:`audioclf.features.store`) already holds are not even
 decoded. The others are decoded, down-mixed, resampled, hashed and segmented by a
-pool of threads (libsndfile, soxr, BLAKE3 and torch all release the GIL); on the CPU
+pool of threads (libsndfile, soxr, hashlib and torch all release the GIL); on the CPU
 each thread also runs the front-end (:mod:`audioclf.features.frontends`, one torch
-thread each) on each file's segments as soon as they are decoded, while they are
-still in the core's cache; on a GPU the main thread runs the same front-end on
-batches of ``batch_size`` segments. New entries go
-to the store, then the stage's output folder (:mod:`audioclf.features.table`) is assembled
-from it by copying byte ranges, while the store's last shard is committed (its
-``fsync`` waits on the disk); the folder is published once that commit succeeded.
-Where the output is exactly one whole shard (a first run), its data file is a hard
-link to that shard instead: no copy (0.3-2.6 s for the 0.88 GB of 10 000 clips here).
-Memory stays flat in the number of files: a bounded number of files is in flight and
-nothing is accumulated but the index.
+thread each) on its files' segments; on a GPU the main thread runs the same front-end on
+batches of ``batch_size`` segments. New entries go to the store and are committed; then
+the stage's output folder (:mod:`audioclf.features.table`) is assembled from the store
+and published whole. Memory stays flat in the number of files: a bounded number of
+files is in flight and nothing is accumulated but the index.
 """
 
 from __future__ import annotations
@@ -21,8 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -46,9 +39,8 @@ from audioclf.features.workers import (
     Prepared,
     bounded,
     flush,
-    one_thread_each,
     prepare,
-    single_threaded_kernels,
+    worker_pool,
 )
 from audioclf.io import atomic_path
 
@@ -110,32 +102,17 @@ def extract_features(
         if e.sha256 in store.by_file:  # the very same file seen before: nothing to decode
             found[i], notes[i] = store.by_file[e.sha256], store.by_file[e.sha256].notes
     todo = [(i, e) for i, e in enumerate(entries) if i not in found]
-    writer = ShardWriter(store, shard_bytes)
-    failures, computed = _compute(todo, audio_root, cfg, device, store, writer, found, notes)
+    with ShardWriter(store, shard_bytes) as writer:  # commits on success, discards on an error
+        failures, computed = _compute(todo, audio_root, cfg, device, store, writer, found, notes)
     failures += [
         {"path": d["path"], "reason": f"left out at download: {d['reason']}"} for d in dropped
     ]
     report = _coverage(
         entries, found, failures, notes, computed=computed, key=store.dir.name, dropped=len(dropped)
     )
-    try:
-        uncommitted = writer.open_uncommitted()
-    except BaseException:
-        writer.discard()
-        raise
-    # the last commit's fsync waits on the disk: assemble meanwhile
-    with ThreadPoolExecutor(1) as background:
-        committing = background.submit(writer.close)
-        try:
-            if report["coverage"] < cfg.min_coverage:
-                raise CoverageError(report, cfg.min_coverage)
-            _assemble(
-                entries, found, store, cfg, out_dir, uncommitted, before_publish=committing.result
-            )
-        finally:
-            for fh in uncommitted.values():
-                fh.close()
-            committing.result()
+    if report["coverage"] < cfg.min_coverage:
+        raise CoverageError(report, cfg.min_coverage)
+    _assemble(entries, found, store, cfg, out_dir)
     log.info(
         "features: %d/%d files (%.1f%%), %d segments (%d files computed, %d from the store), "
         "%d skipped",
@@ -168,8 +145,6 @@ def _compute(
 ) -> tuple[list[dict], int]:
     """Decode the (manifest index, entry) pairs, give new features to ``writer``, fill ``found`` and ``notes``.
 
-    The caller commits the writer's last shard; if this raises, that shard is discarded.
-
     Returns:
         The failures (path, reason) and the number of entries written to the store.
     """
@@ -197,34 +172,27 @@ def _compute(
 
     chunks = (todo[i : i + FILES_PER_TASK] for i in range(0, len(todo), FILES_PER_TASK))
     batch: list[Prepared] = []  # GPU: files waiting for a full batch of segments
-    try:
-        with (
-            single_threaded_kernels() as pools,
-            ThreadPoolExecutor(workers, initializer=one_thread_each, initargs=(pools,)) as pool,
+    with worker_pool(workers) as pool:
+        for prepared in bounded(
+            pool,
+            lambda c: prepare(c, audio_root, cfg, cpu_frontend, known),
+            chunks,
+            window=2 * workers,
         ):
-            for prepared in bounded(
-                pool,
-                lambda c: prepare(c, audio_root, cfg, cpu_frontend, known),
-                chunks,
-                window=2 * workers,
-            ):
-                for p in prepared:
-                    if p.error:
-                        failures.append({"path": p.entry.path, "reason": p.error})
-                        continue
-                    notes[p.index] = tuple(p.notes)
-                    if known(p.audio_hash):  # same audio as a stored file: share its entry
-                        found[p.index] = store.by_audio.get(p.audio_hash) or made[p.audio_hash]
-                    elif p.features is not None:
-                        keep(p)
-                    else:
-                        batch.append(p)
-                if sum(len(p.segments) for p in batch) >= cfg.batch_size:
-                    flush(batch, frontend, cfg, device, keep)
-            flush(batch, frontend, cfg, device, keep)
-    except BaseException:
-        writer.discard()
-        raise
+            for p in prepared:
+                if p.error:
+                    failures.append({"path": p.entry.path, "reason": p.error})
+                    continue
+                notes[p.index] = tuple(p.notes)
+                if known(p.audio_hash):  # same audio as a stored file: share its entry
+                    found[p.index] = store.by_audio.get(p.audio_hash) or made[p.audio_hash]
+                elif p.features is not None:
+                    keep(p)
+                else:
+                    batch.append(p)
+            if sum(len(p.segments) for p in batch) >= cfg.batch_size:
+                flush(batch, frontend, cfg, device, keep)
+        flush(batch, frontend, cfg, device, keep)
     return failures, len(made)
 
 
@@ -234,27 +202,18 @@ def _assemble(
     store: FeatureStore,
     cfg: FeaturesConfig,
     out_dir: Path,
-    uncommitted: dict,
-    before_publish: Callable[[], object],
 ) -> None:
-    """Write the stage's cache folder: the entries' segments in manifest order, index and meta.
-
-    ``uncommitted``: open files of shards being committed meanwhile, by name (see
-    ``FeatureStore.copy_to``). ``before_publish`` waits for that commit: if it raises,
-    the folder is not published.
-    """
+    """Write the stage's feature table: the entries' segments in manifest order, index and meta."""
     order = [(entries[i], found[i]) for i in sorted(found)]
     rows = [
         Row(e.path, e.label, e.group, k, round(k * cfg.hop_samples / cfg.sample_rate, 6))
         for e, s in order
         for k in range(s.rows)
     ]
-    stored = [s for _, s in order]
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
-        if not store.link_whole(stored, tmp / DATA_FILE, committed=before_publish):
-            with open(tmp / DATA_FILE, "wb", buffering=0) as fh:
-                store.copy_to(stored, fh, uncommitted)
+        with open(tmp / DATA_FILE, "wb") as fh:
+            store.copy_to([s for _, s in order], fh)
         write_index(rows, tmp / INDEX_FILE)
         meta = {
             "shape": [len(rows), *cfg.shape],
@@ -264,7 +223,6 @@ def _assemble(
             "frontend_key": store.dir.name,
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        before_publish()
 
 
 def _coverage(

@@ -3,9 +3,7 @@
 A shard's data goes to ``.<shard>.f32.tmp``, is flushed to disk and renamed to
 ``<shard>.f32``, and only then is its index written (atomically): the index is the
 proof that its entries are complete (see :mod:`audioclf.features.store`). Shard names
-carry the host and process id, so a later run knows a writer that died. While a shard
-is written its data is handed to the disk every ``WRITEBACK_BYTES``
-(:func:`audioclf.io.start_writeback`), so that the commit's ``fsync`` finds little left to wait for.
+carry the host and process id, so a later run knows a writer that died.
 """
 
 from __future__ import annotations
@@ -20,11 +18,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from audioclf.features.store import INDEX_COLUMNS, SHARD_BYTES, FeatureStore, StoredEntry
-from audioclf.io import atomic_path, start_writeback
-
-# a shard's data is handed to the disk every this many bytes while it is written, so that its commit
-# (an fsync) does not wait for all of it at once
-WRITEBACK_BYTES = 8 << 20
+from audioclf.io import atomic_path
 
 
 class ShardWriter:
@@ -57,25 +51,12 @@ class ShardWriter:
             self.discard()
             raise
 
-    def open_uncommitted(self) -> dict:
-        """The current shard's data, flushed and opened for reading, by shard name ({} if none).
-
-        The open file stays valid whether the shard is later committed (renamed) or
-        discarded, so the entries just written can be read while :meth:`close` runs
-        (its ``fsync`` waits on the disk).
-        """
-        if self._fh is None:
-            return {}
-        self._fh.flush()
-        return {self._name: open(self._tmp, "rb")}
-
     def _open(self) -> None:
         self._name = f"{time.strftime('%Y%m%dT%H%M%S')}-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
         self._tmp = self.store.dir / f".{self._name}.f32.tmp"
         self._fh = open(self._tmp, "wb")
         self._pending: list[StoredEntry] = []
         self._rows = 0
-        self._handed = 0  # bytes handed to the disk (start_writeback)
 
     def add(
         self, feats: np.ndarray, *, audio_hash: str, file_sha256: str, notes: Iterable[str] = ()
@@ -93,13 +74,8 @@ class ShardWriter:
         )
         self._fh.write(np.ascontiguousarray(feats).data)
         self._rows += len(feats)
-        written = self._rows * self.store.row_bytes
-        if written - self._handed >= WRITEBACK_BYTES:
-            self._fh.flush()
-            start_writeback(self._fh.fileno(), self._handed, written - self._handed)
-            self._handed = written
         self._pending.append(entry)
-        if written >= self.shard_bytes:
+        if self._rows * self.store.row_bytes >= self.shard_bytes:
             self.commit()
         return entry
 

@@ -6,7 +6,7 @@ Layout under ``<store_dir>/<frontend key>/``::
     <shard>.index.csv    one line per file: audio hash, file sha256, first row, rows, notes
     .<shard>.f32.tmp     a shard being written (never read)
 
-An entry is keyed by the decoded audio's hash (BLAKE3) within a directory keyed by the
+An entry is keyed by the decoded audio's hash (sha256) within a directory keyed by the
 front-end params, so a new model, loss or split never recomputes features, and
 experiments share them. The file's own sha256 (from the manifest) is remembered
 beside it, so a later run finds its entries without decoding anything.
@@ -25,7 +25,7 @@ import hashlib
 import json
 import os
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,11 +35,8 @@ from audioclf.config.features import VECTOR_KINDS, FeaturesConfig
 from audioclf.features.birdnet import MODEL_NAME as BIRDNET_MODEL
 from audioclf.features.opensmile import FEATURE_SETS
 
-# bump when decoding, the audio hash or a front-end changes: old entries then miss
-# (2: audio keyed by BLAKE3, not sha256; 3: on the CPU the Hann window is applied to the
-# spectrum; 4: on AMD CPUs MKL's FFT ran its vector code; 5: one plain torch front-end on
-# every device, which rounds differently from the compiled CPU kernels of 3 and 4)
-FRONTEND_VERSION = 5
+# bump when decoding, the audio hash or a front-end changes numerically: old entries then miss
+FRONTEND_VERSION = 6
 # fields of FeaturesConfig that do not change the features (how, where and how many)
 NOT_IN_KEY = ("batch_size", "workers", "device", "store_dir", "min_coverage")
 SPECTRAL_KINDS = ("logmel", "mfcc", "imagenet")  # the log-mel and what is made of it
@@ -54,10 +51,8 @@ ONLY_FOR = {
     **{f: (*SPECTRAL_KINDS, "fbank") for f in ("n_fft", "hop_length", "n_mels", "f_min", "f_max")},
 }
 INDEX_COLUMNS = ("audio_hash", "file_sha256", "start", "rows", "notes")
-# an interrupted run loses at most one shard of work (1 GiB: ~11 000 4-s log-mel segments, ~10 s of
-# extraction on 2 cores); a run whose output is one whole shard links it instead of copying it
-SHARD_BYTES = 1 << 30
-COPY_BLOCK = 64 << 20  # bytes copied through memory at a time where the kernel cannot
+# an interrupted run loses at most one shard of work (~2 800 4-s log-mel segments)
+SHARD_BYTES = 256 << 20
 
 
 def frontend_params(cfg: FeaturesConfig) -> dict:
@@ -176,67 +171,24 @@ class FeatureStore:
             shape=(entry.rows, *self.shape),
         )
 
-    def copy_to(self, entries: Iterable[StoredEntry], out, uncommitted: dict | None = None) -> int:
-        """Append the entries' bytes to ``out``, kernel-side where possible.
-
-        Args:
-            entries: what to copy, in order.
-            out: a file opened unbuffered for writing (``open(path, "wb", buffering=0)``).
-            uncommitted: open files of shards still being committed, by shard name
-                (:meth:`ShardWriter.open_uncommitted`); this call closes them.
-
-        Returns:
-            The number of rows written.
-        """
-        total, handles = 0, dict(uncommitted or {})
+    def copy_to(self, entries: Iterable[StoredEntry], out) -> int:
+        """Append the entries' segments to the binary file ``out``, in order; returns the rows written."""
+        total, shards = 0, {}
         try:
-            for shard, start, rows in _runs(entries):
-                if shard not in handles:
-                    handles[shard] = open(self.dir / f"{shard}.f32", "rb")
-                _copy_range(handles[shard], out, start * self.row_bytes, rows * self.row_bytes)
-                total += rows
+            for e in entries:
+                if e.shard not in shards:
+                    shards[e.shard] = open(self.dir / f"{e.shard}.f32", "rb")
+                src = shards[e.shard]
+                src.seek(e.start * self.row_bytes)
+                data = src.read(e.rows * self.row_bytes)
+                if len(data) != e.rows * self.row_bytes:
+                    raise OSError(f"shard {src.name} ends before row {e.start + e.rows}")
+                out.write(data)
+                total += e.rows
         finally:
-            for fh in handles.values():
+            for fh in shards.values():
                 fh.close()
         return total
-
-    def link_whole(
-        self, entries: list[StoredEntry], dst: Path, committed: Callable[[], object]
-    ) -> bool:
-        """Hard-link ``dst`` to a committed shard if ``entries`` are all of it, in order; False (nothing done) if not.
-
-        The common case of a first run, whose output is exactly the shard it wrote: no
-        copy. Committed shards are never written again, so the two names share data
-        safely. ``committed`` is called first where the entries are one run from a
-        shard's start: it waits for a shard still being committed. False also where
-        the filesystem cannot link it there (another filesystem, no hard links): copy instead.
-        """
-        runs = list(_runs(entries))
-        if len(runs) != 1 or runs[0][1] != 0:
-            return False
-        committed()
-        data = self.dir / f"{runs[0][0]}.f32"
-        try:
-            if data.stat().st_size != runs[0][2] * self.row_bytes:
-                return False
-            os.link(data, dst)
-        except OSError:
-            return False
-        return True
-
-
-def _runs(entries: Iterable[StoredEntry]) -> Iterable[tuple[str, int, int]]:
-    """(shard, start, rows) ranges, neighbouring entries merged: one copy per contiguous run."""
-    run = None
-    for e in entries:
-        if run and run[0] == e.shard and run[1] + run[2] == e.start:
-            run[2] += e.rows
-            continue
-        if run:
-            yield tuple(run)
-        run = [e.shard, e.start, e.rows]
-    if run:
-        yield tuple(run)
 
 
 def _writer(shard: str) -> tuple[str, int | None]:
@@ -253,16 +205,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _copy_range(src, dst, offset: int, count: int) -> None:
-    """Copy ``count`` bytes at ``offset`` of ``src`` to the position of unbuffered ``dst``."""
-    while count > 0:
-        try:
-            done = os.copy_file_range(src.fileno(), dst.fileno(), count, offset)
-        except OSError:  # not supported across these filesystems: copy through user space,
-            src.seek(offset)  # a bounded block at a time (a shard may be 1 GiB)
-            done = dst.write(src.read(min(count, COPY_BLOCK)))
-        if done == 0:
-            raise OSError(f"unexpected end of shard {src.name} at byte {offset}")
-        offset, count = offset + done, count - done

@@ -2,7 +2,7 @@
 
 The features stage decodes a whole clip at once (:func:`audioclf.features.audio.load_waveform`);
 prediction over hours of field recordings reads the file in blocks instead, with the same
-down-mix (the channels' mean, int16 data summed exactly) and the same resampler (soxr at
+down-mix (:func:`~audioclf.features.audio.downmix`) and the same resampler (soxr at
 :data:`~audioclf.features.audio.RESAMPLE_QUALITY`, one stream per file), and cuts the
 samples into windows of a model's segment length as they arrive. Window ``k`` starts at
 sample ``k * hop`` exactly, however long the file; samples after the last whole window make
@@ -26,14 +26,11 @@ from audioclf.features.audio import (
     RESAMPLE_QUALITY,
     SILENCE_PEAK,
     DecodeError,
-    _mix,
-    _mix_int16,
+    downmix,
     segment,
 )
 
-BLOCK_SECONDS = (
-    30.0  # decoded at a time: ~5 MB of 44.1 kHz stereo float32, whatever the file's length
-)
+BLOCK_SECONDS = 30.0  # decoded at a time: ~10 MB of 44.1 kHz stereo float32, whatever the length
 
 
 @dataclass(frozen=True)
@@ -65,9 +62,8 @@ def decoded_blocks(
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
         raise DecodeError(f"unreadable: {exc}") from exc
     with fh:
-        dtype = "int16" if fh.subtype in INT16_SUBTYPES else "float32"
         frames = max(1, int(block_seconds * fh.samplerate))
-        scale = np.float32((1 / 32768 if dtype == "int16" else 1.0) / fh.channels)
+        dtype = "int16" if fh.subtype in INT16_SUBTYPES else "float32"
 
         def native() -> Iterator[np.ndarray]:
             while True:
@@ -77,7 +73,7 @@ def decoded_blocks(
                     raise DecodeError(f"unreadable: {exc}") from exc
                 if not len(data):
                     return
-                yield _downmix(data, scale)
+                yield downmix(data)
 
         yield from checked(resampled(native(), fh.samplerate, sample_rate))
 
@@ -94,18 +90,8 @@ def array_blocks(
             f"samples must be (N,) or (N, channels) at a positive rate, got {data.shape} at {rate} Hz"
         )
     frames = max(1, int(block_seconds * rate))
-    scale = np.float32(1.0 / data.shape[1])
-    mono = (_downmix(data[i : i + frames], scale) for i in range(0, len(data), frames))
+    mono = (downmix(data[i : i + frames]) for i in range(0, len(data), frames))
     return checked(resampled(mono, rate, sample_rate))
-
-
-def _downmix(data: np.ndarray, scale: np.float32) -> np.ndarray:
-    """The features stage's down-mix of (N, C) int16 or float samples: float32 (N,)."""
-    if data.dtype == np.int16:
-        mono = np.empty(len(data), dtype=np.float32)
-        _mix_int16(np.ascontiguousarray(data).reshape(-1), data.shape[1], scale, mono)
-        return mono
-    return _mix(data, float(scale))
 
 
 def resampled(blocks: Iterator[np.ndarray], rate: int, sample_rate: int) -> Iterator[np.ndarray]:

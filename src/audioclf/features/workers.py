@@ -1,9 +1,9 @@
 """The features stage's threads: each decodes, down-mixes, resamples, hashes and segments a few
-files, and on the CPU also runs the front-end on each file's segments while they are still in
-the core's cache; on a GPU the main thread runs the front-end on batches (:func:`flush`).
+files, and on the CPU also runs the front-end on their segments; on a GPU the main thread runs
+the front-end on batches (:func:`flush`).
 
-libsndfile, soxr, BLAKE3 and torch release the GIL, so threads run in parallel;
-:func:`single_threaded_kernels` keeps each at one torch, BLAS and OpenMP thread.
+libsndfile, soxr, hashlib and torch release the GIL, so threads run in parallel, each with one
+torch thread (:func:`worker_pool`).
 """
 
 from __future__ import annotations
@@ -17,19 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from threadpoolctl import ThreadpoolController
 
 from audioclf.config.features import VECTOR_KINDS, FeaturesConfig
 from audioclf.data.manifest import Entry
 from audioclf.features.audio import DecodeError, load_waveform, segment
 from audioclf.features.frontends import FrontEnd
-from audioclf.io import keep_freed_memory
 
-# files a thread takes at a time, and segments per front-end call on the CPU (which tiles their
-# frames to stay in cache): 16 and 16 (tiles of 128 frames) ran the stage ~7 % faster than 8 and 8
-# (tiles of 96) on 2 cores, fewer tasks and calls to hand between the threads
-FILES_PER_TASK = 16
-CPU_BATCH = 16
+FILES_PER_TASK = 16  # files a thread takes at a time
+CPU_BATCH = 16  # segments per front-end call on the CPU
 
 
 @dataclass
@@ -69,8 +64,7 @@ def prepare(
     """Decode and segment (manifest index, entry) pairs; with ``frontend`` (CPU), compute their features.
 
     On the CPU the chunk's new segments go through the front-end together, ``CPU_BATCH`` at a
-    time (it tiles their frames to stay in the core's cache): one call per chunk, not per file,
-    since every torch call holds the GIL a few microseconds and the workers wait on each other.
+    time.
     """
     out = []
     for index, entry in chunk:
@@ -132,32 +126,19 @@ def bounded(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, window: int
         yield pending.popleft().result()
 
 
-def one_thread_each(pools: ThreadpoolController) -> None:
-    """A worker thread's own limits: OpenMP's thread count is per thread, so a limit set in the main
-    thread does not reach the pool's threads, whose torch and libsoxr calls then each start a team of
-    OpenMP threads that spin on the same cores (2x the CPU time per file here). The pool's initializer,
-    given the ``pools`` of :func:`single_threaded_kernels`."""
-    torch.set_num_threads(1)
-    pools.limit(limits=1)
-
-
 @contextlib.contextmanager
-def single_threaded_kernels() -> Iterator[ThreadpoolController]:
-    """One torch, BLAS and OpenMP thread per worker, and freed memory kept for reuse.
+def worker_pool(workers: int) -> Iterator[ThreadPoolExecutor]:
+    """A pool of ``workers`` threads that run one torch thread each, as does the caller meanwhile.
 
-    Parallelism comes from the worker threads: nested pools oversubscribe the cores
-    (libsoxr's OpenMP and OpenBLAS threads spin while they wait). Without
-    :func:`keep_freed_memory` every file's arrays were unmapped and faulted in again.
-    Yields the process's BLAS and OpenMP libraries for :func:`one_thread_each`: found once,
-    since each search of the loaded libraries takes ~2 ms.
+    Parallelism comes from the worker threads: torch's own pool on top of them would put
+    more busy threads than cores. OpenMP's thread count is per thread, so each worker sets
+    its own; the caller's count comes back after the block.
     """
-    keep_freed_memory()
-    pools = ThreadpoolController()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with pools.limit(limits=1):
-            yield pools
+        with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            yield pool
     finally:
         torch.set_num_threads(threads)
 

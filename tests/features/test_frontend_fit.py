@@ -14,7 +14,7 @@ from audioclf.config import parse_params
 from audioclf.config.features import FeaturesConfig
 from audioclf.data.manifest import Entry, describe, write_manifest
 from audioclf.data.profile import data_profile
-from audioclf.features.fit import fit_frontend, frontend_fit, segment_shares
+from audioclf.features.frontend_fit import fit_frontend, frontend_fit, segment_shares
 
 DEFAULT = FeaturesConfig(kind="logmel")  # 22.05 kHz, 4-s segments, 128 mels up to 11 kHz
 

@@ -1,10 +1,11 @@
-"""The feature benchmark's baseline: a per-file ``librosa.load`` + ``melspectrogram`` + ``power_to_db`` loop.
+"""The features benchmark's yardstick: a per-file ``librosa.load`` + ``melspectrogram`` +
+``power_to_db`` loop, one file after another, timed after a warm-up.
 
-Run as a script by :mod:`audioclf.devtools.feature_benchmark` (never imported), so that its
-process loads librosa and nothing of audioclf: importing audioclf loads torch, whose
-libraries change how fast librosa's own code runs. Prints one JSON line of timings.
+Run by ``tests/benchmarks/features.py`` in a process of its own that never imports audioclf
+(torch's libraries, loaded by audioclf, change how fast librosa's own code runs). Prints one
+JSON line of timings.
 
-    python naive_librosa.py AUDIO_DIR FILES SAMPLE_RATE N_FFT HOP N_MELS
+    python tests/benchmarks/naive_librosa.py AUDIO_DIR FILES SAMPLE_RATE N_FFT HOP N_MELS
 """
 
 import csv
