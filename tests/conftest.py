@@ -5,13 +5,15 @@ that can be told to misbehave (rate-limit, fail, drop the connection mid-file, i
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import importlib.util
 import io
 import json
 import os
+import shlex
 import shutil
 import subprocess
-import sys
 import threading
 import zipfile
 from collections import defaultdict
@@ -156,6 +158,63 @@ def project(tmp_path_factory):
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
         run(cmd, root, env)
     return root, env
+
+
+STAGES = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
+
+
+def stage_main(name: str) -> Callable[[list[str]], Any]:
+    """The ``main`` of ``stages/<name>.py``."""
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def run_stages(root: Path, names: list[str] = STAGES) -> None:
+    """Run the stages ``names`` in-process in ``root``, with the arguments dvc.yaml gives them,
+    as ``dvc repro`` would (without DVC: no hashing, no cache, no subprocess)."""
+    from audioclf.cli import run as run_main
+
+    commands = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    with contextlib.chdir(root):
+        for name in names:
+            argv = shlex.split(commands[name]["cmd"])
+            run_main(stage_main(name), argv[argv.index(f"stages/{name}.py") + 1 :])
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory) -> Path:
+    """A workspace with shrunk params.yaml in which every stage has run once, in-process, with the
+    default model; tests copy it (:func:`workspace_copy`) before running stages of their own."""
+    root = tmp_path_factory.mktemp("pipeline")
+    (root / "params.yaml").write_text(yaml.safe_dump(shrink(repo_params()), sort_keys=False))
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME"):
+            mp.delenv(name, raising=False)
+        run_stages(root)
+    return root
+
+
+def set_params(root: Path, **values: Any) -> None:
+    """Set ``values`` (dotted keys, as ``dvc exp run -S``) in ``root``'s params.yaml."""
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    for key, value in values.items():
+        *path, last = key.split(".")
+        node = raw
+        for part in path:
+            node = node[part]
+        node[last] = value
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def workspace_copy(pipeline: Path, dest: Path, **params: Any) -> Path:
+    """A copy of the ``pipeline`` workspace at ``dest`` with ``params`` (dotted keys) set, and an
+    MLflow store of its own (a store's artifact root names its folder: it does not move)."""
+    skip = shutil.ignore_patterns("mlflow.db", "mlartifacts")
+    shutil.copytree(pipeline, dest, symlinks=True, ignore=skip)
+    set_params(dest, **params)
+    return dest
 
 
 FAULTS = ("429", "503", "403", "truncate", "ignore-range")
@@ -336,31 +395,33 @@ def offline_url():
     return f"http://127.0.0.1:{port}/download/download.zip"
 
 
-def mlflow_runs(root: Path) -> list:
-    """Every MLflow run of the repository copy at ``root``: name, status, metrics, tags, artifacts."""
-    code = (
-        "import json, mlflow; mlflow.set_tracking_uri('sqlite:///mlflow.db'); "
-        "runs = mlflow.search_runs(search_all_experiments=True, output_format='list'); "
-        "print(json.dumps([{'name': r.info.run_name, 'status': r.info.status, 'metrics': r.data.metrics, "
-        "'tags': r.data.tags, 'artifact_uri': r.info.artifact_uri, 'artifacts': [a.path for a in mlflow.artifacts.list_artifacts(run_id=r.info.run_id)]} "
-        "for r in runs]))"
-    )
-    return _mlflow_json(root, code)
+def mlflow_runs(root: Path | str) -> list[dict]:
+    """Every MLflow run of the store at ``root`` (its mlflow.db, or a tracking URI): name,
+    status, metrics, tags, artifact URI and top-level artifacts."""
+    from mlflow.tracking import MlflowClient
+
+    uri = root if isinstance(root, str) else f"sqlite:///{Path(root) / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    return [
+        {
+            "name": r.info.run_name,
+            "status": r.info.status,
+            "metrics": r.data.metrics,
+            "tags": r.data.tags,
+            "artifact_uri": r.info.artifact_uri,
+            "artifacts": [a.path for a in client.list_artifacts(r.info.run_id)],
+        }
+        for r in runs
+    ]
 
 
-def registered_versions(root: Path, name: str = "audioclf-synthetic") -> list:
+def registered_versions(root: Path, name: str = "audioclf-synthetic") -> list[dict]:
     """Every version of the registered model ``name`` in the store at ``root``."""
-    code = (
-        "import json, mlflow; c = mlflow.MlflowClient('sqlite:///mlflow.db'); "
-        "print(json.dumps([{'version': v.version, 'tags': v.tags, 'run_id': v.run_id} "
-        f"for v in c.search_model_versions(\"name='{name}'\")]))"
-    )
-    return _mlflow_json(root, code)
+    from mlflow.tracking import MlflowClient
 
-
-def _mlflow_json(root: Path, code: str):
-    """What ``code`` prints last as JSON, run in a fresh interpreter in ``root`` (its MLflow store)."""
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    return [
+        {"version": v.version, "tags": v.tags, "run_id": v.run_id}
+        for v in client.search_model_versions(f"name='{name}'")
+    ]

@@ -1,159 +1,191 @@
-"""End to end through DVC and MLflow on a copy of the repo with shrunk params.
-
-Runs ``dvc repro``, ``dvc exp run -S model=cnn_v2`` and a *queued* experiment (which
-executes in a temporary copy under .dvc/tmp/exps and must still log to the repo's
-MLflow store), then checks ``dvc exp show --json`` and the MLflow runs.
+"""End to end through DVC and MLflow on a git+DVC copy of the repository with shrunk params, the
+one place the suite runs ``dvc``: ``dvc repro`` (export and ``audioclf predict`` after it, and a
+forced rerun that must repeat the metrics exactly), a *queued* cross-validated experiment (which
+executes in a temporary copy under .dvc/tmp/exps and must still log to the repository's MLflow
+store), and sharing through a DVC remote and a bare git repository: a fresh clone's ``dvc pull``
+brings everything, its ``dvc repro`` recomputes nothing, and ``dvc exp pull`` brings the experiment.
+The tests run in order on one copy, each on what the one before left.
 """
 
 import json
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
-from tests.conftest import mlflow_runs, registered_versions, run
+import soundfile as sf
+import yaml
+from tests.conftest import mlflow_runs, registered_versions, run, stage_main
+
+from audioclf.cli import run as run_main
 
 pytestmark = pytest.mark.slow
 
 
-def test_repro_experiments_and_tracking(project):
+def experiments(root: Path, env: dict) -> dict:
+    """``dvc exp show``'s params and metrics by name (the baseline commit is ``baseline``)."""
+    out = {}
+    for commit in json.loads(run(["dvc", "exp", "show", "--json"], root, env)):
+        if commit.get("rev") == "workspace":
+            continue
+        revs = [e for ex in commit.get("experiments") or [] for e in ex.get("revs", [])]
+        for exp in [commit, *revs]:
+            data = exp.get("data") or {}
+            name = "baseline" if exp is commit else exp.get("name") or data.get("name")
+            out[name] = {"params": data.get("params"), "metrics": data.get("metrics")}
+    return out
+
+
+def logged(cmd: list[str], cwd: Path, env: dict) -> str:
+    """stdout and stderr of a command that must succeed (the stages log on stderr)."""
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, (
+        f"{' '.join(cmd)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    )
+    return out.stdout + out.stderr
+
+
+def only_source_runs(repro: str) -> bool:
+    """The source stage looks at data.archive on every run (always changed) and writes what it
+    found; that is what download saw, so nothing downstream reruns."""
+    assert repro.count("Running stage") == 1 and "Running stage 'source'" in repro, repro
+    return True
+
+
+def up_to_date(status: str) -> bool:
+    """``dvc status`` with nothing to do but the always-changed source stage."""
+    assert status.split() == ["source:", "always", "changed"], status
+    return True
+
+
+@pytest.fixture(scope="module")
+def shared(project, tmp_path_factory):
+    """The copy with a bare git repository as ``origin`` and a DVC remote on a local path."""
     root, env = project
+    where = tmp_path_factory.mktemp("shared")
+    remote, storage = where / "origin.git", where / "storage"
+    run(["git", "init", "-q", "--bare", str(remote)], where, env)
+    run(["git", "remote", "add", "origin", str(remote)], root, env)
+    run(["dvc", "remote", "add", "-d", "storage", str(storage)], root, env)
+    return root, env, remote
+
+
+def test_repro_then_export_predict_and_the_same_metrics_again(shared):
+    root, env, _ = shared
     run(["dvc", "repro"], root, env)
     metrics = json.loads((root / "reports/metrics.json").read_text())
     assert set(metrics["test"]) >= {"accuracy", "macro_f1", "weighted_f1", "macro_map"}
+    assert metrics["test"]["macro_f1"] > 1 / 6 + 0.2  # it learned: 6 classes
     assert (root / "reports/confusion_matrix.png").stat().st_size > 1000
-    # the per-file probabilities give back every test metric exactly (what comparisons rely on)
-    from audioclf.evaluation.bootstrap import headline
-    from audioclf.evaluation.predictions import parse_probabilities
-
-    written = parse_probabilities((root / "reports/probabilities.csv").read_text(), "probs")
-    assert len(written.paths) == metrics["n"]
-    again = headline(written.y_true, written.probs)
-    for key, value in metrics["test"].items():
-        assert again[key] == pytest.approx(value, abs=1e-12), key
-    first = (root / "reports/metrics.json").read_text()
     exported = json.loads((root / "exported/model.json").read_text())  # the export stage ran
     assert (root / "exported/model.onnx").stat().st_size > 10_000
     assert exported["parity"]["top1_identical"] and exported["parity"]["max_abs_logit_diff"] <= 1e-4
     assert "up to date" in run(["dvc", "status", "export"], root, env)  # in step with dvc repro
     predicted = root / "predictions"
-    run(["python", "-m", "audioclf.predict", "data/raw", "--out", str(predicted)], root, env)
+    run(["python", "-m", "audioclf", "predict", "data/raw", "--out", str(predicted)], root, env)
     assert (predicted / "windows.csv").read_text().count("\n") > 10
 
+    first = (root / "reports/metrics.json").read_text()
     run(["dvc", "repro", "--force", "train", "evaluate"], root, env)
-    assert (root / "reports/metrics.json").read_text() == first, (
-        "same seed must give identical metrics"
-    )
-
+    assert (root / "reports/metrics.json").read_text() == first, "same seed, same metrics"
     run(["git", "add", "-A"], root, env)
     run(["git", "commit", "-qm", "baseline"], root, env)
-    run(["dvc", "exp", "run", "-S", "model=cnn_v2", "-n", "v2"], root, env)
-    run(
-        ["dvc", "exp", "run", "-S", "split.strategy=kfold", "-S", "split.k=3", "-n", "cv3"],
-        root,
-        env,
-    )
-    run(["dvc", "exp", "run", "--queue", "-S", "train.lr=0.01", "-n", "queued-lr"], root, env)
-    run(["dvc", "queue", "start"], root, env)
-    run(["dvc", "queue", "status"], root, env)
-    shown = run(["dvc", "exp", "show", "--json"], root, env)
-    # wait for the queue worker: exp show lists the queued run once it finished
-    import time
 
-    deadline = time.time() + 300
-    while '"queued-lr"' not in shown or '"Running"' in shown or '"Queued"' in shown:
-        assert time.time() < deadline, "queued experiment did not finish in 5 minutes"
+
+def test_a_queued_cross_validation_logs_to_the_repositorys_store(shared):
+    root, env, _ = shared
+    settings = ["-S", "split.strategy=kfold", "-S", "split.k=3", "-S", "model=cnn_v2"]
+    run(["dvc", "exp", "run", "--queue", "-n", "cv3", *settings], root, env)
+    run(["dvc", "queue", "start"], root, env)
+    deadline = time.time() + 600
+    while "cv3" not in run(["dvc", "exp", "list", "--name-only"], root, env):
+        status = run(["dvc", "queue", "status"], root, env)
+        assert "Failed" not in status, logged(["dvc", "queue", "logs", "cv3"], root, env)
+        assert time.time() < deadline, "the queued experiment did not finish in 10 minutes"
         time.sleep(3)
-        shown = run(["dvc", "exp", "show", "--json"], root, env)
-    exps = {}
-    for commit in json.loads(shown):
-        for exp in [commit] + [
-            e for ex in commit.get("experiments") or [] for e in ex.get("revs", [])
-        ]:
-            data = exp.get("data") or {}
-            name = exp.get("name") or data.get("name") or exp.get("rev")
-            exps[name] = data
-    for name in ("v2", "queued-lr"):
-        data = exps[name]
-        test_metrics = data["metrics"]["reports/metrics.json"]["data"]["test"]
-        assert 0 <= test_metrics["macro_f1"] <= 1, name
-    assert exps["v2"]["params"]["params.yaml"]["data"]["model"] == "cnn_v2"
-    cv = exps["cv3"]["metrics"]["reports/metrics.json"]["data"]
+    shown = experiments(root, env)
+    assert shown["cv3"]["params"]["params.yaml"]["data"]["model"] == "cnn_v2"
+    cv = shown["cv3"]["metrics"]["reports/metrics.json"]["data"]
     assert set(cv["folds"]) == {"0", "1", "2"} and set(cv["test_std"]) == set(cv["test"])
-    assert cv["test"]["macro_f1"] == pytest.approx(
-        sum(f["macro_f1"] for f in cv["folds"].values()) / 3, abs=1e-4
-    )
+    mean = sum(f["macro_f1"] for f in cv["folds"].values()) / 3
+    assert cv["test"]["macro_f1"] == pytest.approx(mean, abs=1e-4)
     ci = cv["test_ci"]["macro_f1"]  # shown by dvc exp show: a mapping, not a list
     assert ci["low"] <= cv["test_pooled"]["macro_f1"] <= ci["high"]
 
+    # the queued run executed in .dvc/tmp/exps/..., yet its run and artifacts are the repository's
     runs = mlflow_runs(root)
-    finished = [r for r in runs if r["status"] == "FINISHED" and "test_macro_f1" in r["metrics"]]
-    names = {r["tags"].get("dvc_exp_name") for r in finished}
-    assert {"v2", "queued-lr"} <= names, names
-    assert len(finished) >= 4  # repro, forced repro, v2, queued
-    v2 = next(r for r in finished if r["tags"].get("dvc_exp_name") == "v2")
-    assert {"checkpoints", "plots", "evaluation"} <= set(v2["artifacts"])
-    assert v2["tags"]["git_commit"] != "unknown"
-    assert not list((root / ".dvc/tmp").rglob("mlflow.db")), (
-        "a queued run wrote its own MLflow store"
-    )
+    assert not list((root / ".dvc/tmp").rglob("mlflow.db")), "a queued run made its own store"
+    assert not list((root / ".dvc/tmp").rglob("mlruns"))
+    queued = [r for r in runs if r["tags"].get("dvc_exp_name") == "cv3"]
+    (parent,) = [r for r in queued if "mlflow.parentRunId" not in r["tags"]]
+    children = [r for r in queued if "mlflow.parentRunId" in r["tags"]]
+    assert parent["status"] == "FINISHED" and len(children) == 3
+    assert {"test_macro_f1", "test_macro_f1_std", "test_macro_f1_ci_low"} <= set(parent["metrics"])
+    assert all("test_macro_f1" in c["metrics"] and "val_macro_f1" in c["metrics"] for c in children)
+    store = (root / "mlartifacts").resolve()
+    for r in [parent, *children]:
+        assert Path(r["artifact_uri"].removeprefix("file://")).resolve().is_relative_to(store)
+    assert parent["tags"]["git_commit"] != "unknown"
+    trainings = [r for r in runs if "mlflow.parentRunId" not in r["tags"]]
     versions = registered_versions(root)
-    trainings = [r for r in finished if "mlflow.parentRunId" not in r["tags"]]
-    assert len(versions) == len(trainings) and {"v2", "queued-lr"} <= {
+    assert len(versions) == len(trainings) and "cv3" in {
         v["tags"]["dvc_exp_name"] for v in versions
     }
-    assert all(float(v["tags"]["test_macro_f1"]) >= 0 for v in versions)
-    cv_runs = [r for r in runs if r["tags"].get("dvc_exp_name") == "cv3"]
-    parent = [r for r in cv_runs if "mlflow.parentRunId" not in r["tags"]]
-    children = [r for r in cv_runs if "mlflow.parentRunId" in r["tags"]]
-    assert len(parent) == 1 and len(children) == 3
-    assert {"test_macro_f1", "test_macro_f1_std", "test_macro_f1_ci_low"} <= set(
-        parent[0]["metrics"]
-    )
-    assert all("test_macro_f1" in c["metrics"] and "val_macro_f1" in c["metrics"] for c in children)
 
 
-def test_planted_duplicate_fails_the_pipeline(project):
-    """A gain-changed copy of a training clip planted in the test list stops dvc repro at the audit."""
-    root, env = project
-    run(["dvc", "repro", "split"], root, env)
-    import soundfile as sf
+def test_a_fresh_clone_pulls_everything_and_recomputes_nothing(shared, tmp_path):
+    root, env, remote = shared
+    reports = {n: (root / "reports" / n).read_text() for n in ("metrics.json", "train.json")}
+    run(["dvc", "push"], root, env)  # raw data, split lists, features, models
+    run(["git", "push", "-q", "origin", "HEAD:main"], root, env)
+    run(["dvc", "exp", "push", "origin", "cv3"], root, env)  # its git ref and its outputs
+    shown = experiments(root, env)
+    # the origin's store survived DVC's commit of the table
+    rerun = logged(["dvc", "repro", "--force", "features"], root, env)
+    assert "(0 files computed, " in rerun, rerun
 
+    fresh = tmp_path / "fresh"
+    run(["git", "clone", "-q", "-b", "main", str(remote), str(fresh)], tmp_path, env)
+    assert not (fresh / "data").exists()
+    run(["dvc", "pull"], fresh, env)
+    assert (fresh / "models/fold_0/best.pt").is_file() and (fresh / "data/features").is_dir()
+    assert not (fresh / "data/resume").exists() and not (fresh / "data/feature_store").exists()
+    assert only_source_runs(logged(["dvc", "repro"], fresh, env))
+    assert up_to_date(run(["dvc", "status"], fresh, env))
+    for name, text in reports.items():
+        assert (fresh / "reports" / name).read_text() == text, name
+
+    run(["dvc", "exp", "pull", "origin", "cv3"], fresh, env)  # its ref and its outputs
+    assert experiments(fresh, env) == shown and set(shown) == {"baseline", "cv3"}
+    run(["dvc", "exp", "apply", "cv3"], fresh, env)
+    assert yaml.safe_load((fresh / "params.yaml").read_text())["model"] == "cnn_v2"
+    assert only_source_runs(logged(["dvc", "repro"], fresh, env))
+
+    # the clone's feature store is empty: a forced features run recomputes the table exactly
+    run(["git", "checkout", "-q", "--", "."], fresh, env)
+    run(["dvc", "checkout", "-q"], fresh, env)
+    rebuilt = logged(["dvc", "repro", "--force", "features"], fresh, env)
+    assert ", 0 from the store)" in rebuilt, rebuilt
+    assert up_to_date(run(["dvc", "status"], fresh, env))  # the same hash as the origin's
+
+
+def test_a_planted_duplicate_stops_the_audit(shared, monkeypatch, capsys):
+    """A gain-changed copy of a training clip planted in the test list fails the audit stage."""
     from audioclf.data.manifest import describe, read_manifest, write_manifest
 
+    root, _, _ = shared
     train = read_manifest(root / "data/split/fold_0/train.csv")
     source = train[0]
     audio, sr = sf.read(root / "data/raw" / source.path)
     sf.write(root / "data/raw/planted_copy.wav", audio * 0.5, sr)
     test_list = root / "data/test/fold_0.csv"
-    write_manifest(
-        read_manifest(test_list)
-        + [
-            describe(root / "data/raw/planted_copy.wav", root / "data/raw", source.label, "planted")
-        ],
-        test_list,
-    )
-    out = subprocess.run(
-        [
-            "python",
-            "stages/audit.py",
-            "--audio-root",
-            "data/raw",
-            "--split",
-            "data/split",
-            "--test",
-            "data/test",
-            "--report",
-            "reports/leakage.json",
-        ],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode != 0
-    assert (
-        "leakage audit failed" in out.stderr
-        and "planted_copy.wav" in out.stderr
-        and source.path in out.stderr
-    )
+    planted = describe(root / "data/raw/planted_copy.wav", root / "data/raw", source.label, "p")
+    write_manifest(read_manifest(test_list) + [planted], test_list)
+    monkeypatch.chdir(root)
+    args = ["--audio-root", "data/raw", "--split", "data/split", "--test", "data/test"]
+    with pytest.raises(SystemExit):
+        run_main(stage_main("audit"), [*args, "--report", "reports/leakage.json"])
+    err = capsys.readouterr().err
+    assert "leakage audit failed" in err and "planted_copy.wav" in err and source.path in err
     report = json.loads((root / "reports/leakage.json").read_text())
     assert report["ok"] is False and report["checks"]["near"]["count"] == 1

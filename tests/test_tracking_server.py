@@ -1,6 +1,7 @@
 """Tracking to a shared MLflow server: a real ``mlflow server`` on 127.0.0.1 (sqlite backend,
 a local ``--artifacts-destination``); every run and artifact goes through it and nothing
-tracking-related is written in the repository, by the library and by the whole pipeline."""
+tracking-related is written in the repository, by the library and by the train and evaluate
+stages."""
 
 import os
 import signal
@@ -15,9 +16,9 @@ from pathlib import Path
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
-from tests.conftest import run
+from tests.conftest import run_stages, workspace_copy
 
-from audioclf.tracking import Runs
+from audioclf.tracking import Runs, resolve_store
 
 TRACKING_FILES = ("mlflow.db", "mlruns", "mlartifacts")
 
@@ -81,11 +82,11 @@ def test_runs_and_artifacts_go_through_the_server_and_nothing_is_written_here(
     repo = tmp_path / "repo"
     repo.mkdir()
     monkeypatch.chdir(repo)
-    monkeypatch.delenv("DVC_ROOT", raising=False)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
     checkpoint = tmp_path / "best.pt"
     checkpoint.write_bytes(b"weights")
-    runs = Runs("served", "cnn-ce", params={"train.lr": 0.001}, tags={"split_strategy": "kfold"})
+    store = resolve_store(repo, environ={"MLFLOW_TRACKING_URI": server.uri})
+    tags = {"split_strategy": "kfold"}
+    runs = Runs(store, "served", "cnn-ce", params={"train.lr": 0.001}, tags=tags)
     try:
         with runs.open() as parent, runs.open_fold(0) as child:
             mlflow.log_metric("val_macro_f1", 0.5, step=1)
@@ -106,26 +107,20 @@ def test_runs_and_artifacts_go_through_the_server_and_nothing_is_written_here(
 
 
 @pytest.mark.slow
-def test_the_pipeline_logs_to_the_server_alone(server, project):
-    """``dvc repro``, then a 2-process data-parallel experiment, both tracked by the server."""
-    root, env = project
-    env = {**env, "MLFLOW_TRACKING_URI": server.uri}
-    run(["dvc", "repro"], root, env)
-    run(["git", "add", "-A"], root, env)
-    run(["git", "commit", "-qm", "baseline"], root, env)
-    run(
-        ["dvc", "exp", "run", "-n", "ddp", "-S", "train.devices=2", "-S", "train.device=cpu"],
-        root,
-        env,
-    )
+def test_the_stages_log_to_the_server_alone(server, pipeline, tmp_path, monkeypatch):
+    """The train and evaluate stages with ``MLFLOW_TRACKING_URI`` set: the run, its checkpoint,
+    plots and evaluation are on the server, and nothing tracking-related in the workspace."""
+    root = workspace_copy(pipeline, tmp_path / "ws")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
+    try:
+        run_stages(root, ["train", "evaluate"])
+    finally:
+        mlflow.end_run()
     client = MlflowClient(tracking_uri=server.uri)
     (experiment,) = [e for e in client.search_experiments() if e.name == "audioclf-synthetic"]
-    runs = {r.data.tags["dvc_exp_name"]: r for r in client.search_runs([experiment.experiment_id])}
-    assert set(runs) == {"workspace", "ddp"}
-    for name, r in runs.items():
-        assert r.info.status == "FINISHED" and "test_macro_f1" in r.data.metrics, name
-        assert r.data.tags["processes"] == ("2" if name == "ddp" else "1")
-        stored = server.artifacts / experiment.experiment_id / r.info.run_id / "artifacts"
-        assert (stored / "checkpoints" / "best.pt").is_file(), name
-        assert list((stored / "plots").glob("*.png")) and list((stored / "evaluation").iterdir())
+    (r,) = client.search_runs([experiment.experiment_id])
+    assert r.info.status == "FINISHED" and "test_macro_f1" in r.data.metrics
+    stored = server.artifacts / experiment.experiment_id / r.info.run_id / "artifacts"
+    assert (stored / "checkpoints" / "best.pt").is_file()
+    assert list((stored / "plots").glob("*.png")) and list((stored / "evaluation").iterdir())
     assert _tracking_files(root) == [], "a stage wrote tracking files in the repository"
