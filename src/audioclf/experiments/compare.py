@@ -100,6 +100,17 @@ def interval_cell(d: Difference) -> str:
     return f"**{text}**" if d.significant else text
 
 
+def markdown_table(header: list[str], rows: list[list[str]], align: str) -> list[str]:
+    """A markdown table; ``align`` holds one letter per column, ``l`` (left) or ``r`` (right).
+
+    >>> markdown_table(["a", "b"], [["x", "1"]], "lr")
+    ['| a | b |', '|---|---:|', '| x | 1 |']
+    """
+    rule = "|" + "".join("---:|" if a == "r" else "---|" for a in align)
+    lines = ["| " + " | ".join(row) + " |" for row in [header, *rows]]
+    return [lines[0], rule, *lines[1:]]
+
+
 def mcnemar_text(c: Comparison) -> str:
     """``9 / 14, p = 0.405`` (files only A / only B gets right), or ``–`` if unpaired."""
     if c.mcnemar is None:
@@ -144,15 +155,13 @@ def method(c: Comparison) -> str:
 
 def table(c: Comparison, name_a: str, name_b: str) -> list[str]:
     """The comparison as markdown: one row per metric both runs have."""
-    lines = [
-        f"| metric | `{name_a}` | `{name_b}` | difference [{100 * c.level:g} % interval] |",
-        "|---|---:|---:|---:|",
+    header = ["metric", f"`{name_a}`", f"`{name_b}`", f"difference [{100 * c.level:g} % interval]"]
+    rows = [
+        [column, f"{100 * d.a:.1f}", f"{100 * d.b:.1f}", interval_cell(d)]
+        for column, path in METRICS
+        if (d := c.differences.get(headline_key(path))) is not None
     ]
-    for column, path in METRICS:
-        d = c.differences.get(headline_key(path))
-        if d is not None:
-            lines.append(f"| {column} | {100 * d.a:.1f} | {100 * d.b:.1f} | {interval_cell(d)} |")
-    return lines
+    return markdown_table(header, rows, "lrrr")
 
 
 def render(c: Comparison, name_a: str, name_b: str, command_line: str) -> str:

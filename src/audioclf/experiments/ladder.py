@@ -7,22 +7,14 @@ experiment, run the queue, and write ``reports/phases.md``.
     audioclf ladder --set train.epochs=5 --phases baseline,cnnv2-focal
     audioclf ladder --dry-run                    # print the plan and the reasons for skips
 
-A phase is the ``dvc exp run -S`` overrides that turn the workspace ``params.yaml`` into it
-(:data:`PHASES`). Before anything is queued each phase's params are validated with
-:func:`audioclf.config.parse_params`: one that needs a key, model or loss this checkout lacks,
-pretrained weights that are not on this machine, or an extra that is not installed (BirdNET,
-openSMILE) is listed as skipped with the reason, never dropped. The runs go through the DVC
-queue (``dvc exp run --queue``, then ``--run-all``, which waits) and are read back from ``dvc
-exp show --json``, where a failed experiment carries an ``error`` (and its baseline's metrics,
-which must not be taken for its own).
-
-``phases.md`` holds the phases' test metrics (mean ± std over seeds), then each phase against
-the baseline on the same test files: run i of a phase against the baseline's run i, which
-shares its data, split and ``train.seed``, by a paired bootstrap of every metric's difference
-and McNemar's exact test. Over several seeds a difference is the mean of the per-run ones with
-two intervals, Student's t across the seeds (training noise) and a bootstrap of the shared test
-files (sampling noise), and significant only when both exclude zero. A phase on other test
-files (the leaky split) is compared unpaired.
+A phase is the ``-S`` overrides that turn the workspace ``params.yaml`` into it (:data:`PHASES`).
+One whose params do not validate here, whose pretrained weights are not on this machine, or
+whose extra (BirdNET, openSMILE) is not installed is listed as skipped with the reason. The runs
+go through the DVC queue and are read back from ``dvc exp show --json``. Run i of each phase is
+compared with the baseline's run i (same data, split and ``train.seed``, so the same test
+files): a paired bootstrap of every metric's difference and McNemar's exact test; over several
+seeds, the mean difference with two intervals, across the seeds (training noise) and over the
+shared test files (sampling noise), significant only when both exclude zero.
 """
 
 from __future__ import annotations
@@ -49,7 +41,14 @@ from audioclf.errors import UserError
 from audioclf.evaluation.paired import Comparison, Difference, compare_runs
 from audioclf.evaluation.seeds import across_seeds, files_bootstrap
 from audioclf.experiments.compare import METRICS as METRIC_COLUMNS
-from audioclf.experiments.compare import compared_keys, interval_cell, metric_values, points
+from audioclf.experiments.compare import (
+    compared_keys,
+    interval_cell,
+    markdown_table,
+    mcnemar_text,
+    metric_values,
+    points,
+)
 from audioclf.experiments.runs import METRICS, RunFiles
 from audioclf.io import atomic_path
 
@@ -64,58 +63,35 @@ class Phase(NamedTuple):
     overrides: tuple[str, ...]
 
 
-# The reference reports' ladder (Phase 0 -> 2B -> 3): each rung changes one thing from the one
-# before. AST reads its own front-end (Kaldi fbank) and needs downloaded weights; BirdNET's model
-# ships in the birdnet extra (CC BY-NC-SA 4.0); the ComParE rungs are the speech-emotion baseline
-# (the opensmile extra, audEERING's research licence), then each speaker standardised on its own
-# files (transductive). The leaky split is not a rung but a control: what leakage adds to the
-# test scores (compared unpaired: its test files differ).
-PHASES: tuple[Phase, ...] = (
-    Phase("baseline", "CNN + CE", ("model=cnn", "loss=ce")),
-    Phase(
-        "wce-balanced",
-        "CNN + weighted CE (balanced)",
-        ("model=cnn", "loss=weighted_ce", "loss_params.weighted_ce.weights=balanced"),
-    ),
-    Phase(
-        "wce-sqrt",
-        "CNN + weighted CE (sqrt)",
-        ("model=cnn", "loss=weighted_ce", "loss_params.weighted_ce.weights=sqrt"),
-    ),
-    Phase("cnn-focal", "CNN + focal", ("model=cnn", "loss=focal")),
-    Phase("cnnv2-focal", "CNNv2 + focal", ("model=cnn_v2", "loss=focal")),
-    Phase("ast-focal", "AST + focal (fbank)", ("model=ast", "loss=focal")),
-    Phase(
-        "ast-focal-aug",
-        "AST + focal + SpecAugment + MixUp",
-        ("model=ast", "loss=focal", "augment.specaugment.p=0.8", "augment.mixup.p=0.5"),
-    ),
-    Phase("birdnet-linear", "BirdNET embeddings + linear head", ("model=birdnet", "loss=ce")),
-    Phase(
-        "compare-svm",
-        "ComParE + linear SVM",
-        (
-            "model=svm",
-            "features.kind=compare",
-            "model_params.svm.kernel=linear",
-            "train.norm=global",
-        ),
-    ),
-    Phase(
-        "compare-svm-group",
-        "ComParE + linear SVM + speaker normalisation (train.norm: group, transductive)",
-        (
-            "model=svm",
-            "features.kind=compare",
-            "model_params.svm.kernel=linear",
-            "train.norm=group",
-        ),
-    ),
-    Phase(
-        "leaky-split",
-        "CNN + CE, leaky split (control)",
-        ("model=cnn", "loss=ce", "split.leaky=true"),
-    ),
+# The reference reports' ladder (Phase 0 -> 2B -> 3), each rung changing one thing from the one
+# before, as `name: [title, the -S overrides of the workspace params.yaml]`. AST reads its own
+# front-end (Kaldi fbank) and needs downloaded weights; BirdNET's model ships in the birdnet extra
+# (CC BY-NC-SA 4.0); ComParE + SVM is the speech-emotion baseline (the opensmile extra, research
+# licence), then with each speaker standardised on its own files. The leaky split is a control,
+# not a rung: what leakage adds to the test scores (compared unpaired: its test files differ).
+PHASES = tuple(
+    Phase(name, title, tuple(overrides.split()))
+    for name, (title, overrides) in yaml.safe_load(
+        """
+        baseline: [CNN + CE, model=cnn loss=ce]
+        wce-balanced: [CNN + weighted CE (balanced),
+            model=cnn loss=weighted_ce loss_params.weighted_ce.weights=balanced]
+        wce-sqrt: [CNN + weighted CE (sqrt),
+            model=cnn loss=weighted_ce loss_params.weighted_ce.weights=sqrt]
+        cnn-focal: [CNN + focal, model=cnn loss=focal]
+        cnnv2-focal: [CNNv2 + focal, model=cnn_v2 loss=focal]
+        ast-focal: [AST + focal (fbank), model=ast loss=focal]
+        ast-focal-aug: [AST + focal + SpecAugment + MixUp,
+            model=ast loss=focal augment.specaugment.p=0.8 augment.mixup.p=0.5]
+        birdnet-linear: [BirdNET embeddings + linear head, model=birdnet loss=ce]
+        compare-svm: [ComParE + linear SVM,
+            model=svm features.kind=compare model_params.svm.kernel=linear train.norm=global]
+        compare-svm-group: [
+            "ComParE + linear SVM + speaker normalisation (train.norm: group, transductive)",
+            model=svm features.kind=compare model_params.svm.kernel=linear train.norm=group]
+        leaky-split: ["CNN + CE, leaky split (control)", model=cnn loss=ce split.leaky=true]
+        """
+    ).items()
 )
 # what --seeds varies: train.seed alone (same data and split), or seed too (data, split, training)
 VARY = ("train", "split")
@@ -171,33 +147,30 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
 
 def pretrained_problem(raw: dict, root: Path, cache_dir: str | Path | None = None) -> str | None:
     """Why the selected model's ``pretrained`` weights cannot be loaded offline, or None if they
-    can (or it takes none). A folder (a relative one under the repository ``root``) needs a
-    ``config.json`` and weights; a Hub id must be in the Hugging Face cache (``cache_dir``;
-    None: ``HF_HUB_CACHE`` or ``~/.cache/huggingface/hub``)."""
+    can (or it takes none): a folder (a relative one under the repository ``root``) or a Hub id
+    in the Hugging Face cache (``cache_dir``; None: the default) with a config and weights."""
     model = raw.get("model")
     name = ((raw.get("model_params") or {}).get(model) or {}).get("pretrained")
     if not name:
         return None
     key = f"model_params.{model}.pretrained"
     folder = Path(root, Path(name).expanduser())  # an absolute name stays itself
-    if folder.is_dir():
-        present = {p.name for p in folder.iterdir()}
-        if "config.json" in present and present & set(WEIGHT_FILES):
-            return None
-        return f"{key}: folder {str(folder)!r} holds no config.json with weights"
-    if name.count("/") <= 1 and not name.startswith((".", "/", "~")):
-        from huggingface_hub import try_to_load_from_cache
+    if not folder.is_dir():
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
-        def cached(file: str) -> bool:
-            return isinstance(try_to_load_from_cache(name, file, cache_dir=cache_dir), str)
-
-        if cached("config.json") and any(cached(f) for f in WEIGHT_FILES):
-            return None
-    return (
-        f"{key}: weights {name!r} not available locally (no such folder, not in the Hugging Face "
-        f"cache); download them where there is internet and set {key}=<folder>, or null to train "
-        "from scratch"
-    )
+        try:
+            folder = Path(snapshot_download(name, cache_dir=cache_dir, local_files_only=True))
+        except (HFValidationError, LocalEntryNotFoundError):  # not a Hub id, or not cached
+            return (
+                f"{key}: weights {name!r} not available locally (no such folder, not in the "
+                f"Hugging Face cache); download them where there is internet and set "
+                f"{key}=<folder>, or null to train from scratch"
+            )
+    present = {p.name for p in folder.iterdir()}
+    if "config.json" in present and present & set(WEIGHT_FILES):
+        return None
+    return f"{key}: folder {str(folder)!r} holds no config.json with weights"
 
 
 def check_phase(
@@ -641,85 +614,79 @@ def phase_cell(d: PhaseDifference) -> str:
     if d.seeds is None:
         return interval_cell(d.files)
     s, f = d.seeds, d.files
-    text = (
-        f"{points(d.diff)} (seeds [{points(s.low)}, {points(s.high)}]; "
-        f"files [{points(f.low)}, {points(f.high)}])"
-    )
+    text = f"{points(d.diff)} (seeds [{points(s.low)}, {points(s.high)}]; "
+    text += f"files [{points(f.low)}, {points(f.high)}])"
     return f"**{text}**" if d.significant else text
 
 
 def _mcnemar(comparisons: list[Comparison]) -> str:
     """Files only the baseline / only the phase gets right and p, per run; ``unpaired`` without."""
-    if not comparisons:
-        return "–"
-    if any(c.mcnemar is None for c in comparisons):
-        return "unpaired"
+    if any(c.mcnemar is None for c in comparisons) or not comparisons:
+        return "unpaired" if comparisons else "–"
     if len(comparisons) == 1:
-        m = comparisons[0].mcnemar
-        return f"{m.only_a} / {m.only_b}, p = {m.p:.3g}"
+        return mcnemar_text(comparisons[0])
     return "p = " + ", ".join(f"{c.mcnemar.p:.3g}" for c in comparisons)
 
 
 def metrics_table(results: list[PhaseResult], baseline: str) -> list[str]:
-    """The metrics table: one row per phase, in ladder order; values only (a difference between
-    two runs means something only next to its interval: those are in the comparison table)."""
+    """One row per phase, in ladder order; values only (a difference between two runs means
+    something only next to its interval: those are in the comparison table)."""
     columns = [c for c, _ in METRIC_COLUMNS]
-    lines = [
-        "| phase | runs | " + " | ".join(columns) + " | status |",
-        "|---|---|" + "---:|" * len(columns) + "---|",
+    rows = [
+        [
+            f"{_escape(r.title)} (`{r.name}`)"
+            + (" ← baseline" if r.name == baseline else "")
+            + (" †" if r.transductive else ""),
+            str(len(r.experiments) or "–"),
+            *[_cell(r.values.get(c, [])) for c in columns],
+            r.status + (f": {_escape(r.note)}" if r.note else ""),
+        ]
+        for r in results
     ]
-    for r in results:
-        cells = [_cell(r.values.get(c, [])) for c in columns]
-        status = r.status + (f": {_escape(r.note)}" if r.note else "")
-        mark = (" ← baseline" if r.name == baseline else "") + (" †" if r.transductive else "")
-        lines.append(
-            f"| {_escape(r.title)} (`{r.name}`){mark} | {len(r.experiments) or '–'} | "
-            + " | ".join(cells)
-            + f" | {status} |"
-        )
-    if any(r.transductive for r in results):
-        lines += ["", TRANSDUCTIVE_NOTE]
-    return lines
+    lines = markdown_table(
+        ["phase", "runs", *columns, "status"], rows, "ll" + "r" * len(columns) + "l"
+    )
+    return lines + (["", TRANSDUCTIVE_NOTE] if any(r.transductive for r in results) else [])
 
 
 def comparison_rows(results: list[PhaseResult]) -> list[str]:
     """The comparison table: one row per phase that was compared with the baseline."""
     keys = compared_keys()
-    lines = [
-        "| phase | runs | " + " | ".join(f"Δ {c}" for c, _ in keys) + " | McNemar | significant |",
-        "|---|---|" + "---:|" * len(keys) + "---|---|",
-    ]
+    rows = []
     for r in results:
         c = r.comparison
         if c is None or r.status != "ran":
             continue
-        cells = [phase_cell(c.combined[k]) if k in c.combined else "–" for _, k in keys]
         marked = [col for col, k in keys if k in c.combined and c.combined[k].significant]
-        verdict = ", ".join(marked) or ("none" if c.combined else _escape(c.note) or "–")
-        lines.append(
-            f"| {_escape(r.title)} (`{r.name}`) | {len(c.per_run) or '–'} | "
-            + " | ".join(cells)
-            + f" | {_mcnemar(c.per_run)} | {verdict} |"
+        rows.append(
+            [
+                f"{_escape(r.title)} (`{r.name}`)",
+                str(len(c.per_run) or "–"),
+                *[phase_cell(c.combined[k]) if k in c.combined else "–" for _, k in keys],
+                _mcnemar(c.per_run),
+                ", ".join(marked) or ("none" if c.combined else _escape(c.note) or "–"),
+            ]
         )
-    return lines
+    header = ["phase", "runs", *[f"Δ {c}" for c, _ in keys], "McNemar", "significant"]
+    return markdown_table(header, rows, "ll" + "r" * len(keys) + "ll")
 
 
 def per_run_rows(results: list[PhaseResult]) -> list[str]:
     """Each (phase run, baseline run) pair with its own paired interval and McNemar test."""
     keys = compared_keys()
-    lines = [
-        "| run | against | " + " | ".join(f"Δ {c}" for c, _ in keys) + " | McNemar |",
-        "|---|---|" + "---:|" * len(keys) + "---|",
+    rows = [
+        [
+            f"`{name}`",
+            f"`{base}`",
+            *[interval_cell(c.differences[k]) if k in c.differences else "–" for _, k in keys],
+            _mcnemar([c]),
+        ]
+        for r in results
+        if r.comparison
+        for (base, name), c in zip(r.comparison.pairs, r.comparison.per_run, strict=True)
     ]
-    for r in results:
-        c = r.comparison or PhaseComparison()
-        for (base, name), comp in zip(c.pairs, c.per_run, strict=True):
-            d = comp.differences
-            cells = [interval_cell(d[k]) if k in d else "–" for _, k in keys]
-            lines.append(
-                f"| `{name}` | `{base}` | " + " | ".join(cells) + f" | {_mcnemar([comp])} |"
-            )
-    return lines
+    header = ["run", "against", *[f"Δ {c}" for c, _ in keys], "McNemar"]
+    return markdown_table(header, rows, "ll" + "r" * len(keys) + "l")
 
 
 def describe_seeds(seeds: list[int], vary: str) -> str:
@@ -728,9 +695,9 @@ def describe_seeds(seeds: list[int], vary: str) -> str:
     >>> describe_seeds([], "train")
     "One run per phase, on the workspace's `seed` and `train.seed`."
     """
+    listed = ", ".join(map(str, seeds))
     if not seeds:
         return "One run per phase, on the workspace's `seed` and `train.seed`."
-    listed = ", ".join(map(str, seeds))
     if vary == "train":
         return (
             f"{len(seeds)} runs per phase with `train.seed` = {listed}: initialisation, shuffling, "
@@ -887,16 +854,12 @@ def main(argv: list[str]) -> dict:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("--params", default="params.yaml", help="the params the phases start from")
-    ap.add_argument("--out", default="reports/phases.md", help="the report (markdown)")
-    ap.add_argument("--seeds", type=int, default=1, help="runs per phase (seeds s, s+1, ...)")
-    ap.add_argument(
-        "--vary",
-        choices=VARY,
-        default="train",
-        help="train: vary train.seed only (same data and split; default); split: seed too",
-    )
-    ap.add_argument(
+    add = ap.add_argument
+    add("--params", default="params.yaml", help="the params the phases start from")
+    add("--out", default="reports/phases.md", help="the report (markdown)")
+    add("--seeds", type=int, default=1, help="runs per phase (seeds s, s+1, ...)")
+    add("--vary", choices=VARY, default="train", help="train: train.seed only; split: seed too")
+    add(
         "--set",
         dest="extra",
         action="append",
@@ -904,23 +867,13 @@ def main(argv: list[str]) -> dict:
         metavar="KEY=VALUE",
         help="override applied to every phase (repeatable), e.g. --set train.epochs=3",
     )
-    ap.add_argument(
-        "--phases", help="comma-separated phases to run (the others are still checked and listed)"
-    )
-    ap.add_argument("--tag", default="", help="experiment names' suffix (keeps an earlier ladder)")
-    ap.add_argument(
-        "--force", action="store_true", help="replace experiments that already have these names"
-    )
-    ap.add_argument("--jobs", type=int, default=1, help="experiments run at once")
-    ap.add_argument(
-        "--dry-run", action="store_true", help="print the plan and the skips; queue nothing"
-    )
-    ap.add_argument(
-        "--read-back",
-        metavar="COMMIT",
-        help="queue nothing: report the experiments these phases already ran from COMMIT",
-    )
-    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add("--phases", help="comma-separated phases to run (the others are still checked, listed)")
+    add("--tag", default="", help="experiment names' suffix (keeps an earlier ladder)")
+    add("--force", action="store_true", help="replace experiments that have these names")
+    add("--jobs", type=int, default=1, help="experiments run at once")
+    add("--dry-run", action="store_true", help="print the plan and the skips; queue nothing")
+    add("--read-back", metavar="COMMIT", help="queue nothing: report what ran from COMMIT")
+    add("-v", "--verbose", action="store_true", help="debug logging")
     args = ap.parse_args(argv)
     root = Path.cwd()
     raw = yaml.safe_load(Path(args.params).read_text())

@@ -29,8 +29,9 @@ def main(argv: list[str]) -> dict:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("-n", "--seeds", type=int, default=3, help="runs, with seeds s, s+1, ...")
-    ap.add_argument(
+    add = ap.add_argument
+    add("-n", "--seeds", type=int, default=3, help="runs, with seeds s, s+1, ...")
+    add(
         "-S",
         "--set-param",
         dest="overrides",
@@ -39,20 +40,13 @@ def main(argv: list[str]) -> dict:
         metavar="KEY=VALUE",
         help="params override, as for dvc exp run (repeatable)",
     )
-    ap.add_argument("--name", default="repeat", help="experiment names: <name>-s<seed>")
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument(
-        "--vary",
-        choices=VARY,
-        default="train",
-        help="train: vary train.seed only (same data and split; default); split: seed too",
-    )
-    ap.add_argument("--out", help="also write the table here (markdown)")
-    ap.add_argument(
-        "--force", action="store_true", help="replace experiments that already have these names"
-    )
-    ap.add_argument("--dry-run", action="store_true", help="print the runs; queue nothing")
-    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add("--name", default="repeat", help="experiment names: <name>-s<seed>")
+    add("--params", default="params.yaml")
+    add("--vary", choices=VARY, default="train", help="train: train.seed only; split: seed too")
+    add("--out", help="also write the table here (markdown)")
+    add("--force", action="store_true", help="replace experiments that have these names")
+    add("--dry-run", action="store_true", help="print the runs; queue nothing")
+    add("-v", "--verbose", action="store_true", help="debug logging")
     args = ap.parse_args(argv)
     if args.seeds < 2:
         ap.error(f"-n must be >= 2 to give a spread, got {args.seeds}")

@@ -4,25 +4,19 @@
     audioclf report workspace --target test.macro_f1=0.25 --target buckets.tail.macro_f1=0.3
     audioclf report my-exp --out reports/my-exp.md
 
-The report the hand-written "Phase N Results" pages held: the configuration and what
-changed from the previous phase (the first ``--against``), the per-epoch training
-progression with the best epoch marked, train/validation/test metrics, the overfitting
-gap, the strongest and weakest classes with their training counts, the comparison with
-each ``--against`` run (paired intervals and McNemar, as ``audioclf compare``) and the
-success criteria (``--target KEY=VALUE``: met when the value is at least the threshold,
-at most for ECE and losses; ``>=``/``<=`` say so explicitly). KEY is a path in
-reports/metrics.json (``test.macro_f1``, ``buckets.tail.macro_f1``,
-``test_ci.macro_f1.low``) or ``train.<metric>``/``val.<metric>`` at the best epoch (the
-mean over folds for cross-validation).
+What the hand-written "Phase N Results" pages held: the configuration and what changed from
+the previous phase (the first ``--against``), the per-epoch progression with the best epoch
+marked, train/validation/test metrics, the overfitting gap, the strongest and weakest classes
+with their training counts, the comparison with each ``--against`` run (as ``audioclf
+compare``) and the success criteria (``--target KEY=VALUE``: met when the value is at least the
+threshold, at most for ECE and losses; ``>=``/``<=`` say so explicitly). KEY is a path in
+reports/metrics.json (``test.macro_f1``, ``test_ci.macro_f1.low``) or ``train.<metric>``/
+``val.<metric>`` at the best epoch (the mean over folds for cross-validation).
 
-Run it from the repository root. A run is a DVC experiment, a git revision or
-``workspace``. Its files come from DVC; the per-epoch values from its MLflow run (the
-latest tagged with its name whose test metrics are the run's own), else from its
-reports/curves. The progression figure goes to a folder beside the report
-(``<report>_files/``), with an experiment's evaluation figures (the workspace's are
-linked where they are); all are linked by relative path. Every number is formatted from
-the run's files, never typed: metrics in percent (differences in points), losses with
-four decimals, params as params.yaml holds them.
+Run it from the repository root. A run is a DVC experiment, a git revision or ``workspace``;
+its per-epoch values come from its MLflow run, else from its reports/curves. The figures go to
+``<report>_files/`` beside the report (the workspace's own are linked where they are). Every
+number is formatted from the run's files, never typed.
 """
 
 from __future__ import annotations
@@ -503,23 +497,24 @@ def main(argv: list[str]) -> dict:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("run", metavar="EXP", help="the run (experiment, revision, or workspace)")
-    ap.add_argument(
+    add = ap.add_argument
+    add("run", metavar="EXP", help="the run (experiment, revision, or workspace)")
+    add(
         "--against",
         action="append",
         default=[],
         metavar="EXP",
         help="compare with this run (repeatable; the first is the previous phase)",
     )
-    ap.add_argument(
+    add(
         "--target",
         action="append",
         default=[],
         metavar="KEY=VALUE",
         help="success criterion (repeatable), e.g. test.macro_f1=0.25",
     )
-    ap.add_argument("--out", help="the report (default: reports/report-<EXP>.md)")
-    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add("--out", help="the report (default: reports/report-<EXP>.md)")
+    add("-v", "--verbose", action="store_true", help="debug logging")
     args = ap.parse_args(argv)
     targets = [parse_target(t) for t in args.target]
     safe = re.sub(r"[^\w.-]", "_", args.run)
