@@ -42,7 +42,7 @@ def repo(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     git(root, "init", "-q")
     raw = repo_params()
-    raw["evaluate"]["bootstrap"] = 300
+    raw["evaluate"]["bootstrap"] = 100
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
     (root / "reports").mkdir()
     paths = [f"audio/f{i}.wav" for i in range(160)]

@@ -40,7 +40,7 @@ def test_compare_prints_every_number_from_the_runs(repo, tmp_path):
     direct = compare_runs(
         RunFiles("a", root).predictions(),
         RunFiles("b", root).predictions(),
-        n_boot=300,
+        n_boot=100,
         level=0.95,
         seed=42,
         bucket_of_a=RunFiles("a", root).bucket_of(tuple(LABELS)),

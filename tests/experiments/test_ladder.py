@@ -386,7 +386,7 @@ def test_phases_md_from_experiments_dvc_shows(repo, caplog):
         planned, raw, dvc, command="audioclf ladder", vary="train", baseline="baseline"
     )
     assert text.startswith("# Phase ladder\n\nDataset `synthetic`, baseline commit `aaaaaaa`")
-    assert "2 runs per phase with `train.seed` = 42, 43" in text and "300 bootstrap" in text
+    assert "2 runs per phase with `train.seed` = 42, 43" in text and "100 bootstrap" in text
     assert "| Bad (`bad`) | – |" in text and "skipped: -S x: params.yaml has no key 'x'" in text
     against = text.split("## Against `baseline`")[1]
     better = next(line for line in against.splitlines() if "(`better`)" in line)

@@ -816,7 +816,7 @@ def run_phases(
     read_back_from: str | None = None,
 ) -> tuple[list[PhaseResult], str]:
     """Run the plan through the DVC queue (or, with ``read_back_from``, read the experiments it
-    ran from that commit), compare each phase with ``baseline``, and write nothing.
+    ran from that commit) and compare each phase with ``baseline``; writes no file.
 
     Returns:
         the results and the report (:func:`report`).
@@ -839,6 +839,7 @@ def run_phases(
 
 
 def log_plan(planned: list[PlannedPhase]) -> None:
+    """Each phase's verdict and the ``dvc exp run --queue`` command of each of its runs."""
     for item in planned:
         verdict = item.reason or (
             "not selected" if not item.selected else f"{len(item.runs)} run(s)"
