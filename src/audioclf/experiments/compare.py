@@ -23,6 +23,7 @@ import argparse
 import logging
 import shlex
 from pathlib import Path
+from typing import Any
 
 from audioclf.config.evaluation import EvaluateConfig
 from audioclf.config.schema import build, coerce
@@ -65,20 +66,29 @@ def compared_keys() -> list[tuple[str, str]]:
     return [(column, headline_key(paths[column])) for column in COMPARED]
 
 
+def lookup(node: Any, path: tuple[str, ...] | list[str]) -> Any:
+    """The value at ``path`` in nested dicts, or None.
+
+    >>> lookup({"test": {"accuracy": 0.5}}, ("test", "accuracy")), lookup({}, ("test", "x"))
+    (0.5, None)
+    """
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
 def metric_values(metrics: dict) -> dict[str, float]:
     """The :data:`METRICS` columns present in one metrics.json (a bucket without test items is not).
 
     >>> metric_values({"test": {"accuracy": 0.5}, "buckets": {"tail": {"classes": 0}}})
     {'accuracy': 0.5}
     """
-    out = {}
-    for column, path in METRICS:
-        node = metrics
-        for key in path:
-            node = node.get(key) if isinstance(node, dict) else None
-        if isinstance(node, (int, float)) and not isinstance(node, bool):
-            out[column] = float(node)
-    return out
+    values = {column: lookup(metrics, path) for column, path in METRICS}
+    return {
+        c: float(v)
+        for c, v in values.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
 
 
 def points(x: float) -> str:

@@ -41,6 +41,7 @@ from audioclf.experiments.compare import (
     compared_keys,
     headline_key,
     interval_cell,
+    lookup,
     mcnemar_text,
     method,
     points,
@@ -93,12 +94,6 @@ def _at_epoch(history: list[dict], epoch: int) -> dict:
     return next((h for h in history if h["epoch"] == epoch), {})
 
 
-def _lookup(node: Any, path: tuple[str, ...] | list[str]) -> Any:
-    for key in path:
-        node = node.get(key) if isinstance(node, dict) else None
-    return node
-
-
 def target_value(r: RunRecord, key: str) -> float:
     """The run's number named ``key``: a path in metrics.json, or ``train.``/``val.`` at the
     best epoch (the mean over folds for cross-validation)."""
@@ -110,7 +105,7 @@ def target_value(r: RunRecord, key: str) -> float:
         ]
         if values and all(isinstance(v, float) for v in values):
             return sum(values) / len(values)
-    node = _lookup(r.metrics, key.split("."))
+    node = lookup(r.metrics, key.split("."))
     if isinstance(node, (int, float)) and not isinstance(node, bool):
         return float(node)
     raise TargetError(
@@ -258,7 +253,7 @@ def splits(r: RunRecord) -> list[str]:
         "|---|---:|---:|",
     ]
     for column, path in METRICS:
-        node = _lookup(r.metrics, path)
+        node = lookup(r.metrics, path)
         if isinstance(node, (int, float)):
             lines.append(f"| {column} | {pct(node)} | {interval(headline_key(path))} |")
     return lines
