@@ -1,21 +1,127 @@
-"""The phase ladder: planning, reading results back, the report; and once through DVC's queue."""
+"""The phase ladder: the phases checked, planned, run through a stand-in for DVC's queue, read
+back, compared with the baseline and written as phases.md; ``audioclf repeat`` and ``show``."""
 
 import json
 import re
-import subprocess
-import sys
 
+import numpy as np
 import pytest
-from tests.conftest import repo_params, run
+import yaml
+from tests.conftest import repo_params
 
-from audioclf.experiments import dvc_exps, ladder, show
-from audioclf.experiments.ladder import main, plan, summarise
-from audioclf.experiments.phase_report import TRANSDUCTIVE_NOTE, PhaseResult, render
-from audioclf.experiments.phases import PHASES, Phase
+from audioclf.evaluation.bootstrap import headline
+from audioclf.experiments import ladder, repeat, show
+from audioclf.experiments.ladder import (
+    PHASES,
+    TRANSDUCTIVE_NOTE,
+    Dvc,
+    DvcError,
+    Phase,
+    PhaseResult,
+    apply_overrides,
+    check_phase,
+    collect,
+    compare_with_baseline,
+    comparison_rows,
+    metrics_table,
+    parse_override,
+    plan,
+    pretrained_problem,
+    run_phases,
+    summarise,
+)
+from audioclf.experiments.runs import RunFiles
+from audioclf.features.birdnet import missing as birdnet_missing
+from audioclf.features.opensmile import missing as opensmile_missing
 
 
-def test_plan_names_seeded_runs_and_keeps_every_phase():
-    planned = plan(repo_params(), extra=["train.epochs=1"], seeds=3, only=["baseline"], tag="t")
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("train.lr=0.003", ("train.lr", 0.003)),
+        ("split.leaky=true", ("split.leaky", True)),
+        ("model_params.cnn.channels=[8, 16]", ("model_params.cnn.channels", [8, 16])),
+        ("params.yaml:model=cnn_v2", ("model", "cnn_v2")),
+        ("data.archive=null", ("data.archive", None)),
+    ],
+)
+def test_parse_override(text, expected):
+    assert parse_override(text) == expected
+
+
+def test_overrides_name_only_params_yaml_keys_that_exist():
+    with pytest.raises(ValueError, match="only params.yaml keys"):
+        parse_override("other.yaml:x=1")
+    with pytest.raises(ValueError, match="is not key=value"):
+        parse_override("model")
+    raw = repo_params()
+    out = apply_overrides(raw, ["train.epochs=2", "model=cnn_v2"])
+    assert out["train"]["epochs"] == 2 and out["model"] == "cnn_v2" and raw["train"]["epochs"] != 2
+    with pytest.raises(ValueError, match="params.yaml has no key 'train.epoch'"):
+        apply_overrides(raw, ["train.epoch=2"])
+
+
+def test_each_phase_runs_here_or_is_skipped_with_the_reason(tmp_path):
+    raw = repo_params()
+    assert check_phase(raw, ["train.epochs=0"], tmp_path) == (
+        "params: 'train.epochs' must be >= 1, got 0"
+    )
+    assert "'model' is 'nope'; allowed values:" in check_phase(raw, ["model=nope"], tmp_path)
+    verdicts = {p.name: check_phase(raw, p.overrides, tmp_path, tmp_path / "hub") for p in PHASES}
+    assert len(verdicts) == 11  # ten rungs and the leaky-split control
+    for phase in PHASES:
+        if "model=birdnet" in phase.overrides:  # offline: only the extra is needed
+            assert verdicts[phase.name] == birdnet_missing()
+        elif "features.kind=compare" in phase.overrides:  # offline too: openSMILE's extra
+            assert verdicts[phase.name] == opensmile_missing()
+        elif "model=ast" in phase.overrides:
+            assert "model_params.ast.pretrained: weights" in verdicts[phase.name]
+            assert "not available locally" in verdicts[phase.name]
+        else:
+            assert verdicts[phase.name] is None, (phase.name, verdicts[phase.name])
+
+
+def test_an_extras_reason_is_the_one_given(monkeypatch, tmp_path):
+    from audioclf.features import birdnet, opensmile
+
+    monkeypatch.setattr(opensmile, "missing", lambda kind: f"no openSMILE for {kind}")
+    monkeypatch.setattr(birdnet, "missing", lambda: 'pip install -e ".[birdnet]"')
+    raw = repo_params()
+    compare = next(p for p in PHASES if p.name == "compare-svm-group")
+    assert check_phase(raw, compare.overrides, tmp_path) == "no openSMILE for compare"
+    assert check_phase(raw, ["model=birdnet", "loss=ce"], tmp_path) == 'pip install -e ".[birdnet]"'
+
+
+def _ast(pretrained):
+    return {"model": "ast", "model_params": {"ast": {"pretrained": pretrained}}}
+
+
+def test_pretrained_weights_must_be_a_folder_under_the_root_or_in_the_hub_cache(tmp_path):
+    reason = pretrained_problem(_ast("MIT/ast-x"), tmp_path, cache_dir=tmp_path / "hub")
+    assert "model_params.ast.pretrained: weights 'MIT/ast-x' not available locally" in reason
+    assert pretrained_problem(_ast(None), tmp_path) is None  # from scratch
+    assert pretrained_problem({"model": "cnn", "model_params": {}}, tmp_path) is None
+    (tmp_path / "weights/ast").mkdir(parents=True)
+    (tmp_path / "weights/ast/config.json").write_text("{}")
+    assert "holds no config.json with weights" in pretrained_problem(_ast("weights/ast"), tmp_path)
+    (tmp_path / "weights/ast/model.safetensors").write_bytes(b"")
+    assert pretrained_problem(_ast("weights/ast"), tmp_path) is None  # relative: under the root
+    assert pretrained_problem(_ast(str(tmp_path / "weights/ast")), tmp_path / "x") is None
+    hub = tmp_path / "hub" / "models--org--tiny"
+    (hub / "snapshots/abc").mkdir(parents=True)
+    (hub / "refs").mkdir()
+    (hub / "refs/main").write_text("abc")
+    (hub / "snapshots/abc/config.json").write_text("{}")
+    assert pretrained_problem(_ast("org/tiny"), tmp_path, tmp_path / "hub") is not None
+    (hub / "snapshots/abc/model.safetensors").write_bytes(b"")
+    assert pretrained_problem(_ast("org/tiny"), tmp_path, tmp_path / "hub") is None
+
+
+def test_plan_names_seeded_runs_and_keeps_every_phase(tmp_path):
+    raw = repo_params()
+    planned = plan(
+        raw, root=tmp_path, extra=["train.epochs=1"], seeds=3, only=["baseline"], tag="t"
+    )
     assert [p.phase.name for p in planned] == [p.name for p in PHASES]
     base = planned[0]
     assert list(base.runs) == ["baseline-t-s42", "baseline-t-s43", "baseline-t-s44"]
@@ -28,112 +134,191 @@ def test_plan_names_seeded_runs_and_keeps_every_phase():
     assert base.seeds == {"baseline-t-s42": 42, "baseline-t-s43": 43, "baseline-t-s44": 44}
     for item in planned[1:]:
         assert not item.runs and (item.reason or not item.selected)
-    split = plan(repo_params(), seeds=2, vary="split", only=["baseline"])[0]
+    split = plan(raw, root=tmp_path, seeds=2, vary="split", only=["baseline"])[0]
     assert split.runs["baseline-s43"] == ["model=cnn", "loss=ce", "seed=43", "train.seed=43"]
-    one = plan(repo_params(), only=["baseline"])[0]
+    one = plan(raw, root=tmp_path, only=["baseline"])[0]
     assert one.runs == {"baseline": ["model=cnn", "loss=ce"]} and one.seeds == {"baseline": None}
-
-
-def test_a_set_train_seed_starts_the_series():
-    raw = repo_params()
-    raw["train"]["seed"] = 7
-    base = plan(raw, seeds=2, only=["baseline"])[0]
-    assert list(base.runs) == ["baseline-s7", "baseline-s8"]
-    assert list(plan(raw, seeds=2, vary="split", only=["baseline"])[0].runs) == [
-        "baseline-s42",
-        "baseline-s43",
+    raw["train"]["seed"] = 7  # a set train.seed starts the series; --vary split starts at seed
+    assert list(plan(raw, root=tmp_path, seeds=2, only=["baseline"])[0].runs) == [
+        "baseline-s7",
+        "baseline-s8",
     ]
+    split = plan(raw, root=tmp_path, seeds=2, vary="split", only=["baseline"])[0]
+    assert list(split.runs) == ["baseline-s42", "baseline-s43"]
 
 
-def test_plan_rejects_bad_input_before_anything_runs():
+def test_plan_rejects_bad_input_before_anything_runs(tmp_path):
+    raw = repo_params()
     with pytest.raises(ValueError, match="--set: params: 'train.epochs' must be >= 1, got 0"):
-        plan(repo_params(), extra=["train.epochs=0"])
+        plan(raw, root=tmp_path, extra=["train.epochs=0"])
     with pytest.raises(ValueError, match=r"unknown phase\(s\) \['nope'\]"):
-        plan(repo_params(), only=["nope"])
+        plan(raw, root=tmp_path, only=["nope"])
     with pytest.raises(ValueError, match="vary must be one of train, split, got 'data'"):
-        plan(repo_params(), seeds=2, vary="data")
+        plan(raw, root=tmp_path, seeds=2, vary="data")
 
 
-def test_dry_run_queues_nothing(caplog, tmp_path):
-    (tmp_path / "params.yaml").write_text(json.dumps(repo_params()))
+def _params_file(tmp_path, **evaluate):
+    raw = repo_params()
+    raw["evaluate"].update(evaluate)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    return str(tmp_path / "params.yaml")
+
+
+def test_dry_runs_queue_nothing(caplog, tmp_path):
+    params = _params_file(tmp_path)
     with caplog.at_level("INFO", logger="audioclf"):
-        out = main(["--params", str(tmp_path / "params.yaml"), "--dry-run", "--seeds", "2"])
-    printed = caplog.text
-    assert "dvc exp run --queue -n baseline-s42 -S model=cnn -S loss=ce -S train.seed=42" in printed
+        out = ladder.main(["--params", params, "--dry-run", "--seeds", "2"])
+    assert "dvc exp run --queue -n baseline-s42 -S model=cnn -S loss=ce -S train.seed=42" in (
+        caplog.text
+    )
     assert set(out) == {"planned"} and not (tmp_path / "reports").exists()
+    args = ["--params", params, "--dry-run", "-n", "2", "-S", "loss=focal"]
+    with caplog.at_level("INFO", logger="audioclf"):
+        runs = repeat.main(args)["planned"][0].runs
+    assert runs["repeat-s43"] == ["loss=focal", "train.seed=43"]
+    assert "dvc exp run --queue -n repeat-s42 -S loss=focal -S train.seed=42" in caplog.text
+    split = repeat.main([*args, "--vary", "split"])["planned"][0].runs
+    assert split["repeat-s43"] == ["loss=focal", "seed=43", "train.seed=43"]
+    with pytest.raises(SystemExit):
+        repeat.main(["--params", params, "-n", "1"])
 
 
-def _shown(experiments: list[dict]) -> list[dict]:
-    """A minimal ``dvc exp show --json``: workspace, one baseline commit and its experiments."""
+def _exp(name, metrics, rev=None, error=None, timestamp="2026-01-01T10:00:00"):
+    """One experiment of ``dvc exp show --json``; ``rev``: the commit holding its files."""
+    data = {
+        "timestamp": timestamp,
+        "metrics": {"reports/metrics.json": {"data": metrics}},
+        "params": {"params.yaml": {"data": {"seed": 1}}},
+    }
+    return {"rev": rev or name, "name": name, "error": error, "data": data}
+
+
+def _shown(experiments):
+    """``dvc exp show --json``: the workspace, then one baseline commit and its experiments."""
+    groups = [{"name": e["name"], "executor": None, "revs": [e]} for e in experiments]
     return [
         {"rev": "workspace", "name": None, "data": {}, "error": None, "experiments": None},
-        {
-            "rev": "abc",
-            "name": "main",
-            "data": {},
-            "error": None,
-            "experiments": [
-                {"name": e["name"], "executor": None, "revs": [e]} for e in experiments
-            ],
-        },
+        {"rev": "abc", "name": "main", "data": {}, "error": None, "experiments": groups},
     ]
-
-
-def _exp(name, accuracy, error=None, timestamp="2026-01-01T10:00:00"):
-    metrics = {"reports/metrics.json": {"data": {"test": {"accuracy": accuracy}}}}
-    return {
-        "rev": name,
-        "name": name,
-        "error": error,
-        "data": {
-            "timestamp": timestamp,
-            "metrics": metrics,
-            "params": {"params.yaml": {"data": {"seed": 1}}},
-        },
-    }
 
 
 def test_collect_ignores_a_failed_experiments_copied_metrics():
+    failed = {"msg": "Experiment run failed", "type": ""}
     shown = _shown(
         [
-            _exp("a", 0.5),
-            _exp("b", 0.9, error={"msg": "Experiment run failed", "type": ""}),
-            _exp("c", 0.1, timestamp="2026-01-01T09:00:00"),
-            _exp("c", 0.3),
-            _exp("other", 0.2),
+            _exp("a", {"test": {"accuracy": 0.5}}),
+            _exp("b", {"test": {"accuracy": 0.9}}, error=failed),
+            _exp("c", {"test": {"accuracy": 0.1}}, timestamp="2026-01-01T09:00:00"),
+            _exp("c", {"test": {"accuracy": 0.3}}),
+            _exp("other", {"test": {"accuracy": 0.2}}),
         ]
     )
-    found = dvc_exps.collect(shown, ["a", "b", "c", "missing"])
-    assert found["a"]["metrics"]["test"]["accuracy"] == 0.5 and found["a"]["params"] == {"seed": 1}
-    assert found["a"]["rev"] == "a"  # the commit its files are read from
-    assert found["b"] == {
-        "error": "Experiment run failed"
-    }  # not the 0.9 it carries from its baseline
+    found = collect(shown, ["a", "b", "c", "missing"])
+    assert found["a"] == {"metrics": {"test": {"accuracy": 0.5}}, "params": {"seed": 1}, "rev": "a"}
+    assert found["b"] == {"error": "Experiment run failed"}  # not the 0.9 of its baseline
     assert found["c"]["metrics"]["test"]["accuracy"] == 0.3  # the latest of one name
     assert set(found) == {"a", "b", "c"}
 
 
-def test_failure_reason_is_the_last_exception(monkeypatch):
-    log = (
-        "Running stage 'train':\nTraceback (most recent call last):\n  File 'x'\n"
-        "audioclf.config.ParamsError: params: 'loss' is 'focal'; allowed values: ce\n"
-        "ERROR: failed to reproduce 'train': failed to run: python stages/train.py, exited with 1\n"
-    )
-    monkeypatch.setattr(dvc_exps, "dvc", lambda args, cwd: log)
-    assert dvc_exps.failure_reason("x", None) == (
-        "audioclf.config.ParamsError: params: 'loss' is 'focal'; allowed values: ce"
+class FakeDvc(Dvc):
+    """DVC's answers to the ladder's commands, without DVC: ``answers`` maps a command's first
+    words to its stdout; every command is recorded in ``calls``."""
+
+    def __init__(self, root, answers, head="a" * 40):
+        super().__init__(root)
+        self.answers, self.head, self.calls = answers, head, []
+
+    def run(self, args):
+        self.calls.append(args)
+        for words, out in self.answers.items():
+            if tuple(args[: len(words)]) == words:
+                if isinstance(out, Exception):
+                    raise out
+                return out
+        return ""
+
+    def commit(self, rev="HEAD", *, short=False):
+        return (self.head if rev == "HEAD" else rev)[: 7 if short else None]
+
+
+STATUS = """Task     Name        Created    Status
+1a2b3c4  baseline-s42  10:00 AM   Failed
+5d6e7f8  other      10:01 AM   Queued
+"""
+LOG = (
+    "Running stage 'train':\nTraceback (most recent call last):\n  File 'x'\n"
+    "audioclf.config.ParamsError: params: 'loss' is 'focal'; allowed values: ce\n"
+    "ERROR: failed to reproduce 'train': failed to run: python stages/train.py, exited with 1\n"
+)
+
+
+def test_queue_conflicts_stop_the_ladder_unless_forced(tmp_path):
+    planned = plan(repo_params(), root=tmp_path, seeds=2, only=["baseline"])
+    answers = {("exp", "list"): "baseline-s43\nolder\n", ("queue", "status"): STATUS}
+    with pytest.raises(DvcError, match="already used on this commit: baseline-s43, 1a2b3c4"):
+        ladder.execute(planned, FakeDvc(tmp_path, answers))
+    dvc = FakeDvc(tmp_path, answers)
+    with pytest.raises(DvcError, match=r"the DVC queue already holds experiments \['other'\]"):
+        ladder.execute(planned, dvc, force=True)
+    assert ["exp", "remove", "baseline-s43"] in dvc.calls and ["queue", "remove", "1a2b3c4"] in (
+        dvc.calls
     )
 
 
-def test_summary_and_table_golden():
-    phases = [
-        Phase("base", "CNN + CE", ("model=cnn",)),
-        Phase("v2", "CNNv2", ("model=cnn_v2",)),
-        Phase("ast", "AST", ("model=ast",)),
-        Phase("half", "half | failed", ("x=1",)),
+def test_the_queue_is_filled_run_and_read_back_from_the_commit_it_was_queued_from(tmp_path):
+    planned = plan(repo_params(), root=tmp_path, seeds=2, only=["baseline"])
+    shown = _shown([_exp("baseline-s42", {"test": {"accuracy": 0.5}})])
+    dvc = FakeDvc(
+        tmp_path,
+        {("exp", "show"): json.dumps(shown), ("queue", "logs", "baseline-s43"): LOG},
+        head="b" * 40,
+    )
+    found = ladder.execute(planned, dvc, jobs=2)
+    assert dvc.calls[3:] == [  # after exp list and queue status twice
+        [
+            "exp",
+            "run",
+            "--queue",
+            "-n",
+            "baseline-s42",
+            "-S",
+            "model=cnn",
+            "-S",
+            "loss=ce",
+            "-S",
+            "train.seed=42",
+        ],
+        [
+            "exp",
+            "run",
+            "--queue",
+            "-n",
+            "baseline-s43",
+            "-S",
+            "model=cnn",
+            "-S",
+            "loss=ce",
+            "-S",
+            "train.seed=43",
+        ],
+        ["exp", "run", "--run-all", "-j", "2"],
+        ["exp", "show", "--json", "--rev", "b" * 40],
+        ["queue", "logs", "baseline-s43"],
     ]
-    planned = plan(repo_params(), phases[:2], seeds=2)
-    planned[1].runs = {"v2-s42": [], "v2-s43": []}
+    assert found["baseline-s42"]["metrics"] == {"test": {"accuracy": 0.5}}
+    assert found["baseline-s43"] == {
+        "error": "audioclf.config.ParamsError: params: 'loss' is 'focal'; allowed values: ce"
+    }
+    dvc.head = "c" * 40  # a commit made while the queue ran must not hide the experiments
+    ladder.read_back(["baseline-s42"], dvc, "b" * 40)
+    assert dvc.calls[-1] == ["exp", "show", "--json", "--rev", "b" * 40]
+    dvc.answers[("queue", "logs")] = DvcError("no such task")
+    assert dvc.failure_reason("x").startswith("failed (no log: no such task")
+
+
+def test_summary_and_metrics_table_golden(tmp_path):
+    phases = [Phase("base", "CNN + CE", ("model=cnn",)), Phase("v2", "CNNv2", ("model=cnn_v2",))]
+    planned = plan(repo_params(), phases, root=tmp_path, seeds=2)
     found = {
         "base-s42": {"metrics": {"test": {"accuracy": 0.5, "ece": 0.2}}},
         "base-s43": {"metrics": {"test": {"accuracy": 0.7, "ece": 0.1}}},
@@ -146,33 +331,68 @@ def test_summary_and_table_golden():
     ]
     assert results[1].status == "ran" and results[1].experiments == ["v2-s42"]
     assert results[1].note == "1 of 2 run(s) failed: v2-s43: CUDA out of memory"
-    table = render(results, baseline="base", header=["h"])
-    rows = {
-        line.split(" | ")[0]: line.split(" | ")
-        for line in table.splitlines()
-        if line.startswith("| ")
-    }
+    table = "\n".join(metrics_table(results, "base"))
+    rows = {line.split(" | ")[0]: line.split(" | ") for line in table.splitlines()[2:]}
     base, v2 = rows["| CNN + CE (`base`) ← baseline"], rows["| CNNv2 (`v2`)"]
-    assert (
-        base[1:3] == ["2", "60.0 ± 14.1"] and base[9] == "15.0 ± 7.1"
-    )  # accuracy, ECE: mean ± sample std
+    assert base[1:3] == ["2", "60.0 ± 14.1"] and base[9] == "15.0 ± 7.1"  # mean ± sample std
     assert v2[1:3] == ["1", "80.0"] and v2[9] == "5.0"  # values only: differences need intervals
     assert rows["| AST (`ast`)"][-1] == "skipped: params: 'model' is 'ast' |"
     assert "| half \\| failed (`half`) |" in table and "failed: a\\|b |" in table  # pipes escaped
     assert "†" not in table  # no run normalised per group
+    found = {"base": {"metrics": {"test": {"accuracy": 0.5}}}}
+    found["g"] = {"metrics": {"test": {"accuracy": 0.6}, "transductive": True}}
+    phases = [phases[0], Phase("g", "CNN + group", ("model=cnn",))]
+    lines = metrics_table(summarise(plan(repo_params(), phases, root=tmp_path), found), "base")
+    assert "| CNN + group (`g`) † | 1 | 60.0 |" in lines[3] and lines[-1] == TRANSDUCTIVE_NOTE
 
 
-def test_a_group_normalised_phase_is_marked_next_to_its_metrics():
-    phases = [Phase("base", "CNN + CE", ("model=cnn",)), Phase("g", "CNN + group", ("model=cnn",))]
-    planned = plan(repo_params(), phases)
-    found = {
-        "base": {"metrics": {"test": {"accuracy": 0.5}, "transductive": False}},
-        "g": {"metrics": {"test": {"accuracy": 0.6}, "input_norm": "group", "transductive": True}},
-    }
-    table = render(summarise(planned, found), baseline="base", header=["h"])
-    assert "| CNN + group (`g`) † | 1 | 60.0 |" in table
-    assert "| CNN + CE (`base`) ← baseline | 1 | 50.0 |" in table
-    assert table.rstrip().endswith(TRANSDUCTIVE_NOTE)
+def test_the_ladder_pairs_each_phase_with_the_baseline_run_of_its_seed(repo):
+    root = repo[0]
+    base = PhaseResult("base", "Base", "ran", experiments=["base-s1", "base-s2"])
+    phase = PhaseResult("up", "Up", "ran", experiments=["up-s1", "up-s2", "up-s3"])
+    planned = plan(repo_params(), [Phase("base", "", ()), Phase("up", "", ())], root=root)
+    planned[0].seeds = {"base-s1": 1, "base-s2": 2}
+    planned[1].seeds = {"up-s1": 1, "up-s2": 2, "up-s3": 3}
+    revs = {"base-s1": "a", "base-s2": "a", "up-s1": "b", "up-s2": "workspace"}
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    compare_with_baseline([base, phase], planned, revs, raw, root, baseline="base")
+    c = phase.comparison
+    assert base.comparison is None and c.pairs == [("base-s1", "up-s1"), ("base-s2", "up-s2")]
+    assert c.note == "1 run(s) without a baseline run of the same seed"
+    files = {n: RunFiles(n, root).predictions() for n in ("a", "b", "workspace")}
+    for comparison, name in zip(c.per_run, ("b", "workspace"), strict=True):
+        assert comparison.paired and comparison.differences["accuracy"].diff == pytest.approx(
+            headline(files[name].y_true, files[name].probs)["accuracy"]
+            - headline(files["a"].y_true, files["a"].probs)["accuracy"]
+        )
+    mean = np.mean([comp.differences["macro_f1"].diff for comp in c.per_run])
+    assert c.combined["macro_f1"].diff == pytest.approx(mean)
+    assert c.combined["macro_f1"].seeds is not None  # two intervals: seeds and files
+    row = next(line for line in comparison_rows([base, phase]) if "`up`" in line)
+    assert row.startswith("| Up (`up`) | 2 | ") and "(seeds [" in row and "p = " in row
+
+
+def test_phases_md_from_experiments_dvc_shows(repo, caplog):
+    """run_phases over a stand-in queue whose experiments' files are ``repo``'s revisions."""
+    root = repo[0]
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    phases = [PHASES[0], Phase("better", "Better", ("model=cnn",)), Phase("bad", "Bad", ("x=1",))]
+    planned = plan(raw, phases, root=root, seeds=2, only=["baseline", "better"])
+    metrics = {"test": {"accuracy": 0.5}}
+    runs = {"baseline-s42": "a", "baseline-s43": "a", "better-s42": "b", "better-s43": "b"}
+    shown = _shown([_exp(name, metrics, rev) for name, rev in runs.items()])
+    dvc = FakeDvc(root, {("exp", "show"): json.dumps(shown)})
+    results, text = run_phases(
+        planned, raw, dvc, command="audioclf ladder", vary="train", baseline="baseline"
+    )
+    assert text.startswith("# Phase ladder\n\nDataset `synthetic`, baseline commit `aaaaaaa`")
+    assert "2 runs per phase with `train.seed` = 42, 43" in text and "100 bootstrap" in text
+    assert "| Bad (`bad`) | – |" in text and "skipped: -S x: params.yaml has no key 'x'" in text
+    against = text.split("## Against `baseline`")[1]
+    better = next(line for line in against.splitlines() if "(`better`)" in line)
+    assert re.match(r"\| Better \(`better`\) \| 2 \| \*\*\+\d", better)
+    assert "| `better-s43` | `baseline-s43` |" in against
+    assert "- `better`: `model=cnn`; experiments: `better-s42`, `better-s43`" in text
 
 
 def test_show_keeps_the_columns_that_matter():
@@ -183,174 +403,14 @@ def test_show_keeps_the_columns_that_matter():
         "rev",
         "dataset",
         "model",
-        "loss",
         "augment.mixup.p",
         "train.seed",
         "split.leaky",
-        "test.accuracy",
-        "test.macro_f1",
         "test.macro_map",
         "reports/metrics.json:test.accuracy",
         "buckets.tail.macro_f1",
     ):
         assert keep.match(column), column
-    for column in (
-        "train.lr",
-        "test.ece",
-        "test_ci.accuracy",
-        "folds.0.accuracy",
-        "data/features",
-        "best_epoch",
-    ):
+    for column in ("train.lr", "test.ece", "test_ci.accuracy", "folds.0.accuracy", "best_epoch"):
         assert not keep.match(column), column
     assert show.exp_show_command(["--all", "--md"]) == ["dvc", "exp", "show", "--md"]
-
-
-@pytest.mark.slow
-def test_ladder_through_the_dvc_queue(project):  # noqa: F811 (the imported fixture)
-    """Baseline and the leaky-split control over two training seeds through the queue; every other
-    phase listed, skipped ones with their reason; then compare and report on those experiments."""
-    root, env = project
-    ladder = [
-        sys.executable,
-        "-m",
-        "audioclf.ladder",
-        "--phases",
-        "baseline,leaky-split",
-        "--seeds",
-        "2",
-        "--set",
-        "train.epochs=2",
-        "--set",
-        "evaluate.bootstrap=100",
-    ]
-    run(ladder, root, env)
-    text = (root / "reports/phases.md").read_text()
-    metrics_table, comparison = text.split("## Against `baseline`")
-    rows = {
-        m.group(1): line
-        for line in metrics_table.splitlines()
-        if (m := re.match(r"\| .* \(`([\w-]+)`\)( ← baseline)? \|", line))
-    }
-    assert list(rows) == [p.name for p in PHASES]
-    cells = rows["baseline"].split(" | ")
-    assert cells[1] == "2" and " ± " in cells[2] and cells[-1] == "ran |"
-    for name, line in rows.items():
-        if name not in ("baseline", "leaky-split"):
-            assert re.search(r"\| (skipped: \S.*|not selected: not in --phases) \|$", line), line
-    assert "`baseline-s42`, `baseline-s43`" in text
-    assert "with `train.seed` = 42, 43" in text and "100 bootstrap resamples" in text
-    leaky = next(line for line in comparison.splitlines() if "(`leaky-split`)" in line)
-    assert leaky.startswith("| CNN + CE, leaky split (control) (`leaky-split`) | 2 | ")
-    assert "(seeds [" in leaky and "; files [" in leaky and "| unpaired |" in leaky
-    assert "| `leaky-split-s43` | `baseline-s43` |" in comparison
-
-    again = subprocess.run(ladder, cwd=root, env=env, capture_output=True, text=True)
-    assert (
-        again.returncode != 0
-        and "already used on this commit: baseline-s42, baseline-s43" in again.stderr
-    )
-
-    # two training seeds on one split: the same test files, so the comparison is paired
-    compare = [sys.executable, "-m", "audioclf.compare", "baseline-s42", "baseline-s43"]
-    out = run([*compare, "--out", "reports/cmp.md"], root, env)
-    assert out == "" and "Paired on the same" in (root / "reports/cmp.md").read_text()
-    run([*compare[:-1], "baseline-s42", "--out", "reports/self.md"], root, env)
-    assert "Significant: none." in (root / "reports/self.md").read_text()
-
-    header = (
-        run([sys.executable, "-m", "audioclf.experiments.show", "--csv"], root, env)
-        .splitlines()[0]
-        .split(",")
-    )
-    assert {
-        "Experiment",
-        "model",
-        "loss",
-        "train.seed",
-        "test.accuracy",
-        "test.macro_f1",
-        "test.macro_map",
-    } <= set(header)
-    assert "train.lr" not in header and "test_ci.accuracy" not in header
-
-    code = (
-        "import json, mlflow; mlflow.set_tracking_uri('sqlite:///mlflow.db'); "
-        "runs = mlflow.search_runs(search_all_experiments=True, output_format='list'); "
-        "print(json.dumps({r.data.tags.get('dvc_exp_name'): [a.path for a in mlflow.artifacts.list_artifacts("
-        "run_id=r.info.run_id, artifact_path='evaluation')] for r in runs}))"
-    )
-    logged = json.loads(run([sys.executable, "-c", code], root, env).strip().splitlines()[-1])
-    assert {
-        "evaluation/reliability.png",
-        "evaluation/per_class_f1.png",
-        "evaluation/confusion_matrix.png",
-        "evaluation/probabilities.csv",
-    } <= set(logged["baseline-s43"])
-
-    _check_report(root, env)
-
-
-def _check_report(root, env):
-    """``audioclf report`` on a queued experiment: its numbers are the MLflow run's and the metrics file's."""
-    cmd = [sys.executable, "-m", "audioclf.report", "baseline-s43", "--against", "baseline-s42"]
-    run([*cmd, "--target", "test.accuracy=0.0", "--out", "reports/r.md"], root, env)
-    text = (root / "reports/r.md").read_text()
-    assert (root / "reports/r_files/progression_fold_0.png").stat().st_size > 1000
-    assert "![confusion matrix](r_files/confusion_matrix.png)" in text
-    code = (
-        "import json, mlflow; from mlflow.tracking import MlflowClient; "
-        "mlflow.set_tracking_uri('sqlite:///mlflow.db'); c = MlflowClient(); "
-        "r = [r for r in mlflow.search_runs(search_all_experiments=True, output_format='list') "
-        "if r.data.tags.get('dvc_exp_name') == 'baseline-s43'][0]; "
-        "h = {k: {m.step: m.value for m in c.get_metric_history(r.info.run_id, k)} "
-        "for k in ('train_loss', 'val_loss', 'val_accuracy', 'val_macro_f1')}; "
-        "print(json.dumps({'id': r.info.run_id, 'h': h, 'test': r.data.metrics['test_macro_f1']}))"
-    )
-    tracked = json.loads(run([sys.executable, "-c", code], root, env).strip().splitlines()[-1])
-    assert f"MLflow run `{tracked['id']}`" in text
-    table = text.split("## Training progression")[1].split("## Train, validation")[0]
-    rows = [
-        [c.strip(" *") for c in line.strip("|").split("|")]
-        for line in table.splitlines()
-        if re.match(r"\| \**\d", line)
-    ]
-    assert len(rows) == len(tracked["h"]["val_loss"]) == 2
-    for row in rows:
-        epoch = row[0].split()[0]
-        assert row[1] == f"{tracked['h']['train_loss'][epoch]:.4f}"
-        assert row[2] == f"{tracked['h']['val_loss'][epoch]:.4f}"
-        assert row[4] == f"{100 * tracked['h']['val_accuracy'][epoch]:.1f}"
-        assert row[6] == f"{100 * tracked['h']['val_macro_f1'][epoch]:.1f}"
-    shown = dvc_exps.collect(
-        json.loads(run(["dvc", "exp", "show", "--json"], root, env)), ["baseline-s43"]
-    )
-    test = shown["baseline-s43"]["metrics"]["test"]
-    assert test["macro_f1"] == tracked["test"]
-    assert f"| macro-F1 | {100 * test['macro_f1']:.1f} |" in text
-    assert f"| accuracy | {100 * test['accuracy']:.1f} |" in text
-    assert "| `test.accuracy` ≥ 0 |" in text and "1 of 1 criteria met." in text
-    assert "### Against `baseline-s42`" in text and "Paired on the same" in text
-
-
-def test_repeat_varies_the_training_seed_unless_told_otherwise(caplog, tmp_path):
-    from audioclf.experiments import repeat
-
-    (tmp_path / "params.yaml").write_text(json.dumps(repo_params()))
-    args = ["--params", str(tmp_path / "params.yaml"), "--dry-run", "-n", "2", "-S", "loss=focal"]
-    with caplog.at_level("INFO", logger="audioclf"):
-        runs = repeat.main(args)["planned"][0].runs
-    assert runs["repeat-s43"] == ["loss=focal", "train.seed=43"]
-    assert "dvc exp run --queue -n repeat-s42 -S loss=focal -S train.seed=42" in caplog.text
-    split = repeat.main([*args, "--vary", "split"])["planned"][0].runs
-    assert split["repeat-s43"] == ["loss=focal", "seed=43", "train.seed=43"]
-
-
-def test_results_are_read_from_the_commit_the_runs_were_queued_from(monkeypatch, tmp_path):
-    # a commit made while the queue ran must not hide the ladder's experiments
-    shown = []
-    monkeypatch.setattr(dvc_exps, "head", lambda cwd: "b" * 40)  # HEAD moved on
-    monkeypatch.setattr(dvc_exps, "show", lambda cwd, rev=None: shown.append(rev) or [])
-    monkeypatch.setattr(dvc_exps, "failure_reason", lambda name, cwd: "absent")
-    found = ladder.read_back(["baseline"], tmp_path, "a" * 40)
-    assert shown == ["a" * 40] and found == {"baseline": {"error": "absent"}}

@@ -1,6 +1,7 @@
-"""The generated phase report: every number in it is the record's, read back from the markdown."""
+"""``audioclf report``: every number in it is the record's, read back from the markdown."""
 
 import copy
+import json
 import re
 
 import numpy as np
@@ -9,10 +10,16 @@ from tests.conftest import repo_params
 
 from audioclf.evaluation.paired import compare_runs
 from audioclf.evaluation.predictions import FilePredictions
-from audioclf.experiments.columns import METRICS, headline_key
-from audioclf.experiments.criteria import TargetError, parse_target, target_value
-from audioclf.experiments.report import document
-from audioclf.experiments.report_sections import RunRecord
+from audioclf.experiments.compare import METRICS, headline_key
+from audioclf.experiments.report import (
+    TargetError,
+    document,
+    parse_target,
+    target_value,
+    write_figures,
+    write_report,
+)
+from audioclf.experiments.runs import RunFiles, RunRecord
 
 HISTORY = [
     {
@@ -103,7 +110,7 @@ def _document(**kw):
         "against": [("prev", comparison)],
         "targets": [parse_target("test.macro_f1=0.6"), parse_target("test.ece<=0.01")],
         "figures": {"progression_0": "r_files/progression_fold_0.png"},
-        "command_line": "python -m audioclf.report cnn-run",
+        "command_line": "audioclf report cnn-run",
     }
     args.update(kw)
     return document(_record(), **args), comparison
@@ -244,3 +251,76 @@ def test_cross_validation_reports_every_fold():
     assert "| validation (epoch 2, fold 1) |" in text
     assert re.search(r"\| \*\*2 \(best\)\*\* \|", text)
     assert target_value(record, "val.macro_f1") == pytest.approx((0.61 + 0.52) / 2)
+
+
+def test_report_figures_are_copied_from_a_revision_and_linked_in_the_workspace(repo, tmp_path):
+    from tests.experiments.conftest import git
+
+    root = repo[0]
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 64
+    (root / "reports/confusion_matrix.png").write_bytes(png)
+    git(root, "add", "reports/confusion_matrix.png")
+    git(root, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "figure")
+    git(root, "tag", "with-figure")
+    record = RunRecord("x", {}, {}, {"best_epoch": 1}, {}, {})
+    out = tmp_path / "out" / "r.md"
+    out.parent.mkdir()
+    copied = write_figures(RunFiles("with-figure", root), record, out.with_name("r_files"), out)
+    assert copied == {"confusion_matrix": "r_files/confusion_matrix.png"}
+    assert (tmp_path / "out/r_files/confusion_matrix.png").read_bytes() == png
+    report = root / "reports" / "r.md"
+    linked = write_figures(RunFiles("workspace", root), record, root / "reports/r_files", report)
+    assert linked == {"confusion_matrix": "confusion_matrix.png"}  # the workspace's own file
+    assert not (root / "reports/r_files/confusion_matrix.png").exists()
+
+
+def test_the_command_writes_the_report_of_a_run_and_its_progression_figure(repo, tmp_path):
+    """The workspace run of ``repo`` with its reports and no MLflow run, against a revision."""
+    from tests.experiments.conftest import git
+    from tests.experiments.test_runs import FakeClient
+
+    root = repo[0]
+    files = {
+        "metrics.json": {"test": {"accuracy": 0.9}, "n": 160},
+        "train.json": {"best_epoch": 2, "best_val_macro_f1": 0.5},
+        "per_class.json": {"s0": {"f1": 0.9, "support": 40}, "s1": {"f1": 0.1, "support": 40}},
+    }
+    for name, content in files.items():
+        (root / "reports" / name).write_text(json.dumps(content))
+    (root / "reports/curves").mkdir(exist_ok=True)
+    (root / "reports/curves/fold_0.csv").write_text(
+        "epoch,train_loss,val_loss,train_accuracy,val_accuracy\n1,1.0,1.1,0.5,0.4\n2,0.5,0.9,0.7,0.6\n"
+    )
+    git(root, "add", *(f"reports/{name}" for name in files), "reports/curves")
+    git(root, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "reports")
+    git(root, "tag", "full")  # b's predictions with these reports
+    out = write_report(
+        "workspace",
+        root=root,
+        client=FakeClient([]),
+        against=["full"],
+        targets=[parse_target("val.accuracy=0.5")],
+        out=tmp_path / "r.md",
+        command_line="audioclf report workspace",
+    )
+    text = (tmp_path / "r.md").read_text()
+    assert text == out["text"] and text.startswith("# `workspace`: cnn + ce")
+    assert (
+        "from `reports/curves/` (no MLflow run" in text
+        and "Nothing: the params equal `full`'s." in text
+    )
+    assert "| `val.accuracy` ≥ 0.5 | 0.6000 | met |" in text
+    assert "### Against `full`" in text and "Paired on the same 160 test files" in text
+    assert (tmp_path / "r_files/progression_fold_0.png").read_bytes()[:4] == b"\x89PNG"
+    assert "![training progression, fold 0](r_files/progression_fold_0.png)" in text
+    with pytest.raises(TargetError, match="workspace has no number of that name"):
+        write_report(
+            "workspace",
+            root=root,
+            client=FakeClient([]),
+            against=[],
+            targets=[parse_target("test.nope=1")],
+            out=tmp_path / "bad.md",
+            command_line="x",
+        )
+    assert not (tmp_path / "bad.md").exists()

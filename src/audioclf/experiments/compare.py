@@ -1,8 +1,8 @@
 """Two runs compared on their test files, each metric's difference with its interval.
 
-    python -m audioclf.compare baseline wce-sqrt              # B (wce-sqrt) against A (baseline)
-    python -m audioclf.compare workspace my-exp --out reports/my-exp-vs-workspace.md
-    python -m audioclf.compare baseline leaky --bootstrap 2000 --level 0.99
+    audioclf compare baseline wce-sqrt              # B (wce-sqrt) against A (baseline)
+    audioclf compare workspace my-exp --out reports/my-exp-vs-workspace.md
+    audioclf compare baseline leaky --bootstrap 2000 --level 0.99
 
 A run is a DVC experiment (``dvc exp show``), a git revision, or ``workspace``; its
 per-file test probabilities (``reports/probabilities.csv``) are read from it. When both
@@ -12,6 +12,9 @@ right and the other wrong. Otherwise (a leaky split against a grouped one, anoth
 seed of the data) each run's files are resampled on their own. A difference is marked
 significant only when its interval excludes zero. Resamples, level and seed default to
 run A's ``evaluate.bootstrap``, ``evaluate.ci_level`` and ``seed``.
+
+The metric columns and number formats here are those of every report (``audioclf report``,
+``reports/phases.md``), so a metric has one name and one format everywhere.
 """
 
 from __future__ import annotations
@@ -19,17 +22,110 @@ from __future__ import annotations
 import argparse
 import logging
 import shlex
-import sys
+from pathlib import Path
+from typing import Any
 
-from audioclf.cli import command
 from audioclf.config.evaluation import EvaluateConfig
 from audioclf.config.schema import build, coerce
-from audioclf.evaluation.paired import Comparison, compare_runs
-from audioclf.experiments.columns import METRICS, headline_key, interval_cell
+from audioclf.evaluation.paired import Comparison, Difference, compare_runs
 from audioclf.experiments.runs import RunFiles
 from audioclf.io import atomic_path
 
 log = logging.getLogger(__name__)
+
+# (column, path in reports/metrics.json); ECE is the one where lower is better
+METRICS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("accuracy", ("test", "accuracy")),
+    ("UAR", ("test", "balanced_accuracy")),
+    ("macro-F1", ("test", "macro_f1")),
+    ("weighted-F1", ("test", "weighted_f1")),
+    ("mAP", ("test", "macro_map")),
+    ("ROC-AUC", ("test", "macro_auc")),
+    ("top-5", ("test", "top5_accuracy")),
+    ("ECE ↓", ("test", "ece")),
+    ("head F1", ("buckets", "head", "macro_f1")),
+    ("mid F1", ("buckets", "mid", "macro_f1")),
+    ("tail F1", ("buckets", "tail", "macro_f1")),
+)
+# the columns of the comparison tables (the reference reports' headline numbers)
+COMPARED = ("accuracy", "UAR", "macro-F1", "mAP", "tail F1")
+
+
+def headline_key(path: tuple[str, ...]) -> str:
+    """The key of a metrics.json path among the bootstrap's metrics.
+
+    >>> headline_key(("test", "macro_f1")), headline_key(("buckets", "tail", "macro_f1"))
+    ('macro_f1', 'tail_macro_f1')
+    """
+    return path[1] if path[0] == "test" else f"{path[1]}_{path[2]}"
+
+
+def compared_keys() -> list[tuple[str, str]]:
+    """(column, bootstrap key) of the :data:`COMPARED` columns."""
+    paths = dict(METRICS)
+    return [(column, headline_key(paths[column])) for column in COMPARED]
+
+
+def lookup(node: Any, path: tuple[str, ...] | list[str]) -> Any:
+    """The value at ``path`` in nested dicts, or None.
+
+    >>> lookup({"test": {"accuracy": 0.5}}, ("test", "accuracy")), lookup({}, ("test", "x"))
+    (0.5, None)
+    """
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
+def metric_values(metrics: dict) -> dict[str, float]:
+    """The :data:`METRICS` columns present in one metrics.json (a bucket without test items is not).
+
+    >>> metric_values({"test": {"accuracy": 0.5}, "buckets": {"tail": {"classes": 0}}})
+    {'accuracy': 0.5}
+    """
+    values = {column: lookup(metrics, path) for column, path in METRICS}
+    return {
+        c: float(v)
+        for c, v in values.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+
+
+def points(x: float) -> str:
+    """A difference of fractions in percentage points, signed.
+
+    >>> points(0.052), points(-0.0684), points(0.0)
+    ('+5.2', '-6.8', '+0.0')
+    """
+    return f"{100 * x:+.1f}"
+
+
+def interval_cell(d: Difference) -> str:
+    """``+3.4 [-1.4, +8.2]`` in points; bold when the interval excludes zero.
+
+    >>> interval_cell(Difference(.5, .56, .06, .01, .11))
+    '**+6.0 [+1.0, +11.0]**'
+    """
+    text = f"{points(d.diff)} [{points(d.low)}, {points(d.high)}]"
+    return f"**{text}**" if d.significant else text
+
+
+def markdown_table(header: list[str], rows: list[list[str]], align: str) -> list[str]:
+    """A markdown table; ``align`` holds one letter per column, ``l`` (left) or ``r`` (right).
+
+    >>> markdown_table(["a", "b"], [["x", "1"]], "lr")
+    ['| a | b |', '|---|---:|', '| x | 1 |']
+    """
+    rule = "|" + "".join("---:|" if a == "r" else "---|" for a in align)
+    lines = ["| " + " | ".join(row) + " |" for row in [header, *rows]]
+    return [lines[0], rule, *lines[1:]]
+
+
+def mcnemar_text(c: Comparison) -> str:
+    """``9 / 14, p = 0.405`` (files only A / only B gets right), or ``–`` if unpaired."""
+    if c.mcnemar is None:
+        return "–"
+    return f"{c.mcnemar.only_a} / {c.mcnemar.only_b}, p = {c.mcnemar.p:.3g}"
 
 
 def compare(
@@ -67,30 +163,24 @@ def method(c: Comparison) -> str:
     )
 
 
-def mcnemar_text(c: Comparison) -> str:
-    """``b = 9, c = 14, p = 0.405`` (files only A / only B gets right), or ``–`` if unpaired."""
-    if c.mcnemar is None:
-        return "–"
-    m = c.mcnemar
-    return f"{m.only_a} / {m.only_b}, p = {m.p:.3g}"
-
-
 def table(c: Comparison, name_a: str, name_b: str) -> list[str]:
     """The comparison as markdown: one row per metric both runs have."""
-    lines = [
-        f"| metric | `{name_a}` | `{name_b}` | difference [{100 * c.level:g} % interval] |",
-        "|---|---:|---:|---:|",
+    header = ["metric", f"`{name_a}`", f"`{name_b}`", f"difference [{100 * c.level:g} % interval]"]
+    rows = [
+        [column, f"{100 * d.a:.1f}", f"{100 * d.b:.1f}", interval_cell(d)]
+        for column, path in METRICS
+        if (d := c.differences.get(headline_key(path))) is not None
     ]
-    for column, path in METRICS:
-        d = c.differences.get(headline_key(path))
-        if d is not None:
-            lines.append(f"| {column} | {100 * d.a:.1f} | {100 * d.b:.1f} | {interval_cell(d)} |")
-    return lines
+    return markdown_table(header, rows, "lrrr")
 
 
 def render(c: Comparison, name_a: str, name_b: str, command_line: str) -> str:
     """The comparison as a markdown document."""
-    verdict = [column for column, path in METRICS if _significant(c, path)]
+    significant = [
+        column
+        for column, path in METRICS
+        if (d := c.differences.get(headline_key(path))) is not None and d.significant
+    ]
     lines = [
         f"# `{name_b}` against `{name_a}`",
         "",
@@ -103,17 +193,12 @@ def render(c: Comparison, name_a: str, name_b: str, command_line: str) -> str:
         "",
         f"McNemar (files only `{name_a}` / only `{name_b}` classifies right): {mcnemar_text(c)}",
         "",
-        "Significant: " + (", ".join(verdict) if verdict else "none") + ".",
+        "Significant: " + (", ".join(significant) or "none") + ".",
     ]
     return "\n".join(lines) + "\n"
 
 
-def _significant(c: Comparison, path: tuple[str, ...]) -> bool:
-    d = c.differences.get(headline_key(path))
-    return d is not None and d.significant
-
-
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str]) -> dict:
     ap = argparse.ArgumentParser(
         prog="audioclf compare",
         description=__doc__,
@@ -135,17 +220,14 @@ def main(argv: list[str] | None = None) -> dict:
         ap.error(f"--bootstrap must be >= 1, got {args.bootstrap}")
     if args.level is not None and not 0 < args.level < 1:
         ap.error(f"--level must be in (0, 1), got {args.level}")
-    a, b = RunFiles(args.a, args.repo), RunFiles(args.b, args.repo)
-    result = compare(a, b, n_boot=args.bootstrap, level=args.level)
-    words = ["python", "-m", "audioclf.compare", *(argv if argv is not None else sys.argv[1:])]
-    text = render(result, args.a, args.b, shlex.join(words))
+    root = Path(args.repo).resolve()
+    result = compare(
+        RunFiles(args.a, root), RunFiles(args.b, root), n_boot=args.bootstrap, level=args.level
+    )
+    text = render(result, args.a, args.b, shlex.join(["audioclf", "compare", *argv]))
     log.info("%s", text)
     if args.out:
         with atomic_path(args.out) as tmp:
             tmp.write_text(text)
         log.info("compare: wrote %s", args.out)
     return {"comparison": result, "text": text}
-
-
-if __name__ == "__main__":
-    command(main)

@@ -2,19 +2,16 @@
 
 DVC has no setting for the default columns of ``dvc exp show`` (its ``exp`` config
 section holds no display options); it has ``--drop`` and ``--keep`` regexes, ``--keep``
-winning. This wrapper drops every column and keeps those below:
+winning. This command drops every column and keeps those below:
 
-    python -m audioclf.experiments.show                 # the table
-    python -m audioclf.experiments.show --md            # any dvc exp show option passes through (-A, --csv, --sort-by ...)
-    python -m audioclf.experiments.show --all           # plain dvc exp show, every column
+    audioclf show             # the table
+    audioclf show --md        # any dvc exp show option passes through (-A, --csv, --sort-by ...)
+    audioclf show --all       # plain dvc exp show, every column
 """
 
 from __future__ import annotations
 
 import subprocess
-import sys
-
-from audioclf.cli import command
 
 # columns kept: experiment identity, then params (what was run), then test metrics
 KEEP = (
@@ -38,7 +35,8 @@ KEEP = (
 
 
 def exp_show_command(extra: list[str]) -> list[str]:
-    """The ``dvc exp show`` command line; a column is kept if its name (maybe ``file:``-prefixed) matches.
+    """The ``dvc exp show`` command line; a column is kept if its name (maybe ``file:``-prefixed)
+    matches.
 
     >>> exp_show_command(["--md"])[:5]
     ['dvc', 'exp', 'show', '--drop', '.*']
@@ -50,9 +48,5 @@ def exp_show_command(extra: list[str]) -> list[str]:
     return ["dvc", "exp", "show", "--drop", ".*", "--keep", keep, *extra]
 
 
-def main(argv: list[str] | None = None) -> int:
-    return subprocess.run(exp_show_command(sys.argv[1:] if argv is None else argv)).returncode
-
-
-if __name__ == "__main__":
-    command(main)
+def main(argv: list[str]) -> int:
+    return subprocess.run(exp_show_command(argv)).returncode
