@@ -513,14 +513,14 @@ def main(argv: list[str]) -> dict:
     args = ap.parse_args(argv)
     targets = [parse_target(t) for t in args.target]
     safe = re.sub(r"[^\w.-]", "_", args.run)
-    from mlflow.tracking import MlflowClient
+    from audioclf.io import repo_root
+    from audioclf.tracking import resolve_store
 
-    from audioclf.tracking import tracking_uri
-
+    root = repo_root()
     return write_report(
         args.run,
-        root=Path.cwd(),
-        client=MlflowClient(tracking_uri=tracking_uri()),
+        root=root,
+        client=resolve_store(root).client(),
         against=args.against,
         targets=targets,
         out=Path(args.out or f"reports/report-{safe}.md"),
