@@ -25,7 +25,6 @@ COMPILED = {
     "scipy": "scipy",
     "soundfile": "soundfile",
     "soxr": "soxr",
-    "blake3": "blake3",
 }
 FIX = "uv sync --locked --extra dev"
 VERBOSE_ENV = "AUDIOCLF_VERBOSE"

@@ -13,13 +13,12 @@ reason (the adapters add them to ``unreadable.json``), never written.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-
-import blake3
 
 from audioclf.errors import UserError
 
@@ -172,7 +171,7 @@ class Archive:
 
 
 def fingerprint_source(path: Path) -> dict:
-    """What identifies a local dataset copy: a zip's BLAKE3 digest, or a folder's files with their
+    """What identifies a local dataset copy: a zip's SHA-256 digest, or a folder's files with their
     sizes and modification times (hashing a folder's every byte on every run would cost minutes on
     a large dataset; a file rewritten in place with the same size and time is not noticed).
 
@@ -180,14 +179,14 @@ def fingerprint_source(path: Path) -> dict:
         ``{"kind": "zip" | "folder" | "missing", "digest", "files"}``.
     """
     if path.is_file():
-        digest = blake3.blake3()
+        digest = hashlib.sha256()
         with open(path, "rb") as fh:
             while block := fh.read(CHUNK):
                 digest.update(block)
         return {"kind": "zip", "digest": digest.hexdigest(), "files": 1}
     if not path.is_dir():
         return {"kind": "missing", "digest": None, "files": 0}  # download says what to do
-    digest, files = blake3.blake3(), 0
+    digest, files = hashlib.sha256(), 0
     for folder, dirs, names in sorted(os.walk(path)):
         dirs.sort()
         for name in sorted(names):
