@@ -20,7 +20,7 @@ LAYERS = [
     {"evaluation", "training"},  # training may use evaluation's metrics; evaluation never training
     {"experiments"},
     {"devtools"},
-    {"compare", "ladder", "report", "predict", "export"},  # python -m audioclf.<command>
+    {"compare", "ladder", "report"},  # python -m audioclf.<command>
 ]
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
 

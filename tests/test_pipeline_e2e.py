@@ -21,7 +21,7 @@ def test_repro_experiments_and_tracking(project):
     assert set(metrics["test"]) >= {"accuracy", "macro_f1", "weighted_f1", "macro_map"}
     assert (root / "reports/confusion_matrix.png").stat().st_size > 1000
     # the per-file probabilities give back every test metric exactly (what comparisons rely on)
-    from audioclf.evaluation.bootstrap import headline
+    from audioclf.evaluation.metrics import headline
     from audioclf.evaluation.predictions import parse_probabilities
 
     written = parse_probabilities((root / "reports/probabilities.csv").read_text(), "probs")
@@ -35,7 +35,7 @@ def test_repro_experiments_and_tracking(project):
     assert exported["parity"]["top1_identical"] and exported["parity"]["max_abs_logit_diff"] <= 1e-4
     assert "up to date" in run(["dvc", "status", "export"], root, env)  # in step with dvc repro
     predicted = root / "predictions"
-    run(["python", "-m", "audioclf.predict", "data/raw", "--out", str(predicted)], root, env)
+    run(["python", "-m", "audioclf", "predict", "data/raw", "--out", str(predicted)], root, env)
     assert (predicted / "windows.csv").read_text().count("\n") > 10
 
     run(["dvc", "repro", "--force", "train", "evaluate"], root, env)

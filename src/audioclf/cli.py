@@ -55,10 +55,10 @@ COMMANDS = {
         "data-parallel training: samples/s and scaling efficiency on 1, 2, 4, 8 processes",
     ),
     "predict": (
-        "audioclf.predict",
+        "audioclf.deploy.predict",
         "a trained model over recordings -> windows, Raven, Audacity, summary",
     ),
-    "export": ("audioclf.export", "a trained model as ONNX, with its labels and front-end"),
+    "export": ("audioclf.deploy.export", "a trained model as ONNX, with its labels and front-end"),
     "bench-predict": (
         "audioclf.devtools.predict_benchmark",
         "predict's real-time factor, memory and time shares; ONNX Runtime against torch",

@@ -14,7 +14,7 @@ import yaml
 from tests.conftest import repo_params
 
 from audioclf.errors import MissingInputError
-from audioclf.evaluation.bootstrap import headline
+from audioclf.evaluation.metrics import headline
 from audioclf.evaluation.paired import compare_runs
 from audioclf.evaluation.predictions import write_probabilities
 from audioclf.experiments import compare as compare_cmd

@@ -23,8 +23,8 @@ from tqdm import tqdm
 
 from audioclf.cli import parser
 from audioclf.deploy import tables
-from audioclf.deploy.model import AudioModel, load_model
-from audioclf.deploy.onnx_export import use_onnxruntime
+from audioclf.deploy.export import use_onnxruntime
+from audioclf.deploy.model import AudioModel, is_model_uri, load_model
 from audioclf.deploy.predictor import BATCH_SIZE, Recording, Timings, predict_recordings
 from audioclf.errors import MissingInputError, UserError
 from audioclf.features.audio import EXPECTED_FORMATS
@@ -161,7 +161,7 @@ def predict_files(model: AudioModel, files: list[str], out_dir: Path, args) -> d
     return {**counts, "windows": timings.windows, "wall_s": wall, "timings": vars(timings)}
 
 
-def predict_main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> dict:
     """``audioclf predict INPUT... [--model ...] [--out predictions]``; see ``--help``."""
     ap = parser(__doc__)
     ap.add_argument("inputs", nargs="+", help="audio files, folders (recursive) or glob patterns")
@@ -206,7 +206,12 @@ def predict_main(argv: list[str] | None = None) -> dict:
             f"--top-k must be >= 1 and --min-score in [0, 1], got {args.top_k} and {args.min_score}"
         )
     files = find_inputs(args.inputs)
-    model = load_model(args.model, split_dir=args.split)
+    store = None
+    if is_model_uri(args.model):
+        from audioclf.tracking import tracking_uri  # imports MLflow: only for a model URI
+
+        store = tracking_uri()
+    model = load_model(args.model, split_dir=args.split, tracking_uri=store)
     with tempfile.TemporaryDirectory(prefix="audioclf-predict-") as tmp:
         if args.backend == "onnxruntime":
             threads = max(1, (args.workers or len(os.sched_getaffinity(0))) - 1)
