@@ -47,7 +47,7 @@ def test_evaluate_logs_its_metrics_and_no_model(group_trained, tmp_path, monkeyp
         [models / "fold_0" / "best.pt"],
         table,
         [test],
-        cfg=EvaluateConfig(),
+        cfg=EvaluateConfig(bootstrap=10),  # the intervals are not what is tested here
         seed=0,
         train_counts=dict.fromkeys(table.labels, 10.0),
     )
