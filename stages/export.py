@@ -5,9 +5,7 @@ train.norm=group model has no ONNX graph here: the JSON says why."""
 from pathlib import Path
 
 from audioclf.cli import parser, run
-from audioclf.deploy.model import from_checkpoint, select_checkpoint
-from audioclf.deploy.onnx_export import export_onnx, no_onnx, not_exported
-from audioclf.models.checkpoint import load_checkpoint
+from audioclf.deploy.export import export
 
 
 def main(argv=None) -> dict:
@@ -17,11 +15,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", type=Path, required=True, help="the ONNX graph")
     ap.add_argument("--meta", type=Path, required=True, help="labels and front-end (JSON)")
     args = ap.parse_args(argv)
-    selected = select_checkpoint(args.models, args.split)
-    ckpt = load_checkpoint(selected)[1]
-    if reason := no_onnx(ckpt):
-        return not_exported(ckpt, reason, args.meta)
-    return export_onnx(from_checkpoint(selected), args.out, args.meta)
+    return export(args.models, args.out, args.meta, split_dir=args.split)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """train: fit on each fold's train list, select by validation macro-F1; a killed run resumes
 from ``--resume`` (finished folds kept); more than one process reruns it under torchrun."""
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -35,6 +36,7 @@ def main(argv=None) -> dict:
     spec, table = params.train_spec(), FeatureTable(args.features)
     store, leakage = resolve_store(root), read_json(args.leakage)
     runs = training_runs(store, params.dataset, spec, table, params.split, leakage)
+    runs = dataclasses.replace(runs, exp_name=os.environ.get("DVC_EXP_NAME", "workspace"))
     folds, paths = read_folds(args.split), FoldPaths(args.models, args.resume, args.curves)
     with process_group(params.train) as ranks:
         summary = train_folds(spec, table, folds, paths, runs, ranks)

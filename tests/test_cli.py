@@ -118,13 +118,25 @@ def test_an_unknown_command_lists_the_commands(capsys):
     assert "unknown command 'nope'" in err and all(name in err for name in COMMANDS)
 
 
-def test_importing_the_package_and_its_help_load_no_torch_and_change_no_hook():
+@pytest.mark.parametrize("args", [["--help"], ["predict", "--help"]])
+def test_importing_the_package_and_its_help_load_no_torch_and_change_no_hook(args):
     out = _python(
         "import sys; hook = sys.excepthook\n"
         "import audioclf, audioclf.config, audioclf.cli\n"
-        "audioclf.cli.dispatch(['--help'])\n"
+        "try:\n"
+        f"    audioclf.cli.dispatch({args!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
         "heavy = [m for m in ('torch', 'torchaudio', 'mlflow', 'scipy') if m in sys.modules]\n"
         "print('LOADED', heavy, sys.excepthook is hook)"
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "LOADED [] True"
+
+
+def test_predicts_help_states_the_predictors_batch_size(capsys):
+    from audioclf.deploy.predictor import BATCH_SIZE
+
+    with pytest.raises(SystemExit):
+        dispatch(["predict", "--help"])
+    assert f"(default: {BATCH_SIZE})" in " ".join(capsys.readouterr().out.split())

@@ -29,10 +29,10 @@ log = logging.getLogger("audioclf")
 # ``audioclf <command>`` -> the module whose main(argv) it runs
 COMMANDS = {
     "predict": (
-        "audioclf.predict",
+        "audioclf.deploy.predict",
         "a trained model over recordings -> windows, Raven, Audacity, summary",
     ),
-    "export": ("audioclf.export", "a trained model as ONNX, with its labels and front-end"),
+    "export": ("audioclf.deploy.export", "a trained model as ONNX, with its labels and front-end"),
     "show": ("audioclf.experiments.show", "dvc exp show with the columns that matter"),
     "compare": (
         "audioclf.experiments.compare",

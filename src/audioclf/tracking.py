@@ -112,10 +112,12 @@ def start_run(
     run_id: str | None = None,
     nested: bool = False,
     tags: dict[str, str] | None = None,
+    exp_name: str = "workspace",
 ) -> Iterator[mlflow.ActiveRun]:
     """Open (or, with ``run_id``, reopen) an MLflow run in the dataset's experiment in ``store``.
 
-    New runs are tagged with the git commit, the DVC experiment name and ``tags``, and
+    New runs are tagged with the git commit, the DVC experiment name ``exp_name``
+    (``workspace`` for ``dvc repro``) and ``tags``, and
     get ``params`` (already flattened) logged. ``nested`` makes the run a child of the
     active one (cross-validation: one child per fold). The run ends FAILED if the
     block raises.
@@ -132,7 +134,7 @@ def start_run(
         mlflow.set_tags(
             {
                 "git_commit": git_commit(),
-                "dvc_exp_name": os.environ.get("DVC_EXP_NAME", "workspace"),
+                "dvc_exp_name": exp_name,
                 "dataset": dataset,
                 **(tags or {}),
             }
@@ -160,6 +162,8 @@ class Runs:
         name: the run's name (``<model>-<loss>``); a fold's child is ``<name>-fold<n>``.
         params: flattened params logged on every new run.
         tags: tags of every new run (a child also gets ``fold``).
+        exp_name: the DVC experiment (``DVC_EXP_NAME``, read by the stage), tagged
+            ``dvc_exp_name`` on every new run.
     """
 
     store: Store
@@ -167,6 +171,7 @@ class Runs:
     name: str
     params: dict[str, Any] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    exp_name: str = "workspace"
 
     def open(
         self, *, run_id: str | None = None
@@ -179,6 +184,7 @@ class Runs:
             params=self.params,
             tags=self.tags,
             run_id=run_id,
+            exp_name=self.exp_name,
         )
 
     def open_fold(
@@ -193,6 +199,7 @@ class Runs:
             nested=True,
             run_id=run_id,
             tags={**self.tags, "fold": str(n)},
+            exp_name=self.exp_name,
         )
 
     @staticmethod

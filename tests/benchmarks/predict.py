@@ -38,9 +38,9 @@ import torch
 
 from audioclf.cli import command
 from audioclf.config import load_params
-from audioclf.deploy.commands import predict_files
+from audioclf.deploy.export import use_onnxruntime
 from audioclf.deploy.model import load_model
-from audioclf.deploy.onnx_export import use_onnxruntime
+from audioclf.deploy.predict import predict_files
 from audioclf.deploy.predictor import BATCH_SIZE
 from audioclf.features.store import frontend_params
 from audioclf.models import build_model
@@ -121,7 +121,7 @@ def onnx_against_torch(checkpoint: Path, windows: int, batch: int, workers: int,
     """ms per window of the network in torch and in ONNX Runtime, on the same features."""
     import onnxruntime
 
-    from audioclf.deploy.onnx_export import INPUT, OUTPUT, example_features, export_onnx
+    from audioclf.deploy.export import INPUT, OUTPUT, example_features, export_onnx
 
     model = load_model(checkpoint)
     export_onnx(model, tmp / "model.onnx")

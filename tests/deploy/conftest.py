@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from audioclf.config import parse_params
-from audioclf.deploy.commands import predict_main
+from audioclf.deploy import predict
 from audioclf.features.table import FeatureTable
 from audioclf.training.loop import train
 
@@ -46,7 +46,7 @@ def trained(tiny_dataset, tiny_cache, tmp_path_factory):
 
 def predict_rows(files: list[str], checkpoint: Path, out: Path) -> list[dict]:
     """``audioclf predict``'s windows.csv rows for ``files`` (top 2 per window)."""
-    predict_main([*files, "--model", str(checkpoint), "--out", str(out), "--top-k", "2"])
+    predict.main([*files, "--model", str(checkpoint), "--out", str(out), "--top-k", "2"])
     with open(out / "windows.csv", newline="") as fh:
         return list(csv.DictReader(fh))
 

@@ -1,6 +1,7 @@
 """A model trained with ``train.norm: group`` has no one input normalisation for new recordings:
 loading it for predict says so and names the fix, evaluate logs its metrics but neither logs nor
-registers an MLflow Model, and the export stage writes a JSON saying why there is no ONNX graph."""
+registers an MLflow Model, and the export stage writes a JSON saying why there is no ONNX graph
+(``audioclf export`` too, and then ends with that reason)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ import pytest
 from tests.deploy.conftest import train_tiny
 
 from audioclf.config.evaluation import EvaluateConfig
+from audioclf.deploy import export
+from audioclf.deploy.export import ExportError
 from audioclf.deploy.model import ModelError, load_model
-from audioclf.evaluation.evaluate import evaluate_folds
-from audioclf.evaluation.folds import log_evaluation
+from audioclf.evaluation.evaluate import evaluate_folds, log_evaluation
 from audioclf.features.table import FeatureTable
-from audioclf.tracking import Runs
+from audioclf.tracking import Runs, resolve_store
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,14 +47,13 @@ def test_evaluate_logs_its_metrics_and_no_model(group_trained, tmp_path, monkeyp
         [models / "fold_0" / "best.pt"],
         table,
         [test],
-        cfg=EvaluateConfig(),
+        cfg=EvaluateConfig(bootstrap=10),  # the intervals are not what is tested here
         seed=0,
         train_counts=dict.fromkeys(table.labels, 10.0),
     )
     assert out["summary"]["transductive"] is True
-    monkeypatch.chdir(tmp_path)  # the default store: <cwd>/mlflow.db
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    log_evaluation(Runs("tiny", "cnn-ce"), out, [])
+    monkeypatch.chdir(tmp_path)
+    log_evaluation(Runs(resolve_store(tmp_path, environ={}), "tiny", "cnn-ce"), out, [])
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("audioclf-tiny").experiment_id])
     assert run.data.metrics["test_macro_f1"] == pytest.approx(out["summary"]["test"]["macro_f1"])
@@ -61,7 +62,9 @@ def test_evaluate_logs_its_metrics_and_no_model(group_trained, tmp_path, monkeyp
     assert client.search_logged_models([run.info.experiment_id]) == []
 
 
-def test_the_export_stage_writes_why_there_is_no_onnx_graph(group_trained, tmp_path):
+def test_the_export_stage_writes_why_there_is_no_onnx_graph_and_the_command_refuses(
+    group_trained, tmp_path
+):
     models, _, _ = group_trained
     spec = importlib.util.spec_from_file_location("export_stage", REPO / "stages/export.py")
     stage = importlib.util.module_from_spec(spec)
@@ -74,3 +77,7 @@ def test_the_export_stage_writes_why_there_is_no_onnx_graph(group_trained, tmp_p
     assert json.loads((out / "model.json").read_text()) == meta
     assert meta["onnx"] is None and meta["model"] == "cnn" and "train.norm=group" in meta["reason"]
     assert not (out / "model.onnx").exists()
+    # the command takes the stage's path: the same JSON, then it ends naming the fix
+    with pytest.raises(ExportError, match=r"no ONNX graph .*retrain with train\.norm=global"):
+        export.main(["--model", str(models), "--out", str(tmp_path / "command" / "model.onnx")])
+    assert json.loads((tmp_path / "command" / "model.json").read_text()) == meta

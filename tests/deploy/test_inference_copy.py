@@ -11,8 +11,8 @@ from tests.deploy.test_onnx import _checkpoint
 from tests.models.test_registry import TINY
 
 from audioclf.config import parse_params
+from audioclf.deploy.export import example_features
 from audioclf.deploy.model import from_checkpoint
-from audioclf.deploy.onnx_export import example_features
 from audioclf.models.inference import for_cpu_inference
 
 

@@ -14,9 +14,9 @@ from tests.models.test_registry import TINY
 
 from audioclf.config import parse_params
 from audioclf.config.features import FeaturesConfig
-from audioclf.deploy.export_command import export_main
+from audioclf.deploy import export
+from audioclf.deploy.export import TOLERANCE, ExportError, example_features, export_onnx
 from audioclf.deploy.model import Classifier, from_checkpoint
-from audioclf.deploy.onnx_export import TOLERANCE, ExportError, example_features, export_onnx
 from audioclf.features.frontends import FrontEnd
 from audioclf.features.store import frontend_params
 from audioclf.models import build_model
@@ -88,7 +88,7 @@ def test_a_model_that_cannot_be_exported_says_so(features_cfg, tmp_path):
 
 def test_the_json_rebuilds_the_front_end_and_the_command_writes_both(features_cfg, tmp_path):
     ckpt = _checkpoint("cnn", features_cfg, tmp_path / "fold_0" / "best.pt")
-    meta = export_main(["--model", str(tmp_path), "--out", str(tmp_path / "out" / "m.onnx")])
+    meta = export.main(["--model", str(tmp_path), "--out", str(tmp_path / "out" / "m.onnx")])
     assert json.loads((tmp_path / "out" / "m.json").read_text()) == meta
     assert meta["labels"] == ["a", "b", "c", "d"] and meta["window"]["samples"] == 16000
     frontend = FrontEnd(FeaturesConfig(**meta["frontend"]))  # the reference front-end

@@ -21,7 +21,7 @@ from tests.deploy.conftest import predict_rows, same_answers
 
 from audioclf.deploy.model import load_model
 from audioclf.deploy.pyfunc import SIGNATURE, log_model, register
-from audioclf.tracking import start_run
+from audioclf.tracking import resolve_store, start_run
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "audioclf-tiny"
@@ -33,13 +33,12 @@ def registry(trained, tmp_path_factory):
     checkpoint, _, _ = trained
     root = tmp_path_factory.mktemp("registry")
     with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)  # the default store: <cwd>/mlflow.db, artifacts in <cwd>/mlartifacts
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        mp.setenv("DVC_EXP_NAME", "tiny-exp")
-        with start_run("tiny", run_name="cnn-ce") as run:
+        mp.chdir(root)
+        with start_run(resolve_store(root, environ={}), "tiny", run_name="cnn-ce") as run:
             info = log_model(checkpoint)
             mlflow.log_metrics({"test_macro_f1": 0.5}, model_id=info.model_id)
-            register(info.model_uri, "tiny", {"macro_f1": 0.5, "accuracy": 0.75})
+            metrics = {"macro_f1": 0.5, "accuracy": 0.75}
+            register(info.model_uri, "tiny", metrics, dvc_exp_name="tiny-exp")
         yield root, run.info.run_id
 
 
@@ -57,15 +56,19 @@ def test_the_registered_version_carries_metrics_and_the_experiment(registry):
     assert {m.key for m in model.metrics} >= {"test_macro_f1"}
 
 
-def test_the_pyfunc_answers_as_audioclf_predict_does(registry, trained, tmp_path, monkeypatch):
+def test_the_pyfunc_answers_as_audioclf_predict_does(registry, trained, tmp_path):
     root, run_id = registry
     checkpoint, data_root, splits = trained
     files = [str(data_root / e.path) for e in splits["test"][:3]]
     rows = predict_rows(files, checkpoint, tmp_path / "out")
-    monkeypatch.chdir(root)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
-    model = mlflow.pyfunc.load_model(f"models:/{NAME}/1")
+    store = f"sqlite:///{root / 'mlflow.db'}"
+    local = mlflow.artifacts.download_artifacts(
+        f"models:/{NAME}/1",
+        dst_path=str(tmp_path / "model"),
+        tracking_uri=store,
+        registry_uri=store,
+    )
+    model = mlflow.pyfunc.load_model(local)
     assert model.metadata.signature == SIGNATURE
     import pandas as pd
 
@@ -79,8 +82,9 @@ def test_the_pyfunc_answers_as_audioclf_predict_does(registry, trained, tmp_path
     same_answers(rows, files, answer)
     bad = model.predict(pd.DataFrame([{"audio_base64": "bm90IGF1ZGlv"}])).to_dict(orient="records")
     assert len(bad) == 1 and bad[0]["error"].startswith("unreadable")
-    # predict takes the same model by its URIs
-    assert load_model(f"models:/{NAME}/1").labels == load_model(f"runs:/{run_id}/model").labels
+    # predict takes the same model by its URIs, in the store it is given
+    by_name = load_model(f"models:/{NAME}/1", tracking_uri=store)
+    assert by_name.labels == load_model(f"runs:/{run_id}/model", tracking_uri=store).labels
 
 
 def _free_port() -> int:

@@ -1,7 +1,32 @@
+"""Metrics: golden values on hand-made predictions, and each equal to scikit-learn's (the
+reference) to 1e-12 on seeded random ones, tied scores included."""
+
+import warnings
+
 import numpy as np
 import pytest
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    balanced_accuracy_score,
+    f1_score,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    top_k_accuracy_score,
+)
 
-from audioclf.evaluation.metrics import aggregate_by_file, classification_metrics, top_k_accuracy
+from audioclf.evaluation.buckets import assign_buckets, bucket_f1
+from audioclf.evaluation.metrics import (
+    HEADLINE,
+    aggregate_by_file,
+    average_precisions,
+    classification_metrics,
+    headline,
+    roc_aucs,
+    top_k_accuracy,
+)
+
+TOLERANCE = 1e-12  # against scikit-learn: the same sums in another order
 
 LABELS = ["a", "b", "c"]
 # hand-made case: 6 items, truth a a b b c c; predictions a b b b c a
@@ -85,3 +110,65 @@ def test_aggregate_by_file_averages_segments():
     mean, y, files = aggregate_by_file(probs, np.array([0, 0, 1]), ["x", "x", "y"])
     assert files == ["x", "y"] and list(y) == [0, 1]
     np.testing.assert_allclose(mean, [[0.5, 0.5], [0.2, 0.8]])
+
+
+def _scikit_learn(y: np.ndarray, probs: np.ndarray) -> dict:
+    """The headline metrics (all but ECE, which scikit-learn lacks: golden values test it) and
+    per-class scores by scikit-learn, one call per metric and class."""
+    n_classes = probs.shape[1]
+    y_pred = probs.argmax(axis=1)
+    present = np.unique(np.concatenate([y, y_pred]))
+    true = np.unique(y)
+    with warnings.catch_warnings():  # predicted-only classes: warned about, then left out
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        balanced = balanced_accuracy_score(y, y_pred)
+    p, r, f, s = precision_recall_fscore_support(
+        y, y_pred, labels=np.arange(n_classes), zero_division=0
+    )
+    return {
+        "accuracy": accuracy_score(y, y_pred),
+        "balanced_accuracy": balanced,
+        "macro_f1": f1_score(y, y_pred, labels=present, average="macro", zero_division=0),
+        "weighted_f1": f1_score(y, y_pred, labels=present, average="weighted", zero_division=0),
+        "macro_map": np.mean([average_precision_score(y == c, probs[:, c]) for c in true]),
+        "macro_auc": np.mean([roc_auc_score(y == c, probs[:, c]) for c in true]),
+        "top5_accuracy": top_k_accuracy_score(y, probs, k=5, labels=np.arange(n_classes)),
+        "per_class": np.stack([p, r, f, s], axis=1),  # (C, 4)
+    }
+
+
+@pytest.mark.parametrize("seed, rounding", [(0, None), (1, 1), (2, 2)])
+def test_every_metric_equals_scikit_learns(seed, rounding):
+    """Headline, per-class and bucket scores (ties included when rounded)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 9, 120)
+    probs = rng.dirichlet(np.ones(10), 120)  # class 9 never true, sometimes predicted
+    if rounding is not None:
+        probs = np.round(probs, rounding) + 1e-3  # many tied scores, still in [0, 1]
+        probs /= probs.sum(axis=1, keepdims=True)
+    labels = [str(i) for i in range(10)]
+    ref = _scikit_learn(y, probs)
+    got = classification_metrics(y, probs, labels)
+    assert set(got) == {"n", "per_class", *HEADLINE}
+    for metric in set(HEADLINE) - {"ece"}:
+        assert got[metric] == pytest.approx(ref[metric], abs=TOLERANCE), metric
+    keys = ("precision", "recall", "f1", "support")
+    per_class = [[got["per_class"][lab][k] for k in keys] for lab in labels]
+    np.testing.assert_allclose(per_class, ref["per_class"], rtol=0, atol=TOLERANCE)
+    bucket_of = assign_buckets(rng.integers(0, 30, 10), head=20, tail=5)
+    fast = headline(y, probs, bucket_of=bucket_of)
+    expected = bucket_f1(ref["per_class"][:, 2], ref["per_class"][:, 3], bucket_of)
+    assert {k: fast[k] for k in expected} == pytest.approx(expected, abs=TOLERANCE)
+    assert {k: fast[k] for k in HEADLINE} == {k: got[k] for k in HEADLINE}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_average_precisions_and_roc_aucs_equal_scikit_learns_column_by_column(seed):
+    rng = np.random.default_rng(seed)
+    y = rng.random((60, 4)) < 0.3
+    y[0], y[1] = True, False  # each column with positives and negatives
+    score = np.round(rng.random((60, 4)), 1)  # many ties
+    ap = [average_precision_score(y[:, k], score[:, k]) for k in range(4)]
+    auc = [roc_auc_score(y[:, k], score[:, k]) for k in range(4)]
+    np.testing.assert_allclose(average_precisions(y, score), ap, rtol=0, atol=TOLERANCE)
+    np.testing.assert_allclose(roc_aucs(y, score), auc, rtol=0, atol=TOLERANCE)

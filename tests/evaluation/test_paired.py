@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from audioclf.evaluation.bootstrap import headline
-from audioclf.evaluation.metrics import HEADLINE
+from audioclf.evaluation.metrics import HEADLINE, headline
 from audioclf.evaluation.paired import (
     ComparisonError,
     compare_runs,

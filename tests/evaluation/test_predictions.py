@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from audioclf.evaluation.bootstrap import headline
-from audioclf.evaluation.metrics import HEADLINE, classification_metrics
+from audioclf.evaluation.metrics import HEADLINE, classification_metrics, headline
 from audioclf.evaluation.predictions import (
     PredictionsError,
     parse_probabilities,

@@ -5,7 +5,7 @@ import re
 import pytest
 from tests.experiments.conftest import LABELS
 
-from audioclf.evaluation.bootstrap import headline
+from audioclf.evaluation.metrics import headline
 from audioclf.evaluation.paired import compare_runs
 from audioclf.experiments import compare as compare_cmd
 from audioclf.experiments.runs import RunFiles

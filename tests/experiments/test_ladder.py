@@ -9,7 +9,7 @@ import pytest
 import yaml
 from tests.conftest import repo_params
 
-from audioclf.evaluation.bootstrap import headline
+from audioclf.evaluation.metrics import headline
 from audioclf.experiments import ladder, repeat, show
 from audioclf.experiments.ladder import (
     PHASES,

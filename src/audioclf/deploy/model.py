@@ -1,16 +1,18 @@
 """A trained model with everything it needs to score raw audio, from wherever it is kept.
 
-:func:`load_model` takes a checkpoint file, the ``models/`` folder of the workspace (its best
-fold by validation macro-F1), an MLflow model folder, or an MLflow model URI
-(``models:/<name>/<version or @alias>``, ``runs:/<run id>/model``). Every checkpoint carries
-its labels, input normalisation and front-end params; the front-end is rebuilt from them with
-the features stage's :class:`~audioclf.features.frontends.FrontEnd`.
+:func:`load_model` (and :func:`checkpoint_file`, for the checkpoint alone) takes a checkpoint
+file, the ``models/`` folder of the workspace (its best fold by validation macro-F1), an MLflow
+model folder, or an MLflow model URI (``models:/<name>/<version or @alias>``,
+``runs:/<run id>/model``, looked up in the store whose tracking URI the caller passes). Every
+checkpoint carries its labels, input normalisation and front-end params; the front-end is
+rebuilt from them with the features stage's :class:`~audioclf.features.frontends.FrontEnd`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,7 +67,7 @@ class AudioModel:
         checkpoint: the checkpoint dict (model name, params, validation score, ...).
         source: where the model came from, for reports.
         runtime: runs the classifier instead of torch when set (features (B, C, F, T) ->
-            logits (B, n_classes)): ONNX Runtime, see :func:`audioclf.deploy.onnx_export.use_onnxruntime`.
+            logits (B, n_classes)): ONNX Runtime, see :func:`audioclf.deploy.export.use_onnxruntime`.
     """
 
     classifier: Classifier
@@ -179,45 +181,79 @@ def mlflow_checkpoint(model_dir: Path) -> Path:
     return path
 
 
-def load_model(source: str | Path, *, split_dir: Path | None = None) -> AudioModel:
-    """A model from a checkpoint, a ``models/`` folder, an MLflow Model folder or URI.
+def is_model_uri(source: str | Path) -> bool:
+    """Whether ``source`` names an MLflow model by URI (``models:/``, ``runs:/``, ``<scheme>://``).
+
+    >>> is_model_uri("models:/audioclf-esc50/3"), is_model_uri("models/fold_0/best.pt")
+    (True, False)
+    """
+    text = str(source)
+    return "://" in text or text.startswith(("models:/", "runs:/"))
+
+
+@contextlib.contextmanager
+def checkpoint_file(
+    source: str | Path, *, split_dir: Path | None = None, tracking_uri: str | None = None
+) -> Iterator[tuple[Path, str]]:
+    """The checkpoint file a model source names, and the source's name for reports.
+
+    An MLflow model URI's model is downloaded into a temporary folder that lasts as long as the
+    ``with`` block.
 
     Args:
         source: ``path/to/best.pt``; a folder of ``fold_<n>/best.pt`` (the best by validation
             macro-F1); a folder with an ``MLmodel`` file; ``models:/<name>/<version>``,
-            ``models:/<name>@<alias>`` or ``runs:/<run id>/model`` (the project's MLflow store,
-            or ``MLFLOW_TRACKING_URI``).
+            ``models:/<name>@<alias>`` or ``runs:/<run id>/model``.
         split_dir: the split folder naming the folds of a ``models/`` folder.
+        tracking_uri: the MLflow store a model URI is looked up in (needed only for one).
+
+    Yields:
+        (checkpoint path, source name).
     """
     text = str(source)
-    if "://" in text or text.startswith(("models:/", "runs:/")):
-        return _from_uri(text)
+    if is_model_uri(text):
+        if tracking_uri is None:
+            raise ValueError(f"an MLflow model URI ({text}) needs the tracking URI of its store")
+        with _downloaded(text, tracking_uri) as local:
+            yield mlflow_checkpoint(local), text
+        return
     path = Path(source)
     if path.is_file():
-        return from_checkpoint(path)
-    if (path / "MLmodel").is_file():
-        return from_checkpoint(mlflow_checkpoint(path), source=text)
-    if path.is_dir():
+        yield path, text
+    elif (path / "MLmodel").is_file():
+        yield mlflow_checkpoint(path), text
+    elif path.is_dir():
         best = select_checkpoint(path, split_dir)
-        return from_checkpoint(best, source=str(best))
-    raise MissingInputError(
-        f"no model at {path}: pass a checkpoint (.pt), the models/ folder after dvc repro, or an "
-        "MLflow model URI (models:/audioclf-<dataset>/<version>)"
-    )
+        yield best, str(best)
+    else:
+        raise MissingInputError(
+            f"no model at {path}: pass a checkpoint (.pt), the models/ folder after dvc repro, "
+            "or an MLflow model URI (models:/audioclf-<dataset>/<version>)"
+        )
 
 
-def _from_uri(uri: str) -> AudioModel:
+def load_model(
+    source: str | Path, *, split_dir: Path | None = None, tracking_uri: str | None = None
+) -> AudioModel:
+    """The model of a checkpoint, a ``models/`` folder, an MLflow Model folder or URI (see
+    :func:`checkpoint_file` for the arguments)."""
+    with checkpoint_file(source, split_dir=split_dir, tracking_uri=tracking_uri) as (path, name):
+        return from_checkpoint(path, source=name)
+
+
+@contextlib.contextmanager
+def _downloaded(uri: str, tracking_uri: str) -> Iterator[Path]:
     import mlflow
 
-    from audioclf.tracking import use_store
-
-    use_store()
     with tempfile.TemporaryDirectory(prefix="audioclf-model-") as tmp:
         try:
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=uri, dst_path=tmp, tracking_uri=tracking_uri, registry_uri=tracking_uri
+            )
         except mlflow.exceptions.MlflowException as exc:
             raise ModelError(
-                f"cannot fetch the MLflow model {uri}: {str(exc).splitlines()[0]} (check the name "
-                "and version in the MLflow UI, or MLFLOW_TRACKING_URI)"
+                f"cannot fetch the MLflow model {uri} from {tracking_uri}: "
+                f"{str(exc).splitlines()[0]} (check the name and version in the MLflow UI, or "
+                "MLFLOW_TRACKING_URI)"
             ) from exc
-        return from_checkpoint(mlflow_checkpoint(local), source=uri)
+        yield Path(local)

@@ -1,7 +1,7 @@
 """The MLflow Model of a trained model: front-end, network and labels behind one ``predict``.
 
 :func:`log_model` logs a checkpoint as a pyfunc model (MLflow's "models from code": the model
-is :data:`ENTRY`, a file of code, and its checkpoint an artifact, so loading unpickles nothing)
+is :data:`CODE`, a file of code, and its checkpoint an artifact, so loading unpickles nothing)
 with a signature and an input example, in the active run; :func:`register` adds it to the
 registry as ``audioclf-<dataset>`` with the test metrics and the DVC experiment name on the
 version. Loading needs the ``audioclf`` package where it runs (``--env-manager local``).
@@ -23,7 +23,6 @@ import base64
 import binascii
 import importlib.metadata
 import logging
-import os
 from pathlib import Path
 
 import mlflow
@@ -40,7 +39,7 @@ from audioclf.features.stream import array_blocks, decoded_blocks
 
 log = logging.getLogger(__name__)
 
-ENTRY = Path(__file__).with_name("mlflow_entry.py")  # the model's code, as MLflow logs it
+CODE = Path(__file__).with_name("pyfunc_code.py")  # the model's code, as MLflow logs it
 ARTIFACT_PATH = "model"  # runs:/<run id>/model
 COLUMNS = ("input", "start_s", "end_s", "label", "score", "rank", "fill", "error")
 PARAMS = {"overlap_s": 0.0, "top_k": 1, "min_score": 0.0, "batch_size": BATCH_SIZE}
@@ -175,7 +174,7 @@ def log_model(checkpoint: Path):
         artifacts["sklearn_model"] = str(Path(checkpoint).parent / head)
     return mlflow.pyfunc.log_model(
         name=ARTIFACT_PATH,
-        python_model=str(ENTRY),
+        python_model=str(CODE),
         artifacts=artifacts,
         signature=SIGNATURE,
         input_example=input_example(model),
@@ -188,12 +187,12 @@ def registered_name(dataset: str) -> str:
 
 
 def register(
-    model_uri: str, dataset: str, metrics: dict[str, float]
+    model_uri: str, dataset: str, metrics: dict[str, float], *, dvc_exp_name: str
 ) -> mlflow.entities.model_registry.ModelVersion:
     """Register ``model_uri`` as a new version of ``audioclf-<dataset>``, tagged with ``metrics``
-    (``test_<name>``) and the DVC experiment name."""
+    (``test_<name>``) and the DVC experiment's name (``workspace`` outside one)."""
     tags = {f"test_{k}": f"{v:.6f}" for k, v in metrics.items()}
-    tags["dvc_exp_name"] = os.environ.get("DVC_EXP_NAME", "workspace")
+    tags["dvc_exp_name"] = dvc_exp_name
     version = mlflow.register_model(model_uri, registered_name(dataset), tags=tags)
     mlflow.MlflowClient().update_model_version(
         version.name,

@@ -22,11 +22,14 @@ import csv
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from audioclf.deploy.predictor import Recording
 from audioclf.io import atomic_path
+
+if TYPE_CHECKING:  # the tables import no torch: audioclf predict --help answers at once
+    from audioclf.deploy.predictor import Recording
 
 WINDOW_COLUMNS = ("file", "start_s", "end_s", "label", "score", "rank", "fill")
 SUMMARY_COLUMNS = ("file", "duration_s", "windows", "rank", "label", "max_score", "mean_score")

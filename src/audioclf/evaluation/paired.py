@@ -10,7 +10,7 @@ with p = ½ on the discordant files). **Unpaired** (different test files, e.g. a
 split against a grouped one): each run's files are resampled on their own; McNemar
 does not apply. Over several seeds: :mod:`audioclf.evaluation.seeds`.
 
-The metrics are :func:`audioclf.evaluation.bootstrap.headline`'s, the same as
+The metrics are :func:`audioclf.evaluation.metrics.headline`'s, the same as
 ``reports/metrics.json`` holds, and a resample holding a single class is drawn again,
 as :func:`audioclf.evaluation.bootstrap.bootstrap_ci` does.
 """
@@ -23,7 +23,7 @@ import numpy as np
 from scipy import stats
 
 from audioclf.errors import UserError
-from audioclf.evaluation.bootstrap import headline
+from audioclf.evaluation.metrics import headline
 from audioclf.evaluation.predictions import FilePredictions
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from audioclf.evaluation.bootstrap import headline
+from audioclf.evaluation.metrics import headline
 from audioclf.evaluation.paired import (
     Difference,
     check_settings,

@@ -1,7 +1,8 @@
-"""Running a model over feature batches: device transfer, mixed precision, softmax probabilities;
-a copy of a model made faster for CPU inference (:func:`for_cpu_inference`).
+"""Running a model over feature batches: device transfer, mixed precision, softmax probabilities
+of a feature table's segments (:func:`segment_probabilities`); a copy of a model made faster for
+CPU inference (:func:`for_cpu_inference`).
 
-Shared by training (validation), evaluation and predict, so none imports another.
+Shared by training (validation), evaluation and deploy, so none imports another.
 """
 
 from __future__ import annotations
@@ -32,14 +33,16 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 
 
 @torch.no_grad()
-def predict(
+def segment_probabilities(
     model: nn.Module,
     data: SplitData,
     batch_size: int,
     device: torch.device = CPU,
     amp: torch.dtype | None = None,
 ) -> np.ndarray:
-    """Softmax probabilities (S, C) of a split's segments, in eval mode."""
+    """Softmax probabilities (S, C) of the stored segments of a feature-table split, in eval mode
+    (validation in training, the test set in evaluation; new recordings go through
+    :func:`audioclf.deploy.predictor.predict_recordings`)."""
     model.eval()
     batches = [
         torch.arange(i, min(i + batch_size, len(data))) for i in range(0, len(data), batch_size)

@@ -40,7 +40,7 @@ from audioclf.config.schema import ParamsError
 from audioclf.config.training import TrainConfig
 from audioclf.devices import resolve_device
 from audioclf.features.table import SplitData
-from audioclf.models.inference import predict
+from audioclf.models.inference import segment_probabilities
 
 WORKER_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")  # what torchrun sets in every process it starts
 
@@ -216,7 +216,9 @@ def predict_shared(
     )
     probs = torch.zeros(share, n_classes)
     if hi > lo:
-        probs[: hi - lo] = torch.from_numpy(predict(model, part, batch_size, device, amp))
+        probs[: hi - lo] = torch.from_numpy(
+            segment_probabilities(model, part, batch_size, device, amp)
+        )
     gathered = ranks.gather(probs)[: len(data)]
     return gathered.numpy() if ranks.writer else None
 

@@ -23,7 +23,7 @@ from audioclf.evaluation.metrics import aggregate_by_file, classification_metric
 from audioclf.features.table import FeatureTable, SplitData, load_split
 from audioclf.models import count_parameters
 from audioclf.models.checkpoint import save_checkpoint
-from audioclf.models.inference import CPU, predict
+from audioclf.models.inference import CPU, segment_probabilities
 from audioclf.models.pretrained import input_statistics
 from audioclf.training.data import normalisation
 from audioclf.training.distributed import SINGLE, Ranks, predict_shared
@@ -52,7 +52,7 @@ def evaluate_split(
     probs = (
         predict_shared(model, data, len(labels), batch_size, device, amp, ranks)
         if ranks.parallel
-        else predict(model, data, batch_size, device, amp)
+        else segment_probabilities(model, data, batch_size, device, amp)
     )
     if probs is None:
         return None

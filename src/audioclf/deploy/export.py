@@ -1,4 +1,12 @@
-"""ONNX export of a trained model: normalisation and network in the graph, the front-end beside it.
+"""``audioclf export`` and the export stage: a trained model as ONNX, with its labels and front-end.
+
+:func:`export` is the one way a model is exported: the ``export`` stage runs it on the
+workspace's ``models/`` (the best fold by validation macro-F1) and :func:`main`, the
+``audioclf export --format onnx`` command, on any source :func:`audioclf.deploy.model.load_model`
+takes. A model with no ONNX graph (trained with ``train.norm=group``, or a scikit-learn head)
+gets the JSON alone, saying why; the command then also ends with that reason as its error.
+
+Normalisation and network are in the graph, the front-end beside it.
 
 The graph maps front-end features ``features`` (batch, C, F, T) float32 -- dB log-mel, or
 MFCC with deltas, exactly as the features stage computes them -- to ``logits`` (batch,
@@ -28,15 +36,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audioclf.deploy.model import AudioModel, undeployable
+from audioclf.cli import parser
+from audioclf.deploy.model import (
+    AudioModel,
+    checkpoint_file,
+    from_checkpoint,
+    is_model_uri,
+    undeployable,
+)
 from audioclf.errors import UserError
 from audioclf.features.store import frontend_params
-from audioclf.io import atomic_path, write_json
+from audioclf.io import atomic_path, repo_root, write_json
+from audioclf.models.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
 
 TOLERANCE = 1e-4  # max |logit difference| between ONNX Runtime and torch
 INPUT, OUTPUT = "features", "logits"
+FORMATS = ("onnx",)
 PARITY_BATCH = 5  # windows of the parity check (the export's example has 2: the axis is dynamic)
 REFERENCE_FRONTEND = (
     "audioclf.features.frontends.FrontEnd(FeaturesConfig(**frontend)) on windows of "
@@ -61,7 +78,7 @@ def example_features(model: AudioModel, batch: int, seed: int = 0) -> torch.Tens
 
 
 def no_onnx(ckpt: dict) -> str | None:
-    """Why the export stage writes no ONNX graph for a checkpoint, or None when it does."""
+    """Why :func:`export` writes no ONNX graph for a checkpoint, or None when it does."""
     if reason := undeployable(ckpt):
         return reason
     if ckpt.get("sklearn_model"):
@@ -197,3 +214,68 @@ def describe(model: AudioModel, parity: dict) -> dict:
         "val_macro_f1": ckpt.get("val_macro_f1"),
         "parity": {**parity, "tolerance": TOLERANCE},
     }
+
+
+def export(
+    source: str | Path,
+    path: Path,
+    meta_path: Path,
+    *,
+    split_dir: Path | None = None,
+    tracking_uri: str | None = None,
+) -> dict:
+    """Export the model ``source`` names as ONNX at ``path``, its JSON at ``meta_path``; a model
+    with no ONNX graph (:func:`no_onnx`) gets the JSON alone, with ``onnx: null`` and the reason.
+
+    Args:
+        source: a checkpoint, ``models/`` folder, MLflow Model folder or model URI
+            (:func:`audioclf.deploy.model.checkpoint_file`).
+        path: the ONNX graph.
+        meta_path: the JSON beside it (:func:`describe`).
+        split_dir: the split folder naming the folds of a ``models/`` folder.
+        tracking_uri: the MLflow store of a model URI.
+
+    Returns:
+        The JSON's content.
+
+    Raises:
+        ExportError: the model's family cannot be exported, or the export disagrees with torch.
+    """
+    with checkpoint_file(source, split_dir=split_dir, tracking_uri=tracking_uri) as (file, name):
+        ckpt = load_checkpoint(file)[1]
+        if reason := no_onnx(ckpt):
+            return not_exported(ckpt, reason, meta_path)
+        model = from_checkpoint(file, source=name)
+    return export_onnx(model, path, meta_path)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """``audioclf export --format onnx``: a trained model as ONNX, with a JSON of its labels, input
+    and front-end params beside it, checked against torch on the spot. A model with no ONNX graph
+    gets the JSON alone, saying why, and the command ends with that reason.
+    """
+    ap = parser(main.__doc__)
+    ap.add_argument("--format", choices=FORMATS, default="onnx", help="the exchange format")
+    ap.add_argument(
+        "--model", default="models", help="checkpoint, models/ folder or MLflow model URI"
+    )
+    ap.add_argument(
+        "--split", type=Path, default=Path("data/split"), help="names the folds of models/"
+    )
+    ap.add_argument("--out", type=Path, default=Path("exported/model.onnx"), help="the graph")
+    ap.add_argument(
+        "--meta", type=Path, default=None, help="labels and front-end (default: --out as .json)"
+    )
+    args = ap.parse_args(argv)
+    store = None
+    if is_model_uri(args.model):
+        from audioclf.tracking import resolve_store  # imports MLflow: only for a model URI
+
+        store = resolve_store(repo_root()).uri
+    meta_path = args.meta or args.out.with_suffix(".json")
+    meta = export(args.model, args.out, meta_path, split_dir=args.split, tracking_uri=store)
+    if meta.get("reason"):
+        raise ExportError(
+            f"{args.model} has no ONNX graph ({meta_path} says why): {meta['reason']}"
+        )
+    return meta

@@ -17,19 +17,21 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import soundfile as sf
 from tqdm import tqdm
 
 from audioclf.cli import parser
 from audioclf.deploy import tables
-from audioclf.deploy.model import AudioModel, load_model
-from audioclf.deploy.onnx_export import use_onnxruntime
-from audioclf.deploy.predictor import BATCH_SIZE, Recording, Timings, predict_recordings
 from audioclf.errors import MissingInputError, UserError
 from audioclf.features.audio import EXPECTED_FORMATS
 from audioclf.features.stream import decoded_blocks
-from audioclf.io import atomic_path
+from audioclf.io import atomic_path, repo_root
+
+if TYPE_CHECKING:
+    from audioclf.deploy.model import AudioModel
+    from audioclf.deploy.predictor import Recording
 
 log = logging.getLogger(__name__)
 AUDIO_EXTENSIONS = tuple(sorted(EXPECTED_FORMATS))
@@ -133,6 +135,8 @@ class Writer:
 
 def predict_files(model: AudioModel, files: list[str], out_dir: Path, args) -> dict:
     """Predict every file, write the tables; returns counts, audio-seconds, wall time and timings."""
+    from audioclf.deploy.predictor import Timings, predict_recordings
+
     out_dir.mkdir(parents=True, exist_ok=True)
     writer, timings = Writer(out_dir, model, files, args), Timings()
     sources = [(f, lambda rate, f=f: decoded_blocks(f, rate)) for f in files]
@@ -161,7 +165,7 @@ def predict_files(model: AudioModel, files: list[str], out_dir: Path, args) -> d
     return {**counts, "windows": timings.windows, "wall_s": wall, "timings": vars(timings)}
 
 
-def predict_main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> dict:
     """``audioclf predict INPUT... [--model ...] [--out predictions]``; see ``--help``."""
     ap = parser(__doc__)
     ap.add_argument("inputs", nargs="+", help="audio files, folders (recursive) or glob patterns")
@@ -179,7 +183,10 @@ def predict_main(argv: list[str] | None = None) -> dict:
         "--overlap", type=float, default=0.0, help="seconds shared by consecutive windows"
     )
     ap.add_argument(
-        "--batch-size", type=int, default=BATCH_SIZE, help="windows per front-end and network call"
+        "--batch-size",
+        type=int,
+        default=None,
+        help="windows per front-end and network call (default: 16)",
     )
     ap.add_argument("--workers", type=int, default=0, help="threads (0: one per core)")
     ap.add_argument(
@@ -206,7 +213,19 @@ def predict_main(argv: list[str] | None = None) -> dict:
             f"--top-k must be >= 1 and --min-score in [0, 1], got {args.top_k} and {args.min_score}"
         )
     files = find_inputs(args.inputs)
-    model = load_model(args.model, split_dir=args.split)
+    # torch loads only now: --help and a bad argument answer at once
+    from audioclf.deploy.export import use_onnxruntime
+    from audioclf.deploy.model import is_model_uri, load_model
+    from audioclf.deploy.predictor import BATCH_SIZE
+
+    if args.batch_size is None:
+        args.batch_size = BATCH_SIZE
+    store = None
+    if is_model_uri(args.model):
+        from audioclf.tracking import resolve_store  # imports MLflow: only for a model URI
+
+        store = resolve_store(repo_root()).uri
+    model = load_model(args.model, split_dir=args.split, tracking_uri=store)
     with tempfile.TemporaryDirectory(prefix="audioclf-predict-") as tmp:
         if args.backend == "onnxruntime":
             threads = max(1, (args.workers or len(os.sched_getaffinity(0))) - 1)
