@@ -173,14 +173,21 @@ def stage_main(name: str) -> Callable[[list[str]], Any]:
 
 def run_stages(root: Path, names: list[str] = STAGES) -> None:
     """Run the stages ``names`` in-process in ``root``, with the arguments dvc.yaml gives them,
-    as ``dvc repro`` would (without DVC: no hashing, no cache, no subprocess)."""
+    as ``dvc repro`` would (without DVC: no hashing, no cache, no subprocess). Each stage finds
+    the environment as the one before found it, as a process of its own would (MLflow exports
+    the tracking URI a stage uses as MLFLOW_TRACKING_URI)."""
     from audioclf.cli import run as run_main
 
     commands = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     with contextlib.chdir(root):
         for name in names:
             argv = shlex.split(commands[name]["cmd"])
-            run_main(stage_main(name), argv[argv.index(f"stages/{name}.py") + 1 :])
+            environ = dict(os.environ)
+            try:
+                run_main(stage_main(name), argv[argv.index(f"stages/{name}.py") + 1 :])
+            finally:
+                os.environ.clear()
+                os.environ.update(environ)
 
 
 @pytest.fixture(scope="session")
