@@ -432,3 +432,23 @@ def registered_versions(root: Path, name: str = "audioclf-synthetic") -> list[di
         {"version": v.version, "tags": v.tags, "run_id": v.run_id}
         for v in client.search_model_versions(f"name='{name}'")
     ]
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One thread for torch and BLAS in a module's tests, the caller's counts restored after.
+
+    On a busy 2-core machine the threads of one parallel region wait on each other whenever
+    one of them is descheduled; the small models and heads these tests fit gain nothing from
+    a second thread. Request it with ``pytestmark = pytest.mark.usefixtures("one_thread")``:
+    as a module fixture it is set up before the module's own training fixtures.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(threads)

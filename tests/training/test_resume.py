@@ -14,6 +14,8 @@ from audioclf.features.table import FeatureTable
 from audioclf.training.loop import train
 from audioclf.training.resume import find_resumable, plan_folds, run_key
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 class Killed(Exception):
     """Stands in for the process being killed between epochs."""
@@ -34,7 +36,7 @@ def setup(tiny_cache):
     # dropout, MixUp and SpecAugment all draw random numbers: resuming must restore every random state
     params = dataclasses.replace(
         params,
-        train=dataclasses.replace(params.train, epochs=4, patience=4, warmup_epochs=1.0),
+        train=dataclasses.replace(params.train, epochs=3, patience=3, warmup_epochs=1.0),
         augment=AugmentConfig(
             specaugment=SpecAugmentConfig(p=0.5, freq_width=4, time_width=4),
             mixup=MixupConfig(p=0.5),
@@ -46,7 +48,7 @@ def setup(tiny_cache):
 
 @pytest.fixture(scope="module")
 def runs(setup, tmp_path_factory):
-    """An uninterrupted run, and one killed in epoch 3 (last.pt then holds epoch 2)."""
+    """An uninterrupted run, and one killed in its last epoch, 3 (last.pt then holds epoch 2)."""
     params, store, tr, va = setup
     full, killed = tmp_path_factory.mktemp("full"), tmp_path_factory.mktemp("killed")
     result = train(
@@ -165,12 +167,22 @@ def test_no_or_unreadable_last_checkpoint_starts_fresh(setup, tmp_path):
     assert state is None and "is unreadable" in note
 
 
-def _stage(tmp_path, monkeypatch, tiny_cache, n_folds):
-    """The train stage module, run in ``tmp_path`` on ``n_folds`` copies of the tiny split."""
-    import importlib.util
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory):
+    """An MLflow sqlite store with its tables made, for the stage tests to copy: creating the
+    tables runs every migration of MLflow's schema, once per module instead of once per test."""
+    from mlflow.tracking import MlflowClient
 
+    db = tmp_path_factory.mktemp("store") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+    return db
+
+
+def _stage(tmp_path, monkeypatch, tiny_cache, empty_store, n_folds):
+    """The train stage's main and its arguments, run in ``tmp_path`` (2 epochs) on ``n_folds``
+    copies of the tiny split, logging to a store of its own."""
     import yaml
-    from tests.conftest import REPO
+    from tests.conftest import stage_main
 
     from audioclf.data.manifest import write_manifest
 
@@ -179,14 +191,12 @@ def _stage(tmp_path, monkeypatch, tiny_cache, n_folds):
         for name in ("train", "val"):
             write_manifest(splits[name], tmp_path / "split" / f"fold_{n}" / f"{name}.csv")
     raw = shrink(repo_params())
-    raw["train"].update(epochs=3, patience=3)
+    raw["train"].update(epochs=2, patience=2)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     (tmp_path / "leakage.json").write_text('{"checks": {}}')  # a clean audit
+    shutil.copy(empty_store, tmp_path / "mlflow.db")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    spec = importlib.util.spec_from_file_location("train_stage", REPO / "stages" / "train.py")
-    stage = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stage)
     argv = [
         "--params",
         "params.yaml",
@@ -205,58 +215,62 @@ def _stage(tmp_path, monkeypatch, tiny_cache, n_folds):
         "--leakage",
         "leakage.json",
     ]
-    return stage, argv
+    return stage_main("train"), argv
 
 
-def _kill_at(monkeypatch, kill_step, kill_call):
-    """Make mlflow.log_metrics raise Killed at the ``kill_call``-th call with ``step == kill_step``."""
+def _kill_at(monkeypatch, epoch, call):
+    """Make the stage's training raise Killed the ``call``-th time it is about to log ``epoch``
+    (before that epoch's metrics reach MLflow and its resumable state is written)."""
+    from audioclf.training import stage
+
+    train_fold, seen = stage.train, []
+
+    def killed(*args, log_metrics, **kwargs):
+        def log(metrics, step):
+            if step == epoch:
+                seen.append(step)
+                if len(seen) == call:
+                    raise Killed
+            log_metrics(metrics, step)
+
+        return train_fold(*args, log_metrics=log, **kwargs)
+
+    monkeypatch.setattr(stage, "train", killed)
+
+
+def test_stage_rerun_resumes_and_continues_the_mlflow_run(
+    tiny_cache, empty_store, tmp_path, monkeypatch
+):
     import mlflow
 
-    log_metrics, seen = mlflow.log_metrics, []
-
-    def killed(metrics, step=None, **kwargs):
-        if step == kill_step:
-            seen.append(step)
-            if len(seen) == kill_call:
-                raise Killed
-        return log_metrics(metrics, step=step, **kwargs)
-
-    monkeypatch.setattr(mlflow, "log_metrics", killed)
-    return log_metrics
-
-
-def test_stage_rerun_resumes_and_continues_the_mlflow_run(tiny_cache, tmp_path, monkeypatch):
-    import mlflow
-
-    stage, argv = _stage(tmp_path, monkeypatch, tiny_cache, n_folds=1)
-    log_metrics = _kill_at(monkeypatch, kill_step=2, kill_call=1)
+    main, argv = _stage(tmp_path, monkeypatch, tiny_cache, empty_store, n_folds=1)
+    _kill_at(monkeypatch, epoch=2, call=1)
     with pytest.raises(Killed):
-        stage.main(argv)
-    monkeypatch.setattr(mlflow, "log_metrics", log_metrics)
-    stage.main(argv)
+        main(argv)
+    main(argv)
     (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
     assert run.info.status == "FINISHED" and run.data.tags["resumed_from_epoch"] == "1"
     history = mlflow.tracking.MlflowClient().get_metric_history(run.info.run_id, "val_macro_f1")
-    assert sorted(m.step for m in history) == [1, 2, 3]
+    assert sorted(m.step for m in history) == [1, 2]
 
 
-def test_killed_cross_validation_reuses_finished_folds(tiny_cache, tmp_path, monkeypatch):
+def test_killed_cross_validation_reuses_finished_folds(
+    tiny_cache, empty_store, tmp_path, monkeypatch
+):
     import mlflow
 
-    stage, argv = _stage(tmp_path, monkeypatch, tiny_cache, n_folds=2)
-    log_metrics = _kill_at(monkeypatch, kill_step=2, kill_call=2)  # epoch 2 of fold 1
+    main, argv = _stage(tmp_path, monkeypatch, tiny_cache, empty_store, n_folds=2)
+    _kill_at(monkeypatch, epoch=2, call=2)  # epoch 2 of fold 1
     with pytest.raises(Killed):
-        stage.main(argv)
-    monkeypatch.setattr(mlflow, "log_metrics", log_metrics)
-    summary = stage.main(argv)
+        main(argv)
+    summary = main(argv)
     assert set(summary["folds"]) == {"0", "1"}
     runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
     children = {r.data.tags["fold"]: r for r in runs if "mlflow.parentRunId" in r.data.tags}
     assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs)
-    assert (
-        children["0"].data.tags["resumed_from_epoch"] == "3"
-    )  # finished before the kill: not retrained
+    # fold 0 finished before the kill: not retrained
+    assert children["0"].data.tags["resumed_from_epoch"] == "2"
     assert children["1"].data.tags["resumed_from_epoch"] == "1"
     for fold, run in children.items():
         history = mlflow.tracking.MlflowClient().get_metric_history(run.info.run_id, "val_macro_f1")
-        assert sorted(m.step for m in history) == [1, 2, 3], fold
+        assert sorted(m.step for m in history) == [1, 2], fold

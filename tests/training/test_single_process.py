@@ -22,6 +22,7 @@ from audioclf.features.table import FeatureTable
 from audioclf.training.loop import train
 
 GOLDEN = Path(__file__).parent / "golden" / "single_process.json"
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def configs() -> dict:
