@@ -76,10 +76,11 @@ def test_train_seed_changes_training(tiny_cache, tmp_path):
     from audioclf.features.table import FeatureTable
 
     cache, splits = tiny_cache
-    paths = {name: [e.path for e in rows] for name, rows in splits.items()}
+    # a few batches of one epoch: the first loss already tells the seeds apart
+    paths = {name: [e.path for e in rows[:24]] for name, rows in splits.items()}
     table = FeatureTable(cache)
     raw = shrink(repo_params())
-    raw["train"].update(epochs=1)  # the first epoch's loss already tells the seeds apart
+    raw["train"].update(epochs=1)
 
     def history(train_seed):
         raw["train"]["seed"] = train_seed
