@@ -100,8 +100,8 @@ def test_warn_level_and_leaky_do_not_fail(few):
     )
 
 
-def test_pretrained_ids_in_test(whole):
-    root, split = whole
+def test_pretrained_ids_in_test(few):
+    root, split = few
     split = {"test": split["test"]}  # the check reads the test side only
     victim = split["test"][0]
     report = audit_folds([split], root, pretrained_ids=frozenset({victim.group}))
