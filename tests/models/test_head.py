@@ -26,7 +26,7 @@ def test_it_learns_classes_apart_in_embedding_space():
     model = build_model("birdnet", EmbeddingHeadConfig(dropout=0.1), 4, input_shape=(1024, 1))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     before = (model(x).argmax(1) == y).float().mean()
-    for _ in range(100):
+    for _ in range(40):  # all right from about step 15 on
         opt.zero_grad()
         torch.nn.functional.cross_entropy(model(x), y).backward()
         opt.step()

@@ -103,14 +103,14 @@ def test_folder_symlinks_out_of_the_folder_are_not_followed(
 
 
 def test_a_zip_bomb_is_refused_before_it_is_written(tmp_path, audio, make_data, out_dir):
-    bomb = b"RIFF" + bytes(200 << 20)  # 200 MB of zeros behind a header: ~0.2 MB zipped
+    bomb = b"RIFF" + bytes(20 << 20)  # 20 MB of zeros behind a header: ~20 kB zipped (1000:1)
     members = [
         ("ds/birds/a.wav", audio.wav()),
         ("ds/frogs/b.wav", audio.wav()),
         ("ds/birds/bomb.wav", bomb),
     ]
     (tmp_path / "bomb.zip").write_bytes(_zip(members))
-    assert (tmp_path / "bomb.zip").stat().st_size < 1 << 20
+    assert (tmp_path / "bomb.zip").stat().st_size < 100_000
     entries = _prepare_folder(make_data, tmp_path / "bomb.zip", out_dir)
     assert [e.path for e in entries] == ["audio/birds/a.wav", "audio/frogs/b.wav"]
     assert not (out_dir / "audio/birds/bomb.wav").exists()

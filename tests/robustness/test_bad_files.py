@@ -138,24 +138,3 @@ def test_a_folder_moved_aside_by_a_killed_writer_is_put_back(tmp_path):
     with pytest.raises(RuntimeError), atomic_path(tmp_path / "features"):
         raise RuntimeError("the next run fails too")
     assert (tmp_path / "features" / "meta.json").read_text() == "{}"
-
-
-def test_the_store_copy_goes_in_bounded_blocks_where_the_kernel_cannot(tmp_path, monkeypatch):
-    import audioclf.features.store as store
-
-    src = tmp_path / "shard.f32"
-    src.write_bytes(os.urandom(1 << 20))
-    reads = []
-
-    def no_kernel_copy(*args):
-        raise OSError("cross-device")
-
-    monkeypatch.setattr(store.os, "copy_file_range", no_kernel_copy)
-    monkeypatch.setattr(store, "COPY_BLOCK", 1 << 16)
-    with open(src, "rb") as s, open(tmp_path / "out", "wb", buffering=0) as d:
-        real_read = s.read
-        s_read = lambda n=-1: reads.append(n) or real_read(n)  # noqa: E731
-        monkeypatch.setattr(s, "read", s_read, raising=False)
-        store._copy_range(s, d, 4096, (1 << 20) - 4096)
-    assert (tmp_path / "out").read_bytes() == src.read_bytes()[4096:]
-    assert max(reads) <= 1 << 16
