@@ -178,11 +178,12 @@ def stage_main(name: str) -> Callable[[list[str]], Any]:
     return module.main
 
 
-def run_stages(root: Path, names: list[str] = STAGES) -> None:
+def run_stages(root: Path, names: list[str] = STAGES, tracking_uri: str | None = None) -> None:
     """Run the stages ``names`` in-process in ``root``, with the arguments dvc.yaml gives them,
     as ``dvc repro`` would (without DVC: no hashing, no cache, no subprocess). Each stage finds
-    the environment as the one before found it, as a process of its own would (MLflow exports
-    the tracking URI a stage uses as MLFLOW_TRACKING_URI)."""
+    the environment as the one before found it, as a process of its own would, with
+    ``MLFLOW_TRACKING_URI`` set to ``tracking_uri`` or unset (MLflow exports the URI any earlier
+    run in this process used: a stage would take it for the user's)."""
     from audioclf.cli import run as run_main
 
     commands = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
@@ -190,6 +191,9 @@ def run_stages(root: Path, names: list[str] = STAGES) -> None:
         for name in names:
             argv = shlex.split(commands[name]["cmd"])
             environ = dict(os.environ)
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+            if tracking_uri:
+                os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
             try:
                 run_main(stage_main(name), argv[argv.index(f"stages/{name}.py") + 1 :])
             finally:

@@ -107,13 +107,12 @@ def test_runs_and_artifacts_go_through_the_server_and_nothing_is_written_here(
 
 
 @pytest.mark.slow
-def test_the_stages_log_to_the_server_alone(server, pipeline, tmp_path, monkeypatch):
+def test_the_stages_log_to_the_server_alone(server, pipeline, tmp_path):
     """The train and evaluate stages with ``MLFLOW_TRACKING_URI`` set: the run, its checkpoint,
     plots and evaluation are on the server, and nothing tracking-related in the workspace."""
     root = workspace_copy(pipeline, tmp_path / "ws")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
     try:
-        run_stages(root, ["train", "evaluate"])
+        run_stages(root, ["train", "evaluate"], tracking_uri=server.uri)
     finally:
         mlflow.end_run()
     client = MlflowClient(tracking_uri=server.uri)
