@@ -1,6 +1,6 @@
 """End to end through DVC and MLflow on a git+DVC copy of the repository with shrunk params, the
 one place the suite runs ``dvc``: ``dvc repro`` (export and ``audioclf predict`` after it, and a
-forced rerun that must repeat the metrics exactly), a *queued* cross-validated experiment (which
+forced rerun that must repeat the metrics exactly), a *queued* 2-fold cross-validated experiment (which
 executes in a temporary copy under .dvc/tmp/exps and must still log to the repository's MLflow
 store), and sharing through a DVC remote and a bare git repository: a fresh clone's ``dvc pull``
 brings everything, its ``dvc repro`` recomputes nothing, and ``dvc exp pull`` brings the experiment.
@@ -94,20 +94,20 @@ def test_repro_then_export_predict_and_the_same_metrics_again(shared):
 
 def test_a_queued_cross_validation_logs_to_the_repositorys_store(shared):
     root, env, _ = shared
-    settings = ["-S", "split.strategy=kfold", "-S", "split.k=3", "-S", "model=cnn_v2"]
-    run(["dvc", "exp", "run", "--queue", "-n", "cv3", *settings], root, env)
+    settings = ["-S", "split.strategy=kfold", "-S", "split.k=2", "-S", "model=cnn_v2"]
+    run(["dvc", "exp", "run", "--queue", "-n", "cv2", *settings], root, env)
     run(["dvc", "queue", "start"], root, env)
     deadline = time.time() + 600
-    while "cv3" not in run(["dvc", "exp", "list", "--name-only"], root, env):
+    while "cv2" not in run(["dvc", "exp", "list", "--name-only"], root, env):
         status = run(["dvc", "queue", "status"], root, env)
-        assert "Failed" not in status, logged(["dvc", "queue", "logs", "cv3"], root, env)
+        assert "Failed" not in status, logged(["dvc", "queue", "logs", "cv2"], root, env)
         assert time.time() < deadline, "the queued experiment did not finish in 10 minutes"
         time.sleep(3)
     shown = experiments(root, env)
-    assert shown["cv3"]["params"]["params.yaml"]["data"]["model"] == "cnn_v2"
-    cv = shown["cv3"]["metrics"]["reports/metrics.json"]["data"]
-    assert set(cv["folds"]) == {"0", "1", "2"} and set(cv["test_std"]) == set(cv["test"])
-    mean = sum(f["macro_f1"] for f in cv["folds"].values()) / 3
+    assert shown["cv2"]["params"]["params.yaml"]["data"]["model"] == "cnn_v2"
+    cv = shown["cv2"]["metrics"]["reports/metrics.json"]["data"]
+    assert set(cv["folds"]) == {"0", "1"} and set(cv["test_std"]) == set(cv["test"])
+    mean = sum(f["macro_f1"] for f in cv["folds"].values()) / 2
     assert cv["test"]["macro_f1"] == pytest.approx(mean, abs=1e-4)
     ci = cv["test_ci"]["macro_f1"]  # shown by dvc exp show: a mapping, not a list
     assert ci["low"] <= cv["test_pooled"]["macro_f1"] <= ci["high"]
@@ -116,10 +116,10 @@ def test_a_queued_cross_validation_logs_to_the_repositorys_store(shared):
     runs = mlflow_runs(root)
     assert not list((root / ".dvc/tmp").rglob("mlflow.db")), "a queued run made its own store"
     assert not list((root / ".dvc/tmp").rglob("mlruns"))
-    queued = [r for r in runs if r["tags"].get("dvc_exp_name") == "cv3"]
+    queued = [r for r in runs if r["tags"].get("dvc_exp_name") == "cv2"]
     (parent,) = [r for r in queued if "mlflow.parentRunId" not in r["tags"]]
     children = [r for r in queued if "mlflow.parentRunId" in r["tags"]]
-    assert parent["status"] == "FINISHED" and len(children) == 3
+    assert parent["status"] == "FINISHED" and len(children) == 2
     assert {"test_macro_f1", "test_macro_f1_std", "test_macro_f1_ci_low"} <= set(parent["metrics"])
     assert all("test_macro_f1" in c["metrics"] and "val_macro_f1" in c["metrics"] for c in children)
     store = (root / "mlartifacts").resolve()
@@ -128,7 +128,7 @@ def test_a_queued_cross_validation_logs_to_the_repositorys_store(shared):
     assert parent["tags"]["git_commit"] != "unknown"
     trainings = [r for r in runs if "mlflow.parentRunId" not in r["tags"]]
     versions = registered_versions(root)
-    assert len(versions) == len(trainings) and "cv3" in {
+    assert len(versions) == len(trainings) and "cv2" in {
         v["tags"]["dvc_exp_name"] for v in versions
     }
 
@@ -138,7 +138,7 @@ def test_a_fresh_clone_pulls_everything_and_recomputes_nothing(shared, tmp_path)
     reports = {n: (root / "reports" / n).read_text() for n in ("metrics.json", "train.json")}
     run(["dvc", "push"], root, env)  # raw data, split lists, features, models
     run(["git", "push", "-q", "origin", "HEAD:main"], root, env)
-    run(["dvc", "exp", "push", "origin", "cv3"], root, env)  # its git ref and its outputs
+    run(["dvc", "exp", "push", "origin", "cv2"], root, env)  # its git ref and its outputs
     shown = experiments(root, env)
     # the origin's store survived DVC's commit of the table
     rerun = logged(["dvc", "repro", "--force", "features"], root, env)
@@ -155,15 +155,15 @@ def test_a_fresh_clone_pulls_everything_and_recomputes_nothing(shared, tmp_path)
     for name, text in reports.items():
         assert (fresh / "reports" / name).read_text() == text, name
 
-    run(["dvc", "exp", "pull", "origin", "cv3"], fresh, env)  # its ref and its outputs
-    assert experiments(fresh, env) == shown and set(shown) == {"baseline", "cv3"}
-    run(["dvc", "exp", "apply", "cv3"], fresh, env)
+    run(["dvc", "exp", "pull", "origin", "cv2"], fresh, env)  # its ref and its outputs
+    assert experiments(fresh, env) == shown and set(shown) == {"baseline", "cv2"}
+    run(["dvc", "exp", "apply", "cv2"], fresh, env)
     assert yaml.safe_load((fresh / "params.yaml").read_text())["model"] == "cnn_v2"
     assert only_source_runs(logged(["dvc", "repro"], fresh, env))
 
     # the clone's feature store is empty: a forced features run recomputes the table exactly
     run(["git", "checkout", "-q", "--", "."], fresh, env)
-    run(["git", "clean", "-fdq", "--", "reports"], fresh, env)  # cv3's other folds' curves
+    run(["git", "clean", "-fdq", "--", "reports"], fresh, env)  # cv2's other folds' curves
     run(["dvc", "checkout", "-q"], fresh, env)
     rebuilt = logged(["dvc", "repro", "--force", "features"], fresh, env)
     assert ", 0 from the store)" in rebuilt, rebuilt
