@@ -46,6 +46,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def pytest_collection_modifyitems(config, items):
+    # the files with end-to-end runs first (a stable sort: each file's tests stay together and in
+    # order): with the suite spread over the cores by file (pytest -n auto --dist loadfile), the
+    # longest files start at once instead of last
+    slow = {item.path for item in items if "slow" in item.keywords}
+    items.sort(key=lambda item: item.path not in slow)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs CUDA; none present")
