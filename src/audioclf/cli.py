@@ -96,14 +96,19 @@ class _Formatter(logging.Formatter):
         return text
 
 
-def parser(doc: str | None) -> argparse.ArgumentParser:
-    """An argument parser with the options every stage has: ``--params`` and ``-v``."""
+def parser(
+    doc: str | None, *, prog: str | None = None, params: bool = True
+) -> argparse.ArgumentParser:
+    """An argument parser with the options every stage and command has: ``-v``, and ``--params``
+    unless ``params`` is False (a command that reads no params file). ``prog`` names the command
+    in its usage line (``audioclf ladder``)."""
     ap = argparse.ArgumentParser(
-        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument(
-        "--params", default="params.yaml", help="the params file (default: params.yaml)"
-    )
+    if params:
+        ap.add_argument(
+            "--params", default="params.yaml", help="the params file (default: params.yaml)"
+        )
     ap.add_argument(
         "-v", "--verbose", action="store_true", help="debug logging, and tracebacks of user errors"
     )

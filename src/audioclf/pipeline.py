@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from audioclf.cli import command
+from audioclf.cli import command, parser
 from audioclf.errors import MissingInputError, UserError
 
 log = logging.getLogger(__name__)
@@ -146,8 +146,10 @@ def check(repo: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    repo = Path(argv[0] if argv else ".").resolve()
-    problems = check(repo)
+    """``audioclf check [REPO]``; exit status 1 when a problem is found."""
+    ap = parser(__doc__, prog="audioclf check", params=False)
+    ap.add_argument("repo", nargs="?", default=".", help="the repository (default: here)")
+    problems = check(Path(ap.parse_args(argv).repo).resolve())
     for problem in problems:
         log.error("pipeline check: %s", problem)
     if problems:

@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> dict:
     and front-end params beside it, checked against torch on the spot. A model with no ONNX graph
     gets the JSON alone, saying why, and the command ends with that reason.
     """
-    ap = parser(main.__doc__)
+    ap = parser(main.__doc__, prog="audioclf export")
     ap.add_argument("--format", choices=FORMATS, default="onnx", help="the exchange format")
     ap.add_argument(
         "--model", default="models", help="checkpoint, models/ folder or MLflow model URI"

@@ -167,7 +167,7 @@ def predict_files(model: AudioModel, files: list[str], out_dir: Path, args) -> d
 
 def main(argv: list[str] | None = None) -> dict:
     """``audioclf predict INPUT... [--model ...] [--out predictions]``; see ``--help``."""
-    ap = parser(__doc__)
+    ap = parser(__doc__, prog="audioclf predict")
     ap.add_argument("inputs", nargs="+", help="audio files, folders (recursive) or glob patterns")
     ap.add_argument(
         "--model",

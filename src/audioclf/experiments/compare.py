@@ -19,12 +19,12 @@ The metric columns and number formats here are those of every report (``audioclf
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shlex
 from pathlib import Path
 from typing import Any
 
+from audioclf.cli import parser
 from audioclf.config.evaluation import EvaluateConfig
 from audioclf.config.schema import build, coerce
 from audioclf.evaluation.paired import Comparison, Difference, compare_runs
@@ -199,11 +199,7 @@ def render(c: Comparison, name_a: str, name_b: str, command_line: str) -> str:
 
 
 def main(argv: list[str]) -> dict:
-    ap = argparse.ArgumentParser(
-        prog="audioclf compare",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    ap = parser(__doc__, prog="audioclf compare", params=False)
     ap.add_argument(
         "a", metavar="EXP_A", help="the reference run (experiment, revision, workspace)"
     )
@@ -214,7 +210,6 @@ def main(argv: list[str]) -> dict:
     )
     ap.add_argument("--repo", default=".", help="the repository (default: the working directory)")
     ap.add_argument("--out", help="also write the comparison here (markdown)")
-    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = ap.parse_args(argv)
     if args.bootstrap is not None and args.bootstrap < 1:
         ap.error(f"--bootstrap must be >= 1, got {args.bootstrap}")

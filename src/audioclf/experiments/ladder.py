@@ -19,7 +19,6 @@ shared test files (sampling noise), significant only when both exclude zero.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import datetime
 import json
@@ -35,6 +34,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from audioclf.cli import parser
 from audioclf.config.evaluation import EvaluateConfig
 from audioclf.config.schema import build
 from audioclf.errors import UserError
@@ -50,7 +50,7 @@ from audioclf.experiments.compare import (
     points,
 )
 from audioclf.experiments.runs import METRICS, RunFiles
-from audioclf.io import atomic_path
+from audioclf.io import atomic_path, repo_root
 
 log = logging.getLogger(__name__)
 
@@ -850,13 +850,8 @@ def log_plan(planned: list[PlannedPhase]) -> None:
 
 
 def main(argv: list[str]) -> dict:
-    ap = argparse.ArgumentParser(
-        prog="audioclf ladder",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    ap = parser(__doc__, prog="audioclf ladder")
     add = ap.add_argument
-    add("--params", default="params.yaml", help="the params the phases start from")
     add("--out", default="reports/phases.md", help="the report (markdown)")
     add("--seeds", type=int, default=1, help="runs per phase (seeds s, s+1, ...)")
     add("--vary", choices=VARY, default="train", help="train: train.seed only; split: seed too")
@@ -874,9 +869,8 @@ def main(argv: list[str]) -> dict:
     add("--jobs", type=int, default=1, help="experiments run at once")
     add("--dry-run", action="store_true", help="print the plan and the skips; queue nothing")
     add("--read-back", metavar="COMMIT", help="queue nothing: report what ran from COMMIT")
-    add("-v", "--verbose", action="store_true", help="debug logging")
     args = ap.parse_args(argv)
-    root = Path.cwd()
+    root = repo_root()
     raw = yaml.safe_load(Path(args.params).read_text())
     try:
         planned = plan(

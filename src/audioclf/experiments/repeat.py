@@ -10,25 +10,21 @@ phases of ``audioclf ladder``; the table is the ladder's, with one row.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shlex
 from pathlib import Path
 
 import yaml
 
+from audioclf.cli import parser
 from audioclf.experiments.ladder import VARY, Dvc, Phase, log_plan, plan, run_phases
-from audioclf.io import atomic_path
+from audioclf.io import atomic_path, repo_root
 
 log = logging.getLogger(__name__)
 
 
 def main(argv: list[str]) -> dict:
-    ap = argparse.ArgumentParser(
-        prog="audioclf repeat",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    ap = parser(__doc__, prog="audioclf repeat")
     add = ap.add_argument
     add("-n", "--seeds", type=int, default=3, help="runs, with seeds s, s+1, ...")
     add(
@@ -41,16 +37,14 @@ def main(argv: list[str]) -> dict:
         help="params override, as for dvc exp run (repeatable)",
     )
     add("--name", default="repeat", help="experiment names: <name>-s<seed>")
-    add("--params", default="params.yaml")
     add("--vary", choices=VARY, default="train", help="train: train.seed only; split: seed too")
     add("--out", help="also write the table here (markdown)")
     add("--force", action="store_true", help="replace experiments that have these names")
     add("--dry-run", action="store_true", help="print the runs; queue nothing")
-    add("-v", "--verbose", action="store_true", help="debug logging")
     args = ap.parse_args(argv)
     if args.seeds < 2:
         ap.error(f"-n must be >= 2 to give a spread, got {args.seeds}")
-    root = Path.cwd()
+    root = repo_root()
     raw = yaml.safe_load(Path(args.params).read_text())
     phase = Phase(args.name, " ".join(args.overrides) or "workspace params", tuple(args.overrides))
     try:

@@ -21,7 +21,6 @@ number is formatted from the run's files, never typed.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import logging
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from audioclf.cli import parser
 from audioclf.config.schema import flatten
 from audioclf.errors import UserError
 from audioclf.evaluation.paired import Comparison
@@ -487,11 +487,7 @@ def write_figures(files: RunFiles, r: RunRecord, folder: Path, report: Path) -> 
 
 
 def main(argv: list[str]) -> dict:
-    ap = argparse.ArgumentParser(
-        prog="audioclf report",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    ap = parser(__doc__, prog="audioclf report", params=False)
     add = ap.add_argument
     add("run", metavar="EXP", help="the run (experiment, revision, or workspace)")
     add(
@@ -509,7 +505,6 @@ def main(argv: list[str]) -> dict:
         help="success criterion (repeatable), e.g. test.macro_f1=0.25",
     )
     add("--out", help="the report (default: reports/report-<EXP>.md)")
-    add("-v", "--verbose", action="store_true", help="debug logging")
     args = ap.parse_args(argv)
     targets = [parse_target(t) for t in args.target]
     safe = re.sub(r"[^\w.-]", "_", args.run)
