@@ -61,3 +61,14 @@ def test_files_match_manifest(tiny_params, tiny_dataset):
         )
         assert sha256_file(root / e.path) == e.sha256
         assert 0 < np.abs(audio).max() < 1
+
+
+def test_a_song_whose_last_syllable_starts_past_its_end_is_cut():
+    # a slow song of short syllables: the timing jitter (up to 1/8 of a period) can start the
+    # last syllable after the song's end
+    from audioclf.data.datasets.synthetic import Species, _song
+
+    sp = Species("s", "up", 3000.0, 500.0, 0.005, 1.0, (2, 3), 1, 30.0)
+    for seed in range(50):
+        song = _song(sp, 1.0, 1.0, 8000, np.random.default_rng(seed))
+        assert np.isfinite(song).all() and len(song) >= 8000

@@ -136,7 +136,8 @@ def _song(sp: Species, pitch: float, tempo: float, sr: int, rng: np.random.Gener
     song = np.zeros(period * (n_syl - 1) + max(len(s) for s in syllables))
     for k, syl in enumerate(syllables):
         start = k * period + int(rng.integers(0, max(1, period // 8)))
-        song[start : start + len(syl)] += syl[: len(song) - start]
+        # the last syllable's jitter can start it past the end of a short song
+        song[start : start + len(syl)] += syl[: max(0, len(song) - start)]
     return song
 
 
