@@ -49,7 +49,9 @@ class DataConfig:
     backoff_s: float = 2.0  # wait before retry k: backoff_s * 2**k seconds
     timeout_s: float = 60.0  # per request
     max_archive_gb: float = 100.0  # uncompressed bytes an archive may give, counted while copying
-    max_compression_ratio: float = 100.0  # of any zip member (a 410 KB zip of 200 MB: ~500)
+    # of any zip member (a 410 KB zip of 200 MB: ~500), and of a whole zip: bytes taken out per
+    # byte of the zip, so a zip gives at most min(max_archive_gb, this x its size)
+    max_compression_ratio: float = 100.0
     synthetic: SyntheticConfig = dataclasses.field(default_factory=SyntheticConfig)
     esc50: Esc50Config = dataclasses.field(default_factory=Esc50Config)
     emodb: EmodbConfig = dataclasses.field(default_factory=EmodbConfig)
