@@ -93,11 +93,20 @@ def open_archive(
         ) from None
 
 
-def record_source(out_dir: Path, archive: Archive, url: str | None) -> None:
-    """Write ``source.json``: where the files came from, and the zip's digest for pinning."""
+def record_source(
+    out_dir: Path, archive: Archive, url: str | None, ignored: list[dict[str, str]] = ()
+) -> None:
+    """Write ``source.json``: where the files came from, the zip's digest for pinning, and the
+    members left aside as not audio (``ignored``: ``{"path", "reason"}``)."""
     digest = sha256_file(archive.path) if archive.path.is_file() else None
     write_json(
-        {"url": url, "archive": str(archive.path), "archive_sha256": digest}, out_dir / SOURCE_FILE
+        {
+            "url": url,
+            "archive": str(archive.path),
+            "archive_sha256": digest,
+            "ignored": list(ignored),
+        },
+        out_dir / SOURCE_FILE,
     )
 
 
