@@ -16,7 +16,7 @@ from audioclf.config.datasets import (
     SyntheticConfig,
     XenocantoConfig,
 )
-from audioclf.config.schema import check, choice
+from audioclf.config.schema import at_most, check, choice
 
 DATASETS = (
     "synthetic",
@@ -66,6 +66,9 @@ class DataConfig:
         )
         check(self.download_dir.strip() != "", "data.download_dir", "must be a folder path")
         check(self.retries >= 0, "data.retries", f"must be >= 0, got {self.retries}")
+        at_most(self.retries, 20, "data.retries", "the wait doubles with each")
+        at_most(self.backoff_s, 600.0, "data.backoff_s", "seconds before the first retry")
+        at_most(self.timeout_s, 3600.0, "data.timeout_s", "seconds a request may take in all")
         check(self.backoff_s >= 0, "data.backoff_s", f"must be >= 0, got {self.backoff_s}")
         check(self.timeout_s > 0, "data.timeout_s", f"must be positive, got {self.timeout_s}")
         check(
@@ -96,6 +99,7 @@ class SplitConfig:
     def __post_init__(self):
         choice(self.strategy, STRATEGIES, "split.strategy")
         check(self.k >= 2, "split.k", f"must be >= 2, got {self.k}")
+        at_most(self.k, 100, "split.k", "folds, each a training")
         for name in ("train", "val", "test"):
             value = getattr(self, name)
             check(0 < value < 1, f"split.{name}", f"must be a fraction in (0, 1), got {value}")
@@ -132,3 +136,4 @@ class AuditConfig:
             "audit.max_file_seconds",
             f"must be positive, got {self.max_file_seconds}",
         )
+        at_most(self.max_file_seconds, 4 * 3600.0, "audit.max_file_seconds", "one decode")
