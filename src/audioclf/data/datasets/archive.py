@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 import struct
 import zipfile
@@ -29,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from audioclf.errors import UserError
+
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # in a name: a terminal escape, a line break
 
 CHUNK = 1 << 20
 LOCAL_HEADER = struct.calcsize(zipfile.structFileHeader)  # 30 bytes before a member's name
@@ -102,7 +105,9 @@ class Archive:
         self.names = sorted(names)
 
     def _refuse(self, name: str, reason: str) -> None:
-        self.refused.append({"path": name, "reason": f"refused from {self.path.name}: {reason}"})
+        # a name with control characters is listed with them escaped (\x1b), never raw
+        shown = ascii(name)[1:-1] if CONTROL_CHARS.search(name) else name
+        self.refused.append({"path": shown, "reason": f"refused from {self.path.name}: {reason}"})
 
     def _folder_members(self) -> list[str]:
         names, root = [], self.path.resolve()
@@ -114,7 +119,9 @@ class Archive:
             for f in files:
                 full = Path(folder, f)
                 name = full.relative_to(self.path).as_posix()
-                if full.is_symlink() and not full.resolve().is_relative_to(root):
+                if CONTROL_CHARS.search(name):
+                    self._refuse(name, "its name holds control characters (a terminal escape?)")
+                elif full.is_symlink() and not full.resolve().is_relative_to(root):
                     self._refuse(name, f"a symlink to {os.readlink(full)}, outside the folder")
                 elif full.is_file():
                     names.append(name)
@@ -131,6 +138,8 @@ class Archive:
                 self._refuse(name, "a symlink member")
             elif inside(Path("/x"), name) is None or not PurePosixPath(name).parts:
                 self._refuse(name, "its name points outside the archive")
+            elif CONTROL_CHARS.search(name):
+                self._refuse(name, "its name holds control characters (a terminal escape?)")
             elif not plain(name):
                 self._refuse(
                     name, "its name is not a plain relative path ('.', '..', '' parts or '\\')"

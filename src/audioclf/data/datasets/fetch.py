@@ -40,7 +40,7 @@ from urllib.error import HTTPError, URLError
 from audioclf.data.datasets.urls import CheckedRedirects, UrlRefused, redact
 from audioclf.data.datasets.urls import check_url as _check
 from audioclf.data.manifest import sha256_file
-from audioclf.errors import UserError
+from audioclf.errors import UserError, printable
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 USER_AGENT = "audioclf/0.1 (dataset download)"
@@ -285,7 +285,7 @@ def fetch_json(
         except ValueError as exc:
             raise DownloadError(
                 f"{redact(url)} did not return JSON ({exc}): "
-                f"{body[:200].decode('utf-8', 'replace')}"
+                f"{printable(body[:200].decode('utf-8', 'replace'))}"
             ) from None
 
     return _with_retries(get, url, policy, throttle, hint)
@@ -391,7 +391,7 @@ def _error_detail(exc: HTTPError) -> str:
         body = exc.read(2000).decode("utf-8", "replace")
     except OSError:
         return ""
-    text = re.sub(r"\s+", " ", body).strip()
+    text = re.sub(r"\s+", " ", printable(body)).strip()
     return f": {text[:300]}" if text else ""
 
 

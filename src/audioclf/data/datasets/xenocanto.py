@@ -43,6 +43,7 @@ from audioclf.data.datasets.fetch import (
 from audioclf.data.datasets.source import SOURCE_FILE, Clip, describe_all, retry_policy
 from audioclf.data.datasets.urls import redact, scrub
 from audioclf.data.manifest import Entry
+from audioclf.errors import printable
 from audioclf.io import atomic_path, write_json
 
 if TYPE_CHECKING:
@@ -220,7 +221,9 @@ def _query(
             max_bytes=MAX_PAGE_BYTES,
         )
         if not isinstance(body, dict) or not isinstance(body.get("recordings"), list):
-            raise DownloadError(f"unexpected answer from {redact(url)}: {str(body)[:200]}")
+            raise DownloadError(
+                f"unexpected answer from {redact(url)}: {printable(str(body)[:200])}"
+            )
         try:
             pages = int(body.get("numPages", 1))
         except (TypeError, ValueError):
