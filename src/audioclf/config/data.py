@@ -47,7 +47,8 @@ class DataConfig:
     download_dir: str = "data/downloads"
     retries: int = 4  # extra attempts after a 429, 5xx or dropped connection
     backoff_s: float = 2.0  # wait before retry k: backoff_s * 2**k seconds
-    timeout_s: float = 60.0  # per request
+    # each read of a request; an API answer and a Xeno-canto recording get it in all (a deadline)
+    timeout_s: float = 60.0
     max_archive_gb: float = 100.0  # uncompressed bytes an archive may give, counted while copying
     # of any zip member (a 410 KB zip of 200 MB: ~500), and of a whole zip: bytes taken out per
     # byte of the zip, so a zip gives at most min(max_archive_gb, this x its size)
@@ -68,7 +69,7 @@ class DataConfig:
         check(self.retries >= 0, "data.retries", f"must be >= 0, got {self.retries}")
         at_most(self.retries, 20, "data.retries", "the wait doubles with each")
         at_most(self.backoff_s, 600.0, "data.backoff_s", "seconds before the first retry")
-        at_most(self.timeout_s, 3600.0, "data.timeout_s", "seconds a request may take in all")
+        at_most(self.timeout_s, 3600.0, "data.timeout_s", "seconds a request may wait")
         check(self.backoff_s >= 0, "data.backoff_s", f"must be >= 0, got {self.backoff_s}")
         check(self.timeout_s > 0, "data.timeout_s", f"must be positive, got {self.timeout_s}")
         check(
