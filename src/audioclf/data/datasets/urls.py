@@ -22,9 +22,9 @@ class UrlRefused(Exception):
 
 
 def scrub(text: str, secret: str) -> str:
-    """``text`` with ``secret`` replaced by ``***`` in every form a URL or a server's echo may
+    r"""``text`` with ``secret`` replaced by ``***`` in every form a URL or a server's echo may
     hold: raw, percent-encoded (either case of hex digits), form-encoded, encoded twice, and
-    JSON-escaped (``\\/``, ``\\u002b``).
+    JSON-escaped (``\/``, ``\u002b``), or a mix of these.
 
     >>> scrub("GET /x?key=a%2Bb%2Fc failed: key a+b/c, a%2bb%2fc, a%252Bb%252Fc", "a+b/c")
     'GET /x?key=*** failed: key ***, ***, ***'
