@@ -6,6 +6,10 @@ user's ``MLFLOW_TRACKING_URI`` if set (the server then chooses where artifacts g
 ``<root>`` is the repository root (:func:`audioclf.io.repo_root`: queued and ``--temp``
 DVC experiments execute in a throw-away copy of the repository, and a store relative to
 the working directory would vanish with it).
+
+A sqlite store is created (its schema migrated by MLflow) and an experiment is created under a
+file lock beside the database (``mlflow.db.lock``): two queued experiments that start on a
+fresh repository would otherwise both migrate one new database at once, and one would fail.
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from filelock import FileLock, Timeout
 from mlflow.tracking import MlflowClient
 
 from audioclf.errors import UserError
 
 log = logging.getLogger(__name__)
 RUN_ID_TAG = "audioclf.run_id"
+LOCK_TIMEOUT_S = 600.0  # creating a store takes seconds; a holder this slow is stuck
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,32 @@ class Store:
     artifacts: str | None = None
 
     def client(self) -> MlflowClient:
-        return MlflowClient(tracking_uri=self.uri)
+        """A client of the store, which exists once this returns: a fresh sqlite database is
+        created under :meth:`exclusive`, so processes that start together do not race."""
+        with self.exclusive():  # MLflow creates the tables when the client opens the store
+            return MlflowClient(tracking_uri=self.uri)
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Held by one process at a time for a sqlite store (a lock file beside the database);
+        a server store needs none (the server serialises its own writes)."""
+        if not self.uri.startswith("sqlite:///"):
+            yield
+            return
+        db = Path(self.uri.removeprefix("sqlite:///"))
+        db.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(f"{db}.lock", timeout=LOCK_TIMEOUT_S)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise UserError(
+                f"waited {LOCK_TIMEOUT_S:g} s for {lock.lock_file}, held by another process "
+                "creating the MLflow store; if none is running, delete the lock file"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
 
 
 def resolve_store(root: Path, environ: Mapping[str, str] = os.environ) -> Store:
@@ -70,9 +101,10 @@ def _experiment_id(store: Store, name: str) -> str:
             by an older version): every run's artifacts would go there too.
     """
     client = store.client()
-    exp = client.get_experiment_by_name(name)
-    if exp is None:
-        return client.create_experiment(name, artifact_location=store.artifacts)
+    with store.exclusive():  # two first runs would both create it
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            return client.create_experiment(name, artifact_location=store.artifacts)
     if store.artifacts is None or _same_place(exp.artifact_location, store.artifacts):
         return exp.experiment_id
     raise ArtifactsElsewhere(

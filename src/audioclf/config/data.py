@@ -16,7 +16,7 @@ from audioclf.config.datasets import (
     SyntheticConfig,
     XenocantoConfig,
 )
-from audioclf.config.schema import check, choice
+from audioclf.config.schema import at_most, check, choice
 
 DATASETS = (
     "synthetic",
@@ -47,9 +47,12 @@ class DataConfig:
     download_dir: str = "data/downloads"
     retries: int = 4  # extra attempts after a 429, 5xx or dropped connection
     backoff_s: float = 2.0  # wait before retry k: backoff_s * 2**k seconds
-    timeout_s: float = 60.0  # per request
+    # each read of a request; an API answer and a Xeno-canto recording get it in all (a deadline)
+    timeout_s: float = 60.0
     max_archive_gb: float = 100.0  # uncompressed bytes an archive may give, counted while copying
-    max_compression_ratio: float = 100.0  # of any zip member (a 410 KB zip of 200 MB: ~500)
+    # of any zip member (a 410 KB zip of 200 MB: ~500), and of a whole zip: bytes taken out per
+    # byte of the zip, so a zip gives at most min(max_archive_gb, this x its size)
+    max_compression_ratio: float = 100.0
     synthetic: SyntheticConfig = dataclasses.field(default_factory=SyntheticConfig)
     esc50: Esc50Config = dataclasses.field(default_factory=Esc50Config)
     emodb: EmodbConfig = dataclasses.field(default_factory=EmodbConfig)
@@ -64,6 +67,9 @@ class DataConfig:
         )
         check(self.download_dir.strip() != "", "data.download_dir", "must be a folder path")
         check(self.retries >= 0, "data.retries", f"must be >= 0, got {self.retries}")
+        at_most(self.retries, 20, "data.retries", "the wait doubles with each")
+        at_most(self.backoff_s, 600.0, "data.backoff_s", "seconds before the first retry")
+        at_most(self.timeout_s, 3600.0, "data.timeout_s", "seconds a request may wait")
         check(self.backoff_s >= 0, "data.backoff_s", f"must be >= 0, got {self.backoff_s}")
         check(self.timeout_s > 0, "data.timeout_s", f"must be positive, got {self.timeout_s}")
         check(
@@ -94,6 +100,7 @@ class SplitConfig:
     def __post_init__(self):
         choice(self.strategy, STRATEGIES, "split.strategy")
         check(self.k >= 2, "split.k", f"must be >= 2, got {self.k}")
+        at_most(self.k, 100, "split.k", "folds, each a training")
         for name in ("train", "val", "test"):
             value = getattr(self, name)
             check(0 < value < 1, f"split.{name}", f"must be a fraction in (0, 1), got {value}")
@@ -130,3 +137,4 @@ class AuditConfig:
             "audit.max_file_seconds",
             f"must be positive, got {self.max_file_seconds}",
         )
+        at_most(self.max_file_seconds, 4 * 3600.0, "audit.max_file_seconds", "one decode")

@@ -11,12 +11,13 @@ import dataclasses
 import re
 import urllib.parse
 
-from audioclf.config.schema import check
+from audioclf.config.schema import at_most, check
 
 ESC50_URL = "https://github.com/karoldvl/ESC-50/archive/master.zip"
 EMODB_URL = "http://emodb.bilderbar.info/download/download.zip"
 XENOCANTO_API = "https://xeno-canto.org/api/3/recordings"
 QUALITY_GRADES = ("A", "B", "C", "D", "E")
+MAX_SYNTHETIC_HOURS = 200  # the defaults generate at most 5.3 h
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
 # five common, well-recorded European songbirds: a small real bird-species problem
 DEFAULT_SPECIES = (
@@ -171,6 +172,8 @@ class XenocantoConfig:
             f"{key}.max_recordings",
             f"must be >= 1, got {self.max_recordings}",
         )
+        at_most(self.max_per_species, 10_000, f"{key}.max_per_species", "recordings per label")
+        at_most(self.max_recordings, 100_000, f"{key}.max_recordings", "recordings downloaded")
         check(
             50 <= self.per_page <= 500,
             f"{key}.per_page",
@@ -264,4 +267,17 @@ class SyntheticConfig:
             self.snr_db[0] <= self.snr_db[1],
             "data.synthetic.snr_db",
             f"must be [low, high], got {list(self.snr_db)}",
+        )
+        key = "data.synthetic"
+        at_most(self.n_classes, 1000, f"{key}.n_classes", "distinct synthetic calls")
+        at_most(self.max_clips_per_class, 100_000, f"{key}.max_clips_per_class", "clips per class")
+        at_most(self.clip_seconds, 600.0, f"{key}.clip_seconds", "seconds per clip")
+        at_most(self.sample_rate, 384_000, f"{key}.sample_rate", "Hz")
+        hours = self.n_classes * self.max_clips_per_class * self.clip_seconds / 3600
+        check(
+            hours <= MAX_SYNTHETIC_HOURS,
+            f"{key}.n_classes",
+            f"x max_clips_per_class x clip_seconds ({self.n_classes} x "
+            f"{self.max_clips_per_class} x {self.clip_seconds:g} s) is up to {hours:,.0f} hours "
+            f"of audio to generate, above {MAX_SYNTHETIC_HOURS}; lower one of them",
         )

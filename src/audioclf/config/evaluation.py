@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from audioclf.config.schema import check
+from audioclf.config.schema import at_most, check
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,3 +36,6 @@ class EvaluateConfig:
         check(self.bootstrap >= 1, "evaluate.bootstrap", f"must be >= 1, got {self.bootstrap}")
         check(0 < self.ci_level < 1, "evaluate.ci_level", f"must be in (0, 1), got {self.ci_level}")
         check(self.ece_bins >= 1, "evaluate.ece_bins", f"must be >= 1, got {self.ece_bins}")
+        at_most(self.bootstrap, 100_000, "evaluate.bootstrap", "resamples per test metric")
+        at_most(self.ece_bins, 1000, "evaluate.ece_bins", "calibration bins")
+        at_most(self.batch_size, 65536, "evaluate.batch_size", "clips scored at once")

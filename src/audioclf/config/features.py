@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from audioclf.config.schema import ParamsError, check, choice
+from audioclf.config.schema import ParamsError, at_most, check, choice
 
 AUTO = "auto"
 # logmel: (1, n_mels, T) | mfcc: (3, n_mfcc, T) | fbank: AST's Kaldi filterbanks (1, 128, T) |
@@ -26,6 +26,13 @@ POOLS = ("mean", "none")
 AUTO_FIELDS = ("sample_rate", "n_fft", "hop_length", "n_mels", "segment_seconds")
 BIRDNET_DIM = 1024  # BirdNET v2.4's embedding, the tensor before its classification layer
 FUNCTIONALS = {"egemaps": 88, "compare": 6373}  # openSMILE functionals per segment, by kind
+# upper bounds of the size-like values (what one decode, one segment or one batch may hold)
+MAX_RATE = 384_000  # Hz: the highest rate audio interfaces record at
+MAX_N_FFT = 65_536
+MAX_N_MELS = 2048
+MAX_FILE_SECONDS = 4 * 3600.0  # 4 h decoded at 48 kHz: 2.8 GB of float32
+MAX_OVERLAP = 100  # segments starting within one segment length (segment_hop_seconds)
+MAX_SEGMENT_VALUES = 1 << 26  # floats in one segment's features: 256 MB
 # front-ends that give one vector per segment (1, D, 1), not a spectrogram; the heads read them
 VECTOR_KINDS = ("birdnet", *FUNCTIONALS)
 
@@ -79,6 +86,20 @@ class FeaturesConfig:
         for name in ("n_mfcc", "batch_size"):
             value = getattr(self, name)
             check(value > 0, f"features.{name}", f"must be positive, got {value}")
+        for name, limit in (
+            ("sample_rate", MAX_RATE),
+            ("n_fft", MAX_N_FFT),
+            ("n_mels", MAX_N_MELS),
+        ):
+            value = getattr(self, name)
+            if value != AUTO:
+                at_most(value, limit, f"features.{name}", "a bound on the front-end's size")
+        at_most(self.n_mfcc, MAX_N_MELS, "features.n_mfcc", "a bound on the front-end's size")
+        at_most(self.batch_size, 65536, "features.batch_size", "segments computed at once")
+        at_most(self.workers, 1024, "features.workers", "decoding processes")
+        at_most(self.image_size or 0, 4096, "features.image_size", "pixels on a side")
+        at_most(self.delta_width, 99, "features.delta_width", "frames per delta")
+        at_most(self.max_file_seconds, MAX_FILE_SECONDS, "features.max_file_seconds", "one decode")
         check(
             self.image_size is None or self.image_size >= 32,
             "features.image_size",
@@ -178,6 +199,23 @@ class FeaturesConfig:
             "features.max_file_seconds",
             f"must be >= segment_seconds ({self.segment_seconds}), got {self.max_file_seconds}",
         )
+        hop = self.segment_hop_seconds
+        check(
+            hop is None or hop >= self.segment_seconds / MAX_OVERLAP,
+            "features.segment_hop_seconds",
+            f"must be null or >= segment_seconds / {MAX_OVERLAP} = "
+            f"{self.segment_seconds / MAX_OVERLAP:g} (each hop stores one more segment's "
+            f"features), got {hop}",
+        )
+        if self.resolved:
+            values = self.shape[0] * self.shape[1] * self.shape[2]
+            check(
+                values <= MAX_SEGMENT_VALUES,
+                "features.segment_seconds",
+                f"gives {self.shape} = {values:,} values per segment with n_mels={self.n_mels}, "
+                f"hop_length={self.hop_length}, above {MAX_SEGMENT_VALUES:,} (256 MB); shorten "
+                f"the segment or raise hop_length",
+            )
 
     @property
     def segment_samples(self) -> int:

@@ -10,14 +10,17 @@ without importing torch or transformers.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from audioclf.config.heads import HEAD_CONFIGS
-from audioclf.config.schema import check, choice
+from audioclf.config.schema import at_most, check, choice, parameters_at_most
 
 ATTENTION = ("none", "se", "cbam")  # after each conv block of AudioCNN (audioclf.models.attention)
 AST_CHECKPOINT = "MIT/ast-finetuned-audioset-10-10-0.4593"
 LAYER_TYPES = ("basic", "bottleneck")
+MAX_WIDTH = 8192  # channels of one layer (ResNet-50's widest stage: 2048)
+MAX_DEPTH = 256  # layers or blocks of one stack
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,13 @@ class CNNConfig:
         check(
             self.reduction >= 1, "model_params.*.reduction", f"must be >= 1, got {self.reduction}"
         )
+        for i, width in enumerate(self.channels):
+            at_most(width, MAX_WIDTH, f"model_params.*.channels[{i}]", "channels of one block")
+        at_most(len(self.channels), MAX_DEPTH, "model_params.*.channels", "blocks")
+        at_most(self.hidden, 65536, "model_params.*.hidden", "units of the head")
+        pairs = enumerate(itertools.pairwise((1, *self.channels)))
+        convs = sum(a * b * (25 if i == 0 else 9) for i, (a, b) in pairs)  # 5x5 stem, then 3x3
+        parameters_at_most(convs + 2 * self.channels[-1] * self.hidden, "model_params.*.channels")
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,14 @@ class ViTConfig:
             self.mlp_ratio > 0,
             "model_params.vit.mlp_ratio",
             f"must be positive, got {self.mlp_ratio}",
+        )
+        at_most(self.dim, MAX_WIDTH, "model_params.vit.dim", "token width")
+        at_most(self.depth, MAX_DEPTH, "model_params.vit.depth", "layers")
+        at_most(self.patch_size, 256, "model_params.vit.patch_size", "bins on a side")
+        at_most(self.mlp_ratio, 64.0, "model_params.vit.mlp_ratio", "MLP width / dim")
+        per_layer = (4 + 2 * self.mlp_ratio) * self.dim**2  # attention and MLP weights
+        parameters_at_most(
+            self.depth * per_layer + self.patch_size**2 * self.dim, "model_params.vit.dim"
         )
         check(
             0 <= self.dropout < 1,
@@ -138,6 +156,16 @@ class ASTConfig:
         ):
             value = getattr(self, name)
             check(value >= 1, f"model_params.ast.{name}", f"must be >= 1, got {value}")
+        key = "model_params.ast"
+        at_most(self.hidden_size, MAX_WIDTH, f"{key}.hidden_size", "token width")
+        at_most(self.num_layers, MAX_DEPTH, f"{key}.num_layers", "layers")
+        at_most(self.intermediate_size, 8 * MAX_WIDTH, f"{key}.intermediate_size", "MLP width")
+        for name in ("patch_size", "frequency_stride", "time_stride"):
+            at_most(getattr(self, name), 256, f"{key}.{name}", "bins")
+        h = self.hidden_size
+        parameters_at_most(
+            self.num_layers * (4 * h * h + 2 * h * self.intermediate_size), f"{key}.hidden_size"
+        )
         check(
             self.hidden_size % self.num_heads == 0,
             "model_params.ast.num_heads",
@@ -199,6 +227,13 @@ class ResNetConfig:
             f"{list(self.depths)} and {list(self.hidden_sizes)}",
         )
         choice(self.layer_type, LAYER_TYPES, f"{key}.layer_type")
+        at_most(self.embedding_size, MAX_WIDTH, f"{key}.embedding_size", "stem width")
+        for i, (width, depth) in enumerate(zip(self.hidden_sizes, self.depths, strict=True)):
+            at_most(width, MAX_WIDTH, f"{key}.hidden_sizes[{i}]", "stage width")
+            at_most(depth, MAX_DEPTH, f"{key}.depths[{i}]", "blocks per stage")
+        # a basic block holds two 3x3 convolutions of the stage's width; a bottleneck less
+        blocks = sum(d * 18 * w * w for w, d in zip(self.hidden_sizes, self.depths, strict=True))
+        parameters_at_most(blocks, f"{key}.hidden_sizes")
 
 
 @dataclass(frozen=True)
@@ -230,6 +265,8 @@ class EfficientNetConfig:
                 f"{key}.{name}",
                 f"must be positive, got {getattr(self, name)}",
             )
+        for name in ("width_coefficient", "depth_coefficient"):
+            at_most(getattr(self, name), 8.0, f"{key}.{name}", "B7 scales by 2.0 and 3.1")
         for name in ("dropout", "drop_connect_rate"):
             check(
                 0 <= getattr(self, name) < 1,
@@ -256,6 +293,7 @@ class EmbeddingHeadConfig:
             "model_params.birdnet.hidden",
             f"must be >= 0 (0 = linear), got {self.hidden}",
         )
+        at_most(self.hidden, 65536, "model_params.birdnet.hidden", "units of the head")
         check(
             0 <= self.dropout < 1,
             "model_params.birdnet.dropout",

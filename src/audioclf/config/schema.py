@@ -116,6 +116,33 @@ def coerce(hint: Any, value: Any, key: str) -> Any:
 _KIND_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 
+# the most parameters a model's size fields may ask for: 4 GB of float32 weights, 16 GB once
+# training adds gradients and Adam's two moments (the largest model here, AST, has 87 million)
+MAX_PARAMETERS = 1_000_000_000
+
+
+def at_most(value: float, limit: float, key: str, why: str) -> None:
+    """Check a size-like value against its upper bound, naming the key, the bound and ``why``.
+
+    >>> try:
+    ...     at_most(10**9, 10**5, "evaluate.bootstrap", "resamples per metric")
+    ... except ParamsError as exc:
+    ...     print(exc)
+    params: 'evaluate.bootstrap' must be <= 100000 (resamples per metric), got 1000000000
+    """
+    check(value <= limit, key, f"must be <= {limit} ({why}), got {value}")
+
+
+def parameters_at_most(count: float, key: str) -> None:
+    """Check a model's estimated parameter count against :data:`MAX_PARAMETERS`."""
+    check(
+        count <= MAX_PARAMETERS,
+        key,
+        f"asks for about {count:.3g} parameters, above {MAX_PARAMETERS:.0e} ({MAX_PARAMETERS * 16 / 1e9:g} "
+        f"GB to train in float32 with Adam); choose smaller widths",
+    )
+
+
 def choice(value: str, choices: typing.Iterable[str], key: str) -> None:
     """Check that ``value`` is one of ``choices``, naming them if not."""
     choices = sorted(choices)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from audioclf.config.schema import check, choice
+from audioclf.config.schema import at_most, check, choice
 
 SCHEDULES = ("constant", "cosine", "step")
 SAMPLERS = ("balanced", "shuffle")
@@ -64,6 +64,15 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "patience", "step_epochs", "accumulate", "nodes"):
             value = getattr(self, name)
             check(value >= 1, f"train.{name}", f"must be >= 1, got {value}")
+        for name, limit, why in (
+            ("epochs", 100_000, "passes over the training split"),
+            ("batch_size", 65536, "clips per step"),
+            ("accumulate", 4096, "batches per optimizer step"),
+            ("nodes", 1024, "machines"),
+        ):
+            at_most(getattr(self, name), limit, f"train.{name}", why)
+        if count:
+            at_most(self.devices, 1024, "train.devices", "processes per machine")
         check(self.lr > 0, "train.lr", f"must be positive, got {self.lr}")
         check(
             self.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {self.weight_decay}"
@@ -119,6 +128,7 @@ class SpecAugmentConfig:
         for name in ("freq_masks", "freq_width", "time_masks", "time_width"):
             value = getattr(self, name)
             check(value >= 0, f"augment.specaugment.{name}", f"must be >= 0, got {value}")
+            at_most(value, 10_000, f"augment.specaugment.{name}", "masks or bins per clip")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,6 +191,7 @@ class PitchShiftConfig:
         check(
             self.max_bins >= 0, "augment.pitch_shift.max_bins", f"must be >= 0, got {self.max_bins}"
         )
+        at_most(self.max_bins, 2048, "augment.pitch_shift.max_bins", "mel bins")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,6 +227,7 @@ class ReverbConfig:
             "augment.reverb.decay_frames",
             f"must be positive, got {list(self.decay_frames)}",
         )
+        at_most(self.decay_frames[1], 10_000, "augment.reverb.decay_frames", "frames")
 
 
 @dataclasses.dataclass(frozen=True)

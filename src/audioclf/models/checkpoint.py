@@ -16,7 +16,7 @@ from torch import nn
 
 from audioclf.config.heads import HEAD_CONFIGS
 from audioclf.config.models import MODEL_CONFIGS
-from audioclf.config.schema import build
+from audioclf.config.schema import ParamsError, build
 from audioclf.errors import MissingInputError, UserError
 from audioclf.io import atomic_path
 from audioclf.models import build_model
@@ -107,18 +107,30 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
         raise CheckpointError(
             f"{path} is not an audioclf checkpoint (no known model_name); retrain"
         )
-    cfg = build(MODEL_CONFIGS[name], ckpt["model_config"], f"checkpoint.model_config[{name}]")
+    try:  # the checks params get: a model too large to build is refused before it is built
+        cfg = build(MODEL_CONFIGS[name], ckpt["model_config"], f"checkpoint.model_config[{name}]")
+    except ParamsError as exc:
+        raise CheckpointError(
+            f"{path} describes a model that params would refuse ({exc}); it was not written by "
+            f"this version of audioclf, or was crafted: refusing to load it; retrain"
+        ) from None
     if name in HEAD_CONFIGS:  # a scikit-learn head: its fitted pipeline is in a folder beside
         from audioclf.models.classical import load_head
 
         return load_head(path, ckpt), ckpt
-    model = build_model(
-        name,
-        cfg,
-        n_classes=len(ckpt["labels"]),
-        in_channels=ckpt.get("in_channels", 1),
-        input_shape=ckpt.get("input_shape"),
-        arch=ckpt.get("model_arch"),
-    )
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        model = build_model(
+            name,
+            cfg,
+            n_classes=len(ckpt["labels"]),
+            in_channels=ckpt.get("in_channels", 1),
+            input_shape=ckpt.get("input_shape"),
+            arch=ckpt.get("model_arch"),
+        )
+        model.load_state_dict(ckpt["state_dict"])
+    except (RuntimeError, MemoryError, ValueError, TypeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path} does not rebuild into its model ({first}); retrain (dvc repro train)"
+        ) from None
     return model.eval(), ckpt

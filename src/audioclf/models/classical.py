@@ -12,6 +12,8 @@ every report run it as they run a network.
 
 from __future__ import annotations
 
+import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -141,14 +143,36 @@ def load_head(checkpoint: Path, ckpt: dict) -> SklearnHead:
 
     The pipeline is read by skops with this module's list of trusted types (:data:`TRUSTED`),
     not the one the MLmodel file states: a file holding other objects is refused, never run.
+    The folder must lie beside the checkpoint (a name that is absolute or climbs out is refused).
+
+    Raises:
+        CheckpointError: the folder lies elsewhere, or its model holds untrusted types.
     """
     import skops.io
+    from skops.io.exceptions import UntrustedTypesFoundException
 
-    path = Path(checkpoint).parent / ckpt["sklearn_model"] / MODEL_FILE
+    from audioclf.models.checkpoint import CheckpointError
+
+    base = Path(os.path.abspath(Path(checkpoint).parent))
+    folder = Path(os.path.abspath(base / str(ckpt["sklearn_model"])))
+    if folder == base or not folder.is_relative_to(base):
+        raise CheckpointError(
+            f"{checkpoint} names the scikit-learn model {ckpt['sklearn_model']!r}, which lies "
+            f"outside its folder {base}: refusing to load it; retrain (dvc repro train)"
+        )
+    path = folder / MODEL_FILE
     if not path.is_file():
         raise FileNotFoundError(
             f"{checkpoint} names the scikit-learn model {path.parent}, which holds no "
             f"{MODEL_FILE}; retrain (dvc repro train)"
         )
-    estimator = skops.io.load(path, trusted=TRUSTED)
+    try:
+        estimator = skops.io.load(path, trusted=TRUSTED)
+    except UntrustedTypesFoundException as exc:
+        raise CheckpointError(
+            f"{path} holds objects of types audioclf does not trust ({exc}): refusing to load "
+            f"it. Retrain (dvc repro train), or load only models you trust"
+        ) from None
+    except (zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a readable skops file ({exc}); retrain") from None
     return SklearnHead(estimator, n_classes=len(ckpt["labels"])).eval()

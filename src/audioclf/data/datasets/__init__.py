@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from audioclf.data.manifest import Entry
+from audioclf.data.datasets.archive import DatasetError
+from audioclf.data.manifest import Entry, read_dropped
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +51,31 @@ DATASETS: dict[str, Callable[[DataConfig, int, Path], list[Entry]]] = {
 }
 
 
+# what to check when a dataset gives fewer than two classes
+LAYOUT_HINT = {
+    "folder": "data.folder labels by class sub-folder (dog/a.wav, cat/b.wav; one folder wrapping "
+    "them all is looked through), by data.folder.label_regex or by data.folder.label_column",
+    "xenocanto": "list at least two data.xenocanto.species, or widen data.xenocanto.query",
+}
+
+
 def prepare(dataset: str, data: DataConfig, seed: int, out_dir: Path) -> list[Entry]:
-    """Run the adapter of ``dataset`` into ``out_dir``; logs how many files it wrote."""
+    """Run the adapter of ``dataset`` into ``out_dir``; logs how many files it wrote.
+
+    Raises:
+        DatasetError: the dataset has fewer than two classes (a classifier needs two); the
+            message names the classes found and their file counts.
+    """
     entries = DATASETS[dataset](data, seed, out_dir)
+    counts = Counter(e.label for e in entries)
+    if len(counts) < 2:
+        found = ", ".join(f"{label!r}: {n} files" for label, n in counts.items())
+        dropped = read_dropped(out_dir / "manifest.csv")
+        left_out = "; ".join(f"{d['path']}: {d['reason']}" for d in dropped[:3])
+        raise DatasetError(
+            f"dataset '{dataset}' gave {len(counts)} class ({found}); a classifier needs at "
+            f"least two. {LAYOUT_HINT.get(dataset, 'Check the data params')}. "
+            f"{len(dropped)} files left out" + (f" (first: {left_out})" if dropped else "")
+        )
     log.info("download: %d files of dataset '%s'", len(entries), dataset)
     return entries

@@ -5,24 +5,36 @@ writes: a member's final location is resolved and must lie inside the destinatio
 folder (names that are absolute, climb out with ``..``, or become absolute once a wrapper
 folder is stripped, like ``top//etc/x``, are refused); two members landing on one path
 are refused after the first; zip symlinks, and folder symlinks that lead out of the
-folder, are never followed; and the uncompressed bytes taken out (``data.max_archive_gb``)
-and every zip member's compression ratio (``data.max_compression_ratio``) are capped, and
-counted while copying. Refused members are listed in :attr:`Archive.refused` with their
-reason (the adapters add them to ``unreadable.json``), never written.
+folder, are never followed; names that are not plain relative paths (``.`` or ``..`` parts,
+empty parts, backslashes) are refused rather than normalised. Zip members whose data
+overlaps another member's (read from the central directory: a member's local header and
+compressed data must end before the next one begins) are refused: such members share their
+compressed bytes, so every one passes the ratio check while together they expand without
+bound (Python's ``zipfile`` checks this only from 3.12). The uncompressed bytes taken out are
+capped by ``data.max_archive_gb`` and, for a zip, by ``data.max_compression_ratio`` times the
+zip's own size (a whole-archive ratio), counted while copying and checked before each block
+is written; every zip member's own ratio is capped too. Refused members are listed in
+:attr:`Archive.refused` with their reason (the adapters add them to ``unreadable.json``),
+never written.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
+import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from audioclf.errors import UserError
 
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # in a name: a terminal escape, a line break
+
 CHUNK = 1 << 20
+LOCAL_HEADER = struct.calcsize(zipfile.structFileHeader)  # 30 bytes before a member's name
 
 
 class DatasetError(UserError, ValueError):
@@ -31,10 +43,18 @@ class DatasetError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class Limits:
-    """How much an archive may expand to: total bytes taken out, and any zip member's ratio."""
+    """How much an archive may expand to: total bytes taken out, and the ratio of any zip member
+    and of a whole zip (bytes taken out per byte of the zip)."""
 
     max_bytes: int = 100 << 30
     max_ratio: float = 100.0
+
+    def cap(self, path: Path) -> int:
+        """Bytes the archive at ``path`` may give: ``max_bytes``, and for a zip at most
+        ``max_ratio`` times its size (a folder is already on disk at its full size)."""
+        if path.is_dir():
+            return self.max_bytes
+        return min(self.max_bytes, int(self.max_ratio * path.stat().st_size))
 
 
 def inside(root: Path, rel: str) -> Path | None:
@@ -46,6 +66,16 @@ def inside(root: Path, rel: str) -> Path | None:
     base = Path(os.path.abspath(root))
     dest = Path(os.path.abspath(base / rel))
     return dest if dest != base and dest.is_relative_to(base) else None
+
+
+def plain(name: str) -> bool:
+    r"""Whether ``name`` is a plain relative POSIX path: no empty, ``.`` or ``..`` part, no
+    backslash (a Windows separator that another tool may follow).
+
+    >>> [plain(n) for n in ("a/b.wav", "./a.wav", "a/../b.wav", "a//b.wav", "..\\x.wav")]
+    [True, False, False, False, False]
+    """
+    return "\\" not in name and all(p not in ("", ".", "..") for p in name.split("/"))
 
 
 class Archive:
@@ -61,6 +91,7 @@ class Archive:
         self._zip: zipfile.ZipFile | None = None
         self._written: set[Path] = set()
         self._bytes = 0
+        self.cap = limits.cap(self.path)
         if self.path.is_dir():
             names = self._folder_members()
         elif zipfile.is_zipfile(self.path):
@@ -74,7 +105,9 @@ class Archive:
         self.names = sorted(names)
 
     def _refuse(self, name: str, reason: str) -> None:
-        self.refused.append({"path": name, "reason": f"refused from {self.path.name}: {reason}"})
+        # a name with control characters is listed with them escaped (\x1b), never raw
+        shown = ascii(name)[1:-1] if CONTROL_CHARS.search(name) else name
+        self.refused.append({"path": shown, "reason": f"refused from {self.path.name}: {reason}"})
 
     def _folder_members(self) -> list[str]:
         names, root = [], self.path.resolve()
@@ -86,7 +119,9 @@ class Archive:
             for f in files:
                 full = Path(folder, f)
                 name = full.relative_to(self.path).as_posix()
-                if full.is_symlink() and not full.resolve().is_relative_to(root):
+                if CONTROL_CHARS.search(name):
+                    self._refuse(name, "its name holds control characters (a terminal escape?)")
+                elif full.is_symlink() and not full.resolve().is_relative_to(root):
                     self._refuse(name, f"a symlink to {os.readlink(full)}, outside the folder")
                 elif full.is_file():
                     names.append(name)
@@ -94,6 +129,7 @@ class Archive:
 
     def _zip_members(self) -> list[str]:
         names, seen, total = [], set(), 0
+        overlapping = self._overlapping()
         for info in self._zip.infolist():
             if info.is_dir():
                 continue
@@ -102,6 +138,18 @@ class Archive:
                 self._refuse(name, "a symlink member")
             elif inside(Path("/x"), name) is None or not PurePosixPath(name).parts:
                 self._refuse(name, "its name points outside the archive")
+            elif CONTROL_CHARS.search(name):
+                self._refuse(name, "its name holds control characters (a terminal escape?)")
+            elif not plain(name):
+                self._refuse(
+                    name, "its name is not a plain relative path ('.', '..', '' parts or '\\')"
+                )
+            elif info in overlapping:
+                self._refuse(
+                    name,
+                    "its data overlaps the next member's (members that share compressed "
+                    "bytes: a zip bomb?)",
+                )
             elif name in seen:
                 self._refuse(name, "a second member of the same name")
             elif info.file_size > self.limits.max_ratio * max(info.compress_size, 1):
@@ -114,12 +162,38 @@ class Archive:
                 seen.add(name)
                 names.append(name)
                 total += info.file_size
-        if total > self.limits.max_bytes:
-            raise DatasetError(
-                f"{self.path} expands to {total / 2**30:.1f} GiB, above data.max_archive_gb="
-                f"{self.limits.max_bytes / 2**30:g}; raise data.max_archive_gb if it is genuine"
-            )
+        if total > self.cap:
+            raise DatasetError(f"{self.path} expands to {total / 2**30:.2f} GiB, {self._above()}")
         return names
+
+    def _overlapping(self) -> set[zipfile.ZipInfo]:
+        """Members whose local header and compressed data run into the next member's header (or
+        into the central directory): the least a member occupies is its 30-byte header, its name
+        and its compressed data, wherever the extra fields and data descriptor put the rest."""
+        infos = sorted(self._zip.infolist(), key=lambda i: i.header_offset)
+        ends = [i.header_offset for i in infos[1:]] + [self._zip.start_dir]
+        return {
+            info
+            for info, end in zip(infos, ends, strict=True)
+            if info.header_offset
+            + LOCAL_HEADER
+            + len(info.orig_filename.encode())
+            + info.compress_size
+            > end
+        }
+
+    def _above(self) -> str:
+        """Which cap was passed, and how to raise it."""
+        if self.cap < self.limits.max_bytes:
+            return (
+                f"above data.max_compression_ratio={self.limits.max_ratio:g} times the zip's "
+                f"{self.path.stat().st_size:,} bytes (a zip bomb?); raise "
+                f"data.max_compression_ratio if it is genuine"
+            )
+        return (
+            f"above data.max_archive_gb={self.limits.max_bytes / 2**30:g}; raise "
+            f"data.max_archive_gb if it is genuine"
+        )
 
     def __enter__(self) -> Archive:
         return self
@@ -153,10 +227,9 @@ class Archive:
             with self._open(name) as src, open(dest, "wb") as dst:
                 while block := src.read(CHUNK):
                     self._bytes += len(block)
-                    if self._bytes > self.limits.max_bytes:
+                    if self._bytes > self.cap:
                         raise DatasetError(
-                            f"{self.path} gave more than data.max_archive_gb="
-                            f"{self.limits.max_bytes / 2**30:g} GiB; raise it if it is genuine"
+                            f"{self.path} gave more than {self.cap:,} bytes, {self._above()}"
                         )
                     dst.write(block)
         except zipfile.BadZipFile as exc:  # zipfile checks each member's CRC as it reads

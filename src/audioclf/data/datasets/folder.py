@@ -14,6 +14,12 @@ The group (the leakage unit) is ``group_column``, else what ``group_regex`` capt
 e.g. the speaker with ``'^\\d+_(?P<group>[a-z]+)_\\d+'`` on ``7_jackson_32.wav``, else
 the file itself (its path without extension): set one whenever several files share a
 recording, speaker or session, or the test scores will be inflated.
+
+Only audio files (``data.folder.extensions``) decide the wrapper folder and the classes: a
+``README.txt`` beside ``top/<class>/`` changes nothing. Hidden files (``.DS_Store``,
+``__MACOSX/``) and files that are not audio are listed under ``ignored`` in ``source.json``;
+audio files left out (refused, unlabelled, unreadable) are listed in ``unreadable.json`` by
+their path inside ``data.archive`` (or, once copied, inside the output folder).
 """
 
 from __future__ import annotations
@@ -58,22 +64,23 @@ def prepare(data: DataConfig, seed: int, out_dir: Path) -> list[Entry]:
             f"params: 'data.archive' is {data.archive!r}, but {path} does not exist"
         )
     with Archive(path, limits(data)) as archive:
-        root = _wrapper(archive.names)
+        root = _wrapper(archive.names, cfg)
         rows, skipped = (
             _table(archive, root, cfg) if cfg.csv else (_tree(archive.names, root, cfg), [])
         )
+        ignored = [] if cfg.csv else _ignored(archive.names, cfg)
         clips = []
         for member, label, group, extra in rows:
             rel = member[len(root) :]
             label = label or _from_name(cfg.label_regex, "label", rel) or _class_folder(rel, cfg)
             if not label:
-                skipped.append({"path": rel, "reason": _why_unlabelled(cfg)})
+                skipped.append({"path": member, "reason": _why_unlabelled(cfg)})
                 continue
             group = group or _from_name(cfg.group_regex, "group", rel)
             if group is None and cfg.group_regex:
                 skipped.append(
                     {
-                        "path": rel,
+                        "path": member,
                         "reason": f"name does not match data.folder.group_regex "
                         f"{cfg.group_regex!r}",
                     }
@@ -90,7 +97,7 @@ def prepare(data: DataConfig, seed: int, out_dir: Path) -> list[Entry]:
                     extra=extra,
                 )
             )
-        record_source(out_dir, archive, url=None)
+        record_source(out_dir, archive, url=None, ignored=ignored)
     return describe_all(clips, out_dir, skipped + archive.refused)
 
 
@@ -141,9 +148,25 @@ def _table(archive: Archive, root: str, cfg: FolderConfig) -> tuple[list[Row], l
     return rows, skipped
 
 
-def _wrapper(names: list[str]) -> str:
-    """``"top/"`` if every visible file sits under one folder ``top``, else ``""``."""
-    visible = [n for n in names if not _hidden(n)]
+def _ignored(names: list[str], cfg: FolderConfig) -> list[dict[str, str]]:
+    """The members that are not audio files, each with the reason it is left aside."""
+    return [
+        {
+            "path": n,
+            "reason": "a hidden file or folder"
+            if _hidden(n)
+            else f"not audio (data.folder.extensions: {', '.join(cfg.extensions)})",
+        }
+        for n in names
+        if not _is_audio(n, cfg)
+    ]
+
+
+def _wrapper(names: list[str], cfg: FolderConfig) -> str:
+    """``"top/"`` if every audio file sits under one folder ``top``, else ``""``: a stray
+    ``README.txt`` beside ``top/`` does not make ``top`` a class."""
+    # a table is part of the dataset: with one, every visible file counts
+    visible = [n for n in names if _is_audio(n, cfg) or (cfg.csv and not _hidden(n))]
     tops = {n.split("/", 1)[0] for n in visible}
     if len(tops) == 1 and all("/" in n for n in visible):
         return tops.pop() + "/"

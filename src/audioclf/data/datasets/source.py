@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from audioclf.data.datasets.archive import Archive, DatasetError, Limits
 from audioclf.data.datasets.fetch import RetryPolicy, fetch_file, verify_sha256
 from audioclf.data.manifest import DROPPED_FILE, Entry, describe, sha256_file
-from audioclf.errors import MissingInputError
+from audioclf.errors import MissingInputError, printable
 from audioclf.io import write_json
 
 if TYPE_CHECKING:
@@ -93,11 +93,20 @@ def open_archive(
         ) from None
 
 
-def record_source(out_dir: Path, archive: Archive, url: str | None) -> None:
-    """Write ``source.json``: where the files came from, and the zip's digest for pinning."""
+def record_source(
+    out_dir: Path, archive: Archive, url: str | None, ignored: list[dict[str, str]] = ()
+) -> None:
+    """Write ``source.json``: where the files came from, the zip's digest for pinning, and the
+    members left aside as not audio (``ignored``: ``{"path", "reason"}``)."""
     digest = sha256_file(archive.path) if archive.path.is_file() else None
     write_json(
-        {"url": url, "archive": str(archive.path), "archive_sha256": digest}, out_dir / SOURCE_FILE
+        {
+            "url": url,
+            "archive": str(archive.path),
+            "archive_sha256": digest,
+            "ignored": list(ignored),
+        },
+        out_dir / SOURCE_FILE,
     )
 
 
@@ -121,7 +130,7 @@ def describe_all(clips: Iterable[Clip], out_dir: Path, skipped: Iterable[dict] =
     Raises:
         RuntimeError: if no file at all could be described.
     """
-    unreadable = list(skipped)
+    unreadable = [{"path": printable(s["path"]), "reason": printable(s["reason"])} for s in skipped]
     entries = []
     for clip in clips:
         try:
@@ -134,7 +143,7 @@ def describe_all(clips: Iterable[Clip], out_dir: Path, skipped: Iterable[dict] =
                     "path": Path(os.path.abspath(clip.path))
                     .relative_to(os.path.abspath(out_dir))
                     .as_posix(),
-                    "reason": reason,
+                    "reason": printable(reason),
                 }
             )
     write_json(unreadable, out_dir / DROPPED_FILE)

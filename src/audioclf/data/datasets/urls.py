@@ -8,6 +8,8 @@ values of secret-looking query parameters, :func:`scrub` a known secret in every
 
 from __future__ import annotations
 
+import json
+import re
 import urllib.parse
 import urllib.request
 from collections.abc import Collection
@@ -20,22 +22,37 @@ class UrlRefused(Exception):
 
 
 def scrub(text: str, secret: str) -> str:
-    """``text`` with ``secret`` replaced by ``***`` in every form a URL or a server's echo may hold.
+    r"""``text`` with ``secret`` replaced by ``***`` in every form a URL or a server's echo may
+    hold: raw, percent-encoded (either case of hex digits), form-encoded, encoded twice, and
+    JSON-escaped (``\/``, ``\u002b``), or a mix of these.
 
-    >>> scrub("GET /x?key=a%2Bb%2Fc failed: key a+b/c", "a+b/c")
-    'GET /x?key=*** failed: key ***'
+    >>> scrub("GET /x?key=a%2Bb%2Fc failed: key a+b/c, a%2bb%2fc, a%252Bb%252Fc", "a+b/c")
+    'GET /x?key=*** failed: key ***, ***, ***'
+    >>> scrub('{"echo": "a+b\\/c"}', "a+b/c")
+    '{"echo": "***"}'
     """
     if not secret:
         return text
+    # character by character, so that a mix of forms (one character escaped, the next not)
+    # is caught too; hex digits and \\u escapes come back in either case
+    pattern = "".join(f"(?:{'|'.join(_forms(c))})" for c in secret)
+    return re.sub(pattern, "***", text, flags=re.IGNORECASE)
+
+
+def _forms(char: str) -> list[str]:
+    """Regex alternatives for ``char`` as a URL, a form, a doubly-encoded URL or JSON may hold it."""
+    once = urllib.parse.quote(char, safe="")
     forms = {
-        secret,
-        urllib.parse.quote(secret, safe=""),
-        urllib.parse.quote_plus(secret),
-        urllib.parse.quote(secret),
+        char,
+        once,
+        urllib.parse.quote(once, safe=""),  # encoded twice
+        urllib.parse.quote_plus(char),
+        json.dumps(char)[1:-1],
+        f"\\u{ord(char):04x}",
     }
-    for form in sorted(forms, key=len, reverse=True):
-        text = text.replace(form, "***")
-    return text
+    if char == "/":
+        forms.add("\\/")  # JSON may escape the solidus
+    return [re.escape(f) for f in sorted(forms, key=len, reverse=True)]
 
 
 def check_url(url: str, allowed_hosts: Collection[str] | None) -> None:

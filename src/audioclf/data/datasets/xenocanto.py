@@ -9,12 +9,21 @@ from params; it is sent to the API only, and scrubbed from every message. The
 selected recordings of a query are cached (without the key) under
 ``data.download_dir/xenocanto/``, as are their audio files, so a rerun needs neither
 the network nor the key; delete ``queries/`` there to query afresh.
+
+The server is not trusted: an answer must be complete within ``data.timeout_s`` and at most
+:data:`MAX_PAGE_BYTES` long, a query reads at most :func:`max_pages` pages whatever
+``numPages`` claims, a recording may be at most :func:`max_audio_bytes` long for the duration
+the API gives, a recording listed twice (by two queries, or on two pages) is kept once, and a
+recording that cannot be fetched is skipped and listed in ``unreadable.json`` (after
+:data:`MAX_FAILURES_IN_A_ROW` such failures in a row the server is taken to be down).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import os
 import re
 import shutil
@@ -27,21 +36,55 @@ from audioclf.data.datasets.fetch import (
     DownloadError,
     RefusedError,
     Throttle,
+    TooLargeError,
     fetch_file,
     fetch_json,
 )
 from audioclf.data.datasets.source import SOURCE_FILE, Clip, describe_all, retry_policy
 from audioclf.data.datasets.urls import redact, scrub
 from audioclf.data.manifest import Entry
+from audioclf.errors import printable
 from audioclf.io import atomic_path, write_json
 
 if TYPE_CHECKING:
     from audioclf.config.data import DataConfig
     from audioclf.config.datasets import XenocantoConfig
 
+log = logging.getLogger(__name__)
+
 KEY_ENV = "XENO_CANTO_API_KEY"
 # fields kept from each API record (the cache holds nothing else)
-FIELDS = ("id", "gen", "sp", "en", "rec", "lic", "q", "file", "file-name", "url")
+FIELDS = ("id", "gen", "sp", "en", "rec", "lic", "q", "length", "file", "file-name", "url")
+MAX_PAGE_BYTES = 32 << 20  # one page of at most 500 records is about 1 MB of JSON
+# the richest audio a recordist uploads: 96 kHz stereo float32 (or 192 kHz mono), bytes a second
+MAX_BYTES_PER_SECOND = 768_000
+UNKNOWN_LENGTH_S = 600.0  # the duration assumed for the size cap when the API gives none
+MAX_FAILURES_IN_A_ROW = 5
+
+
+def max_pages(limit: int, per_page: int) -> int:
+    """Pages one query may read: four times those ``limit`` recordings fill, plus ten (records
+    without a file, or of a species already full, are passed over), whatever ``numPages`` says.
+
+    >>> max_pages(30, 100), max_pages(1000, 100)
+    (14, 50)
+    """
+    return 10 + 4 * math.ceil(limit / per_page)
+
+
+def max_audio_bytes(length: str) -> int:
+    """The most bytes a recording of ``length`` (the API's ``m:ss`` or ``h:mm:ss``) may have:
+    1 MiB of headers and tags plus :data:`MAX_BYTES_PER_SECOND` for each second.
+
+    >>> max_audio_bytes("0:02"), max_audio_bytes("1:00:00") // 2**30, max_audio_bytes("?")
+    (2584576, 2, 461848576)
+    """
+    parts = length.strip().split(":")
+    if 1 <= len(parts) <= 3 and all(p.isdigit() for p in parts):
+        seconds = float(sum(int(p) * 60**i for i, p in enumerate(reversed(parts))))
+    else:
+        seconds = UNKNOWN_LENGTH_S
+    return (1 << 20) + int(seconds * MAX_BYTES_PER_SECOND)
 
 
 def queries(cfg: XenocantoConfig) -> list[str]:
@@ -86,11 +129,21 @@ def prepare(data: DataConfig, seed: int, out_dir: Path) -> list[Entry]:
     clips, skipped = [], []
     try:
         records = select(data, cache, throttle, key)
+        failures = 0  # in a row: the server may be down
         for rec in records:
             try:
                 clips.append(_download(rec, data, cache, throttle, out_dir))
+                failures = 0
             except RefusedError as exc:  # withdrawn, restricted or elsewhere: skip it
                 skipped.append({"path": f"XC{rec['id']}", "reason": scrub(str(exc), key)})
+            except DownloadError as exc:  # too large, or failing after retries: skip it too
+                skipped.append({"path": f"XC{rec['id']}", "reason": scrub(str(exc), key)})
+                failures += not isinstance(exc, TooLargeError)
+                if failures >= MAX_FAILURES_IN_A_ROW:
+                    raise DownloadError(
+                        f"{failures} recordings in a row could not be fetched (last: {exc}); "
+                        f"is the server down? Rerun later: finished files are kept"
+                    ) from None
     except DownloadError as exc:
         # the key scrubbed in every form (raw, percent-encoded) from URLs and echoed bodies alike;
         # not chained: the original may hold the key
@@ -123,7 +176,8 @@ def select(data: DataConfig, cache: Path, throttle: Throttle, key: str) -> list[
             found = _query(query, limit, data, throttle, key)
             with atomic_path(path) as tmp:
                 tmp.write_text(json.dumps({"query": query, "recordings": found}, indent=1))
-        records += found
+        have = {r["id"] for r in records}
+        records += [r for r in found if r["id"] not in have]  # two queries may share one
     if not records:
         raise DownloadError(
             f"Xeno-canto returned no recordings for {queries(cfg)}; "
@@ -144,17 +198,41 @@ def _query(
         )
     per_label: Counter = Counter()
     chosen: list[dict[str, str]] = []
-    page, pages = 1, 1
+    seen: set[str] = set()
+    page, pages, bound = 1, 1, max_pages(limit, cfg.per_page)
     while page <= pages and len(chosen) < limit:
+        if page > bound:
+            log.warning(
+                "Xeno-canto: stopped query %r after %d pages (%d recordings chosen); the server "
+                "claims %d",
+                query,
+                bound,
+                len(chosen),
+                pages,
+            )
+            break
         params = {"query": query, "per_page": cfg.per_page, "page": page, "key": key}
         url = f"{cfg.api_url}?{urllib.parse.urlencode(params)}"
         body = fetch_json(
-            url, policy=retry_policy(data), throttle=throttle, allowed_hosts=cfg.hosts
+            url,
+            policy=retry_policy(data),
+            throttle=throttle,
+            allowed_hosts=cfg.hosts,
+            max_bytes=MAX_PAGE_BYTES,
         )
         if not isinstance(body, dict) or not isinstance(body.get("recordings"), list):
-            raise DownloadError(f"unexpected answer from {redact(url)}: {str(body)[:200]}")
-        pages = int(body.get("numPages", 1))
+            raise DownloadError(
+                f"unexpected answer from {redact(url)}: {printable(str(body)[:200])}"
+            )
+        try:
+            pages = int(body.get("numPages", 1))
+        except (TypeError, ValueError):
+            raise DownloadError(
+                f"unexpected numPages {body.get('numPages')!r} from {redact(url)}"
+            ) from None
         for rec in body["recordings"]:
+            if not isinstance(rec, dict) or str(rec.get("id", "")) in seen:
+                continue  # listed on an earlier page too
             if not (
                 str(rec.get("id", "")).isdigit()
                 and rec.get("gen")
@@ -165,6 +243,7 @@ def _query(
             label = label_of(rec)
             if per_label[label] < cfg.max_per_species and len(chosen) < limit:
                 per_label[label] += 1
+                seen.add(str(rec["id"]))
                 chosen.append({f: str(rec.get(f, "")) for f in FIELDS})
         if cfg.species and per_label and min(per_label.values()) >= cfg.max_per_species:
             break  # one species per query: it is full
@@ -189,6 +268,8 @@ def _download(
         throttle=throttle,
         hint="Rerun later to resume; finished files are kept in the download cache.",
         allowed_hosts=data.xenocanto.hosts,
+        max_bytes=max_audio_bytes(rec.get("length", "")),
+        deadline_s=data.timeout_s,
     )
     label = label_of(rec)
     dest = out_dir / "audio" / re.sub(r"[^A-Za-z0-9-]+", "_", label) / name

@@ -1,0 +1,72 @@
+"""Values that used to pass validation and then run away (minutes of work, gigabytes, a raw
+allocation error): each now stops when params are loaded, naming its key and its bound."""
+
+import copy
+import re
+
+import pytest
+
+from audioclf.config import ParamsError, parse_params
+
+RUNAWAY = {
+    "features.segment_hop_seconds": (1e-5, "features.segment_hop_seconds"),
+    "evaluate.bootstrap": (10**9, "evaluate.bootstrap"),
+    "data.synthetic.n_classes": (10**6, "data.synthetic.n_classes"),
+    "data.synthetic.max_clips_per_class": (10**7, "data.synthetic.max_clips_per_class"),
+    "model_params.cnn.channels": ([10**6, 64, 128, 192], "model_params.*.channels[0]"),
+    "model_params.cnn_v2.channels": ([4096] * 8, "model_params.*.channels"),
+    "model_params.cnn.hidden": (10**9, "model_params.*.hidden"),
+    "model_params.vit.dim": (3 * 10**6, "model_params.vit.dim"),
+    "model_params.vit.depth": (10**5, "model_params.vit.depth"),
+    "model_params.resnet50.hidden_sizes": ([8192] * 4, "model_params.resnet50.hidden_sizes"),
+    "train.epochs": (10**9, "train.epochs"),
+    "train.batch_size": (10**9, "train.batch_size"),
+    "features.n_mels": (10**6, "features.n_mels"),
+    "features.sample_rate": (10**9, "features.sample_rate"),
+    "features.max_file_seconds": (1e9, "features.max_file_seconds"),
+    "data.xenocanto.max_recordings": (10**9, "data.xenocanto.max_recordings"),
+    "data.retries": (10**6, "data.retries"),
+}
+
+
+def _with(raw: dict, dotted: str, value) -> dict:
+    raw = copy.deepcopy(raw)
+    *path, last = dotted.split(".")
+    node = raw
+    for part in path:
+        node = node.setdefault(part, {})
+    node[last] = value
+    return raw
+
+
+@pytest.mark.parametrize("dotted", RUNAWAY)
+def test_a_runaway_value_is_refused_naming_its_key(raw_params, dotted):
+    value, key = RUNAWAY[dotted]
+    with pytest.raises(
+        ParamsError, match=rf"'{re.escape(key)}' (must be (null or )?[<>]=|.*above)"
+    ):
+        parse_params(_with(raw_params, dotted, value))
+
+
+def test_an_ast_from_scratch_is_sized_before_it_is_built(raw_params):
+    raw = _with(raw_params, "model_params.ast", {"pretrained": None, "hidden_size": 6144})
+    raw["model_params"]["ast"].update(num_layers=200, num_heads=12)
+    with pytest.raises(
+        ParamsError, match=r"'model_params.ast.hidden_size' asks for about 3.77e\+10"
+    ):
+        parse_params(raw)
+
+
+def test_a_segment_too_large_to_hold_names_what_makes_it(raw_params):
+    raw = _with(raw_params, "features.segment_seconds", 600.0)
+    raw["features"].update(hop_length=1, n_mels=1024, max_file_seconds=600.0)
+    with pytest.raises(ParamsError, match=r"'features.segment_seconds' gives \(1, 1024, "):
+        parse_params(raw)
+
+
+def test_the_bounds_leave_ordinary_values_alone(raw_params):
+    segment = raw_params["features"]["segment_seconds"]
+    params = parse_params(_with(raw_params, "features.segment_hop_seconds", segment / 100))
+    assert params.features.hop_samples == round(segment / 100 * params.features.sample_rate)
+    parse_params(_with(raw_params, "evaluate.bootstrap", 100_000))
+    parse_params(_with(raw_params, "model_params.cnn.channels", [64, 128, 256, 512, 512]))
