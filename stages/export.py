@@ -18,15 +18,14 @@ def main(argv=None) -> dict:
     ap.add_argument("--split", type=Path, required=True, help="names the folds (fold_<n>/)")
     ap.add_argument("--out", type=Path, required=True, help="the ONNX graph")
     ap.add_argument("--meta", type=Path, required=True, help="labels and front-end (JSON)")
-    ap.add_argument("--metrics", type=Path, required=True, help="the test metrics, for the summary")
+    ap.add_argument("--metrics", type=Path, help="the test metrics: the run's closing summary")
     args = ap.parse_args(argv)
-    dataset = load_params(args.params).dataset
     result = export(args.models, args.out, args.meta, split_dir=args.split)
-    # the last stage: the pipeline ends with what it scored and where to look next
-    root = repo_root()
-    log_run_summary(
-        args.metrics, root=root, store=resolve_store(root), dataset=dataset, exported=args.out
-    )
+    if args.metrics:  # the last stage: the pipeline ends with its scores and where to look next
+        root, dataset = repo_root(), load_params(args.params).dataset
+        log_run_summary(
+            args.metrics, root=root, store=resolve_store(root), dataset=dataset, exported=args.out
+        )
     return result
 
 

@@ -38,7 +38,7 @@ class Progress:
         what: the line's prefix, e.g. the stage's name.
         total: how many items there are.
         unit: what an item is (``files``).
-        every_s: seconds between lines.
+        every_s: seconds between lines (None: :data:`EVERY_S`).
         clock: the time source (tests pass a fake one).
     """
 
@@ -49,11 +49,11 @@ class Progress:
         total: int,
         unit: str = "files",
         *,
-        every_s: float = EVERY_S,
+        every_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.logger, self.what, self.total, self.unit = logger, what, total, unit
-        self.every_s, self.clock = every_s, clock
+        self.every_s, self.clock = EVERY_S if every_s is None else every_s, clock
         self.done = 0
         self.start = self.last = clock()
 
