@@ -161,11 +161,10 @@ def start_run(
     """Open (or, with ``run_id``, reopen) an MLflow run in the dataset's experiment in ``store``.
 
     New runs are tagged with the git commit, the DVC experiment name ``exp_name``
-    (``workspace`` for ``dvc repro``) and ``tags``, and
-    get ``params`` (already flattened) logged; the params ``changed`` from the committed ones
-    (:func:`changed_params`) become the run's description and its ``params_changed`` tag. ``nested`` makes the run a child of the
-    active one (cross-validation: one child per fold). The run ends FAILED if the
-    block raises.
+    (``workspace`` for ``dvc repro``) and ``tags``, and get ``params`` (already flattened)
+    logged; the params ``changed`` from the committed ones (:func:`changed_params`) become the
+    run's description and its ``params_changed`` tag. ``nested`` makes the run a child of the
+    active one (cross-validation: one child per fold). The run ends FAILED if the block raises.
     """
     mlflow.set_tracking_uri(store.uri)
     if run_id is not None and not _run_exists(store, run_id):
