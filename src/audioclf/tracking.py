@@ -29,8 +29,9 @@ from audioclf.errors import UserError
 log = logging.getLogger(__name__)
 RUN_ID_TAG = "audioclf.run_id"
 # the experiment tag MLflow 3's UI reads to open an experiment in its model-training view rather
-# than the GenAI one; 3.17 also lets the user pick the view (the sidebar's "GenAI | Model
-# training" switch, or ``?workflowType=machine_learning`` in the address)
+# than the GenAI one where it chooses the view per experiment; 3.17 follows the user's pick
+# instead (the sidebar's "GenAI | Model training" switch, GenAI at first), which the address
+# overrides with ``?workflowType=machine_learning`` (:func:`ui_hint` gives that link)
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 TRAINING_VIEW = "workflowType=machine_learning"
 
