@@ -7,7 +7,7 @@ from audioclf.cli import parser, run, stack_imports
 
 with stack_imports():  # a broken torch/torchaudio install: one line naming the fix
     from audioclf.config import load_params
-    from audioclf.data.datasets.archive import fingerprint_source
+    from audioclf.data.datasets.archive import require_source
     from audioclf.io import repo_root, write_json
 
 
@@ -16,7 +16,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", type=Path, required=True, help="the fingerprint (JSON)")
     args = ap.parse_args(argv)
     archive = load_params(args.params).data.archive  # as written: the report is machine-free
-    found = fingerprint_source(repo_root() / Path(archive).expanduser()) if archive else {}
+    found = require_source(repo_root() / Path(archive).expanduser(), archive) if archive else {}
     report = {"archive": archive, **found}
     write_json(report, args.out)
     return report

@@ -12,7 +12,7 @@ with stack_imports():  # a broken torch/torchaudio install: one line naming the 
     from audioclf.data.split import read_folds
     from audioclf.features.table import FeatureTable
     from audioclf.io import read_json, repo_root, write_json
-    from audioclf.tracking import resolve_store
+    from audioclf.tracking import changed_params, resolve_store
     from audioclf.training.distributed import process_group
     from audioclf.training.launch import worker_command
     from audioclf.training.stage import FoldPaths, train_folds, training_runs
@@ -36,7 +36,8 @@ def main(argv=None) -> dict:
     spec, table = params.train_spec(), FeatureTable(args.features)
     store, leakage = resolve_store(root), read_json(args.leakage)
     runs = training_runs(store, params.dataset, spec, table, params.split, leakage)
-    runs = dataclasses.replace(runs, exp_name=os.environ.get("DVC_EXP_NAME", "workspace"))
+    exp_name = os.environ.get("DVC_EXP_NAME", "workspace")  # set by dvc exp run
+    runs = dataclasses.replace(runs, exp_name=exp_name, changed=changed_params(args.params))
     folds, paths = read_folds(args.split), FoldPaths(args.models, args.resume, args.curves)
     with process_group(params.train) as ranks:
         summary = train_folds(spec, table, folds, paths, runs, ranks)

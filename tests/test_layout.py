@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 # lower layers first; a module may import its own layer and those below, never above
 LAYERS = [
-    {"errors", "environment", "config", "io", "cli", "pipeline"},
+    {"errors", "environment", "config", "io", "progress", "cli", "pipeline"},
     {"devices", "tracking"},
     {"data"},
     {"features"},

@@ -24,14 +24,22 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import yaml
 from filelock import FileLock, Timeout
 from mlflow.tracking import MlflowClient
 
+from audioclf.config.schema import flatten
 from audioclf.errors import UserError
 
 log = logging.getLogger(__name__)
 RUN_ID_TAG = "audioclf.run_id"
 LOCK_TIMEOUT_S = 600.0  # creating a store takes seconds; a holder this slow is stuck
+# the experiment tag MLflow 3's UI reads to open an experiment in its model-training view rather
+# than the GenAI one where it chooses the view per experiment; 3.17 follows the user's pick
+# instead (the sidebar's "GenAI | Model training" switch, GenAI at first), which the address
+# overrides with ``?workflowType=machine_learning`` (:func:`ui_hint` gives that link)
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+TRAINING_VIEW = "workflowType=machine_learning"
 
 
 @dataclass(frozen=True)
@@ -104,8 +112,13 @@ def _experiment_id(store: Store, name: str) -> str:
     with store.exclusive():  # two first runs would both create it
         exp = client.get_experiment_by_name(name)
         if exp is None:
-            return client.create_experiment(name, artifact_location=store.artifacts)
+            return client.create_experiment(
+                name, artifact_location=store.artifacts, tags=EXPERIMENT_KIND
+            )
     if store.artifacts is None or _same_place(exp.artifact_location, store.artifacts):
+        for key, value in EXPERIMENT_KIND.items():  # an experiment made by an older version
+            if exp.tags.get(key) != value:
+                client.set_experiment_tag(exp.experiment_id, key, value)
         return exp.experiment_id
     raise ArtifactsElsewhere(
         f"MLflow experiment {name!r} (id {exp.experiment_id}) keeps its artifacts at "
@@ -121,6 +134,37 @@ def _same_place(location: str, expected: str) -> bool:
         return os.path.normpath(uri.removeprefix("file://"))
 
     return path(location) == path(expected)
+
+
+def ui_hint(store: Store, dataset: str) -> list[str]:
+    """How to open the dataset's experiment in the MLflow UI, in its model-training view."""
+    exp = store.client().get_experiment_by_name(experiment_name(dataset))
+    page = f"#/experiments/{exp.experiment_id}?{TRAINING_VIEW}" if exp else ""
+    if store.uri.startswith(("http://", "https://")):
+        return [f"{store.uri.rstrip('/')}/{page}"]
+    return [f"mlflow ui --backend-store-uri {store.uri}", f"then http://127.0.0.1:5000/{page}"]
+
+
+def changed_params(params_file: Path, cwd: Path | None = None) -> dict[str, str]:
+    """The params of ``params_file`` (dotted keys) that differ from the committed version of that
+    file (``git show HEAD:<file>``): what a DVC experiment set with ``-S``, or what the workspace
+    changed. Empty outside git or when the file is not committed."""
+    try:
+        rel = Path(params_file).resolve().relative_to(Path(cwd or Path.cwd()).resolve())
+        committed = subprocess.run(
+            ["git", "show", f"HEAD:{rel.as_posix()}"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        before = flatten(yaml.safe_load(committed) or {})
+        after = flatten(yaml.safe_load(Path(params_file).read_text()) or {})
+    except (OSError, ValueError, subprocess.CalledProcessError, yaml.YAMLError):
+        return {}
+    return {k: _param_value(v) for k, v in after.items() if k not in before or before[k] != v} | {
+        k: "(removed)" for k in before if k not in after
+    }
 
 
 def git_commit(cwd: Path | None = None) -> str:
@@ -145,14 +189,15 @@ def start_run(
     nested: bool = False,
     tags: dict[str, str] | None = None,
     exp_name: str = "workspace",
+    changed: dict[str, str] | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
     """Open (or, with ``run_id``, reopen) an MLflow run in the dataset's experiment in ``store``.
 
     New runs are tagged with the git commit, the DVC experiment name ``exp_name``
-    (``workspace`` for ``dvc repro``) and ``tags``, and
-    get ``params`` (already flattened) logged. ``nested`` makes the run a child of the
-    active one (cross-validation: one child per fold). The run ends FAILED if the
-    block raises.
+    (``workspace`` for ``dvc repro``) and ``tags``, and get ``params`` (already flattened)
+    logged; the params ``changed`` from the committed ones (:func:`changed_params`) become the
+    run's description and its ``params_changed`` tag. ``nested`` makes the run a child of the
+    active one (cross-validation: one child per fold). The run ends FAILED if the block raises.
     """
     mlflow.set_tracking_uri(store.uri)
     if run_id is not None and not _run_exists(store, run_id):
@@ -168,6 +213,7 @@ def start_run(
                 "git_commit": git_commit(),
                 "dvc_exp_name": exp_name,
                 "dataset": dataset,
+                **_changed_tags(changed or {}),
                 **(tags or {}),
             }
         )
@@ -183,6 +229,19 @@ def start_run(
         mlflow.end_run(status=status)
 
 
+def _changed_tags(changed: dict[str, str]) -> dict[str, str]:
+    """``params_changed`` (one line, for the runs table) and the run's description (the note the
+    run page shows first)."""
+    if not changed:
+        return {"params_changed": "none (the committed params.yaml)"}
+    pairs = [f"{k}={v}" for k, v in sorted(changed.items())]
+    return {
+        "params_changed": _param_value(" ".join(pairs)),
+        "mlflow.note.content": "Params changed from the committed params.yaml:\n\n"
+        + "\n".join(f"- `{p}`" for p in pairs),
+    }
+
+
 @dataclass(frozen=True)
 class Runs:
     """The MLflow runs of one stage: one run per training, with one child per fold in a
@@ -191,11 +250,14 @@ class Runs:
     Attributes:
         store: where the runs go (:func:`resolve_store`).
         dataset: names the experiment (``audioclf-<dataset>``).
-        name: the run's name (``<model>-<loss>``); a fold's child is ``<name>-fold<n>``.
+        name: the run's name outside a DVC experiment (``<model>-<loss>``); in one, the run
+            is named after the experiment (:attr:`run_name`); a fold's child is
+            ``<run name>-fold<n>``.
         params: flattened params logged on every new run.
         tags: tags of every new run (a child also gets ``fold``).
         exp_name: the DVC experiment (``DVC_EXP_NAME``, read by the stage), tagged
             ``dvc_exp_name`` on every new run.
+        changed: the params that differ from the committed ones (:func:`changed_params`).
     """
 
     store: Store
@@ -204,6 +266,13 @@ class Runs:
     params: dict[str, Any] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     exp_name: str = "workspace"
+    changed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def run_name(self) -> str:
+        """The DVC experiment's name (a phase of the ladder, say) or, for ``dvc repro`` in the
+        workspace, ``<model>-<loss>``."""
+        return self.name if self.exp_name == "workspace" else self.exp_name
 
     def open(
         self, *, run_id: str | None = None
@@ -212,11 +281,12 @@ class Runs:
         return start_run(
             self.store,
             self.dataset,
-            run_name=self.name,
+            run_name=self.run_name,
             params=self.params,
             tags=self.tags,
             run_id=run_id,
             exp_name=self.exp_name,
+            changed=self.changed,
         )
 
     def open_fold(
@@ -226,12 +296,13 @@ class Runs:
         return start_run(
             self.store,
             self.dataset,
-            run_name=f"{self.name}-fold{n}",
+            run_name=f"{self.run_name}-fold{n}",
             params=self.params,
             nested=True,
             run_id=run_id,
             tags={**self.tags, "fold": str(n)},
             exp_name=self.exp_name,
+            changed=self.changed,
         )
 
     @staticmethod

@@ -396,21 +396,24 @@ def test_phases_md_from_experiments_dvc_shows(repo, caplog):
 
 
 def test_show_keeps_the_columns_that_matter():
-    cmd = show.exp_show_command(["--csv"])
+    cmd = show.exp_show_command(["--csv"], ["augment", "dataset", "model", "train"])
     keep = re.compile(cmd[cmd.index("--keep") + 1])
+    drop = re.compile(cmd[cmd.index("--drop") + 1])
+    assert "--only-changed" in cmd  # other params: where they differ between the rows
     for column in (
         "Experiment",
         "rev",
         "dataset",
         "model",
-        "augment.mixup.p",
-        "train.seed",
-        "split.leaky",
         "test.macro_map",
         "reports/metrics.json:test.accuracy",
         "buckets.tail.macro_f1",
     ):
         assert keep.match(column), column
-    for column in ("train.lr", "test.ece", "test_ci.accuracy", "folds.0.accuracy", "best_epoch"):
+    for column in ("train.lr", "augment.mixup.p", "test.ece", "test_ci.accuracy", "best_epoch"):
         assert not keep.match(column), column
+    for column in ("test.ece", "test_ci.accuracy.low", "folds.0.accuracy", "best_epoch"):
+        assert drop.match(column), column  # metrics
+    for column in ("train.lr", "augment.mixup.p", "model"):
+        assert not drop.match(column), column  # params, shown where they changed
     assert show.exp_show_command(["--all", "--md"]) == ["dvc", "exp", "show", "--md"]

@@ -26,6 +26,7 @@ from audioclf.config.schema import choice
 from audioclf.data.fingerprint import fingerprint_files, near_duplicates
 from audioclf.data.manifest import Entry
 from audioclf.data.split import LeakageError
+from audioclf.progress import Progress
 
 log = logging.getLogger(__name__)
 MAX_LISTED = 200  # violations written per check; the count is always complete
@@ -68,7 +69,8 @@ def audit_folds(
     ):
         choice(level, LEVELS, key)
     entries = {e.path: e for fold in folds for rows in fold.values() for e in rows}
-    prints, unreadable = fingerprint_files(list(entries.values()), audio_root, max_seconds)
+    files = Progress(log, "audit: fingerprinting", len(entries)).wrap(entries.values())
+    prints, unreadable = fingerprint_files(files, audio_root, max_seconds)
     by_hash: dict[str, list[str]] = defaultdict(list)
     for path, p in prints.items():
         by_hash[p.sample_hash].append(path)

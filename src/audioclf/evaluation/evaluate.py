@@ -44,6 +44,7 @@ from audioclf.models.inference import segment_probabilities
 from audioclf.tracking import Runs, parent_run_id
 
 log = logging.getLogger(__name__)
+TEST_TABLE = "evaluation/test_metrics.json"  # the run's artifact with every test figure
 
 
 @dataclass(frozen=True)
@@ -277,6 +278,33 @@ def write_outputs(
     return [paths.metrics, paths.per_class, paths.predictions, paths.probabilities, *figures]
 
 
+def test_table(summary: dict) -> dict[str, list]:
+    """The test metrics of ``summary`` (``reports/metrics.json``) as columns ``metric``, ``value``,
+    ``ci_low``, ``ci_high`` and, over folds, ``std``: one row per metric and per bucket's
+    macro-F1 (``tail_macro_f1``...). A missing figure is None.
+
+    >>> test_table({"test": {"macro_f1": 0.5}, "test_ci": {"macro_f1": {"low": 0.4, "high": 0.6}},
+    ...             "buckets": {"tail": {"macro_f1": 0.1}}})["ci_low"]
+    [0.4, None]
+    """
+    values = {
+        **summary["test"],
+        **{
+            f"{b}_macro_f1": v["macro_f1"] for b, v in summary["buckets"].items() if "macro_f1" in v
+        },
+    }
+    ci, std = summary.get("test_ci", {}), summary.get("test_std", {})
+    table = {
+        "metric": list(values),
+        "value": list(values.values()),
+        "ci_low": [ci.get(k, {}).get("low") for k in values],
+        "ci_high": [ci.get(k, {}).get("high") for k in values],
+    }
+    if std:
+        table["std"] = [std.get(k) for k in values]
+    return table
+
+
 def log_evaluation(runs: Runs, out: dict, files: list[Path]) -> None:
     """Test metrics (with their intervals and buckets) and ``files`` into the runs that trained
     the checkpoints; the selected model's registered version is tagged with the DVC experiment."""
@@ -296,25 +324,15 @@ def log_evaluation(runs: Runs, out: dict, files: list[Path]) -> None:
             info = None
         else:
             info = log_model(selected["path"])
+            # the run page's tags name it; the Overview's "Logged models" links to it
+            mlflow.set_tag("mlflow_model", info.model_uri)
         mlflow.log_metrics(
             {f"test_{k}": v for k, v in summary["test"].items()},
             model_id=info.model_id if info else None,
         )
-        mlflow.log_metrics({f"test_{k}_std": v for k, v in summary.get("test_std", {}).items()})
-        mlflow.log_metrics(
-            {
-                f"test_{b}_macro_f1": v["macro_f1"]
-                for b, v in summary["buckets"].items()
-                if "macro_f1" in v
-            }
-        )
-        mlflow.log_metrics(
-            {
-                f"test_{k}_ci_{side}": v[side]
-                for k, v in summary["test_ci"].items()
-                for side in ("low", "high")
-            }
-        )
+        # the intervals, spreads and buckets as one table, not one single-point chart each
+        # ahead of the training curves on the run's metrics tab
+        mlflow.log_table(test_table(summary), TEST_TABLE)
         for path in files:
             mlflow.log_artifact(str(path), "evaluation")
         try:

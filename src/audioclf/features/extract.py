@@ -43,6 +43,7 @@ from audioclf.features.workers import (
     worker_pool,
 )
 from audioclf.io import atomic_path
+from audioclf.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,7 @@ def _compute(
 
     chunks = (todo[i : i + FILES_PER_TASK] for i in range(0, len(todo), FILES_PER_TASK))
     batch: list[Prepared] = []  # GPU: files waiting for a full batch of segments
+    progress = Progress(log, "features", len(todo))
     with worker_pool(workers) as pool:
         for prepared in bounded(
             pool,
@@ -190,6 +192,7 @@ def _compute(
                     keep(p)
                 else:
                     batch.append(p)
+            progress.update(len(prepared))
             if sum(len(p.segments) for p in batch) >= cfg.batch_size:
                 flush(batch, frontend, cfg, device, keep)
         flush(batch, frontend, cfg, device, keep)

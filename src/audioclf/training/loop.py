@@ -9,7 +9,9 @@ the params) and the feature table, never the whole params.
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +27,7 @@ from audioclf.models import count_parameters
 from audioclf.models.checkpoint import save_checkpoint
 from audioclf.models.inference import CPU, segment_probabilities
 from audioclf.models.pretrained import input_statistics
+from audioclf.progress import eta
 from audioclf.training.data import normalisation
 from audioclf.training.distributed import SINGLE, Ranks, predict_shared
 from audioclf.training.optim import (
@@ -33,6 +36,7 @@ from audioclf.training.optim import (
 from audioclf.training.resume import LoopState, restore, run_key, save_last
 from audioclf.training.steps import build_fit, train_one_epoch
 
+log = logging.getLogger(__name__)
 MetricsLogger = Callable[[dict[str, float], int], None]
 
 
@@ -75,6 +79,7 @@ def train(
     last: Path | None = None,
     resume: dict | None = None,
     ranks: Ranks = SINGLE,
+    fold: int = 0,
 ) -> dict:
     """Train ``spec.model`` on the train split, selecting the epoch by validation macro-F1.
 
@@ -93,6 +98,7 @@ def train(
         resume: a state from :func:`audioclf.training.resume.find_resumable` to continue from.
         ranks: this process's place in a data-parallel training: rank 0 alone writes
             ``checkpoint`` and ``last`` (every rank gets the same paths and ``resume``).
+        fold: names the fold in the per-epoch log lines.
 
     Returns:
         ``history`` (one dict of train/val metrics per epoch), ``best_epoch``,
@@ -141,6 +147,7 @@ def train(
         log_metrics(weights, 0)
     first = cfg.epochs + 1 if resume is not None and resume["finished"] else loop.epoch + 1
     waited = spent = 0.0
+    started = time.monotonic()
     for epoch in range(first, cfg.epochs + 1):
         tr, timing = train_one_epoch(fit, train_data, generator, augment_generator)
         waited, spent = waited + timing["data_wait_s"], spent + timing["epoch_s"]
@@ -165,6 +172,8 @@ def train(
         log_metrics({k: v for k, v in row.items() if k != "epoch"}, epoch)
         if improved:
             loop.best_f1, loop.best_epoch = va["macro_f1"], epoch
+        per_epoch = (time.monotonic() - started) / (epoch - first + 1)
+        _log_epoch(fold, row, cfg.epochs, per_epoch, loop, stop)
         if improved and ranks.writer:
             save_checkpoint(
                 checkpoint,
@@ -221,3 +230,27 @@ def _early_stopping(
     """Validation's scores, whether they beat the best epoch's, and whether training stops."""
     improved = va["macro_f1"] > loop.best_f1
     return va, improved, not improved and epoch - loop.best_epoch >= patience
+
+
+def _log_epoch(
+    fold: int, row: dict, epochs: int, per_epoch_s: float, loop: LoopState, stop: bool
+) -> None:
+    """One line per epoch: where training is, how it scores, how long it may still take (the ETA
+    runs to ``epochs``; early stopping can end sooner)."""
+    epoch = row["epoch"]
+    log.info(
+        "train: fold %d: epoch %d/%d: train loss %.4f, val loss %.4f, val macro-F1 %.4f, lr %.2e, "
+        "%.1f s/epoch, ETA %s, best %.4f (epoch %d)%s",
+        fold,
+        epoch,
+        epochs,
+        row["train_loss"],
+        row["val_loss"],
+        row["val_macro_f1"],
+        row["lr"],
+        per_epoch_s,
+        eta(per_epoch_s * (epochs - epoch)),
+        loop.best_f1,
+        loop.best_epoch,
+        "; stopping early" if stop and epoch < epochs else "",
+    )

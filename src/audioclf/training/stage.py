@@ -11,6 +11,7 @@ nothing (:mod:`audioclf.training.distributed`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import shutil
@@ -183,7 +184,11 @@ def train_folds(
     with runs.open(run_id=parent_id) as parent:
         for n, ((train_paths, val_paths), state) in enumerate(zip(files, states, strict=True)):
             with runs.open_fold(n, run_id=run_ids[n]) if cv else runs.reuse(parent) as run:
-                fit = train_classical if spec.model in HEAD_CONFIGS else train
+                fit = (
+                    train_classical
+                    if spec.model in HEAD_CONFIGS
+                    else functools.partial(train, fold=n)  # the fold, in its epoch lines
+                )
                 result = fit(
                     spec,
                     table,

@@ -29,7 +29,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from audioclf.errors import UserError
+from audioclf.errors import MissingInputError, UserError
 
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # in a name: a terminal escape, a line break
 
@@ -243,6 +243,23 @@ class Archive:
         return self._zip.open(name) if self._zip is not None else open(self.path / name, "rb")
 
 
+def require_source(path: Path, archive: str) -> dict:
+    """:func:`fingerprint_source` of ``data.archive`` (``archive`` as written, found at ``path``).
+
+    Raises:
+        MissingInputError: nothing is there. Without this, a dataset that reads no archive (the
+            synthetic one) would go on and train on data the user did not mean.
+    """
+    found = fingerprint_source(path)
+    if found["kind"] == "missing":
+        raise MissingInputError(
+            f"params: 'data.archive' is {archive!r}, but {path} does not exist: point it at the "
+            "dataset's zip or extracted folder (your own audio: with dataset: folder), or set it "
+            "to null (the synthetic dataset and downloads read no archive)"
+        )
+    return found
+
+
 def fingerprint_source(path: Path) -> dict:
     """What identifies a local dataset copy: a zip's SHA-256 digest, or a folder's files with their
     sizes and modification times (hashing a folder's every byte on every run would cost minutes on
@@ -258,7 +275,7 @@ def fingerprint_source(path: Path) -> dict:
                 digest.update(block)
         return {"kind": "zip", "digest": digest.hexdigest(), "files": 1}
     if not path.is_dir():
-        return {"kind": "missing", "digest": None, "files": 0}  # download says what to do
+        return {"kind": "missing", "digest": None, "files": 0}  # require_source refuses it
     digest, files = hashlib.sha256(), 0
     for folder, dirs, names in sorted(os.walk(path)):
         dirs.sort()
