@@ -17,6 +17,10 @@ from audioclf.config.schema import check, choice
 
 ATTENTION = ("none", "se", "cbam")  # after each conv block of AudioCNN (audioclf.models.attention)
 AST_CHECKPOINT = "MIT/ast-finetuned-audioset-10-10-0.4593"
+# the commits params.yaml pins (the Hub ids' revisions the default runs used); see docs/models.md
+AST_REVISION = "f826b80d28226b62986cc218e5cec390b1096902"
+RESNET_REVISION = "34c2154c194f829b11125337b98c8f5f9965ff19"
+EFFICIENTNET_REVISION = "main"
 LAYER_TYPES = ("basic", "bottleneck")
 
 
@@ -110,13 +114,15 @@ class ASTConfig:
     """``model_params.ast``. With ``pretrained`` set, the size fields are ignored (the checkpoint's config rules).
 
     Attributes:
-        pretrained: Hub id (already in the HF cache) or folder; null trains from scratch.
+        pretrained: Hub id or folder; null trains from scratch.
+        revision: commit hash (or tag, branch) of a Hub id, downloaded once into the HF cache.
         hidden_size, num_layers, num_heads, intermediate_size: transformer size (from scratch).
         patch_size, frequency_stride, time_stride: patching (overlapping when stride < patch).
         dropout: hidden dropout (also applied to a pretrained model).
     """
 
     pretrained: str | None = AST_CHECKPOINT
+    revision: str = AST_REVISION
     hidden_size: int = 768
     num_layers: int = 12
     num_heads: int = 12
@@ -153,6 +159,7 @@ class ASTConfig:
             "model_params.ast.pretrained",
             "must be null (train from scratch), a Hugging Face model id or a folder",
         )
+        _check_revision(self.revision, "model_params.ast.revision")
 
 
 def _check_pretrained(name: str | None, key: str) -> None:
@@ -163,12 +170,21 @@ def _check_pretrained(name: str | None, key: str) -> None:
     )
 
 
+def _check_revision(revision: str, key: str) -> None:
+    check(
+        isinstance(revision, str) and revision.strip() != "" and " " not in revision,
+        key,
+        f"must be a commit hash, tag or branch of the Hub id in pretrained, got {revision!r}",
+    )
+
+
 @dataclass(frozen=True)
 class ResNetConfig:
     """``model_params.resnet50``; the size fields apply when ``pretrained`` is null.
 
     Attributes:
-        pretrained: Hub id (already in the HF cache) or folder; null trains from scratch.
+        pretrained: Hub id or folder; null trains from scratch.
+        revision: commit hash (or tag, branch) of a Hub id, downloaded once into the HF cache.
         embedding_size: stem width.
         hidden_sizes: output width of each stage.
         depths: residual blocks per stage.
@@ -176,6 +192,7 @@ class ResNetConfig:
     """
 
     pretrained: str | None = "microsoft/resnet-50"
+    revision: str = RESNET_REVISION
     embedding_size: int = 64
     hidden_sizes: tuple[int, ...] = (256, 512, 1024, 2048)
     depths: tuple[int, ...] = (3, 4, 6, 3)
@@ -186,6 +203,7 @@ class ResNetConfig:
     def __post_init__(self):
         key = self.key
         _check_pretrained(self.pretrained, f"{key}.pretrained")
+        _check_revision(self.revision, f"{key}.revision")
         check(
             self.embedding_size >= 1,
             f"{key}.embedding_size",
@@ -206,7 +224,8 @@ class EfficientNetConfig:
     """``model_params.efficientnet_b2``; ``width``/``depth_coefficient`` apply when ``pretrained`` is null.
 
     Attributes:
-        pretrained: Hub id (already in the HF cache) or folder; null trains from scratch.
+        pretrained: Hub id or folder; null trains from scratch.
+        revision: commit hash (or tag, branch) of a Hub id, downloaded once into the HF cache.
         width_coefficient: channel multiplier (B2: 1.1).
         depth_coefficient: block-repeat multiplier (B2: 1.2).
         dropout: before the classifier (also applied to a pretrained model).
@@ -214,6 +233,7 @@ class EfficientNetConfig:
     """
 
     pretrained: str | None = "google/efficientnet-b2"
+    revision: str = EFFICIENTNET_REVISION
     width_coefficient: float = 1.1
     depth_coefficient: float = 1.2
     dropout: float = 0.3
@@ -224,6 +244,7 @@ class EfficientNetConfig:
     def __post_init__(self):
         key = self.key
         _check_pretrained(self.pretrained, f"{key}.pretrained")
+        _check_revision(self.revision, f"{key}.revision")
         for name in ("width_coefficient", "depth_coefficient"):
             check(
                 getattr(self, name) > 0,
