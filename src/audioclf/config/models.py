@@ -284,6 +284,48 @@ class EmbeddingHeadConfig:
         )
 
 
+@dataclass(frozen=True)
+class HFConfig:
+    """``model_params.hf``: any Hub audio-classification checkpoint, fine-tuned with a new head.
+
+    Built with ``AutoModelForAudioClassification`` and fed by the checkpoint's own
+    ``AutoFeatureExtractor`` (the features stage stores the waveform at ``sample_rate``).
+
+    Attributes:
+        pretrained: Hub id or folder of the checkpoint (AST, wav2vec 2.0, HuBERT, WavLM,
+            data2vec-audio, Whisper's encoder, ...).
+        revision: commit hash (or tag, branch) of a Hub id, downloaded once into the HF cache.
+        sample_rate: the feature extractor's sampling rate (checked against it when built).
+        freeze_feature_encoder: freeze a speech model's convolutional feature encoder
+            (wav2vec 2.0 and its kin), as Hugging Face's audio-classification example does.
+        freeze_layers: freeze the embeddings and the first N transformer layers.
+    """
+
+    pretrained: str = AST_CHECKPOINT
+    revision: str = AST_REVISION
+    sample_rate: int = 16000
+    freeze_feature_encoder: bool = True
+    freeze_layers: int = 0
+
+    def __post_init__(self):
+        check(
+            isinstance(self.pretrained, str) and self.pretrained.strip() != "",
+            "model_params.hf.pretrained",
+            "must be a Hugging Face model id or a folder (model=hf has no from-scratch form)",
+        )
+        _check_revision(self.revision, "model_params.hf.revision")
+        check(
+            self.sample_rate > 0,
+            "model_params.hf.sample_rate",
+            f"must be positive, got {self.sample_rate}",
+        )
+        check(
+            self.freeze_layers >= 0,
+            "model_params.hf.freeze_layers",
+            f"must be >= 0 (0 = none frozen), got {self.freeze_layers}",
+        )
+
+
 # the ``model`` param -> its config class (builders: audioclf.models.MODELS, same names)
 MODEL_CONFIGS: dict[str, type] = {
     "cnn": CNNConfig,
@@ -295,5 +337,6 @@ MODEL_CONFIGS: dict[str, type] = {
     "resnet50": ResNetConfig,
     "efficientnet_b2": EfficientNetConfig,
     "birdnet": EmbeddingHeadConfig,
+    "hf": HFConfig,
     **HEAD_CONFIGS,  # logreg, svm: scikit-learn heads (audioclf.models.classical), not torch modules
 }

@@ -395,7 +395,8 @@ def input_statistics(model: str, cfg: Any, kind: str) -> dict | None:
     AST on ``fbank``: ``(x - mean) / (2 std)`` with its feature extractor's ``mean`` and ``std``
     (AudioSet's by default), as ``ASTFeatureExtractor`` normalises; the ImageNet CNNs on
     ``imagenet``: its image processor's ``image_mean`` and ``image_std`` per colour
-    (ImageNet's by default), which also turn the one channel into three.
+    (ImageNet's by default), which also turn the one channel into three; ``hf`` on
+    ``waveform``: none here (mean 0, std 1), its feature extractor normalises in the model.
 
     Returns:
         ``{"kind": "pretrained", "mean", "std", "source"}`` (a checkpoint's ``norm``), or None
@@ -403,6 +404,8 @@ def input_statistics(model: str, cfg: Any, kind: str) -> dict | None:
         split's statistics are used).
     """
     name = getattr(cfg, "pretrained", None)
+    if name and kind == "waveform" == MODEL_FRONTENDS.get(model):  # the extractor normalises
+        return {"kind": "pretrained", "mean": 0.0, "std": 1.0, "source": "feature extractor"}
     if not name or kind not in STATISTICS_KINDS or kind != MODEL_FRONTENDS.get(model):
         return None
     key = f"model_params.{model}.pretrained"
