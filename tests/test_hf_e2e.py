@@ -11,7 +11,7 @@ from tests.conftest import mlflow_runs, run_stages, set_params, workspace_copy
 from tests.hub import HubStandIn
 from tests.models.test_hf import tiny_wav2vec2
 
-AFTER_SPLIT = ["features", "train", "evaluate"]
+AFTER_SPLIT = ["features", "train", "evaluate", "export"]
 
 
 def test_hf_checkpoint_by_hub_id_trains_then_reruns_offline(pipeline, tmp_path, monkeypatch):
@@ -44,6 +44,8 @@ def test_hf_checkpoint_by_hub_id_trains_then_reruns_offline(pipeline, tmp_path, 
     assert ckpt["model_arch"]["extractor"]["feature_extractor_type"] == "Wav2Vec2FeatureExtractor"
     metrics = json.loads((root / "reports/metrics.json").read_text())["test"]
     assert 0.0 <= metrics["macro_f1"] <= 1.0
+    exported = json.loads((root / "exported/model.json").read_text())
+    assert exported["onnx"] is None and "model=hf" in exported["reason"]
     runs = [r for r in mlflow_runs(root) if r["name"] == "hf-ce" and r["status"] == "FINISHED"]
     sha = hashlib.sha256((weights / "model.safetensors").read_bytes()).hexdigest()
     assert runs and runs[0]["tags"]["pretrained_commit"] == commit
