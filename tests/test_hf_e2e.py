@@ -1,7 +1,7 @@
 """``model=hf`` through the stages: a tiny wav2vec 2.0 checkpoint named by its Hub id and pinned
 commit is downloaded from the Hub stand-in by the first run, trained on the stored waveform and
 evaluated; the run records id, commit and weight hash; a later run with the Hub gone and
-downloads off trains from the cache."""
+downloads off trains from the cache, and the saved model predicts files."""
 
 import hashlib
 import json
@@ -10,6 +10,8 @@ import torch
 from tests.conftest import mlflow_runs, run_stages, set_params, workspace_copy
 from tests.hub import HubStandIn
 from tests.models.test_hf import tiny_wav2vec2
+
+from audioclf.deploy import predict
 
 AFTER_SPLIT = ["features", "train", "evaluate", "export"]
 
@@ -55,3 +57,13 @@ def test_hf_checkpoint_by_hub_id_trains_then_reruns_offline(pipeline, tmp_path, 
     set_params(root, **{"train.epochs": 1})
     run_stages(root, ["train"])
     assert torch.load(root / "models/fold_0/best.pt", weights_only=True)["model_name"] == "hf"
+
+    folder = tmp_path / "recordings"  # and the saved model predicts files with no Hub either
+    folder.mkdir()
+    for wav in sorted((root / "data").rglob("*.wav"))[:3]:
+        (folder / wav.name).write_bytes(wav.read_bytes())
+    summary = predict.main(
+        [str(folder), "--model", str(root / "models/fold_0/best.pt"), "--out", str(tmp_path / "p")]
+    )
+    rows = (tmp_path / "p/summary.csv").read_text().strip().splitlines()
+    assert len(rows) == 4, (summary, rows)  # a header and the three files

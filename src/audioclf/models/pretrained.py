@@ -164,7 +164,9 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _verified_hash(folder: Path, weights: tuple[str, ...], name: str, revision: str) -> str:
+def _verified_hash(
+    folder: Path, weights: tuple[str, ...], name: str, revision: str, key: str
+) -> str:
     """sha256 of the weights, each checked against its cache blob's name (the Hub's sha256)."""
     hashes = []
     for file in weights:
@@ -173,7 +175,8 @@ def _verified_hash(folder: Path, weights: tuple[str, ...], name: str, revision: 
         published = Path(os.path.realpath(path)).name
         if path.is_symlink() and SHA256.fullmatch(published) and published != digest:
             raise PretrainedWeightsError(
-                f"{name}@{revision}: {file} does not match the sha256 the Hub published for it "
+                f"{key}: {name}@{revision}: {file} does not match the sha256 the Hub published "
+                f"for it "
                 f"(expected {published}, the file has {digest}): the download or the cached copy "
                 f"was altered. Fetch it again: "
                 f"`{download_command(name, revision)} --force-download`"
@@ -276,7 +279,7 @@ def fetch(name: str, revision: str | None, key: str) -> Snapshot:
                 f"one of {', '.join(WEIGHT_FILES)}; found {present or 'nothing'}). "
                 f"{_how_to_get('<model id>', '<commit>', key)}"
             )
-        digest = _verified_hash(folder, weights, name, "folder")
+        digest = _verified_hash(folder, weights, name, "folder", key)
         return Snapshot(str(folder), name, None, None, weights, digest, _licence(folder))
     if _looks_like_path(name):
         raise PretrainedWeightsError(
@@ -292,7 +295,7 @@ def fetch(name: str, revision: str | None, key: str) -> Snapshot:
             f"{key}: {name!r} at revision {revision!r} holds no transformers model (needs "
             f"config.json and one of {', '.join(WEIGHT_FILES)}); is it a model repository?"
         )
-    digest = _verified_hash(folder, weights, name, revision)
+    digest = _verified_hash(folder, weights, name, revision, key)
     return Snapshot(str(folder), name, revision, folder.name, weights, digest, _licence(folder))
 
 
@@ -344,11 +347,17 @@ def load_pretrained(
             **overrides,
         )
     except (pickle.UnpicklingError, OSError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip()
+        if isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" in text:
+            raise PretrainedWeightsError(
+                f"{key}: {name!r} ({', '.join(snapshot.weights)} in {snapshot.folder}) holds "
+                f"objects other than tensors: a pickle that would run code when loaded. It was "
+                f"refused (loaded with weights_only=True; nothing in it ran). Use a revision with "
+                f"safetensors weights"
+            ) from None
+        first = text.splitlines()[0][:300] if text else type(exc).__name__
         raise PretrainedWeightsError(
-            f"{key}: {name!r} could not be loaded from {snapshot.folder} ({first}). Pickled "
-            f"weights are loaded with weights_only=True, which refuses anything but tensors: "
-            f"use a revision with safetensors weights, or a checkpoint you trust converted to them"
+            f"{key}: {name!r} could not be loaded from {snapshot.folder} ({first})"
         ) from None
     new = set(info.get("missing_keys", ())) | {m[0] for m in info.get("mismatched_keys", ())}
     not_head = sorted(k for k in new if not k.startswith(head_prefix))
