@@ -184,3 +184,21 @@ def test_a_sample_rate_other_than_the_extractors_is_refused(online):
         build_model(
             "hf", HFConfig(name, commit, sample_rate=22050), n_classes=2, input_shape=(1, N)
         )
+
+
+def test_params_pair_hf_with_the_waveform_and_nothing_else():
+    from tests.conftest import repo_params, shrink
+
+    from audioclf.config import parse_params
+    from audioclf.config.schema import ParamsError
+
+    raw = shrink(repo_params())
+    params = parse_params({**raw, "model": "hf"})
+    assert params.features.kind == "waveform" and params.features.sample_rate == 16000
+    assert params.features.shape == (1, 1, params.features.segment_samples)
+    with pytest.raises(ParamsError, match="'features.kind' is 'waveform' .*only model=hf reads"):
+        parse_params({**raw, "model": "cnn", "features": {**raw["features"], "kind": "waveform"}})
+    with pytest.raises(
+        ParamsError, match="'features.kind' is 'logmel', which does not fit model=hf"
+    ):
+        parse_params({**raw, "model": "hf", "features": {**raw["features"], "kind": "logmel"}})

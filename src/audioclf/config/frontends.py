@@ -109,6 +109,12 @@ def check_pair(kind: str, model: str, model_config: Any) -> None:
         f"features.kind=auto or choose one of those models",
     )
     check(
+        kind != "waveform" or model == "hf",
+        "features.kind",
+        f"is 'waveform' ({DESCRIBED['waveform']}), which only model=hf reads; set "
+        "features.kind=auto",
+    )
+    check(
         model != "birdnet" or kind == "birdnet",
         "features.kind",
         f"is {kind!r}, but model=birdnet reads {DESCRIBED['birdnet']}; set features.kind=auto "
