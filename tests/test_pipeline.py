@@ -107,10 +107,11 @@ def test_stage_deps_cover_the_code_it_imports(stage):
 
 def test_switching_loss_or_split_never_reruns_features():
     """The features stage reads no loss/train/split param and no split output: DVC skips it. Of the
-    model it reads the name only (``features.kind: auto`` is the model's own front-end); a model
-    whose front-end the store holds recomputes nothing (tests/features/test_fit_stage.py)."""
+    model it reads the name only (``features.kind: auto`` is the model's own front-end) and
+    model=hf's sample rate (the rate of the waveform it stores); a model whose front-end the store
+    holds recomputes nothing (tests/features/test_fit_stage.py)."""
     stage = DVC["stages"]["features"]
-    assert stage["params"] == ["features", "model"]
+    assert stage["params"] == ["features", "model", "model_params.hf.sample_rate"]
     assert not any(
         d.startswith(("data/split", "src/audioclf/models")) or d == "src/audioclf/train.py"
         for d in stage["deps"]

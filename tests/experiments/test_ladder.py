@@ -68,15 +68,21 @@ def test_each_phase_runs_here_or_is_skipped_with_the_reason(tmp_path):
     )
     assert "'model' is 'nope'; allowed values:" in check_phase(raw, ["model=nope"], tmp_path)
     verdicts = {p.name: check_phase(raw, p.overrides, tmp_path, tmp_path / "hub") for p in PHASES}
-    assert len(verdicts) == 11  # ten rungs and the leaky-split control
+    assert len(verdicts) == 12  # eleven rungs and the leaky-split control
     for phase in PHASES:
         if "model=birdnet" in phase.overrides:  # offline: only the extra is needed
             assert verdicts[phase.name] == birdnet_missing()
         elif "features.kind=compare" in phase.overrides:  # offline too: openSMILE's extra
             assert verdicts[phase.name] == opensmile_missing()
-        elif "model=ast" in phase.overrides:
-            assert "model_params.ast.pretrained: weights" in verdicts[phase.name]
+        elif "model=ast" in phase.overrides or "model=resnet50" in phase.overrides:
+            model = phase.overrides[0].split("=")[1]
+            assert f"model_params.{model}.pretrained: weights" in verdicts[phase.name]
             assert "not available locally" in verdicts[phase.name]
+            revision = raw["model_params"][model]["revision"]
+            assert (
+                f"`hf download {raw['model_params'][model]['pretrained']} " in verdicts[phase.name]
+            )
+            assert f"--revision {revision} --include config.json" in verdicts[phase.name]
         else:
             assert verdicts[phase.name] is None, (phase.name, verdicts[phase.name])
 

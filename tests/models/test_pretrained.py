@@ -13,21 +13,21 @@ SHAPE = (32, 40)
 @pytest.mark.parametrize(
     "name, cfg",
     [
-        ("ast", ASTConfig(pretrained="no-such-org/no-such-model")),
-        ("resnet50", ResNetConfig(pretrained="no-such-org/no-such-model")),
+        ("ast", ASTConfig(pretrained="no-such-org/no-such-model", revision="abc123")),
+        ("resnet50", ResNetConfig(pretrained="no-such-org/no-such-model", revision="abc123")),
     ],
 )
-def test_uncached_hub_name_says_how_to_get_it(name, cfg):
+def test_uncached_hub_name_offline_says_how_to_get_it(name, cfg, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(PretrainedWeightsError) as err:
         build_model(name, cfg, n_classes=3, input_shape=SHAPE)
     message = str(err.value)
     assert (
-        f"model_params.{name}.pretrained: pretrained weights 'no-such-org/no-such-model'" in message
+        f"model_params.{name}.pretrained: 'no-such-org/no-such-model' at revision 'abc123' is not "
+        f"in the Hugging Face cache ({tmp_path}) and downloads are off (HF_HUB_OFFLINE)" in message
     )
-    assert (
-        "huggingface-cli download no-such-org/no-such-model" in message
-        and "save_pretrained" in message
-    )
+    assert "`hf download no-such-org/no-such-model --revision abc123 --include" in message
     assert f"model_params.{name}.pretrained=null to train from scratch" in message
 
 

@@ -48,7 +48,8 @@ NO_BACKBONE = {"birdnet"}
 
 
 def test_every_model_has_a_tiny_config():
-    assert set(TINY) == set(MODELS)
+    # model=hf has no from-scratch form: tests/models/test_hf.py serves it tiny checkpoints
+    assert set(TINY) == set(MODELS) - {"hf"}
 
 
 @pytest.mark.parametrize("name", sorted(TINY))

@@ -18,8 +18,12 @@ from audioclf.config.schema import ParamsError, at_most, check, choice
 AUTO = "auto"
 # logmel: (1, n_mels, T) | mfcc: (3, n_mfcc, T) | fbank: AST's Kaldi filterbanks (1, 128, T) |
 # imagenet: log-mel scaled to [0, 1] as an image | birdnet: BirdNET v2.4's 1024-d embedding |
-# egemaps, compare: openSMILE's eGeMAPS v02 and ComParE 2016 functionals, one vector per segment
-FRONTENDS = (AUTO, "logmel", "mfcc", "fbank", "imagenet", "birdnet", "egemaps", "compare")
+# egemaps, compare: openSMILE's eGeMAPS v02 and ComParE 2016 functionals, one vector per segment |
+# waveform: the segment's samples (1, 1, N), for a Hub checkpoint's own feature extractor (model: hf)
+FRONTENDS = (
+    *(AUTO, "logmel", "mfcc", "fbank", "imagenet", "birdnet", "egemaps", "compare"),
+    "waveform",
+)
 SHORT_CLIPS = ("pad", "repeat")
 DEVICES = ("auto", "cpu", "cuda")
 POOLS = ("mean", "none")
@@ -236,6 +240,8 @@ class FeaturesConfig:
         self.require_resolved("frame count")
         if self.kind in VECTOR_KINDS:
             return 1  # one embedding per 3-s window, one vector of functionals per segment
+        if self.kind == "waveform":
+            return self.segment_samples
         if self.kind == "imagenet" and self.image_size is not None:
             return self.image_size
         if self.kind == "fbank":  # Kaldi frames lie wholly inside the signal (snip_edges)
@@ -251,6 +257,8 @@ class FeaturesConfig:
             return 3, self.n_mfcc, self.n_frames  # coefficients, delta, delta-delta
         if self.kind == "birdnet":
             return 1, BIRDNET_DIM, 1
+        if self.kind == "waveform":
+            return 1, 1, self.segment_samples
         if self.kind in FUNCTIONALS:
             return 1, FUNCTIONALS[self.kind], 1
         if self.kind == "imagenet" and self.image_size is not None:

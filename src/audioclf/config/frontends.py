@@ -34,6 +34,7 @@ MODEL_FRONTENDS = {
     "birdnet": "birdnet",
     "logreg": "compare",
     "svm": "compare",
+    "hf": "waveform",  # the checkpoint's own feature extractor runs in the model
 }
 VECTOR_MODELS = ("birdnet", "logreg", "svm")  # heads that read one vector per segment
 DESCRIBED = {
@@ -44,6 +45,7 @@ DESCRIBED = {
     "mfcc": "MFCC with delta and delta-delta",
     "egemaps": "openSMILE's 88 eGeMAPS v02 functionals",
     "compare": "openSMILE's 6373 ComParE 2016 functionals",
+    "waveform": "the waveform at the checkpoint's sampling rate, for its own feature extractor",
 }
 # what a pretrained front-end fixes, whatever params say
 FIXED: dict[str, dict[str, Any]] = {
@@ -61,7 +63,7 @@ FIXED: dict[str, dict[str, Any]] = {
 # augmentations realised on dB log-mel power (training.augment): wrong on other scales
 POWER_DOMAIN = ("gain", "noise", "background", "reverb")
 SPECTRAL = ("pitch_shift", "time_stretch", "specaugment")  # meaningless on embeddings
-NOT_DB = ("fbank", "imagenet", *VECTOR_KINDS)
+NOT_DB = ("fbank", "imagenet", "waveform", *VECTOR_KINDS)
 
 AUTO_MAX_RATE = 22050  # auto never resamples above this (the octave above doubles the cost)
 AUTO_WINDOW_S = 0.1  # n_fft: the largest power of two within 100 ms (2048 at 22.05 kHz)
@@ -88,7 +90,10 @@ def for_model(cfg: FeaturesConfig, model: str, model_config: Any) -> FeaturesCon
     """
     kind = MODEL_FRONTENDS.get(model, "logmel") if cfg.kind == AUTO else cfg.kind
     check_pair(kind, model, model_config)
-    return dataclasses.replace(cfg, kind=kind, **FIXED.get(kind, {}))
+    fixed = FIXED.get(kind, {})
+    if kind == "waveform":  # at the rate of the checkpoint's feature extractor
+        fixed = {"sample_rate": model_config.sample_rate}
+    return dataclasses.replace(cfg, kind=kind, **fixed)
 
 
 def check_pair(kind: str, model: str, model_config: Any) -> None:
@@ -102,6 +107,12 @@ def check_pair(kind: str, model: str, model_config: Any) -> None:
         f"is {kind!r} ({DESCRIBED[kind]}: one vector per segment), which model={model} cannot "
         f"read (it reads a spectrogram); only {vector_models} read vectors; set "
         f"features.kind=auto or choose one of those models",
+    )
+    check(
+        kind != "waveform" or model == "hf",
+        "features.kind",
+        f"is 'waveform' ({DESCRIBED['waveform']}), which only model=hf reads; set "
+        "features.kind=auto",
     )
     check(
         model != "birdnet" or kind == "birdnet",
@@ -133,7 +144,7 @@ def check_augment(kind: str, augment: Any, norm: str = "global") -> None:
         ParamsError: naming the first such augmentation.
     """
     bad = list(POWER_DOMAIN) if kind in NOT_DB or norm == "group" else []
-    bad += list(SPECTRAL) if kind in VECTOR_KINDS else []
+    bad += list(SPECTRAL) if kind in (*VECTOR_KINDS, "waveform") else []
     for name in bad:
         p = getattr(augment, name).p
         why = (

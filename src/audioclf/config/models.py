@@ -18,6 +18,10 @@ from audioclf.config.schema import at_most, check, choice, parameters_at_most
 
 ATTENTION = ("none", "se", "cbam")  # after each conv block of AudioCNN (audioclf.models.attention)
 AST_CHECKPOINT = "MIT/ast-finetuned-audioset-10-10-0.4593"
+# the commits params.yaml pins (the Hub ids' revisions the default runs used); see docs/models.md
+AST_REVISION = "f826b80d28226b62986cc218e5cec390b1096902"
+RESNET_REVISION = "34c2154c194f829b11125337b98c8f5f9965ff19"
+EFFICIENTNET_REVISION = "main"
 LAYER_TYPES = ("basic", "bottleneck")
 MAX_WIDTH = 8192  # channels of one layer (ResNet-50's widest stage: 2048)
 MAX_DEPTH = 256  # layers or blocks of one stack
@@ -128,13 +132,15 @@ class ASTConfig:
     """``model_params.ast``. With ``pretrained`` set, the size fields are ignored (the checkpoint's config rules).
 
     Attributes:
-        pretrained: Hub id (already in the HF cache) or folder; null trains from scratch.
+        pretrained: Hub id or folder; null trains from scratch.
+        revision: commit hash (or tag, branch) of a Hub id, downloaded once into the HF cache.
         hidden_size, num_layers, num_heads, intermediate_size: transformer size (from scratch).
         patch_size, frequency_stride, time_stride: patching (overlapping when stride < patch).
         dropout: hidden dropout (also applied to a pretrained model).
     """
 
     pretrained: str | None = AST_CHECKPOINT
+    revision: str = AST_REVISION
     hidden_size: int = 768
     num_layers: int = 12
     num_heads: int = 12
@@ -181,6 +187,7 @@ class ASTConfig:
             "model_params.ast.pretrained",
             "must be null (train from scratch), a Hugging Face model id or a folder",
         )
+        _check_revision(self.revision, "model_params.ast.revision")
 
 
 def _check_pretrained(name: str | None, key: str) -> None:
@@ -191,12 +198,21 @@ def _check_pretrained(name: str | None, key: str) -> None:
     )
 
 
+def _check_revision(revision: str, key: str) -> None:
+    check(
+        isinstance(revision, str) and revision.strip() != "" and " " not in revision,
+        key,
+        f"must be a commit hash, tag or branch of the Hub id in pretrained, got {revision!r}",
+    )
+
+
 @dataclass(frozen=True)
 class ResNetConfig:
     """``model_params.resnet50``; the size fields apply when ``pretrained`` is null.
 
     Attributes:
-        pretrained: Hub id (already in the HF cache) or folder; null trains from scratch.
+        pretrained: Hub id or folder; null trains from scratch.
+        revision: commit hash (or tag, branch) of a Hub id, downloaded once into the HF cache.
         embedding_size: stem width.
         hidden_sizes: output width of each stage.
         depths: residual blocks per stage.
@@ -204,6 +220,7 @@ class ResNetConfig:
     """
 
     pretrained: str | None = "microsoft/resnet-50"
+    revision: str = RESNET_REVISION
     embedding_size: int = 64
     hidden_sizes: tuple[int, ...] = (256, 512, 1024, 2048)
     depths: tuple[int, ...] = (3, 4, 6, 3)
@@ -214,6 +231,7 @@ class ResNetConfig:
     def __post_init__(self):
         key = self.key
         _check_pretrained(self.pretrained, f"{key}.pretrained")
+        _check_revision(self.revision, f"{key}.revision")
         check(
             self.embedding_size >= 1,
             f"{key}.embedding_size",
@@ -241,7 +259,8 @@ class EfficientNetConfig:
     """``model_params.efficientnet_b2``; ``width``/``depth_coefficient`` apply when ``pretrained`` is null.
 
     Attributes:
-        pretrained: Hub id (already in the HF cache) or folder; null trains from scratch.
+        pretrained: Hub id or folder; null trains from scratch.
+        revision: commit hash (or tag, branch) of a Hub id, downloaded once into the HF cache.
         width_coefficient: channel multiplier (B2: 1.1).
         depth_coefficient: block-repeat multiplier (B2: 1.2).
         dropout: before the classifier (also applied to a pretrained model).
@@ -249,6 +268,7 @@ class EfficientNetConfig:
     """
 
     pretrained: str | None = "google/efficientnet-b2"
+    revision: str = EFFICIENTNET_REVISION
     width_coefficient: float = 1.1
     depth_coefficient: float = 1.2
     dropout: float = 0.3
@@ -259,6 +279,7 @@ class EfficientNetConfig:
     def __post_init__(self):
         key = self.key
         _check_pretrained(self.pretrained, f"{key}.pretrained")
+        _check_revision(self.revision, f"{key}.revision")
         for name in ("width_coefficient", "depth_coefficient"):
             check(
                 getattr(self, name) > 0,
@@ -301,6 +322,48 @@ class EmbeddingHeadConfig:
         )
 
 
+@dataclass(frozen=True)
+class HFConfig:
+    """``model_params.hf``: any Hub audio-classification checkpoint, fine-tuned with a new head.
+
+    Built with ``AutoModelForAudioClassification`` and fed by the checkpoint's own
+    ``AutoFeatureExtractor`` (the features stage stores the waveform at ``sample_rate``).
+
+    Attributes:
+        pretrained: Hub id or folder of the checkpoint (AST, wav2vec 2.0, HuBERT, WavLM,
+            data2vec-audio, Whisper's encoder, ...).
+        revision: commit hash (or tag, branch) of a Hub id, downloaded once into the HF cache.
+        sample_rate: the feature extractor's sampling rate (checked against it when built).
+        freeze_feature_encoder: freeze a speech model's convolutional feature encoder
+            (wav2vec 2.0 and its kin), as Hugging Face's audio-classification example does.
+        freeze_layers: freeze the embeddings and the first N transformer layers.
+    """
+
+    pretrained: str = AST_CHECKPOINT
+    revision: str = AST_REVISION
+    sample_rate: int = 16000
+    freeze_feature_encoder: bool = True
+    freeze_layers: int = 0
+
+    def __post_init__(self):
+        check(
+            isinstance(self.pretrained, str) and self.pretrained.strip() != "",
+            "model_params.hf.pretrained",
+            "must be a Hugging Face model id or a folder (model=hf has no from-scratch form)",
+        )
+        _check_revision(self.revision, "model_params.hf.revision")
+        check(
+            self.sample_rate > 0,
+            "model_params.hf.sample_rate",
+            f"must be positive, got {self.sample_rate}",
+        )
+        check(
+            self.freeze_layers >= 0,
+            "model_params.hf.freeze_layers",
+            f"must be >= 0 (0 = none frozen), got {self.freeze_layers}",
+        )
+
+
 # the ``model`` param -> its config class (builders: audioclf.models.MODELS, same names)
 MODEL_CONFIGS: dict[str, type] = {
     "cnn": CNNConfig,
@@ -312,5 +375,6 @@ MODEL_CONFIGS: dict[str, type] = {
     "resnet50": ResNetConfig,
     "efficientnet_b2": EfficientNetConfig,
     "birdnet": EmbeddingHeadConfig,
+    "hf": HFConfig,
     **HEAD_CONFIGS,  # logreg, svm: scikit-learn heads (audioclf.models.classical), not torch modules
 }

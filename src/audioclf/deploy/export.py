@@ -84,6 +84,11 @@ def no_onnx(ckpt: dict) -> str | None:
     if ckpt.get("sklearn_model"):
         name = ckpt["model_name"]
         return f"model={name} is a scikit-learn head: serve its MLflow Model (docs/deploy.md)"
+    if ckpt["model_name"] == "hf":
+        return (
+            "model=hf runs its checkpoint's feature extractor (NumPy) inside the model, which an "
+            "ONNX graph cannot hold: use the checkpoint itself"
+        )
     return None
 
 

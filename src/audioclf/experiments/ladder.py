@@ -65,9 +65,11 @@ class Phase(NamedTuple):
 
 # The reference reports' ladder (Phase 0 -> 2B -> 3), each rung changing one thing from the one
 # before, as `name: [title, the -S overrides of the workspace params.yaml]`. AST reads its own
-# front-end (Kaldi fbank) and needs downloaded weights; BirdNET's model ships in the birdnet extra
-# (CC BY-NC-SA 4.0); ComParE + SVM is the speech-emotion baseline (the opensmile extra, research
-# licence), then with each speaker standardised on its own files. The leaky split is a control,
+# front-end (Kaldi fbank) and, like ImageNet's ResNet-50, needs its pinned weights (downloaded by
+# the first run where there is internet; skipped with the download command where not);
+# BirdNET's model ships in the birdnet extra (CC BY-NC-SA 4.0); ComParE + SVM is the
+# speech-emotion baseline (the opensmile extra, research licence), then with each speaker
+# standardised on its own files. The leaky split is a control,
 # not a rung: what leakage adds to the test scores (compared unpaired: its test files differ).
 PHASES = tuple(
     Phase(name, title, tuple(overrides.split()))
@@ -83,6 +85,7 @@ PHASES = tuple(
         ast-focal: [AST + focal (fbank), model=ast loss=focal]
         ast-focal-aug: [AST + focal + SpecAugment + MixUp,
             model=ast loss=focal augment.specaugment.p=0.8 augment.mixup.p=0.5]
+        resnet50: ["ImageNet ResNet-50 (the log-mel as an image)", model=resnet50 loss=ce]
         birdnet-linear: [BirdNET embeddings + linear head, model=birdnet loss=ce]
         compare-svm: [ComParE + linear SVM,
             model=svm features.kind=compare model_params.svm.kernel=linear train.norm=global]
@@ -148,9 +151,11 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
 def pretrained_problem(raw: dict, root: Path, cache_dir: str | Path | None = None) -> str | None:
     """Why the selected model's ``pretrained`` weights cannot be loaded offline, or None if they
     can (or it takes none): a folder (a relative one under the repository ``root``) or a Hub id
-    in the Hugging Face cache (``cache_dir``; None: the default) with a config and weights."""
+    at its ``revision`` in the Hugging Face cache (``cache_dir``; None: the default) with a config
+    and weights. The reason for a Hub id names the command that downloads it."""
     model = raw.get("model")
-    name = ((raw.get("model_params") or {}).get(model) or {}).get("pretrained")
+    cfg = (raw.get("model_params") or {}).get(model) or {}
+    name = cfg.get("pretrained")
     if not name:
         return None
     key = f"model_params.{model}.pretrained"
@@ -159,13 +164,25 @@ def pretrained_problem(raw: dict, root: Path, cache_dir: str | Path | None = Non
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
+        from audioclf.models.pretrained import HUB_PATTERNS, download_command
+
+        revision = cfg.get("revision") or "main"
         try:
-            folder = Path(snapshot_download(name, cache_dir=cache_dir, local_files_only=True))
+            folder = Path(
+                snapshot_download(
+                    name,
+                    revision=revision,
+                    allow_patterns=list(HUB_PATTERNS),
+                    cache_dir=cache_dir,
+                    local_files_only=True,
+                )
+            )
         except (HFValidationError, LocalEntryNotFoundError):  # not a Hub id, or not cached
             return (
-                f"{key}: weights {name!r} not available locally (no such folder, not in the "
-                f"Hugging Face cache); download them where there is internet and set "
-                f"{key}=<folder>, or null to train from scratch"
+                f"{key}: weights {name!r} not available locally (revision {revision}: no such "
+                f"folder, not in the Hugging Face cache); where there is internet run "
+                f"`{download_command(name, revision)}`, or set {key}=<folder>, or null to train "
+                "from scratch"
             )
     present = {p.name for p in folder.iterdir()}
     if "config.json" in present and present & set(WEIGHT_FILES):

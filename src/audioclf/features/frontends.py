@@ -253,6 +253,20 @@ class ImageNetImage(nn.Module):
         return image
 
 
+class Waveform(nn.Module):
+    """The segment's samples as they are, for a model that runs its checkpoint's own feature
+    extractor (``model: hf``): the store then holds audio at the extractor's sampling rate.
+
+    Input (B, N) waveform; output (B, 1, N).
+    """
+
+    def __init__(self, cfg: FeaturesConfig):
+        super().__init__()
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        return wave.unsqueeze(1)  # (B, 1, N)
+
+
 TRANSFORMS: dict[str, type[nn.Module]] = {
     "logmel": LogMel,
     "mfcc": MFCC,
@@ -261,6 +275,7 @@ TRANSFORMS: dict[str, type[nn.Module]] = {
     "birdnet": BirdNetEmbedding,
     "egemaps": Functionals,
     "compare": Functionals,
+    "waveform": Waveform,
 }
 
 
@@ -269,7 +284,8 @@ class FrontEnd(nn.Module):
 
     ``shape`` is (C, F, T) (:attr:`FeaturesConfig.shape`): (1, n_mels, T) for ``logmel`` and
     ``fbank``, (3, n_mfcc, T) for ``mfcc``, (1, n_mels, T) or (1, S, S) for ``imagenet``,
-    (1, 1024, 1) for ``birdnet``, (1, D, 1) for ``egemaps`` and ``compare``. ``threadsafe``:
+    (1, 1024, 1) for ``birdnet``, (1, D, 1) for ``egemaps`` and ``compare``, (1, 1, N) for
+    ``waveform``. ``threadsafe``:
     whether threads may call it at once (the features stage's CPU workers do; BirdNET's
     interpreter and openSMILE are called from one thread).
     """

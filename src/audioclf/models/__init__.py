@@ -20,6 +20,7 @@ from torch import nn
 from audioclf.models.ast import ASTClassifier
 from audioclf.models.cnn import AudioCNN
 from audioclf.models.head import EmbeddingHead
+from audioclf.models.hf import HFAudioClassifier
 from audioclf.models.imagenet import ImageNetCNN
 from audioclf.models.vit import SpecViT
 
@@ -35,6 +36,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "resnet50": ImageNetCNN,
     "efficientnet_b2": ImageNetCNN,
     "birdnet": EmbeddingHead,
+    "hf": HFAudioClassifier,
 }
 
 

@@ -1,6 +1,6 @@
 """Audio Spectrogram Transformer (Gong et al. 2021) from ``transformers``.
 
-Pretrained (``pretrained:`` a Hub id in the local cache, or a folder; see
+Pretrained (``pretrained:`` a Hub id at ``revision``, downloaded once, or a folder; see
 :mod:`audioclf.models.pretrained`) or from scratch (``pretrained: null``, sized by
 :class:`~audioclf.config.models.ASTConfig`). The AudioSet checkpoint was trained on 1024 frames of 128 mel
 bins; short clips are *not* padded to 1024 frames: ``max_length`` is set to the
@@ -121,6 +121,7 @@ class ASTClassifier(nn.Module):
             model_cls,
             cfg.pretrained,
             key,
+            revision=cfg.revision,
             head_prefix="classifier.dense.",
             num_labels=n_classes,
             hidden_dropout_prob=cfg.dropout,

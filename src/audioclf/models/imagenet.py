@@ -140,6 +140,7 @@ class ImageNetCNN(nn.Module):
                 model_cls,
                 cfg.pretrained,
                 f"{cfg.key}.pretrained",
+                revision=cfg.revision,
                 head_prefix=family.head_prefix,
                 num_labels=n_classes,
                 **family.overrides(cfg),

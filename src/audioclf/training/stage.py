@@ -31,6 +31,7 @@ from audioclf.features.birdnet import LICENCE as BIRDNET_LICENCE
 from audioclf.features.opensmile import FEATURE_SETS
 from audioclf.features.opensmile import LICENCE as OPENSMILE_LICENCE
 from audioclf.features.table import FeatureTable
+from audioclf.models.pretrained import pretrained_record
 from audioclf.tracking import Runs, Store, parent_run_id
 from audioclf.training.classical import train_classical
 from audioclf.training.curves import plot_curves, write_curves
@@ -85,9 +86,12 @@ def training_runs(
     """The MLflow runs of a training, in ``store``: named ``<model>-<loss>``, with all that shaped it as params
     (the spec and the front-end), and as tags the split, what the leakage audit let through
     (``leakage_audit``: e.g. ``near=48(warn)``, the findings that were kept, not failed), the
-    front-end's kind, the licence of a front-end that brings one (:func:`licence_tags`) and the
-    input normalisation (:func:`norm_tags`)."""
-    params = flatten({**spec.resolved(), "features": table.meta["frontend"]})
+    front-end's kind, the licence of a front-end that brings one (:func:`licence_tags`), the
+    input normalisation (:func:`norm_tags`) and, as tags and params, the pretrained weights'
+    id, revision, resolved commit, sha256 and licence (:func:`pretrained_record`: fetched here
+    on a first run)."""
+    pretrained = pretrained_record(spec.model_config, spec.model)
+    params = flatten({**spec.resolved(), "features": table.meta["frontend"]}) | pretrained
     kept = [
         f"{name}={c['count']}({c['level']})"
         for name, c in leakage.get("checks", {}).items()
@@ -100,6 +104,7 @@ def training_runs(
         "features_kind": table.kind,
         **licence_tags(table.kind),
         **norm_tags(spec.train.norm),
+        **pretrained,
     }
     return Runs(store, dataset, f"{spec.model}-{spec.loss}", params, tags)
 

@@ -1,0 +1,69 @@
+"""``model=hf`` through the stages: a tiny wav2vec 2.0 checkpoint named by its Hub id and pinned
+commit is downloaded from the Hub stand-in by the first run, trained on the stored waveform and
+evaluated; the run records id, commit and weight hash; a later run with the Hub gone and
+downloads off trains from the cache, and the saved model predicts files."""
+
+import hashlib
+import json
+
+import torch
+from tests.conftest import mlflow_runs, run_stages, set_params, workspace_copy
+from tests.hub import HubStandIn
+from tests.models.test_hf import tiny_wav2vec2
+
+from audioclf.deploy import predict
+
+AFTER_SPLIT = ["features", "train", "evaluate", "export"]
+
+
+def test_hf_checkpoint_by_hub_id_trains_then_reruns_offline(pipeline, tmp_path, monkeypatch):
+    root = workspace_copy(pipeline, tmp_path / "ws")
+    weights = tmp_path / "wav2vec2"
+    torch.manual_seed(0)
+    tiny_wav2vec2(weights)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with HubStandIn() as hub:
+        commit = hub.add("tiny/wav2vec2", weights)
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        set_params(
+            root,
+            model="hf",
+            **{
+                "model_params.hf.pretrained": "tiny/wav2vec2",
+                "model_params.hf.revision": commit,
+                "model_params.hf.freeze_feature_encoder": False,  # the tiny one's is random
+                "train.epochs": 2,
+            },
+        )
+        run_stages(root, AFTER_SPLIT)
+        assert any(r.endswith("/model.safetensors") for r in hub.requests)
+
+    features = json.loads((root / "reports/features.json").read_text())
+    assert features["frontend"]["kind"] == "waveform"
+    ckpt = torch.load(root / "models/fold_0/best.pt", weights_only=True)
+    assert ckpt["model_name"] == "hf" and ckpt["input_shape"] == [1, 16000]  # 1 s at 16 kHz
+    assert ckpt["model_arch"]["extractor"]["feature_extractor_type"] == "Wav2Vec2FeatureExtractor"
+    metrics = json.loads((root / "reports/metrics.json").read_text())["test"]
+    assert 0.0 <= metrics["macro_f1"] <= 1.0
+    exported = json.loads((root / "exported/model.json").read_text())
+    assert exported["onnx"] is None and "model=hf" in exported["reason"]
+    runs = [r for r in mlflow_runs(root) if r["name"] == "hf-ce" and r["status"] == "FINISHED"]
+    sha = hashlib.sha256((weights / "model.safetensors").read_bytes()).hexdigest()
+    assert runs and runs[0]["tags"]["pretrained_commit"] == commit
+    assert runs[0]["tags"]["pretrained_sha256"] == sha
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the Hub is gone too: the cache alone serves
+    set_params(root, **{"train.epochs": 1})
+    run_stages(root, ["train"])
+    assert torch.load(root / "models/fold_0/best.pt", weights_only=True)["model_name"] == "hf"
+
+    folder = tmp_path / "recordings"  # and the saved model predicts files with no Hub either
+    folder.mkdir()
+    for wav in sorted((root / "data").rglob("*.wav"))[:3]:
+        (folder / wav.name).write_bytes(wav.read_bytes())
+    summary = predict.main(
+        [str(folder), "--model", str(root / "models/fold_0/best.pt"), "--out", str(tmp_path / "p")]
+    )
+    rows = (tmp_path / "p/summary.csv").read_text().strip().splitlines()
+    assert len(rows) == 4, (summary, rows)  # a header and the three files
