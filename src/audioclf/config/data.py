@@ -89,9 +89,9 @@ class SplitConfig:
     """Grouped, stratified train/val/test fractions."""
 
     strategy: str = "holdout"
-    train: float = 0.70
+    train: float = 0.50
     val: float = 0.15
-    test: float = 0.15
+    test: float = 0.35
     k: int = 5
     fold_column: str = "fold"
     leaky: bool = False

@@ -228,10 +228,10 @@ class SyntheticConfig:
     """The embedded bird-call-like dataset (see :mod:`audioclf.data.datasets.synthetic`)."""
 
     n_classes: int = 24
-    max_clips_per_class: int = 200
-    imbalance: float = 20.0
+    max_clips_per_class: int = 180
+    imbalance: float = 5.0
     clips_per_recording: tuple[int, int] = (2, 5)
-    clip_seconds: float = 4.0
+    clip_seconds: float = 2.0
     sample_rate: int = 22050
     snr_db: tuple[float, float] = (0.0, 15.0)
 

@@ -81,7 +81,7 @@ def class_counts(cfg: SyntheticConfig) -> list[int]:
     """Clips per class, Zipf-distributed from ``max_clips_per_class`` down by ``imbalance``.
 
     The rarest class keeps at least three recordings' worth of clips, so a grouped
-    70/15/15 split can place one recording in each split.
+    split can place one recording in each of train, validation and test.
     """
     exponent = math.log(cfg.imbalance) / math.log(cfg.n_classes) if cfg.n_classes > 1 else 0.0
     floor = 3 * cfg.clips_per_recording[0]
