@@ -81,7 +81,7 @@ def test_the_pyfunc_answers_as_audioclf_predict_does(registry, trained, tmp_path
     answer = model.predict(pd.DataFrame(samples), params={"top_k": 2}).to_dict(orient="records")
     same_answers(rows, files, answer)
     bad = model.predict(pd.DataFrame([{"audio_base64": "bm90IGF1ZGlv"}])).to_dict(orient="records")
-    assert len(bad) == 1 and bad[0]["error"].startswith("unreadable")
+    assert len(bad) == 1 and bad[0]["error"].startswith("audio_base64: unreadable")
     # predict takes the same model by its URIs, in the store it is given
     by_name = load_model(f"models:/{NAME}/1", tracking_uri=store)
     assert by_name.labels == load_model(f"runs:/{run_id}/model", tracking_uri=store).labels

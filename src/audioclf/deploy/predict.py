@@ -100,7 +100,7 @@ class Writer:
 
     def add(self, rec: Recording) -> None:
         a = self.args
-        if rec.error is not None:
+        if rec.error is not None:  # the reason is clean of terminal escapes (predictor.clean)
             self.failed.writerow({"file": rec.name, "reason": rec.error})
             return
         self.windows.writerows(tables.window_rows(rec, self.labels, a.top_k, a.min_score))
@@ -135,7 +135,7 @@ class Writer:
 
 def predict_files(model: AudioModel, files: list[str], out_dir: Path, args) -> dict:
     """Predict every file, write the tables; returns counts, audio-seconds, wall time and timings."""
-    from audioclf.deploy.predictor import Timings, predict_recordings
+    from audioclf.deploy.predictor import Timings, clean, predict_recordings
 
     out_dir.mkdir(parents=True, exist_ok=True)
     writer, timings = Writer(out_dir, model, files, args), Timings()
@@ -159,7 +159,7 @@ def predict_files(model: AudioModel, files: list[str], out_dir: Path, args) -> d
                 counts["audio_s"] += rec.duration_s
             else:
                 counts["failed"] += 1
-                log.warning("predict: %s: %s (skipped)", rec.name, rec.error)
+                log.warning("predict: %s: %s (skipped)", clean(rec.name), rec.error)
             bar.set_postfix(files=f"{counts['predicted'] + counts['failed']}/{len(files)}")
     wall = time.perf_counter() - start
     return {**counts, "windows": timings.windows, "wall_s": wall, "timings": vars(timings)}
@@ -216,8 +216,9 @@ def main(argv: list[str] | None = None) -> dict:
     # torch loads only now: --help and a bad argument answer at once
     from audioclf.deploy.export import use_onnxruntime
     from audioclf.deploy.model import is_model_uri, load_model
-    from audioclf.deploy.predictor import BATCH_SIZE
+    from audioclf.deploy.predictor import BATCH_SIZE, check_batch_size
 
+    check_batch_size(BATCH_SIZE if args.batch_size is None else args.batch_size)
     if args.batch_size is None:
         args.batch_size = BATCH_SIZE
     store = None
