@@ -249,3 +249,24 @@ def test_terminal_escapes_never_reach_the_tables(checkpoint, tmp_path):
     (row,) = _csv(out / "failed.csv")
     assert row["reason"].startswith("unreadable") and "\x1b" not in row["reason"]
     assert "\x07" not in row["reason"]
+
+
+@pytest.mark.parametrize("head", ["../outside", "/etc", "sub/../../x"])
+def test_a_head_path_outside_the_checkpoints_folder_is_not_logged(checkpoint, tmp_path, head):
+    from audioclf.deploy.model import ModelError
+    from audioclf.deploy.pyfunc import log_model
+    from audioclf.models.checkpoint import load_checkpoint, save_checkpoint
+
+    network, ckpt = load_checkpoint(checkpoint)
+    keep = ("labels", "norm", "params", "input_shape", "in_channels", "frontend")
+    crafted = tmp_path / "fold_0" / "best.pt"
+    save_checkpoint(
+        crafted,
+        model=network,
+        model_name=ckpt["model_name"],
+        model_config=network.cfg,
+        sklearn_model=head,
+        **{k: ckpt[k] for k in keep},
+    )
+    with pytest.raises(ModelError, match="outside its own folder"):
+        log_model(crafted)

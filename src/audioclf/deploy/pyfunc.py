@@ -47,7 +47,7 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
-from audioclf.deploy.model import ARTIFACT, AudioModel, from_checkpoint
+from audioclf.deploy.model import ARTIFACT, AudioModel, ModelError, from_checkpoint
 from audioclf.deploy.predictor import (
     BATCH_SIZE,
     MAX_BATCH_SIZE,
@@ -384,7 +384,13 @@ def log_model(checkpoint: Path):
     artifacts = {ARTIFACT: str(checkpoint)}
     head = model.checkpoint.get("sklearn_model")  # a scikit-learn head's folder, beside best.pt
     if head:
-        artifacts["sklearn_model"] = str(Path(checkpoint).parent / head)
+        folder = Path(checkpoint).resolve().parent
+        if Path(head).is_absolute() or folder not in (folder / head).resolve().parents:
+            raise ModelError(
+                f"checkpoint {checkpoint} names its scikit-learn head {head!r} outside its own "
+                "folder; a head lies beside the checkpoint (retrain it, dvc repro train)"
+            )
+        artifacts["sklearn_model"] = str(folder / head)
     return mlflow.pyfunc.log_model(
         name=ARTIFACT_PATH,
         python_model=str(CODE),
