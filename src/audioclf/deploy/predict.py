@@ -30,12 +30,16 @@ from audioclf.features.stream import decoded_blocks
 from audioclf.io import atomic_path, repo_root
 
 if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
     from audioclf.deploy.model import AudioModel
     from audioclf.deploy.predictor import Recording
 
 log = logging.getLogger(__name__)
 AUDIO_EXTENSIONS = tuple(sorted(EXPECTED_FORMATS))
 BACKENDS = ("torch", "onnxruntime")
+PROGRESS_EVERY_S = 30.0
 
 
 def find_inputs(patterns: list[str], extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[str]:
@@ -81,8 +85,7 @@ class Writer:
 
     def __init__(self, out_dir: Path, model: AudioModel, files: list[str], args) -> None:
         self.out, self.labels, self.args = out_dir, model.labels, args
-        cfg = model.features
-        self.band = (cfg.f_min, cfg.f_max or cfg.sample_rate / 2)
+        self.features = model.features
         self.names = tables.output_names(files)
         self.stack = contextlib.ExitStack()
         self.windows = self._csv("windows.csv", tables.WINDOW_COLUMNS)
@@ -105,18 +108,27 @@ class Writer:
             return
         self.windows.writerows(tables.window_rows(rec, self.labels, a.top_k, a.min_score))
         self.summary.writerows(tables.summary_rows(rec, self.labels, a.top_k))
-        name = self.names[rec.name]
+        name, band = self.names[rec.name], self._band(rec.name)
         if a.raven == "per-file":
-            rows = tables.raven_rows(rec, self.labels, self.band, a.top_k, a.min_score)
+            rows = tables.raven_rows(rec, self.labels, band, a.top_k, a.min_score)
             tables.write_raven(self._path("raven", name, ".selections.txt"), rows)
         elif a.raven == "combined":
             self.raven += tables.raven_rows(
-                rec, self.labels, self.band, a.top_k, a.min_score, offset=self.offset
+                rec, self.labels, band, a.top_k, a.min_score, offset=self.offset
             )
             self.offset += rec.samples
         if a.audacity:
             path = self._path("audacity", name, ".labels.txt")
             tables.write_audacity(path, rec, self.labels, a.top_k, a.min_score)
+
+    def _band(self, file: str) -> tuple[float, float]:
+        """The Raven band of ``file``: the model's, within the file's own Nyquist frequency."""
+        cfg = self.features
+        try:
+            rate = sf.info(file).samplerate
+        except (sf.LibsndfileError, RuntimeError, OSError, TypeError):
+            rate = None  # not a file (decoded from elsewhere): the model's rate bounds it
+        return tables.frequency_band(cfg.f_min, cfg.f_max, cfg.sample_rate, rate)
 
     def _path(self, folder: str, name: Path, suffix: str) -> Path:
         path = tables.inside(self.out, self.out / folder / f"{name}{suffix}")
@@ -133,6 +145,51 @@ class Writer:
             tables.write_raven(self.out / "selections.txt", self.raven, combined=True)
 
 
+class Progress:
+    """Where a run is: a tqdm bar on a terminal; elsewhere (``nohup``, a cluster job's log) a log
+    line every ``every`` seconds and one at the end."""
+
+    def __init__(self, n_files: int, audio_s: float, every: float) -> None:
+        self.bar = tqdm(total=round(audio_s, 1), unit="s", desc="audio", disable=None)
+        self.lines, self.every = self.bar.disable, every
+        self.n_files, self.audio_s, self.files, self.failed, self.seconds = (
+            n_files,
+            audio_s,
+            0,
+            0,
+            0.0,
+        )
+        self.start = self.last = time.monotonic()
+
+    def audio(self, seconds: float) -> None:
+        self.seconds += seconds
+        self.bar.update(seconds)
+
+    def file(self, failed: bool) -> None:
+        self.files, self.failed = self.files + 1, self.failed + failed
+        self.bar.set_postfix(files=f"{self.files}/{self.n_files}")
+        now = time.monotonic()
+        if self.lines and (now - self.last >= self.every or self.files == self.n_files):
+            self.last = now
+            wall = max(now - self.start, 1e-9)
+            eta = (self.audio_s - self.seconds) * wall / self.seconds if self.seconds else 0.0
+            log.info(
+                "predict: %d/%d files (%d failed), %.0f/%.0f audio-s, %.0fx real time, "
+                "%.0f s elapsed, ETA %.0f s",
+                self.files,
+                self.n_files,
+                self.failed,
+                self.seconds,
+                self.audio_s,
+                self.seconds / wall,
+                wall,
+                max(eta, 0.0),
+            )
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def predict_files(model: AudioModel, files: list[str], out_dir: Path, args) -> dict:
     """Predict every file, write the tables; returns counts, audio-seconds, wall time and timings."""
     from audioclf.deploy.predictor import Timings, clean, predict_recordings
@@ -143,14 +200,15 @@ def predict_files(model: AudioModel, files: list[str], out_dir: Path, args) -> d
     counts = {"files": len(files), "predicted": 0, "failed": 0, "audio_s": 0.0}
     start = time.perf_counter()
     total = audio_seconds(files)
-    with writer, tqdm(total=round(total, 1), unit="s", desc="audio", disable=None) as bar:
+    progress = Progress(len(files), total, args.progress_every)
+    with writer, contextlib.closing(progress):
         for rec in predict_recordings(
             model,
             sources,
             overlap_s=args.overlap,
             batch_size=args.batch_size,
             workers=args.workers,
-            progress=bar.update,
+            progress=progress.audio,
             timings=timings,
         ):
             writer.add(rec)
@@ -160,43 +218,64 @@ def predict_files(model: AudioModel, files: list[str], out_dir: Path, args) -> d
             else:
                 counts["failed"] += 1
                 log.warning("predict: %s: %s (skipped)", clean(rec.name), rec.error)
-            bar.set_postfix(files=f"{counts['predicted'] + counts['failed']}/{len(files)}")
+            progress.file(rec.error is not None)
     wall = time.perf_counter() - start
     return {**counts, "windows": timings.windows, "wall_s": wall, "timings": vars(timings)}
 
 
 def main(argv: list[str] | None = None) -> dict:
     """``audioclf predict INPUT... [--model ...] [--out predictions]``; see ``--help``."""
-    ap = parser(__doc__, prog="audioclf predict")
+    ap = parser(__doc__, prog="audioclf predict", params=False)
     ap.add_argument("inputs", nargs="+", help="audio files, folders (recursive) or glob patterns")
     ap.add_argument(
         "--model",
         default="models",
-        help="checkpoint (.pt), models/ folder (its best fold "
-        "by validation macro-F1), MLflow Model folder, models:/<name>/<version> or runs:/<id>/model",
+        help="checkpoint (.pt), models/ folder (its best fold by validation macro-F1), MLflow "
+        "Model folder, models:/<name>/<version>, runs:/<id>/model, or an ONNX export (.onnx, "
+        "with its .json beside it) (default: %(default)s)",
     )
     ap.add_argument(
-        "--split", type=Path, default=Path("data/split"), help="names the folds of a models/ folder"
+        "--split",
+        type=Path,
+        default=Path("data/split"),
+        help="names the folds of a models/ folder (default: %(default)s)",
     )
-    ap.add_argument("--out", type=Path, default=Path("predictions"), help="output folder")
     ap.add_argument(
-        "--overlap", type=float, default=0.0, help="seconds shared by consecutive windows"
+        "--out", type=Path, default=Path("predictions"), help="output folder (default: %(default)s)"
+    )
+    ap.add_argument(
+        "--overlap",
+        type=float,
+        default=0.0,
+        help="seconds shared by consecutive windows (default: %(default)s)",
     )
     ap.add_argument(
         "--batch-size",
         type=int,
         default=None,
-        help="windows per front-end and network call (default: 16)",
-    )
-    ap.add_argument("--workers", type=int, default=0, help="threads (0: one per core)")
-    ap.add_argument(
-        "--min-score", type=float, default=0.0, help="write labels scoring at least this"
+        help="windows per front-end and network call, at most 1024 (default: 16)",
     )
     ap.add_argument(
-        "--top-k", type=int, default=1, help="labels per window (and per file in the summary)"
+        "--workers", type=int, default=0, help="threads, 0: one per core (default: %(default)s)"
     )
     ap.add_argument(
-        "--raven", choices=tables.RAVEN_MODES, default="per-file", help="Raven selection tables"
+        "--min-score",
+        type=float,
+        default=tables.MIN_SCORE,
+        help="write labels scoring at least this: a label taking half of a window's probability "
+        "is a detection; 0 writes every window's top labels (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--top-k",
+        type=int,
+        default=1,
+        help="labels per window (and per file in the summary) (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--raven",
+        choices=tables.RAVEN_MODES,
+        default="per-file",
+        help="Raven selection tables (default: %(default)s)",
     )
     ap.add_argument(
         "--no-audacity", dest="audacity", action="store_false", help="no Audacity label files"
@@ -205,7 +284,15 @@ def main(argv: list[str] | None = None) -> dict:
         "--backend",
         choices=BACKENDS,
         default="torch",
-        help="runs the network: torch, or ONNX Runtime (exported on the spot, checked against torch)",
+        help="runs the network: torch, or ONNX Runtime (exported on the spot, checked against "
+        "torch; an .onnx --model always runs in ONNX Runtime) (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--progress-every",
+        type=float,
+        default=PROGRESS_EVERY_S,
+        help="seconds between progress lines when stderr is not a terminal (a log file, a "
+        "cluster job); a terminal shows a bar (default: %(default)s)",
     )
     args = ap.parse_args(argv)
     if args.top_k < 1 or not 0 <= args.min_score <= 1:
@@ -221,17 +308,83 @@ def main(argv: list[str] | None = None) -> dict:
     check_batch_size(BATCH_SIZE if args.batch_size is None else args.batch_size)
     if args.batch_size is None:
         args.batch_size = BATCH_SIZE
-    store = None
-    if is_model_uri(args.model):
-        from audioclf.tracking import resolve_store  # imports MLflow: only for a model URI
-
-        store = resolve_store(repo_root()).uri
+    threads = max(1, (args.workers or len(os.sched_getaffinity(0))) - 1)
+    if Path(args.model).suffix.lower() == ".onnx":
+        return _run(onnx_model(Path(args.model), threads), files, args)
+    store = model_store(args.model) if is_model_uri(args.model) else None
     model = load_model(args.model, split_dir=args.split, tracking_uri=store)
     with tempfile.TemporaryDirectory(prefix="audioclf-predict-") as tmp:
         if args.backend == "onnxruntime":
-            threads = max(1, (args.workers or len(os.sched_getaffinity(0))) - 1)
             model = use_onnxruntime(model, threads, Path(tmp))
         return _run(model, files, args)
+
+
+def model_store(uri: str, environ=os.environ) -> str:
+    """The tracking URI a model URI is looked up in: ``MLFLOW_TRACKING_URI``, else the project's
+    ``mlflow.db``, which must exist (MLflow would create an empty one wherever predict runs)."""
+    from audioclf.tracking import resolve_store  # imports MLflow: only for a model URI
+
+    if environ.get("MLFLOW_TRACKING_URI"):
+        return resolve_store(repo_root(), environ).uri
+    db = repo_root() / "mlflow.db"
+    if not db.is_file():
+        raise MissingInputError(
+            f"--model {uri} is looked up in the project's MLflow store, {db}, which does not "
+            "exist: run audioclf predict in the project's folder, or set MLFLOW_TRACKING_URI"
+        )
+    return resolve_store(repo_root(), environ).uri
+
+
+def onnx_model(path: Path, threads: int) -> AudioModel:
+    """The model of an ONNX export (``audioclf export``): the graph run by ONNX Runtime, the labels
+    and front-end from the JSON beside it (``model.json`` for ``model.onnx``)."""
+    import json
+
+    import onnxruntime
+
+    from audioclf.config.features import FeaturesConfig
+    from audioclf.config.schema import build
+    from audioclf.deploy.export import INPUT, OUTPUT
+    from audioclf.deploy.model import AudioModel, ModelError
+    from audioclf.deploy.predictor import clean
+    from audioclf.features.frontends import FrontEnd
+
+    meta_path = path.with_suffix(".json")
+    if not path.is_file() or not meta_path.is_file():
+        raise MissingInputError(
+            f"--model {path}: an ONNX export needs the graph and its {meta_path.name} beside it "
+            "(audioclf export --format onnx --out <file>.onnx writes both), or pass the "
+            "checkpoint it came from: --model models"
+        )
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        meta = None
+    if not isinstance(meta, dict) or meta.get("format") != "onnx" or not meta.get("labels"):
+        raise ModelError(f"{meta_path} is not the description of an audioclf ONNX export")
+    features = build(FeaturesConfig, meta.get("frontend") or {}, f"{meta_path.name}: frontend")
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    try:
+        session = onnxruntime.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # ONNX Runtime raises its own kinds; each means "not loadable"
+        reason = clean(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)[:300]
+        raise ModelError(f"ONNX Runtime cannot load {path}: {reason}") from exc
+
+    def run(features: torch.Tensor) -> np.ndarray:
+        return session.run([OUTPUT], {INPUT: features.numpy()})[0]
+
+    return AudioModel(
+        classifier=None,
+        frontend=FrontEnd(features).eval(),
+        features=features,
+        labels=list(meta["labels"]),
+        checkpoint={"model_name": meta.get("model", "onnx")},
+        source=f"{path} (ONNX Runtime)",
+        runtime=run,
+    )
 
 
 def _run(model: AudioModel, files: list[str], args) -> dict:

@@ -11,7 +11,7 @@ The payload (``dataframe_records`` in a POST to ``/invocations``), one record pe
     {"dataframe_records": [{"audio_base64": "<a whole audio file (WAV, FLAC, ...), base64>"}]}
     {"dataframe_records": [{"samples": [0.0, 0.1, ...], "sample_rate": 22050}]}
 
-and optionally ``"params": {"overlap_s": 0.0, "top_k": 1, "min_score": 0.0, "batch_size": 16}``.
+and optionally ``"params": {"overlap_s": 0.0, "top_k": 1, "min_score": 0.5, "batch_size": 16}``.
 The answer has one row per detection, as ``audioclf predict``'s ``windows.csv``: ``input`` (the
 record's position), ``start_s``, ``end_s``, ``label``, ``score``, ``rank``, ``fill``, and ``error``
 (why a record could not be answered, naming the field and its allowed range; then its only row).
@@ -58,7 +58,7 @@ from audioclf.deploy.predictor import (
     predict_recordings,
     window_hop,
 )
-from audioclf.deploy.tables import detections
+from audioclf.deploy.tables import MIN_SCORE, detections
 from audioclf.errors import UserError
 from audioclf.features.audio import DecodeError
 from audioclf.features.stream import array_blocks, decoded_blocks
@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 CODE = Path(__file__).with_name("pyfunc_code.py")  # the model's code, as MLflow logs it
 ARTIFACT_PATH = "model"  # runs:/<run id>/model
 COLUMNS = ("input", "start_s", "end_s", "label", "score", "rank", "fill", "error")
-PARAMS = {"overlap_s": 0.0, "top_k": 1, "min_score": 0.0, "batch_size": BATCH_SIZE}
+PARAMS = {"overlap_s": 0.0, "top_k": 1, "min_score": MIN_SCORE, "batch_size": BATCH_SIZE}
 SIGNATURE = ModelSignature(
     inputs=Schema(
         [

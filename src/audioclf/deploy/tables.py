@@ -3,7 +3,8 @@
 Times are computed from sample counts (``start / sample_rate``, never summed), so window
 ``k`` begins at ``k * hop`` samples exactly after hours of audio; they are written with six
 decimals (a microsecond, below one sample at any audio rate). A window contributes its
-``top_k`` labels whose score is at least ``min_score``.
+``top_k`` labels whose score is at least ``min_score``: by default :data:`MIN_SCORE`, so the
+tables list detections, not every window (``min_score`` 0 lists every window's top labels).
 
 * ``windows.csv``: file, start_s, end_s, label, score, rank, fill (``pad``/``repeat`` on a last,
   partial window; empty otherwise).
@@ -31,6 +32,9 @@ from audioclf.io import atomic_path
 if TYPE_CHECKING:  # the tables import no torch: audioclf predict --help answers at once
     from audioclf.deploy.predictor import Recording
 
+# a label is a detection when it takes at least half of its window's probability (softmax
+# scores: at most one label per window passes); windows of background spread theirs over the labels
+MIN_SCORE = 0.5
 WINDOW_COLUMNS = ("file", "start_s", "end_s", "label", "score", "rank", "fill")
 SUMMARY_COLUMNS = ("file", "duration_s", "windows", "rank", "label", "max_score", "mean_score")
 RAVEN_COLUMNS = (
@@ -140,6 +144,21 @@ def raven_rows(
             row += [rec.name, seconds(rec.starts[w], rate)]
         rows.append(row)
     return rows
+
+
+def frequency_band(
+    f_min: float, f_max: float | None, model_rate: int, file_rate: int | None = None
+) -> tuple[float, float]:
+    """The band a Raven selection spans: the model's mel band, within the Nyquist frequency of the
+    model's rate and of the recording's own rate (a 16-kHz file resampled up holds nothing above
+    8 kHz).
+
+    >>> frequency_band(0.0, None, 22050, 16000), frequency_band(50.0, 20000.0, 22050)
+    ((0.0, 8000.0), (50.0, 11025.0))
+    """
+    nyquist = min(model_rate, file_rate or model_rate) / 2
+    high = min(f_max or nyquist, nyquist)
+    return min(f_min, high), high
 
 
 def write_raven(path: Path, rows: list[list[str]], combined: bool = False) -> None:
