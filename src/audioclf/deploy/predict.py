@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import glob
+import hashlib
+import io
+import json
 import logging
 import os
 import tempfile
@@ -57,18 +61,29 @@ def find_inputs(patterns: list[str], extensions: tuple[str, ...] = AUDIO_EXTENSI
                 f"no file or folder matches {pattern!r}: check the path or the glob"
             )
         for match in matches:
-            if match.is_dir():
-                files = sorted(
-                    p for p in match.rglob("*") if p.is_file() and p.suffix.lower() in extensions
-                )
-            else:
-                files = [match]
+            files = _folder_files(match, extensions) if match.is_dir() else [match]
             found.update((str(f), None) for f in files)
     if not found:
         raise MissingInputError(
             f"no audio files ({', '.join(extensions)}) in {', '.join(patterns)}"
         )
     return list(found)
+
+
+def _folder_files(folder: Path, extensions: tuple[str, ...]) -> list[Path]:
+    """The audio files below ``folder``, sorted; a symbolic link that leads outside it is not
+    followed (and counted in a warning)."""
+    root, files, outside = folder.resolve(), [], 0
+    for path in folder.rglob("*"):
+        if path.suffix.lower() not in extensions or not path.is_file():
+            continue
+        if path.is_symlink() and root not in path.resolve().parents:
+            outside += 1
+            continue
+        files.append(path)
+    if outside:
+        log.warning("predict: %d link(s) in %s lead outside it: not followed", outside, folder)
+    return sorted(files)
 
 
 def audio_seconds(files: list[str]) -> float:
@@ -80,46 +95,147 @@ def audio_seconds(files: list[str]) -> float:
     return total
 
 
+class RunMismatch(UserError):
+    """An ``--out`` folder holding a run with another model or other settings."""
+
+
 class Writer:
-    """The tables of one run, each written atomically and published when the run ends."""
+    """The tables of one run under ``--out``, appended as recordings finish, with a ledger.
 
-    def __init__(self, out_dir: Path, model: AudioModel, files: list[str], args) -> None:
+    ``ledger.csv`` gets one line per finished input (``done`` or ``failed``) once all its outputs
+    are written: its per-file Raven and Audacity files atomically, its rows of the shared tables
+    flushed, whose sizes the line records. A rerun with the same ``--out`` (after a kill, say)
+    reads the ledger alone: it cuts each shared table back to the sizes of the last complete line
+    (dropping the rows of an input that was not finished) and skips every input it lists.
+    ``run.json`` holds what the tables depend on (:meth:`settings`); a rerun with another
+    model or other settings is refused, naming the difference.
+    """
+
+    LEDGER = ("file", "status", "windows", "summary", "failed", "selections", "offset", "number")
+    TABLES = {
+        "windows": ("windows.csv", tables.WINDOW_COLUMNS),
+        "summary": ("summary.csv", tables.SUMMARY_COLUMNS),
+        "failed": ("failed.csv", ("file", "reason")),
+    }
+
+    def __init__(self, out_dir: Path, model: AudioModel, names: dict[str, Path], args) -> None:
         self.out, self.labels, self.args = out_dir, model.labels, args
-        self.features = model.features
-        self.names = tables.output_names(files)
+        self.features, self.names = model.features, names
+        self.settings = settings(model, args)
         self.stack = contextlib.ExitStack()
-        self.windows = self._csv("windows.csv", tables.WINDOW_COLUMNS)
-        self.summary = self._csv("summary.csv", tables.SUMMARY_COLUMNS)
-        self.failed = self._csv("failed.csv", ("file", "reason"))
-        self.raven: list[list[str]] = []
-        self.offset = 0
+        tables_ = dict(self.TABLES)
+        if args.raven == "combined":
+            tables_["selections"] = ("selections.txt", None)
+        last = self._resume()
+        self.done: set[str] = set(self._finished)
+        self.offset, self.number = int(last.get("offset") or 0), int(last.get("number") or 0)
+        self.files = {
+            key: self._open(name, columns, last.get(key))
+            for key, (name, columns) in tables_.items()
+        }
+        self.writers = {
+            key: csv.DictWriter(self.files[key], fieldnames=list(cols), lineterminator="\n")
+            for key, (_, cols) in self.TABLES.items()
+        }
+        ledger = self.out / "ledger.csv"
+        self.ledger = self.stack.enter_context(open(ledger, "a", newline=""))
+        if self.ledger.tell() == 0:
+            self.ledger.write(",".join(self.LEDGER) + "\n")
+        self.ledger_csv = csv.writer(self.ledger, lineterminator="\n")
 
-    def _csv(self, name: str, columns) -> csv.DictWriter:
-        fh = open(self.stack.enter_context(atomic_path(self.out / name)), "w", newline="")
-        self.stack.callback(fh.close)
-        writer = csv.DictWriter(fh, fieldnames=list(columns), lineterminator="\n")
-        writer.writeheader()
-        return writer
+    def _resume(self) -> dict:
+        """Check ``run.json`` against this run and read the ledger; returns its last line."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        meta, ledger = self.out / "run.json", self.out / "ledger.csv"
+        self._finished: list[str] = []
+        if meta.is_file() and ledger.is_file():
+            before = json.loads(meta.read_text())
+            if diff := [
+                k
+                for k in sorted(set(before) | set(self.settings))
+                if before.get(k) != self.settings.get(k)
+            ]:
+                raise RunMismatch(
+                    f"{self.out} holds a run with other settings ("
+                    + "; ".join(
+                        f"{k}: {before.get(k)!r} there, {self.settings.get(k)!r} now" for k in diff
+                    )
+                    + "): rerun with those settings to complete it, or pass another --out"
+                )
+            text = ledger.read_text()
+            complete = text[: text.rfind("\n") + 1]  # a line cut short by a kill is not complete
+            rows = list(csv.DictReader(io.StringIO(complete)))
+            self._finished = [r["file"] for r in rows]
+            if rows:
+                ledger.write_text(complete)
+                return rows[-1]
+        for name in ("ledger.csv", *(n for n, _ in self.TABLES.values()), "selections.txt"):
+            with contextlib.suppress(FileNotFoundError):
+                (self.out / name).unlink()
+        with atomic_path(meta) as tmp:
+            tmp.write_text(json.dumps(self.settings, indent=2, sort_keys=True) + "\n")
+        return {}
+
+    def _open(self, name: str, columns, size: str | None):
+        """A shared table opened for appending, cut back to ``size`` bytes (its header if new)."""
+        path = self.out / name
+        fh = self.stack.enter_context(open(path, "a+", newline=""))
+        if size is not None:
+            fh.truncate(int(size))
+        elif fh.tell() == 0:
+            header = list(columns) if columns else [*tables.RAVEN_COLUMNS, *tables.RAVEN_COMBINED]
+            fh.write(("\t" if columns is None else ",").join(header) + "\n")
+        fh.seek(0, io.SEEK_END)
+        return fh
 
     def add(self, rec: Recording) -> None:
-        a = self.args
+        """Write every output of ``rec``, then its ledger line."""
+        status = "failed" if rec.error is not None else "done"
         if rec.error is not None:  # the reason is clean of terminal escapes (predictor.clean)
-            self.failed.writerow({"file": rec.name, "reason": rec.error})
-            return
-        self.windows.writerows(tables.window_rows(rec, self.labels, a.top_k, a.min_score))
-        self.summary.writerows(tables.summary_rows(rec, self.labels, a.top_k))
+            self.writers["failed"].writerow({"file": rec.name, "reason": rec.error})
+        else:
+            self._tables(rec)
+        for fh in self.files.values():
+            fh.flush()
+        sizes = {key: fh.tell() for key, fh in self.files.items()}
+        self.ledger_csv.writerow(
+            [
+                rec.name,
+                status,
+                sizes["windows"],
+                sizes["summary"],
+                sizes["failed"],
+                sizes.get("selections", ""),
+                self.offset,
+                self.number,
+            ]
+        )
+        self.ledger.flush()  # the page cache outlives a killed process: no fsync per file
+        self.done.add(rec.name)
+
+    def _tables(self, rec: Recording) -> None:
+        a = self.args
+        self.writers["windows"].writerows(
+            tables.window_rows(rec, self.labels, a.top_k, a.min_score)
+        )
+        self.writers["summary"].writerows(tables.summary_rows(rec, self.labels, a.top_k))
         name, band = self.names[rec.name], self._band(rec.name)
         if a.raven == "per-file":
             rows = tables.raven_rows(rec, self.labels, band, a.top_k, a.min_score)
             tables.write_raven(self._path("raven", name, ".selections.txt"), rows)
         elif a.raven == "combined":
-            self.raven += tables.raven_rows(
+            rows = tables.raven_rows(
                 rec, self.labels, band, a.top_k, a.min_score, offset=self.offset
             )
-            self.offset += rec.samples
+            out = csv.writer(self.files["selections"], delimiter="\t", lineterminator="\n")
+            out.writerows([str(self.number + i), *row] for i, row in enumerate(rows, start=1))
+            self.offset, self.number = self.offset + rec.samples, self.number + len(rows)
         if a.audacity:
             path = self._path("audacity", name, ".labels.txt")
             tables.write_audacity(path, rec, self.labels, a.top_k, a.min_score)
+        if rec.embeddings is not None:
+            path = self._path("embeddings", name, ".parquet")
+            tables.write_embeddings(path, rec, self.settings["model_id"])
 
     def _band(self, file: str) -> tuple[float, float]:
         """The Raven band of ``file``: the model's, within the file's own Nyquist frequency."""
@@ -139,10 +255,40 @@ class Writer:
         return self
 
     def __exit__(self, *exc) -> None:
-        # publishes windows.csv, summary.csv and failed.csv, unless failing
         self.stack.__exit__(*exc)
-        if exc[0] is None and self.args.raven == "combined":
-            tables.write_raven(self.out / "selections.txt", self.raven, combined=True)
+
+
+def settings(model: AudioModel, args) -> dict:
+    """What a run's tables depend on: the model, its window, and the table settings."""
+    cfg = model.features
+    return {
+        "model_id": model_id(model),
+        "sample_rate": cfg.sample_rate,
+        "window_s": cfg.segment_samples / cfg.sample_rate,
+        "overlap": args.overlap,
+        "top_k": args.top_k,
+        "min_score": args.min_score,
+        "raven": args.raven,
+        "audacity": args.audacity,
+        "embeddings": args.embeddings,
+        "shard": args.shard,
+    }
+
+
+def model_id(model: AudioModel) -> str:
+    """The model's name and a digest of its weights, labels and front-end params."""
+    digest = hashlib.sha256(
+        json.dumps(
+            [model.labels, dataclasses.asdict(model.features)], sort_keys=True, default=str
+        ).encode()
+    )
+    if model.classifier is not None:
+        for key, tensor in sorted(model.classifier.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    else:
+        digest.update(str(model.checkpoint.get("sha256", model.source)).encode())
+    return f"{model.checkpoint['model_name']}-{digest.hexdigest()[:16]}"
 
 
 class Progress:
@@ -190,35 +336,78 @@ class Progress:
         self.bar.close()
 
 
+def shard_of(name: Path | str, count: int) -> int:
+    """The shard (1 to ``count``) an input belongs to, from its name below the inputs' common
+    folder: the same whatever the order or the machine.
+
+    >>> shard_of("site_a/2024-05-01.wav", 4), shard_of("site_a/2024-05-01.wav", 1)
+    (1, 1)
+    """
+    digest = hashlib.sha256(Path(name).as_posix().encode()).digest()
+    return 1 + int.from_bytes(digest[:8], "big") % count
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``k/N`` as (k, N), 1 <= k <= N; None for None.
+
+    >>> parse_shard("2/8")
+    (2, 8)
+    """
+    if text is None:
+        return None
+    k, _, n = text.partition("/")
+    try:
+        shard = (int(k), int(n))
+    except ValueError:
+        shard = (0, 0)
+    if not 1 <= shard[0] <= shard[1]:
+        raise UserError(f"--shard must be k/N with 1 <= k <= N (e.g. 3/10), got {text!r}")
+    return shard
+
+
 def predict_files(model: AudioModel, files: list[str], out_dir: Path, args) -> dict:
-    """Predict every file, write the tables; returns counts, audio-seconds, wall time and timings."""
+    """Predict every file (of ``args.shard``) not finished in ``out_dir`` yet, write the tables;
+    returns counts, audio-seconds, wall time and timings."""
     from audioclf.deploy.predictor import Timings, clean, predict_recordings
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    writer, timings = Writer(out_dir, model, files, args), Timings()
-    sources = [(f, lambda rate, f=f: decoded_blocks(f, rate)) for f in files]
-    counts = {"files": len(files), "predicted": 0, "failed": 0, "audio_s": 0.0}
-    start = time.perf_counter()
-    total = audio_seconds(files)
-    progress = Progress(len(files), total, args.progress_every)
-    with writer, contextlib.closing(progress):
-        for rec in predict_recordings(
-            model,
-            sources,
-            overlap_s=args.overlap,
-            batch_size=args.batch_size,
-            workers=args.workers,
-            progress=progress.audio,
-            timings=timings,
-        ):
-            writer.add(rec)
-            if rec.error is None:
-                counts["predicted"] += 1
-                counts["audio_s"] += rec.duration_s
-            else:
-                counts["failed"] += 1
-                log.warning("predict: %s: %s (skipped)", clean(rec.name), rec.error)
-            progress.file(rec.error is not None)
+    names = tables.output_names(files)  # of every input: each shard names files alike
+    if shard := parse_shard(args.shard):
+        files = [f for f in files if shard_of(names[f], shard[1]) == shard[0]]
+    timings = Timings()
+    with Writer(out_dir, model, names, args) as writer:
+        todo = [f for f in files if f not in writer.done]
+        if len(todo) < len(files):
+            log.info(
+                "predict: %d of %d file(s) already in %s",
+                len(files) - len(todo),
+                len(files),
+                out_dir,
+            )
+        counts = {"files": len(files), "resumed": len(files) - len(todo), "predicted": 0}
+        counts |= {"failed": 0, "audio_s": 0.0}
+        sources = [(f, lambda rate, f=f: decoded_blocks(f, rate)) for f in todo]
+        start = time.perf_counter()
+        progress = Progress(len(todo), audio_seconds(todo), args.progress_every)
+        with contextlib.closing(progress):
+            for rec in predict_recordings(
+                model,
+                sources,
+                overlap_s=args.overlap,
+                batch_size=args.batch_size,
+                workers=args.workers,
+                progress=progress.audio,
+                timings=timings,
+                device=args.device,
+                embeddings=args.embeddings,
+            ):
+                writer.add(rec)
+                if rec.error is None:
+                    counts["predicted"] += 1
+                    counts["audio_s"] += rec.duration_s
+                else:
+                    counts["failed"] += 1
+                    log.warning("predict: %s: %s (skipped)", clean(rec.name), rec.error)
+                progress.file(rec.error is not None)
     wall = time.perf_counter() - start
     return {**counts, "windows": timings.windows, "wall_s": wall, "timings": vars(timings)}
 
@@ -241,7 +430,10 @@ def main(argv: list[str] | None = None) -> dict:
         help="names the folds of a models/ folder (default: %(default)s)",
     )
     ap.add_argument(
-        "--out", type=Path, default=Path("predictions"), help="output folder (default: %(default)s)"
+        "--out",
+        type=Path,
+        default=Path("predictions"),
+        help="output folder; with --shard k/N, <out>/shard-k-of-N (default: %(default)s)",
     )
     ap.add_argument(
         "--overlap",
@@ -288,6 +480,25 @@ def main(argv: list[str] | None = None) -> dict:
         "torch; an .onnx --model always runs in ONNX Runtime) (default: %(default)s)",
     )
     ap.add_argument(
+        "--shard",
+        default=None,
+        help="k/N: only the inputs of shard k of N (by a hash of each one's path below the "
+        "inputs' common folder), for the N tasks of a job array (default: every input)",
+    )
+    ap.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="cpu",
+        help="runs the network (auto: CUDA when torch sees a GPU); decoding and the front-end "
+        "stay on CPU threads (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--embeddings",
+        action="store_true",
+        help="also write each window's penultimate-layer vector, with the model id, to "
+        "embeddings/<file>.parquet",
+    )
+    ap.add_argument(
         "--progress-every",
         type=float,
         default=PROGRESS_EVERY_S,
@@ -299,15 +510,20 @@ def main(argv: list[str] | None = None) -> dict:
         raise UserError(
             f"--top-k must be >= 1 and --min-score in [0, 1], got {args.top_k} and {args.min_score}"
         )
+    shard = parse_shard(args.shard)
+    if shard:  # each task of a job array in its own folder
+        args.out = args.out / f"shard-{shard[0]}-of-{shard[1]}"
     files = find_inputs(args.inputs)
     # torch loads only now: --help and a bad argument answer at once
     from audioclf.deploy.export import use_onnxruntime
     from audioclf.deploy.model import is_model_uri, load_model
     from audioclf.deploy.predictor import BATCH_SIZE, check_batch_size
+    from audioclf.devices import resolve_device
 
     check_batch_size(BATCH_SIZE if args.batch_size is None else args.batch_size)
     if args.batch_size is None:
         args.batch_size = BATCH_SIZE
+    args.device = resolve_device(args.device, "--device")
     threads = max(1, (args.workers or len(os.sched_getaffinity(0))) - 1)
     if Path(args.model).suffix.lower() == ".onnx":
         return _run(onnx_model(Path(args.model), threads), files, args)
@@ -396,7 +612,7 @@ def _run(model: AudioModel, files: list[str], args) -> dict:
         len(model.labels),
     )
     result = predict_files(model, files, args.out, args)
-    if not result["predicted"]:
+    if not result["predicted"] and not result["resumed"] and result["files"]:
         raise UserError(
             f"none of the {len(files)} input(s) could be decoded: see {args.out / 'failed.csv'}"
         )

@@ -12,6 +12,7 @@ its deadline, and a cancel event that stops the reader and the network within a 
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import queue
@@ -23,11 +24,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch import nn
 
 from audioclf.deploy.model import AudioModel
 from audioclf.errors import UserError
 from audioclf.features.audio import DecodeError
 from audioclf.features.stream import Window, sliding_windows
+from audioclf.models.inference import CPU, channels_last, for_cpu_inference, to_device
 
 # an input: its name and a function giving its mono blocks at a sample rate
 Source = tuple[str, Callable[[int], Iterator[np.ndarray]]]
@@ -57,6 +60,7 @@ class Recording:
         probs: (W, C) softmax probabilities, in the model's label order.
         samples: the recording's length in samples at ``sample_rate``.
         error: why it could not be decoded (then it has no windows).
+        embeddings: (W, D) each window's input to the network's last layer, when asked for.
     """
 
     name: str
@@ -67,6 +71,7 @@ class Recording:
     probs: np.ndarray | None = None
     samples: int = 0
     error: str | None = None
+    embeddings: np.ndarray | None = None
 
     @property
     def duration_s(self) -> float:
@@ -159,6 +164,8 @@ def predict_recordings(
     progress: Callable[[float], None] | None = None,
     timings: Timings | None = None,
     budget: Budget | None = None,
+    device: torch.device = CPU,
+    embeddings: bool = False,
 ) -> Iterator[Recording]:
     """Class probabilities of every window of every source, one :class:`Recording` per source, in order.
 
@@ -171,6 +178,8 @@ def predict_recordings(
         progress: called with the audio-seconds each finished batch covered.
         timings: filled with the seconds spent in each part.
         budget: limits of this call; none by default.
+        device: runs the network (decoding and the front-end stay on the CPU).
+        embeddings: also return each window's input to the network's last layer.
 
     Raises:
         PredictError: settings that cannot work with this model.
@@ -180,6 +189,7 @@ def predict_recordings(
     """
     check_batch_size(batch_size)
     hop, timings, budget = window_hop(model, overlap_s), timings or Timings(), budget or Budget()
+    network = scorer(model, torch.device(device), embeddings)
     workers = workers or len(os.sched_getaffinity(0))
     inbox: queue.Queue = queue.Queue(PREFETCH)
     stop = threading.Event()
@@ -193,7 +203,7 @@ def predict_recordings(
     torch.set_num_threads(max(1, workers - 1))
     reader.start()
     try:
-        yield from _score(model, inbox, reader, progress, timings, budget)
+        yield from _score(model, network, inbox, reader, progress, timings, budget)
     finally:
         stop.set()
         while reader.is_alive():  # unblock a reader waiting on a full queue
@@ -216,7 +226,9 @@ def _next(inbox: queue.Queue, reader: threading.Thread, budget: Budget):
                 raise RuntimeError("the prediction reader thread ended without a result") from None
 
 
-def _score(model, inbox, reader, progress, timings: Timings, budget) -> Iterator[Recording]:
+def _score(
+    model, network, inbox, reader, progress, timings: Timings, budget
+) -> Iterator[Recording]:
     """The network over the reader's batches; yields each recording once all its windows are scored."""
     rate = model.features.sample_rate
     pending: dict[int, dict] = {}  # source index -> its windows so far and, once read, its length
@@ -229,7 +241,7 @@ def _score(model, inbox, reader, progress, timings: Timings, budget) -> Iterator
         if kind == "crash":
             raise payload
         if kind == "batch":
-            _score_batch(model, payload, pending, timings)
+            _score_batch(network, payload, pending, timings)
             if progress is not None:
                 progress(sum(w.stop - w.start for _, w in payload[1]) / rate)
         elif kind == "open":
@@ -245,16 +257,16 @@ def _score(model, inbox, reader, progress, timings: Timings, budget) -> Iterator
             done_upto += 1
 
 
-def _score_batch(model, payload, pending: dict, timings: Timings) -> None:
+def _score_batch(network, payload, pending: dict, timings: Timings) -> None:
     """Score one batch into ``pending``; a recording with a non-finite score fails with the reason."""
     features, meta = payload
     start = time.perf_counter()
-    probs = model.probabilities(features)  # (B, C)
+    probs, vectors = network(features)  # (B, C), (B, D) or None
     timings.network += time.perf_counter() - start
     timings.windows += len(meta)
     # (B,) a window whose features overflowed may still get finite scores from the network
     finite = np.isfinite(probs).all(axis=1) & torch.isfinite(features).flatten(1).all(1).numpy()
-    for (index, window), p, ok in zip(meta, probs, finite, strict=True):
+    for b, ((index, window), p, ok) in enumerate(zip(meta, probs, finite, strict=True)):
         entry = pending.get(index)  # None: a recording that failed later, already handed back
         if entry is None:
             continue
@@ -263,7 +275,48 @@ def _score_batch(model, payload, pending: dict, timings: Timings) -> None:
                 "non-finite scores: the samples are too large for the front-end "
                 "(audio should lie within [-1, 1])"
             )
-        entry["windows"].append((window.start, window.stop, window.fill, p))
+        vector = None if vectors is None else vectors[b]
+        entry["windows"].append((window.start, window.stop, window.fill, p, vector))
+
+
+def scorer(model: AudioModel, device: torch.device, embeddings: bool):
+    """features (B, C, F, T) -> (probabilities (B, n_classes), embeddings (B, D) or None).
+
+    The model's own path (its CPU copy, or its runtime) unless ``device`` is not the CPU or
+    ``embeddings`` are asked for; then a copy of the classifier on ``device`` whose last linear
+    layer's input (the penultimate layer's output) is kept on the way.
+    """
+    if device.type == "cpu" and not embeddings:
+        return lambda features: (model.probabilities(features), None)
+    if model.classifier is None:
+        raise PredictError(
+            "--device and --embeddings need the torch model: pass its checkpoint (or the models/ "
+            "folder, or its MLflow Model), not an ONNX export"
+        )
+    net = copy.deepcopy(model.classifier).eval()
+    net = for_cpu_inference(net) if device.type == "cpu" else net.to(device)
+    last = final_layer(net, len(model.labels))
+    kept: list[torch.Tensor] = []
+    last.register_forward_pre_hook(lambda module, args: kept.append(args[0]))
+
+    @torch.inference_mode()
+    def run(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        kept.clear()
+        x = channels_last(features) if device.type == "cpu" else to_device(features, device)
+        probs = net(x).float().softmax(dim=1).cpu().numpy()  # (B, C)
+        return probs, kept[0].float().cpu().numpy() if embeddings else None  # (B, D)
+
+    return run
+
+
+def final_layer(net: nn.Module, n_classes: int) -> nn.Linear:
+    """The network's last linear layer giving ``n_classes`` outputs (its logits)."""
+    layers = [m for m in net.modules() if isinstance(m, nn.Linear) and m.out_features == n_classes]
+    if not layers:
+        raise PredictError(
+            f"{type(net).__name__} has no linear layer giving its {n_classes} logits: no embeddings"
+        )
+    return layers[-1]
 
 
 def _finished(entry: dict) -> bool:
@@ -276,7 +329,7 @@ def _recording(entry: dict, rate: int) -> Recording:
     if entry["error"] is not None:
         error = clean(entry["error"])
         return Recording(entry["name"], rate, samples=entry["samples"], error=error)
-    starts, stops, fills, probs = zip(*entry["windows"], strict=True)
+    starts, stops, fills, probs, vectors = zip(*entry["windows"], strict=True)
     return Recording(
         entry["name"],
         rate,
@@ -285,6 +338,7 @@ def _recording(entry: dict, rate: int) -> Recording:
         list(fills),
         np.stack(probs),
         samples=entry["samples"],
+        embeddings=None if vectors[0] is None else np.stack(vectors),
     )
 
 

@@ -15,6 +15,7 @@ tables list detections, not every window (``min_score`` 0 lists every window's t
 * Audacity labels (``start<TAB>end<TAB>label score``), one file per recording.
 * ``summary.csv``: per file its top labels by maximum window score, with the mean score;
   ``failed.csv``: every input that could not be decoded and why.
+* ``embeddings/<file>.parquet`` (when asked for): each window's penultimate-layer vector.
 """
 
 from __future__ import annotations
@@ -177,6 +178,28 @@ def write_audacity(
             fh.write(
                 f"{seconds(rec.starts[w], rate)}\t{seconds(rec.stops[w], rate)}\t{label} {score:.3f}\n"
             )
+
+
+def write_embeddings(path: Path, rec: Recording, model_id: str) -> None:
+    """A recording's window embeddings as Parquet: one row per window (``file``, ``start_s``,
+    ``end_s``, ``model_id``, ``embedding`` a fixed-size list of float32)."""
+    import pyarrow as pa  # only with --embeddings
+    import pyarrow.parquet as pq
+
+    vectors = np.ascontiguousarray(rec.embeddings, dtype=np.float32)  # (W, D)
+    n, dims = vectors.shape
+    rate = rec.sample_rate
+    table = pa.table(
+        {
+            "file": pa.array([rec.name] * n, pa.string()),
+            "start_s": pa.array(rec.starts / rate, pa.float64()),
+            "end_s": pa.array(rec.stops / rate, pa.float64()),
+            "model_id": pa.array([model_id] * n, pa.string()),
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dims),
+        }
+    )
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def write_csv(path: Path, columns: Iterable[str], rows: Iterable[dict]) -> None:
