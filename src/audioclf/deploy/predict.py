@@ -121,13 +121,16 @@ class Writer:
     def __init__(self, out_dir: Path, model: AudioModel, names: dict[str, Path], args) -> None:
         self.out, self.labels, self.args = out_dir, model.labels, args
         self.features, self.names = model.features, names
+        self.checked: set[Path] = set()  # output folders known to lie inside ``out_dir``
         self.settings = settings(model, args)
         self.stack = contextlib.ExitStack()
         tables_ = dict(self.TABLES)
         if args.raven == "combined":
             tables_["selections"] = ("selections.txt", None)
-        last = self._resume()
-        self.done: set[str] = set(self._finished)
+        finished = self._resume()
+        tables.remove_temporaries(self.out)  # what a killed run was writing
+        last = finished[-1] if finished else {}
+        self.done = {row["file"] for row in finished}
         self.offset, self.number = int(last.get("offset") or 0), int(last.get("number") or 0)
         self.files = {
             key: self._open(name, columns, last.get(key))
@@ -143,38 +146,37 @@ class Writer:
             self.ledger.write(",".join(self.LEDGER) + "\n")
         self.ledger_csv = csv.writer(self.ledger, lineterminator="\n")
 
-    def _resume(self) -> dict:
-        """Check ``run.json`` against this run and read the ledger; returns its last line."""
+    def _resume(self) -> list[dict]:
+        """Check ``run.json`` against this run and read the ledger: its complete lines (none
+        when the folder is new or holds nothing finished, then made ready for a new run)."""
         self.out.mkdir(parents=True, exist_ok=True)
         meta, ledger = self.out / "run.json", self.out / "ledger.csv"
-        self._finished: list[str] = []
         if meta.is_file() and ledger.is_file():
-            before = json.loads(meta.read_text())
-            if diff := [
-                k
-                for k in sorted(set(before) | set(self.settings))
-                if before.get(k) != self.settings.get(k)
-            ]:
-                raise RunMismatch(
-                    f"{self.out} holds a run with other settings ("
-                    + "; ".join(
-                        f"{k}: {before.get(k)!r} there, {self.settings.get(k)!r} now" for k in diff
-                    )
-                    + "): rerun with those settings to complete it, or pass another --out"
-                )
             text = ledger.read_text()
             complete = text[: text.rfind("\n") + 1]  # a line cut short by a kill is not complete
             rows = list(csv.DictReader(io.StringIO(complete)))
-            self._finished = [r["file"] for r in rows]
-            if rows:
+            if rows:  # a folder with nothing finished is simply started again
+                self._check(json.loads(meta.read_text()))
                 ledger.write_text(complete)
-                return rows[-1]
+                return rows
         for name in ("ledger.csv", *(n for n, _ in self.TABLES.values()), "selections.txt"):
             with contextlib.suppress(FileNotFoundError):
                 (self.out / name).unlink()
         with atomic_path(meta) as tmp:
             tmp.write_text(json.dumps(self.settings, indent=2, sort_keys=True) + "\n")
-        return {}
+        return []
+
+    def _check(self, before: dict) -> None:
+        """Refuse to add to a folder whose run had another model or other settings."""
+        keys = sorted(set(before) | set(self.settings))
+        if diff := [k for k in keys if before.get(k) != self.settings.get(k)]:
+            raise RunMismatch(
+                f"{self.out} holds a run with other settings ("
+                + "; ".join(
+                    f"{k}: {before.get(k)!r} there, {self.settings.get(k)!r} now" for k in diff
+                )
+                + "): rerun with those settings to complete it, or pass another --out"
+            )
 
     def _open(self, name: str, columns, size: str | None):
         """A shared table opened for appending, cut back to ``size`` bytes (its header if new)."""
@@ -247,8 +249,11 @@ class Writer:
         return tables.frequency_band(cfg.f_min, cfg.f_max, cfg.sample_rate, rate)
 
     def _path(self, folder: str, name: Path, suffix: str) -> Path:
-        path = tables.inside(self.out, self.out / folder / f"{name}{suffix}")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = self.out / folder / f"{name}{suffix}"
+        if path.parent not in self.checked:  # resolving costs a system call per component
+            tables.inside(self.out, path.parent / path.name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.checked.add(path.parent)
         return path
 
     def __enter__(self) -> Writer:

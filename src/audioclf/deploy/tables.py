@@ -20,9 +20,11 @@ tables list detections, not every window (``min_score`` 0 lists every window's t
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import csv
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,6 +54,7 @@ RAVEN_COLUMNS = (
 )
 RAVEN_COMBINED = ("Begin Path", "File Offset (s)")
 RAVEN_MODES = ("per-file", "combined", "none")
+TEMPORARY = ".tmp-"  # a per-recording output being written: .<name>.tmp-<pid>
 
 
 def seconds(samples: int | np.integer, rate: int) -> str:
@@ -162,8 +165,45 @@ def frequency_band(
     return min(f_min, high), high
 
 
+@contextlib.contextmanager
+def written(path: Path) -> Iterator[Path]:
+    """A temporary sibling of a per-recording output, renamed over ``path`` if the block succeeds.
+
+    Unlike :func:`audioclf.io.atomic_path` it does not list the folder for the temporaries of
+    killed writers on every call (with thousands of recordings in a folder, that listing cost
+    more than the prediction); :func:`remove_temporaries` does it once per run.
+    """
+    tmp = path.with_name(f".{path.name}{TEMPORARY}{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def remove_temporaries(folder: Path) -> int:
+    """Remove what killed writers left of :func:`written` below ``folder``; returns how many."""
+    removed = 0
+    for path in folder.rglob(f".*{TEMPORARY}*"):
+        pid = path.name.rpartition(TEMPORARY)[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def write_raven(path: Path, rows: list[list[str]], combined: bool = False) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+    with written(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
         writer.writerow(RAVEN_COLUMNS + (RAVEN_COMBINED if combined else ()))
         writer.writerows([str(i), *row] for i, row in enumerate(rows, start=1))
@@ -173,7 +213,7 @@ def write_audacity(
     path: Path, rec: Recording, labels: list[str], top_k: int, min_score: float
 ) -> None:
     rate = rec.sample_rate
-    with atomic_path(path) as tmp, open(tmp, "w") as fh:
+    with written(path) as tmp, open(tmp, "w") as fh:
         for w, _, label, score in detections(rec, labels, top_k, min_score):
             fh.write(
                 f"{seconds(rec.starts[w], rate)}\t{seconds(rec.stops[w], rate)}\t{label} {score:.3f}\n"
@@ -198,7 +238,7 @@ def write_embeddings(path: Path, rec: Recording, model_id: str) -> None:
             "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dims),
         }
     )
-    with atomic_path(path) as tmp:
+    with written(path) as tmp:
         pq.write_table(table, tmp)
 
 
@@ -219,10 +259,8 @@ def output_names(files: list[str]) -> dict[str, Path]:
     resolved = {f: Path(os.path.abspath(f)) for f in files}
     root = Path(os.path.commonpath([p.parent for p in resolved.values()])) if files else Path()
     rel = {f: p.relative_to(root) for f, p in resolved.items()}
-    stems = [r.with_suffix("") for r in rel.values()]
-    return {
-        f: r.with_suffix("") if stems.count(r.with_suffix("")) == 1 else r for f, r in rel.items()
-    }
+    stems = collections.Counter(r.with_suffix("") for r in rel.values())
+    return {f: r.with_suffix("") if stems[r.with_suffix("")] == 1 else r for f, r in rel.items()}
 
 
 def inside(out_dir: Path, path: Path) -> Path:
