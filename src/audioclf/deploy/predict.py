@@ -610,8 +610,9 @@ def onnx_model(path: Path, threads: int) -> AudioModel:
 
 def _run(model: AudioModel, files: list[str], args) -> dict:
     log.info(
-        "predict: %d file(s) with %s (%s, %d labels)",
+        "predict: %d file(s)%s with %s (%s, %d labels)",
         len(files),
+        f", shard {args.shard} of them," if args.shard else "",
         model.source,
         model.checkpoint["model_name"],
         len(model.labels),
@@ -621,6 +622,9 @@ def _run(model: AudioModel, files: list[str], args) -> dict:
         raise UserError(
             f"none of the {len(files)} input(s) could be decoded: see {args.out / 'failed.csv'}"
         )
+    if result["resumed"] == result["files"]:
+        log.info("predict: every file was already done in %s: nothing left to predict", args.out)
+        return result
     log.info(
         "predict: %d file(s), %.0f audio-s in %.1f s (%.0fx real time) -> %s; %d failed",
         result["predicted"],
