@@ -272,3 +272,19 @@ def test_a_head_path_outside_the_checkpoints_folder_is_not_logged(checkpoint, tm
     )
     with pytest.raises(ModelError, match="outside its own folder"):
         log_model(crafted)
+
+
+def test_a_failure_inside_scoring_answers_without_a_traceback(served, caplog):
+    import dataclasses
+
+    def broken(windows):
+        raise RuntimeError(f"bug in {Path(__file__)}")
+
+    model = dataclasses.replace(served.model, frontend=broken)
+    answer = predict_frame(model, pd.DataFrame([_good(), _good()]), EVERY)
+    assert (
+        list(answer["error"])
+        == ["not scored: an internal error (its traceback is in the server's log)"] * 2
+    )
+    _clean_answer(answer)
+    assert "bug in" in caplog.text  # the server's log has it

@@ -324,6 +324,10 @@ def predict_frame(
             "not scored: out of memory (send fewer or shorter records, or lower batch_size)"
         )
         errors.update((int(name), unfinished) for name, _ in sources if int(name) not in recs)
+    except Exception:  # a bug: its traceback goes to the server's log, never into an answer
+        log.exception("predict: scoring failed")
+        unfinished = "not scored: an internal error (its traceback is in the server's log)"
+        errors.update((int(name), unfinished) for name, _ in sources if int(name) not in recs)
     return _rows(model, len(records), recs, errors, settings)
 
 
