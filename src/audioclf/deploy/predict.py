@@ -3,8 +3,11 @@
 Writes under ``--out`` (default ``predictions/``): ``windows.csv``, ``summary.csv``,
 ``failed.csv``, Raven selection tables (``raven/<file>.selections.txt``, or one
 ``selections.txt`` with ``--raven combined``) and Audacity labels
-(``audacity/<file>.labels.txt``); see :mod:`audioclf.deploy.tables`. Every table is written
-as recordings finish, each file atomically, so memory stays flat in the number of inputs.
+(``audacity/<file>.labels.txt``), and with ``--embeddings`` ``embeddings/<file>.parquet``; see
+:mod:`audioclf.deploy.tables`. Tables are written as recordings finish (memory stays flat in
+the number of inputs): per-recording files atomically, the shared tables appended, with a ledger
+that lets a rerun after a kill skip what was finished (:class:`Writer`). ``--shard k/N`` splits
+the inputs across the tasks of a job array.
 """
 
 from __future__ import annotations
