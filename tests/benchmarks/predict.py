@@ -1,7 +1,7 @@
 """``audioclf predict`` on long recordings: real-time factor, peak memory, where the time goes,
 and ONNX Runtime against torch on the same windows.
 
-    python tests/benchmarks/predict.py [--hours 1] [--memory-minutes 10 120]
+    python tests/benchmarks/predict.py [--clips 10000] [--hours 1] [--memory-minutes 10 120]
 
 The model is the default ``cnn`` (``model_params.cnn`` of params.yaml, seeded weights: speed
 does not depend on what it learned) with the default front-end, saved as a checkpoint and
@@ -10,6 +10,7 @@ tones) at ``--sample-rate``, written in blocks. Each measurement runs in a fresh
 so that its peak memory (``ru_maxrss``) is its own, after a warm-up on a 1-minute file
 (numba, MKL and torch set themselves up on first use):
 
+* ``clips``: files per second over ``--clips`` 2-s clips (many small files: per-file costs);
 * ``rtf``: audio-seconds per wall-second over the ``--hours`` file, and the seconds spent
   decoding (with windowing), in the front-end (reader thread) and in the network (main thread),
   with the network in torch and in ONNX Runtime (``audioclf predict --backend onnxruntime``);
@@ -91,7 +92,18 @@ def _child(args: argparse.Namespace) -> dict:
     if args.backend == "onnxruntime":
         threads = max(1, (args.workers or len(os.sched_getaffinity(0))) - 1)
         model = use_onnxruntime(model, threads, Path(tmp.name))
-    options = argparse.Namespace(
+    options = _options(args)
+    files = sorted(str(p) for p in Path(args.child).rglob("*.wav")) or [args.child]
+    with tmp:
+        predict_files(model, [str(args.warmup)], Path(tmp.name) / "warm", options)
+        result = predict_files(model, files, Path(tmp.name) / "out", options)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {**result, "peak_rss_mb": round(rss_mb, 1), "rtf": result["audio_s"] / result["wall_s"]}
+
+
+def _options(args: argparse.Namespace) -> argparse.Namespace:
+    """``audioclf predict``'s settings: every window's top label, the default tables."""
+    return argparse.Namespace(
         overlap=0.0,
         batch_size=args.batch_size,
         workers=args.workers,
@@ -99,12 +111,23 @@ def _child(args: argparse.Namespace) -> dict:
         top_k=1,
         raven="per-file",
         audacity=True,
+        progress_every=3600.0,
+        shard=None,
+        device=torch.device("cpu"),
+        embeddings=False,
     )
-    with tmp:
-        predict_files(model, [str(args.warmup)], Path(tmp.name) / "warm", options)
-        result = predict_files(model, [args.child], Path(tmp.name) / "out", options)
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {**result, "peak_rss_mb": round(rss_mb, 1), "rtf": result["audio_s"] / result["wall_s"]}
+
+
+def write_clips(folder: Path, n: int, seconds: float, rate: int) -> Path:
+    """``n`` short recordings (tones in noise) in folders of 1000."""
+    rng = np.random.default_rng(2)
+    t = np.arange(int(seconds * rate)) / rate
+    for i in range(n):
+        path = folder / f"{i // 1000:03d}" / f"clip_{i:06d}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        audio = 0.2 * np.sin(2 * np.pi * rng.uniform(500, 8000) * t)
+        sf.write(path, (audio + 0.05 * rng.standard_normal(len(t))).astype(np.float32), rate)
+    return folder
 
 
 def _measure(args: argparse.Namespace, file: Path, backend: str = "torch") -> dict:
@@ -164,6 +187,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     ap.add_argument("--workers", type=int, default=0, help="threads (0: one per core)")
     ap.add_argument("--onnx-windows", type=int, default=512)
+    ap.add_argument(
+        "--clips", type=int, default=10000, help="2-s clips of the many-small-files measurement"
+    )
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--backend", default="torch", help=argparse.SUPPRESS)
@@ -181,6 +207,14 @@ def main(argv=None) -> dict:
         args.checkpoint = make_checkpoint(args.params, tmp / "best.pt")
         args.warmup = write_recording(tmp / "warmup.wav", 60, args.sample_rate, seed=1)
         long_file = write_recording(tmp / "long.wav", args.hours * 3600, args.sample_rate)
+        clips = write_clips(tmp / "clips", args.clips, 2.0, args.sample_rate)
+        c = results["clips"] = _measure(args, clips)
+        log.info(
+            "predict, %d clips of 2 s: %.1f s wall, %.0f files/s; decoding %.2f s, front-end "
+            "%.2f s, network %.2f s; peak RSS %.0f MB (load before %.2f)",
+            c["predicted"], c["wall_s"], c["predicted"] / c["wall_s"], c["timings"]["decode"],
+            c["timings"]["frontend"], c["timings"]["network"], c["peak_rss_mb"], c["load_before"],
+        )  # fmt: skip
         results["rtf"] = {}
         for backend in ("torch", "onnxruntime"):
             r = results["rtf"][backend] = _measure(args, long_file, backend)

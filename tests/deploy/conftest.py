@@ -45,8 +45,9 @@ def trained(tiny_dataset, tiny_cache, tmp_path_factory):
 
 
 def predict_rows(files: list[str], checkpoint: Path, out: Path) -> list[dict]:
-    """``audioclf predict``'s windows.csv rows for ``files`` (top 2 per window)."""
-    predict.main([*files, "--model", str(checkpoint), "--out", str(out), "--top-k", "2"])
+    """``audioclf predict``'s windows.csv rows for ``files`` (top 2 of every window)."""
+    args = ["--model", str(checkpoint), "--out", str(out), "--top-k", "2", "--min-score", "0"]
+    predict.main([*files, *args])
     with open(out / "windows.csv", newline="") as fh:
         return list(csv.DictReader(fh))
 

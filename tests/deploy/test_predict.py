@@ -58,7 +58,8 @@ def _planted(trained, tmp_path: Path, per_label: int = 4) -> tuple[Path, list[tu
 
 
 def _predict(args: list[str]) -> dict:
-    return predict.main([*args, "--workers", "2"])
+    """``audioclf predict`` listing every window's top labels (``args`` may set --min-score)."""
+    return predict.main(["--min-score", "0", *args, "--workers", "2"])
 
 
 def test_planted_calls_are_found_in_their_windows_with_their_labels(trained, tmp_path):
@@ -264,3 +265,81 @@ def test_the_onnxruntime_backend_gives_torchs_answer(trained, tmp_path):
             w["file"], w["start_s"], w["end_s"], w["label"], w["rank"], w["fill"]
         )  # fmt: skip
         assert abs(float(g["score"]) - float(w["score"])) <= 2e-6
+
+
+def test_the_default_min_score_writes_detections_not_every_window(trained, tmp_path):
+    checkpoint, _, _ = trained
+    recording, planted = _planted(trained, tmp_path)
+    out = tmp_path / "out"
+    predict.main([str(recording), "--model", str(checkpoint), "--out", str(out)])
+    rows = _rows(out / "windows.csv")
+    found = {round(float(r["start_s"])): r["label"] for r in rows}
+    # 180 windows, of which the quiet noise between the planted calls gives no detection
+    assert rows and all(float(r["score"]) >= 0.5 for r in rows)
+    assert set(found) <= {k for k, _ in planted}
+    assert sum(found.get(k) == label for k, label in planted) >= 1
+
+
+def test_help_names_the_command_and_states_every_default(capsys):
+    with pytest.raises(SystemExit):
+        predict.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert text.startswith("usage: audioclf predict ") and "--params" not in text
+    for default in ("models", "data/split", "predictions", "0.0", "16", "0.5", "1", "per-file"):
+        assert f"(default: {default})" in text, default
+
+
+def test_progress_reaches_a_log_that_is_not_a_terminal(trained, tmp_path, caplog):
+    checkpoint, root, splits = trained
+    files = [str(root / e.path) for e in splits["test"][:3]]
+    args = ["--model", str(checkpoint), "--out", str(tmp_path / "out"), "--progress-every", "0"]
+    with caplog.at_level(logging.INFO, logger="audioclf.deploy.predict"):
+        predict.main([*files, *args])
+    lines = [r.getMessage() for r in caplog.records if "files (0 failed)" in r.getMessage()]
+    assert [line.split(" files")[0] for line in lines] == [f"predict: {k}/3" for k in (1, 2, 3)]
+    assert "audio-s" in lines[-1] and "ETA" in lines[-1]
+
+
+def test_an_onnx_export_is_taken_as_the_model(trained, tmp_path):
+    from audioclf.deploy.export import export_onnx
+
+    checkpoint, root, splits = trained
+    exported = tmp_path / "exported" / "model.onnx"
+    export_onnx(load_model(checkpoint), exported, exported.with_suffix(".json"))
+    files = [str(root / e.path) for e in splits["test"][:4]]
+    _predict([*files, "--model", str(checkpoint), "--top-k", "2", "--out", str(tmp_path / "pt")])
+    _predict([*files, "--model", str(exported), "--top-k", "2", "--out", str(tmp_path / "onnx")])
+    torch_rows, onnx_rows = (
+        _rows(tmp_path / "pt" / "windows.csv"),
+        _rows(tmp_path / "onnx" / "windows.csv"),
+    )
+    assert [r["label"] for r in onnx_rows] == [r["label"] for r in torch_rows]
+    for a, b in zip(torch_rows, onnx_rows, strict=True):
+        assert abs(float(a["score"]) - float(b["score"])) <= 1e-5
+    exported.with_suffix(".json").unlink()
+    with pytest.raises(MissingInputError, match="audioclf export --format onnx"):
+        _predict([files[0], "--model", str(exported), "--out", str(tmp_path / "o")])
+
+
+def test_raven_bands_stay_within_the_recordings_nyquist(trained, tmp_path):
+    checkpoint, _, _ = trained
+    t = np.arange(8000 * 3) / 8000
+    narrow = tmp_path / "narrow.wav"  # 8 kHz: nothing above 4 kHz, whatever the model's rate
+    sf.write(narrow, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 8000)
+    out = tmp_path / "out"
+    _predict([str(narrow), "--model", str(checkpoint), "--out", str(out)])
+    rows = _rows(out / "raven" / "narrow.selections.txt", delimiter="\t")
+    assert rows and {r["High Freq (Hz)"] for r in rows} == {"4000.0"}
+
+
+def test_a_model_uri_outside_the_project_leaves_no_store_behind(trained, tmp_path, monkeypatch):
+    checkpoint, root, splits = trained
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    clip = str(root / splits["test"][0].path)
+    with pytest.raises(MissingInputError, match="set MLFLOW_TRACKING_URI"):
+        predict.main([clip, "--model", "models:/audioclf-tiny/1", "--out", str(tmp_path / "o")])
+    assert list(elsewhere.iterdir()) == []

@@ -73,15 +73,19 @@ def test_the_pyfunc_answers_as_audioclf_predict_does(registry, trained, tmp_path
     import pandas as pd
 
     b64 = [{"audio_base64": base64.b64encode(Path(f).read_bytes()).decode()} for f in files]
-    answer = model.predict(pd.DataFrame(b64), params={"top_k": 2}).to_dict(orient="records")
+    answer = model.predict(pd.DataFrame(b64), params={"top_k": 2, "min_score": 0.0}).to_dict(
+        orient="records"
+    )
     same_answers(rows, files, answer)
     samples = [
         {"samples": sf.read(f)[0].tolist(), "sample_rate": sf.info(f).samplerate} for f in files
     ]
-    answer = model.predict(pd.DataFrame(samples), params={"top_k": 2}).to_dict(orient="records")
+    answer = model.predict(pd.DataFrame(samples), params={"top_k": 2, "min_score": 0.0}).to_dict(
+        orient="records"
+    )
     same_answers(rows, files, answer)
     bad = model.predict(pd.DataFrame([{"audio_base64": "bm90IGF1ZGlv"}])).to_dict(orient="records")
-    assert len(bad) == 1 and bad[0]["error"].startswith("unreadable")
+    assert len(bad) == 1 and bad[0]["error"].startswith("audio_base64: unreadable")
     # predict takes the same model by its URIs, in the store it is given
     by_name = load_model(f"models:/{NAME}/1", tracking_uri=store)
     assert by_name.labels == load_model(f"runs:/{run_id}/model", tracking_uri=store).labels
@@ -123,7 +127,7 @@ def test_the_served_model_answers_as_audioclf_predict_does(registry, trained, tm
             "dataframe_records": [
                 {"audio_base64": base64.b64encode(Path(f).read_bytes()).decode()} for f in files
             ],
-            "params": {"top_k": 2},
+            "params": {"top_k": 2, "min_score": 0.0},
         }
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/invocations",

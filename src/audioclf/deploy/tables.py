@@ -3,7 +3,8 @@
 Times are computed from sample counts (``start / sample_rate``, never summed), so window
 ``k`` begins at ``k * hop`` samples exactly after hours of audio; they are written with six
 decimals (a microsecond, below one sample at any audio rate). A window contributes its
-``top_k`` labels whose score is at least ``min_score``.
+``top_k`` labels whose score is at least ``min_score``: by default :data:`MIN_SCORE`, so the
+tables list detections, not every window (``min_score`` 0 lists every window's top labels).
 
 * ``windows.csv``: file, start_s, end_s, label, score, rank, fill (``pad``/``repeat`` on a last,
   partial window; empty otherwise).
@@ -14,13 +15,16 @@ decimals (a microsecond, below one sample at any audio rate). A window contribut
 * Audacity labels (``start<TAB>end<TAB>label score``), one file per recording.
 * ``summary.csv``: per file its top labels by maximum window score, with the mean score;
   ``failed.csv``: every input that could not be decoded and why.
+* ``embeddings/<file>.parquet`` (when asked for): each window's penultimate-layer vector.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import csv
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +35,9 @@ from audioclf.io import atomic_path
 if TYPE_CHECKING:  # the tables import no torch: audioclf predict --help answers at once
     from audioclf.deploy.predictor import Recording
 
+# a label is a detection when it takes at least half of its window's probability (softmax
+# scores: at most one label per window passes); windows of background spread theirs over the labels
+MIN_SCORE = 0.5
 WINDOW_COLUMNS = ("file", "start_s", "end_s", "label", "score", "rank", "fill")
 SUMMARY_COLUMNS = ("file", "duration_s", "windows", "rank", "label", "max_score", "mean_score")
 RAVEN_COLUMNS = (
@@ -47,6 +54,7 @@ RAVEN_COLUMNS = (
 )
 RAVEN_COMBINED = ("Begin Path", "File Offset (s)")
 RAVEN_MODES = ("per-file", "combined", "none")
+TEMPORARY = ".tmp-"  # a per-recording output being written: .<name>.tmp-<pid>
 
 
 def seconds(samples: int | np.integer, rate: int) -> str:
@@ -142,8 +150,60 @@ def raven_rows(
     return rows
 
 
+def frequency_band(
+    f_min: float, f_max: float | None, model_rate: int, file_rate: int | None = None
+) -> tuple[float, float]:
+    """The band a Raven selection spans: the model's mel band, within the Nyquist frequency of the
+    model's rate and of the recording's own rate (a 16-kHz file resampled up holds nothing above
+    8 kHz).
+
+    >>> frequency_band(0.0, None, 22050, 16000), frequency_band(50.0, 20000.0, 22050)
+    ((0.0, 8000.0), (50.0, 11025.0))
+    """
+    nyquist = min(model_rate, file_rate or model_rate) / 2
+    high = min(f_max or nyquist, nyquist)
+    return min(f_min, high), high
+
+
+@contextlib.contextmanager
+def written(path: Path) -> Iterator[Path]:
+    """A temporary sibling of a per-recording output, renamed over ``path`` if the block succeeds.
+
+    Unlike :func:`audioclf.io.atomic_path` it does not list the folder for the temporaries of
+    killed writers on every call (with thousands of recordings in a folder, that listing cost
+    more than the prediction); :func:`remove_temporaries` does it once per run.
+    """
+    tmp = path.with_name(f".{path.name}{TEMPORARY}{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def remove_temporaries(folder: Path) -> int:
+    """Remove what killed writers left of :func:`written` below ``folder``; returns how many."""
+    removed = 0
+    for path in folder.rglob(f".*{TEMPORARY}*"):
+        pid = path.name.rpartition(TEMPORARY)[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def write_raven(path: Path, rows: list[list[str]], combined: bool = False) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+    with written(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
         writer.writerow(RAVEN_COLUMNS + (RAVEN_COMBINED if combined else ()))
         writer.writerows([str(i), *row] for i, row in enumerate(rows, start=1))
@@ -153,11 +213,33 @@ def write_audacity(
     path: Path, rec: Recording, labels: list[str], top_k: int, min_score: float
 ) -> None:
     rate = rec.sample_rate
-    with atomic_path(path) as tmp, open(tmp, "w") as fh:
+    with written(path) as tmp, open(tmp, "w") as fh:
         for w, _, label, score in detections(rec, labels, top_k, min_score):
             fh.write(
                 f"{seconds(rec.starts[w], rate)}\t{seconds(rec.stops[w], rate)}\t{label} {score:.3f}\n"
             )
+
+
+def write_embeddings(path: Path, rec: Recording, model_id: str) -> None:
+    """A recording's window embeddings as Parquet: one row per window (``file``, ``start_s``,
+    ``end_s``, ``model_id``, ``embedding`` a fixed-size list of float32)."""
+    import pyarrow as pa  # only with --embeddings
+    import pyarrow.parquet as pq
+
+    vectors = np.ascontiguousarray(rec.embeddings, dtype=np.float32)  # (W, D)
+    n, dims = vectors.shape
+    rate = rec.sample_rate
+    table = pa.table(
+        {
+            "file": pa.array([rec.name] * n, pa.string()),
+            "start_s": pa.array(rec.starts / rate, pa.float64()),
+            "end_s": pa.array(rec.stops / rate, pa.float64()),
+            "model_id": pa.array([model_id] * n, pa.string()),
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dims),
+        }
+    )
+    with written(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def write_csv(path: Path, columns: Iterable[str], rows: Iterable[dict]) -> None:
@@ -177,10 +259,8 @@ def output_names(files: list[str]) -> dict[str, Path]:
     resolved = {f: Path(os.path.abspath(f)) for f in files}
     root = Path(os.path.commonpath([p.parent for p in resolved.values()])) if files else Path()
     rel = {f: p.relative_to(root) for f, p in resolved.items()}
-    stems = [r.with_suffix("") for r in rel.values()]
-    return {
-        f: r.with_suffix("") if stems.count(r.with_suffix("")) == 1 else r for f, r in rel.items()
-    }
+    stems = collections.Counter(r.with_suffix("") for r in rel.values())
+    return {f: r.with_suffix("") if stems[r.with_suffix("")] == 1 else r for f, r in rel.items()}
 
 
 def inside(out_dir: Path, path: Path) -> Path:
