@@ -36,7 +36,8 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-2
-    patience: int = 8  # epochs without a better validation macro-F1
+    patience: int = 8  # epochs without a new best epoch (audioclf.training.stopping)
+    min_epochs: int = 10  # no early stop before this epoch
     grad_clip: float = 5.0
     backbone_lr_mult: float = 1.0
     warmup_epochs: float = 0.0
@@ -61,7 +62,15 @@ class TrainConfig:
             "train.devices",
             f"must be an integer >= 1 or 'auto', got {self.devices!r}",
         )
-        for name in ("epochs", "batch_size", "patience", "step_epochs", "accumulate", "nodes"):
+        for name in (
+            "epochs",
+            "batch_size",
+            "patience",
+            "min_epochs",
+            "step_epochs",
+            "accumulate",
+            "nodes",
+        ):
             value = getattr(self, name)
             check(value >= 1, f"train.{name}", f"must be >= 1, got {value}")
         check(self.lr > 0, "train.lr", f"must be positive, got {self.lr}")
