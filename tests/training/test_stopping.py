@@ -49,7 +49,8 @@ def test_no_stop_before_min_epochs_and_a_clear_gain_wins_over_a_lower_loss():
     assert EarlyStopping(patience=2).replay(f1s, losses) == (1, 3)
 
 
-def test_min_epochs_is_validated(raw_params):
+def test_min_epochs_is_validated_and_defaults_to_half_the_run(raw_params):
+    assert parse_params(raw_params).train.earliest_stop == -(-raw_params["train"]["epochs"] // 2)
     raw_params["train"]["min_epochs"] = 0
     with pytest.raises(ValueError, match=r"train\.min_epochs"):
         parse_params(raw_params)

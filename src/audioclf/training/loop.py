@@ -141,7 +141,7 @@ def train(
     resumed_from = loop.epoch
     if weights:
         log_metrics(weights, 0)
-    stopping = EarlyStopping.for_split(cfg.patience, cfg.min_epochs, len(set(val_paths)))
+    stopping = EarlyStopping.for_split(cfg.patience, cfg.earliest_stop, len(set(val_paths)))
     first = cfg.epochs + 1 if resume is not None and resume["finished"] else loop.epoch + 1
     waited = spent = 0.0
     for epoch in range(first, cfg.epochs + 1):
