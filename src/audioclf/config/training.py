@@ -64,14 +64,7 @@ class TrainConfig:
             "train.devices",
             f"must be an integer >= 1 or 'auto', got {self.devices!r}",
         )
-        for name in (
-            "epochs",
-            "batch_size",
-            "patience",
-            "step_epochs",
-            "accumulate",
-            "nodes",
-        ):
+        for name in ("epochs", "batch_size", "patience", "step_epochs", "accumulate", "nodes"):
             value = getattr(self, name)
             check(value >= 1, f"train.{name}", f"must be >= 1, got {value}")
         check(

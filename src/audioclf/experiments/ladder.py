@@ -70,7 +70,7 @@ class Phase(NamedTuple):
 # licence), then with each speaker standardised on its own files. The leaky split is a control,
 # not a rung: what leakage adds to the test scores (compared unpaired: its test files differ).
 # Every phase fixes the reference reports' front-end (REFERENCE_FEATURES), which params.yaml's
-# defaults now choose from the data (`auto`); `--set features.sample_rate=auto ...` comes after.
+# defaults leave to the data (`auto`); `--set features.sample_rate=auto ...` comes after it.
 REFERENCE_FEATURES = (
     "features.sample_rate=22050",
     "features.n_fft=2048",
