@@ -9,6 +9,15 @@ from audioclf.config.features import FeaturesConfig
 from audioclf.config.frontends import for_model, resolve_auto
 from audioclf.config.schema import ParamsError
 
+# the reference reports' front-end, fixed (params.yaml's defaults are auto: chosen from the data)
+REFERENCE = dict(
+    features__sample_rate=22050,
+    features__n_fft=2048,
+    features__hop_length=512,
+    features__n_mels=128,
+    features__segment_seconds=4.0,
+)
+
 
 def params(raw, **over):
     """params.yaml with dotted overrides, validated."""
@@ -42,7 +51,7 @@ def test_auto_is_the_front_end_the_model_was_pretrained_on(raw_params, model, ki
 
 
 def test_a_pretrained_front_end_fixes_its_own_values(raw_params):
-    ast = params(raw_params, model="ast").features
+    ast = params(raw_params, model="ast", **REFERENCE).features
     assert (ast.sample_rate, ast.n_fft, ast.hop_length, ast.n_mels) == (16000, 400, 160, 128)
     assert ast.f_min == 20.0 and ast.segment_seconds == 4.0  # the input length follows the params
     assert ast.shape == (1, 128, 398)  # 1 + (64000 - 400) // 160 frames, not padded to 1024
@@ -75,7 +84,13 @@ def test_forcing_another_front_end_on_a_pretrained_model_names_both(
 
 
 def test_from_scratch_any_spectrogram_goes(raw_params):
-    p = params(raw_params, model="ast", features__kind="logmel", model_params__ast__pretrained=None)
+    p = params(
+        raw_params,
+        model="ast",
+        features__kind="logmel",
+        model_params__ast__pretrained=None,
+        **REFERENCE,
+    )
     assert p.features.kind == "logmel" and p.features.sample_rate == 22050
 
 
@@ -114,7 +129,7 @@ def test_a_network_on_functionals_fails_naming_both(raw_params, model, kind):
     [("svm", "egemaps", 88), ("logreg", "compare", 6373), ("svm", "birdnet", 1024)],
 )
 def test_heads_take_every_vector_front_end(raw_params, model, kind, dim):
-    p = params(raw_params, model=model, features__kind=kind)
+    p = params(raw_params, model=model, features__kind=kind, **REFERENCE)
     assert p.features.kind == kind and p.features.shape == (1, dim, 1)
 
 
@@ -223,3 +238,33 @@ def test_auto_keeps_what_params_set_and_a_pretrained_front_end_overrides_auto():
 def test_auto_without_files_is_refused():
     with pytest.raises(ParamsError, match="auto values but the manifest has no files"):
         resolve_auto(AUTO, {"files": 0})
+
+
+@pytest.mark.parametrize(
+    "rate, seconds, expected",
+    [
+        (22050, 4.0, (22050, 2048, 512, 128, 4.0)),  # the synthetic set: the reference values
+        (22050, 2.0, (22050, 2048, 512, 128, 2.0)),  # the 2-s EmoDB copy: no padded half
+        (16000, 2.0, (16000, 1024, 256, 128, 2.0)),  # 16-kHz recordings: no bands above Nyquist
+    ],
+)
+def test_the_default_params_fit_the_data_profile(raw_params, rate, seconds, expected):
+    cfg = parse_params(raw_params).features
+    assert all(getattr(cfg, key) == "auto" for key in ("sample_rate", "segment_seconds"))
+    resolved, _ = resolve_auto(cfg, profile(rate, [seconds] * 10))
+    got = tuple(
+        getattr(resolved, key)
+        for key in ("sample_rate", "n_fft", "hop_length", "n_mels", "segment_seconds")
+    )
+    assert got == expected
+
+
+def test_every_ladder_phase_fixes_the_reference_front_end(raw_params):
+    from audioclf.experiments.ladder import PHASES, apply_overrides
+
+    for phase in PHASES:
+        cfg = parse_params(apply_overrides(raw_params, phase.overrides)).features
+        if cfg.kind == "logmel":
+            got = (cfg.sample_rate, cfg.n_fft, cfg.hop_length, cfg.n_mels, cfg.segment_seconds)
+            assert got == (22050, 2048, 512, 128, 4.0), phase.name
+        assert cfg.resolved, phase.name

@@ -1,15 +1,15 @@
 import pytest
 
 from audioclf.config import ParamsError, flatten, load_params, parse_params
+from audioclf.config.frontends import resolve_auto
 
 
 def test_repo_params_are_valid():
     params = load_params("params.yaml")
     assert params.model in params.model_params
-    assert (
-        params.features.n_frames
-        == 1 + params.features.segment_samples // params.features.hop_length
-    )
+    profile = {"files": 1, "sample_rate": {"median": 22050}, "duration_s": {"p90": 4.0}}
+    features, _ = resolve_auto(params.features, profile)
+    assert features.n_frames == 1 + features.segment_samples // features.hop_length
 
 
 @pytest.mark.parametrize(
@@ -76,7 +76,14 @@ def test_bool_is_not_a_number(raw_params):
 
 
 def test_f_max_above_nyquist(raw_params):
-    raw_params["features"]["f_max"] = 20000.0
+    raw_params["features"].update(
+        f_max=20000.0,
+        sample_rate=22050,
+        n_fft=2048,
+        hop_length=512,
+        n_mels=128,
+        segment_seconds=4.0,
+    )
     with pytest.raises(ParamsError, match=r"'features.f_max' must be <= sample_rate/2 \(11025\)"):
         parse_params(raw_params)
 

@@ -13,6 +13,7 @@ from audioclf.evaluation.metrics import headline
 from audioclf.experiments import ladder, repeat, show
 from audioclf.experiments.ladder import (
     PHASES,
+    REFERENCE_FEATURES,
     TRANSDUCTIVE_NOTE,
     Dvc,
     DvcError,
@@ -132,6 +133,7 @@ def test_plan_names_seeded_runs_and_keeps_every_phase(tmp_path):
     base = planned[0]
     assert list(base.runs) == ["baseline-t-s42", "baseline-t-s43", "baseline-t-s44"]
     assert base.runs["baseline-t-s43"] == [
+        *REFERENCE_FEATURES,
         "model=cnn",
         "loss=ce",
         "train.epochs=1",
@@ -141,9 +143,10 @@ def test_plan_names_seeded_runs_and_keeps_every_phase(tmp_path):
     for item in planned[1:]:
         assert not item.runs and (item.reason or not item.selected)
     split = plan(raw, root=tmp_path, seeds=2, vary="split", only=["baseline"])[0]
-    assert split.runs["baseline-s43"] == ["model=cnn", "loss=ce", "seed=43", "train.seed=43"]
+    assert split.runs["baseline-s43"][-4:] == ["model=cnn", "loss=ce", "seed=43", "train.seed=43"]
     one = plan(raw, root=tmp_path, only=["baseline"])[0]
-    assert one.runs == {"baseline": ["model=cnn", "loss=ce"]} and one.seeds == {"baseline": None}
+    assert one.runs == {"baseline": [*REFERENCE_FEATURES, "model=cnn", "loss=ce"]}
+    assert one.seeds == {"baseline": None}
     raw["train"]["seed"] = 7  # a set train.seed starts the series; --vary split starts at seed
     assert list(plan(raw, root=tmp_path, seeds=2, only=["baseline"])[0].runs) == [
         "baseline-s7",
@@ -174,7 +177,7 @@ def test_dry_runs_queue_nothing(caplog, tmp_path):
     params = _params_file(tmp_path)
     with caplog.at_level("INFO", logger="audioclf"):
         out = ladder.main(["--params", params, "--dry-run", "--seeds", "2"])
-    assert "dvc exp run --queue -n baseline-s42 -S model=cnn -S loss=ce -S train.seed=42" in (
+    assert "-S features.segment_seconds=4.0 -S model=cnn -S loss=ce -S train.seed=42" in (
         caplog.text
     )
     assert set(out) == {"planned"} and not (tmp_path / "reports").exists()
@@ -287,6 +290,7 @@ def test_the_queue_is_filled_run_and_read_back_from_the_commit_it_was_queued_fro
             "--queue",
             "-n",
             "baseline-s42",
+            *[arg for o in REFERENCE_FEATURES for arg in ("-S", o)],
             "-S",
             "model=cnn",
             "-S",
@@ -300,6 +304,7 @@ def test_the_queue_is_filled_run_and_read_back_from_the_commit_it_was_queued_fro
             "--queue",
             "-n",
             "baseline-s43",
+            *[arg for o in REFERENCE_FEATURES for arg in ("-S", o)],
             "-S",
             "model=cnn",
             "-S",

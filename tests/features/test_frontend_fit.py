@@ -77,6 +77,7 @@ def test_segments_drop_a_short_remainder():
 def test_pretrained_front_ends_say_their_values_are_fixed():
     raw = repo_params()
     raw["model"] = "ast"
+    raw["features"].update(REFERENCE)
     p = parse_params(raw)
     cfg, summary = fit_frontend(p.requested_features, p.features, entries(8000, [0.5] * 4), "ast")
     assert summary["kind"] == "fbank" and summary["requested_kind"] == "auto"
@@ -84,6 +85,10 @@ def test_pretrained_front_ends_say_their_values_are_fixed():
     assert summary["fixed"]["n_fft"] == [2048, 400]
     warnings = summary["fit"]["warnings"]
     assert warnings and all("(fixed by features.kind=fbank" in w for w in warnings)
+
+
+# the reference reports' front-end, fixed (params.yaml's defaults are auto)
+REFERENCE = dict(sample_rate=22050, n_fft=2048, hop_length=512, n_mels=128, segment_seconds=4.0)
 
 
 def write_dataset(root, rate, seconds, n=8):
@@ -124,15 +129,12 @@ def features_stage(root, **features):
 def test_the_stage_warns_on_8khz_half_second_clips_and_auto_fits_them(tmp_path, caplog):
     write_dataset(tmp_path, 8000, 0.5)
     with caplog.at_level("WARNING"):
-        _, written = features_stage(tmp_path)
+        _, written = features_stage(tmp_path, **REFERENCE)
     warnings = written["frontend"]["fit"]["warnings"]
     assert len(warnings) == 3  # bands above Nyquist, band top, padding
     logged = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert sum("does not fit the data" in m for m in logged) == 3
-    auto = dict.fromkeys(
-        ("sample_rate", "n_fft", "hop_length", "n_mels", "segment_seconds"), "auto"
-    )
-    _, written = features_stage(tmp_path, **auto)
+    _, written = features_stage(tmp_path)  # params.yaml's defaults: auto
     front = written["frontend"]
     assert front["auto"] == {
         "sample_rate": 8000,

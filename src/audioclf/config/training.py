@@ -36,7 +36,10 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-2
-    patience: int = 8  # epochs without a better validation macro-F1
+    patience: int = 8  # epochs without a new best epoch (audioclf.training.stopping)
+    # no early stop before this epoch; None: half of epochs (a small set may start learning only
+    # after a few dozen optimizer steps: validation macro-F1 sits at chance until then)
+    min_epochs: int | None = None
     grad_clip: float = 5.0
     backbone_lr_mult: float = 1.0
     warmup_epochs: float = 0.0
@@ -73,6 +76,11 @@ class TrainConfig:
             at_most(getattr(self, name), limit, f"train.{name}", why)
         if count:
             at_most(self.devices, 1024, "train.devices", "processes per machine")
+        check(
+            self.min_epochs is None or self.min_epochs >= 1,
+            "train.min_epochs",
+            f"must be null (half of train.epochs) or an integer >= 1, got {self.min_epochs}",
+        )
         check(self.lr > 0, "train.lr", f"must be positive, got {self.lr}")
         check(
             self.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {self.weight_decay}"
@@ -103,6 +111,15 @@ class TrainConfig:
             "train.seed",
             f"must be null or an integer >= 0, got {self.seed}",
         )
+
+    @property
+    def earliest_stop(self) -> int:
+        """The first epoch after which early stopping may end training.
+
+        >>> TrainConfig(epochs=30).earliest_stop, TrainConfig(epochs=30, min_epochs=4).earliest_stop
+        (15, 4)
+        """
+        return -(-self.epochs // 2) if self.min_epochs is None else self.min_epochs
 
 
 def _check_p(p: float, key: str) -> None:

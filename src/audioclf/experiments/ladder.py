@@ -71,8 +71,17 @@ class Phase(NamedTuple):
 # speech-emotion baseline (the opensmile extra, research licence), then with each speaker
 # standardised on its own files. The leaky split is a control,
 # not a rung: what leakage adds to the test scores (compared unpaired: its test files differ).
+# Every phase fixes the reference reports' front-end (REFERENCE_FEATURES), which params.yaml's
+# defaults leave to the data (`auto`); `--set features.sample_rate=auto ...` comes after it.
+REFERENCE_FEATURES = (
+    "features.sample_rate=22050",
+    "features.n_fft=2048",
+    "features.hop_length=512",
+    "features.n_mels=128",
+    "features.segment_seconds=4.0",
+)
 PHASES = tuple(
-    Phase(name, title, tuple(overrides.split()))
+    Phase(name, title, (*REFERENCE_FEATURES, *overrides.split()))
     for name, (title, overrides) in yaml.safe_load(
         """
         baseline: [CNN + CE, model=cnn loss=ce]

@@ -1,7 +1,7 @@
 """The training loop: AdamW (head/backbone rates), warm-up and schedule, mixed precision,
-gradient accumulation, on-the-fly augmentation, early stopping on validation macro-F1,
-and a resumable last checkpoint (:mod:`audioclf.training.resume`); one process, or one of
-a data-parallel group (:mod:`audioclf.training.distributed`).
+gradient accumulation, on-the-fly augmentation, early stopping on validation macro-F1 (the
+loss breaks ties), and a resumable last checkpoint (:mod:`audioclf.training.resume`); one
+process, or one of a data-parallel group (:mod:`audioclf.training.distributed`).
 
 :func:`train` takes a :class:`~audioclf.config.training.TrainSpec` (what it reads of
 the params) and the feature table, never the whole params.
@@ -35,6 +35,7 @@ from audioclf.training.optim import (
 )
 from audioclf.training.resume import LoopState, restore, run_key, save_last
 from audioclf.training.steps import build_fit, train_one_epoch
+from audioclf.training.stopping import EarlyStopping
 
 log = logging.getLogger(__name__)
 MetricsLogger = Callable[[dict[str, float], int], None]
@@ -81,7 +82,8 @@ def train(
     ranks: Ranks = SINGLE,
     fold: int = 0,
 ) -> dict:
-    """Train ``spec.model`` on the train split, selecting the epoch by validation macro-F1.
+    """Train ``spec.model`` on the train split, selecting the epoch by validation macro-F1
+    (ties within one validation file's worth: the lower loss; :mod:`audioclf.training.stopping`).
 
     Writes the best epoch's checkpoint to ``checkpoint`` and, if ``last`` is given, the
     resumable state there after every epoch. Never reads the test split. Validation
@@ -145,6 +147,7 @@ def train(
     resumed_from = loop.epoch
     if weights:
         log_metrics(weights, 0)
+    stopping = EarlyStopping.for_split(cfg.patience, cfg.earliest_stop, len(set(val_paths)))
     first = cfg.epochs + 1 if resume is not None and resume["finished"] else loop.epoch + 1
     waited = spent = 0.0
     started = time.monotonic()
@@ -159,7 +162,7 @@ def train(
         va = evaluate_split(model, val_data, table.labels, cfg.batch_size, device, amp, ranks)
         # validation is scored and early stopping decided once, on rank 0; every rank follows
         va, improved, stop = ranks.share(
-            _early_stopping(va, loop, epoch, cfg.patience) if ranks.writer else None
+            _early_stopping(va, loop, epoch, stopping) if ranks.writer else None
         )
         row = {
             "epoch": epoch,
@@ -225,11 +228,12 @@ def train(
 
 
 def _early_stopping(
-    va: dict, loop: LoopState, epoch: int, patience: int
+    va: dict, loop: LoopState, epoch: int, rule: EarlyStopping
 ) -> tuple[dict, bool, bool]:
-    """Validation's scores, whether they beat the best epoch's, and whether training stops."""
-    improved = va["macro_f1"] > loop.best_f1
-    return va, improved, not improved and epoch - loop.best_epoch >= patience
+    """Validation's scores, whether this epoch is the new best (:mod:`audioclf.training.stopping`),
+    and whether training stops."""
+    improved = rule.is_best(va["macro_f1"], va["loss"], loop.history, loop.best_epoch)
+    return va, improved, rule.stops(epoch, epoch if improved else loop.best_epoch)
 
 
 def _log_epoch(

@@ -1,0 +1,56 @@
+"""Early stopping on a small, noisy validation split (:mod:`audioclf.training.stopping`)."""
+
+import pytest
+
+from audioclf.config import parse_params
+from audioclf.training.stopping import EarlyStopping
+
+# 18 validation files, as one fold of a 91-recording bird set: macro-F1 jumps to its plateau by
+# epoch 3 and then wobbles by a file or so, while the validation loss keeps falling to epoch 16
+F1 = [0.20, 0.45, 0.72, 0.66, 0.70, 0.68, 0.72, 0.69, 0.71, 0.70, 0.72, 0.70, 0.71, 0.72, 0.71]
+F1 += [0.72, 0.70, 0.71, 0.69, 0.70, 0.68, 0.70, 0.69, 0.68, 0.69, 0.70, 0.68, 0.69, 0.70, 0.69]
+LOSS = [2.0, 1.6, 1.30, 1.25, 1.20, 1.15, 1.10, 1.05, 1.00, 0.96, 0.93, 0.90, 0.88, 0.86, 0.85]
+LOSS += [0.84, 0.86, 0.88, 0.90, 0.93, 0.96, 1.00, 1.04, 1.08, 1.12, 1.16, 1.20, 1.24, 1.28, 1.3]
+
+
+def strict_f1(f1s: list[float], patience: int = 8) -> tuple[int, int]:
+    """The rule it replaces: the strictly highest macro-F1, stop ``patience`` epochs after it."""
+    best = 1
+    for epoch in range(1, len(f1s) + 1):
+        if f1s[epoch - 1] > f1s[best - 1]:
+            best = epoch
+        if epoch - best >= patience:
+            return best, epoch
+    return best, len(f1s)
+
+
+def test_a_plateau_of_macro_f1_with_a_falling_loss_keeps_training():
+    assert strict_f1(F1) == (3, 11)  # the collapsed fold: best at epoch 3, stopped at 11
+    rule = EarlyStopping.for_split(patience=8, min_epochs=10, n_files=18)
+    best, stopped = rule.replay(F1, LOSS)
+    assert best == 16  # the lowest loss on the plateau
+    assert F1[best - 1] == max(F1)
+    assert stopped == best + 8
+
+
+def test_a_tie_never_drifts_below_the_highest_macro_f1_by_more_than_the_tolerance():
+    # each epoch a file worse than the last yet with a lower loss: a chain of ties
+    f1s = [0.80 - 0.04 * k for k in range(8)]
+    losses = [1.0 - 0.05 * k for k in range(8)]
+    best, _ = EarlyStopping(patience=3, min_epochs=1, tolerance=0.05).replay(f1s, losses)
+    assert best == 2 and max(f1s) - f1s[best - 1] <= 0.05
+
+
+def test_no_stop_before_min_epochs_and_a_clear_gain_wins_over_a_lower_loss():
+    f1s = [0.9, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]
+    losses = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
+    rule = EarlyStopping(patience=2, min_epochs=6, tolerance=0.05)
+    assert rule.replay(f1s, losses) == (1, 6)
+    assert EarlyStopping(patience=2).replay(f1s, losses) == (1, 3)
+
+
+def test_min_epochs_is_validated_and_defaults_to_half_the_run(raw_params):
+    assert parse_params(raw_params).train.earliest_stop == -(-raw_params["train"]["epochs"] // 2)
+    raw_params["train"]["min_epochs"] = 0
+    with pytest.raises(ValueError, match=r"train\.min_epochs"):
+        parse_params(raw_params)
