@@ -37,3 +37,7 @@ class UserError(Exception):
 
 class MissingInputError(UserError, FileNotFoundError):
     """An input a stage reads is absent; the message names the stage that writes it."""
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint that holds something else than tensors and plain values, or is not ours."""

@@ -17,7 +17,7 @@ from torch import nn
 from audioclf.config.heads import HEAD_CONFIGS
 from audioclf.config.models import MODEL_CONFIGS
 from audioclf.config.schema import ParamsError, build
-from audioclf.errors import MissingInputError, UserError
+from audioclf.errors import CheckpointError, MissingInputError
 from audioclf.io import atomic_path
 from audioclf.models import build_model
 
@@ -57,10 +57,6 @@ def save_checkpoint(
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
-
-
-class CheckpointError(UserError, ValueError):
-    """A checkpoint that holds something else than tensors and plain values, or is not ours."""
 
 
 def read_state(path: str | Path, *, mmap: bool = False) -> dict:

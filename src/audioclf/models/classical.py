@@ -28,6 +28,7 @@ from sklearn.svm import SVC
 from torch import nn
 
 from audioclf.config.heads import HEAD_CONFIGS
+from audioclf.errors import CheckpointError
 from audioclf.io import atomic_path
 
 MODEL_FOLDER = "sklearn"  # beside best.pt: the MLflow model (MLmodel, model.skops, requirements)
@@ -150,8 +151,6 @@ def load_head(checkpoint: Path, ckpt: dict) -> SklearnHead:
     """
     import skops.io
     from skops.io.exceptions import UntrustedTypesFoundException
-
-    from audioclf.models.checkpoint import CheckpointError
 
     base = Path(os.path.abspath(Path(checkpoint).parent))
     folder = Path(os.path.abspath(base / str(ckpt["sklearn_model"])))
