@@ -39,7 +39,7 @@ def test_bad_fraction_names_key(raw_params):
 
 
 def test_fractions_must_sum_to_one(raw_params):
-    raw_params["split"]["train"] = 0.6
+    raw_params["split"].update(train=0.6, val=0.15, test=0.15)
     with pytest.raises(ParamsError, match="must sum to 1, got 0.9"):
         parse_params(raw_params)
 

@@ -76,7 +76,7 @@ def test_each_phase_runs_here_or_is_skipped_with_the_reason(tmp_path):
         elif "features.kind=compare" in phase.overrides:  # offline too: openSMILE's extra
             assert verdicts[phase.name] == opensmile_missing()
         elif "model=ast" in phase.overrides or "model=resnet50" in phase.overrides:
-            model = phase.overrides[0].split("=")[1]
+            model = next(o for o in phase.overrides if o.startswith("model=")).split("=")[1]
             assert f"model_params.{model}.pretrained: weights" in verdicts[phase.name]
             assert "not available locally" in verdicts[phase.name]
             revision = raw["model_params"][model]["revision"]

@@ -29,6 +29,15 @@ RUNAWAY = {
 }
 
 
+@pytest.fixture
+def raw_params(raw_params):
+    """The front-end at fixed values: the bounds between ``auto`` values apply once resolved."""
+    raw_params["features"].update(
+        sample_rate=22050, n_fft=2048, hop_length=512, n_mels=128, segment_seconds=4.0
+    )
+    return raw_params
+
+
 def _with(raw: dict, dotted: str, value) -> dict:
     raw = copy.deepcopy(raw)
     *path, last = dotted.split(".")
