@@ -44,7 +44,7 @@ def _recover(path: Path) -> None:
     writer had moved aside if ``path`` itself is gone."""
     for leftover in path.parent.glob(f".{glob.escape(path.name)}.*-*"):
         kind, _, pid = leftover.name.rpartition("-")
-        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+        if not pid.isdigit() or int(pid) == os.getpid() or process_alive(int(pid)):
             continue
         if kind.endswith(".old") and not path.exists():
             os.replace(leftover, path)
@@ -52,7 +52,8 @@ def _recover(path: Path) -> None:
             _remove(leftover)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (another user's counts as running)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

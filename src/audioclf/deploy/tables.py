@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from audioclf.io import atomic_path
+from audioclf.io import atomic_path, process_alive
 
 if TYPE_CHECKING:  # the tables import no torch: audioclf predict --help answers at once
     from audioclf.deploy.predictor import Recording
@@ -186,20 +186,10 @@ def remove_temporaries(folder: Path) -> int:
     removed = 0
     for path in folder.rglob(f".*{TEMPORARY}*"):
         pid = path.name.rpartition(TEMPORARY)[2]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             path.unlink(missing_ok=True)
             removed += 1
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def write_raven(path: Path, rows: list[list[str]], combined: bool = False) -> None:

@@ -23,7 +23,6 @@ import csv
 import dataclasses
 import hashlib
 import json
-import os
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import numpy as np
 from audioclf.config.features import VECTOR_KINDS, FeaturesConfig
 from audioclf.features.birdnet import MODEL_NAME as BIRDNET_MODEL
 from audioclf.features.opensmile import FEATURE_SETS
+from audioclf.io import process_alive
 
 # bump when decoding, the audio hash or a front-end changes numerically: old entries then miss
 FRONTEND_VERSION = 6
@@ -158,7 +158,7 @@ class FeatureStore:
                 committed_data and not path.with_suffix(".index.csv").exists()
             ):
                 host, pid = _writer(path.name.lstrip(".").split(".f32")[0])
-                if host == socket.gethostname() and pid is not None and not _alive(pid):
+                if host == socket.gethostname() and pid is not None and not process_alive(pid):
                     path.unlink(missing_ok=True)
 
     def read(self, entry: StoredEntry) -> np.ndarray:
@@ -195,13 +195,3 @@ def _writer(shard: str) -> tuple[str, int | None]:
     """(host, pid) of the process that named a shard ``<stamp>-<host>-<pid>-<token>``."""
     stamp_host, pid, _ = (["", "", ""] + shard.rsplit("-", 2))[-3:]
     return stamp_host.split("-", 1)[-1], int(pid) if pid.isdigit() else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
