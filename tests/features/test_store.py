@@ -85,12 +85,11 @@ def test_committed_entries_read_back_in_a_new_store(tmp_path):
 
 
 def test_a_failed_commit_publishes_nothing_and_leaves_no_temporary_shard(tmp_path, monkeypatch):
-    import audioclf.features.store as cache
 
     def fsync(fd):
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(cache.os, "fsync", fsync)
+    monkeypatch.setattr(os, "fsync", fsync)
     store = FeatureStore(tmp_path, "k", SHAPE)
     with pytest.raises(OSError, match="Input/output error"):
         with ShardWriter(store) as w:
