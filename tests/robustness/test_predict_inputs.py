@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import json
 import threading
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from mlflow.pyfunc.scoring_server import predictions_to_json
 from tests.deploy.conftest import train_tiny
 
 from audioclf.deploy import predict
@@ -184,6 +186,12 @@ def test_bad_records_get_their_reason_and_the_good_ones_their_answer(served):
     assert errors[6].startswith("audio_base64 is not base64")
     assert errors[7] == "a record needs audio_base64, or samples with their sample_rate"
     _clean_answer(answer)
+    # as the server sends it: strict JSON (no NaN), ranks as integers
+    out = io.StringIO()
+    predictions_to_json(answer, out)
+    rows = json.loads(out.getvalue(), parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+    assert [r["rank"] for r in rows["predictions"] if r["input"] == 0] == [1, 1]
+    assert {r["score"] for r in rows["predictions"] if r["input"] == 1} == {None}
 
 
 @pytest.mark.parametrize(

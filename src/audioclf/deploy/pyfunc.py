@@ -333,7 +333,18 @@ def predict_frame(
 
 def _errors(errors: dict[int, str]) -> pd.DataFrame:
     rows = [{"input": i, "error": e, "label": "", "fill": ""} for i, e in sorted(errors.items())]
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    return _frame(rows)
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    """The answer; where error rows lack the numbers, they are None (JSON ``null``: ``NaN`` is
+    not JSON, and a browser's ``JSON.parse`` refuses it) and the ranks stay integers."""
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    if frame["error"].fillna("").ne("").any():
+        for column, kind in (("start_s", float), ("end_s", float), ("score", float), ("rank", int)):
+            values = [None if pd.isna(v) else kind(v) for v in frame[column]]
+            frame[column] = pd.Series(values, index=frame.index, dtype=object)
+    return frame
 
 
 def _rows(model: AudioModel, n: int, recs: dict, errors: dict, settings: dict) -> pd.DataFrame:
@@ -360,7 +371,7 @@ def _rows(model: AudioModel, n: int, recs: dict, errors: dict, settings: dict) -
                 rec, model.labels, settings["top_k"], settings["min_score"]
             )
         ]
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    return _frame(rows)
 
 
 def input_example(model: AudioModel) -> pd.DataFrame:
