@@ -2,7 +2,7 @@
 vega, vega-lite and vega-embed bundles inline, so that ``dvc plots show`` renders offline.
 
     npm pack vega@5.33.1 vega-lite@5.23.0 vega-embed@6.29.0
-    python vendor/vega/build.py vega-5.33.1.tgz vega-lite-5.23.0.tgz vega-embed-6.29.0.tgz
+    python .dvc/vega/build.py vega-5.33.1.tgz vega-lite-5.23.0.tgz vega-embed-6.29.0.tgz
 """
 
 import sys
@@ -29,7 +29,7 @@ def main(tarballs: list[str]) -> None:
             raise ValueError(f"{tgz}: {member} holds '</script'")
         version = tgz.name.removesuffix(".tgz").rsplit("-", 1)[1]
         licence = f"{name} {version}, BSD-3-Clause, University of Washington Interactive Data Lab"
-        scripts.append(f"<script>/* {licence} (vendor/vega/LICENSE) */\n{js}\n</script>")
+        scripts.append(f"<script>/* {licence} (.dvc/vega/LICENSE) */\n{js}\n</script>")
     page = (HERE / "page.html").read_text().replace("{vega_bundles}", "\n".join(scripts))
     (HERE / "dvc_plots.html").write_text(page)
 
