@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 
 import numpy as np
 import pytest
@@ -155,12 +156,11 @@ def test_an_interrupted_extraction_leaves_no_entry_taken_for_complete(
 
 def test_a_failed_last_commit_publishes_nothing(dataset, tmp_path, monkeypatch):
     """The last shard's commit fails (its fsync): no entry and no output appears."""
-    import audioclf.features.store as cache
 
     def fsync(fd):
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(cache.os, "fsync", fsync)
+    monkeypatch.setattr(os, "fsync", fsync)
     with pytest.raises(OSError, match="Input/output error"):
         run(dataset, tmp_path)
     assert not (tmp_path / "out").exists() and [p.name for p in tmp_path.iterdir()] == [
