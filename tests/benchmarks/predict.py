@@ -39,6 +39,7 @@ import torch
 
 from audioclf.cli import command
 from audioclf.config import load_params
+from audioclf.config.frontends import resolve_auto
 from audioclf.deploy.export import use_onnxruntime
 from audioclf.deploy.model import load_model
 from audioclf.deploy.predict import predict_files
@@ -68,9 +69,12 @@ def write_recording(path: Path, seconds: float, rate: int, seed: int = 0) -> Pat
 def make_checkpoint(params_path: Path, out: Path, seed: int = 0) -> Path:
     """The default ``cnn`` with seeded weights and identity normalisation, as a checkpoint."""
     params = load_params(params_path)
+    # params.yaml's auto front-end as the default pipeline chose it for its data
+    profile = json.loads((params_path.parent / "reports" / "profile.json").read_text())
+    features, _ = resolve_auto(params.features, profile)
     torch.manual_seed(seed)
     cfg = params.model_params["cnn"]
-    model = build_model("cnn", cfg, n_classes=N_LABELS, input_shape=params.features.shape[1:])
+    model = build_model("cnn", cfg, n_classes=N_LABELS, input_shape=features.shape[1:])
     save_checkpoint(
         out,
         model=model.eval(),
@@ -79,8 +83,8 @@ def make_checkpoint(params_path: Path, out: Path, seed: int = 0) -> Path:
         labels=[f"species_{i:02d}" for i in range(N_LABELS)],
         norm={"kind": "global", "mean": [0.0], "std": [1.0]},
         params={},
-        input_shape=params.features.shape[1:],
-        frontend=frontend_params(params.features),
+        input_shape=features.shape[1:],
+        frontend=frontend_params(features),
     )
     return out
 

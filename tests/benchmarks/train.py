@@ -36,6 +36,7 @@ from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 from audioclf.cli import command
 from audioclf.config import load_params
+from audioclf.config.frontends import resolve_auto
 from audioclf.devices import resolve_device
 from audioclf.features.table import (
     DATA_FILE,
@@ -154,7 +155,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="audioclf-bench-train-") as tmp:
         segments = max(counts) * args.batch_size * (args.warmup + args.steps)
         n_classes = params.data.synthetic.n_classes
-        table = random_table(Path(tmp) / "features", segments, params.features.shape, n_classes)
+        # params.yaml's auto front-end as the default pipeline chose it for its data
+        profile = json.loads((args.params.parent / "reports" / "profile.json").read_text())
+        shape = resolve_auto(params.features, profile)[0].shape
+        table = random_table(Path(tmp) / "features", segments, shape, n_classes)
         for k in range(args.rounds):
             for n in counts:
                 load = os.getloadavg()[0]
