@@ -154,3 +154,32 @@ class HubStandIn:
         handler.end_headers()
         if handler.command == "GET":
             handler.wfile.write(data)
+
+
+def save_tiny_ast(
+    folder,
+    *,
+    max_length: int,
+    num_mel_bins: int = 128,
+    num_labels: int = 5,
+    extractor: dict | None = None,
+    seed: int = 0,
+) -> Path:
+    """A 2-layer AST and its feature extractor (AudioSet-like statistics unless ``extractor``
+    gives its settings), saved as ``save_pretrained`` does."""
+    import torch
+    from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
+
+    torch.manual_seed(seed)
+    config = ASTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_length=max_length,
+        num_mel_bins=num_mel_bins,
+        num_labels=num_labels,
+    )
+    ASTForAudioClassification(config).save_pretrained(folder)
+    ASTFeatureExtractor(**(extractor or {"mean": -4.0, "std": 4.0})).save_pretrained(folder)
+    return Path(folder)

@@ -7,29 +7,11 @@ import json
 
 import torch
 from tests.conftest import mlflow_runs, run_stages, set_params, workspace_copy
+from tests.hub import save_tiny_ast
 
 from audioclf.features.birdnet import missing
 
 AFTER_SPLIT = ["features", "train", "evaluate"]
-
-
-def save_tiny_ast(folder):
-    """A 2-layer AST with AudioSet's input (128 bins) and a feature extractor of its own statistics."""
-    from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
-
-    torch.manual_seed(0)
-    ASTForAudioClassification(
-        ASTConfig(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_length=1024,
-            num_mel_bins=128,
-            num_labels=5,
-        )
-    ).save_pretrained(folder)
-    ASTFeatureExtractor(mean=-4.0, std=4.0).save_pretrained(folder)
 
 
 def store_files(root, kind):
@@ -43,7 +25,7 @@ def test_each_model_gets_its_own_front_end(pipeline, tmp_path):
     logmel = store_files(root, "logmel")
     assert logmel
 
-    save_tiny_ast(root / "weights/ast")
+    save_tiny_ast(root / "weights/ast", max_length=1024)
     set_params(
         root, model="ast", **{"model_params.ast.pretrained": "weights/ast", "train.epochs": 1}
     )

@@ -4,7 +4,7 @@ saved checkpoint with no Hub, no cache and downloads off."""
 
 import pytest
 import torch
-from tests.hub import HubStandIn
+from tests.hub import HubStandIn, save_tiny_ast
 
 from audioclf.config.models import HFConfig
 from audioclf.models import build_model, head_and_backbone
@@ -16,19 +16,13 @@ N = RATE // 2  # 0.5-s segments
 
 
 def tiny_ast(folder):
-    from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
-
-    config = ASTConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
+    save_tiny_ast(
+        folder,
         max_length=64,
         num_mel_bins=32,
         num_labels=7,
+        extractor={"num_mel_bins": 32, "max_length": 64},
     )
-    ASTForAudioClassification(config).save_pretrained(folder)
-    ASTFeatureExtractor(num_mel_bins=32, max_length=64).save_pretrained(folder)
 
 
 def tiny_wav2vec2(folder):

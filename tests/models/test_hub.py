@@ -7,6 +7,7 @@ import os
 import pytest
 import torch
 from tests.hub import HubStandIn
+from tests.hub import save_tiny_ast as tiny_ast_checkpoint
 
 from audioclf.config.models import ASTConfig
 from audioclf.models import build_model
@@ -18,21 +19,7 @@ CARD = "---\nlicense: bsd-3-clause\ntags: [audio]\n---\n# tiny AST\n"
 
 
 def save_tiny_ast(folder, *, card=True, seed=0):
-    from transformers import ASTConfig as HFASTConfig
-    from transformers import ASTFeatureExtractor, ASTForAudioClassification
-
-    torch.manual_seed(seed)
-    config = HFASTConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_length=100,
-        num_mel_bins=128,
-        num_labels=5,
-    )
-    ASTForAudioClassification(config).save_pretrained(folder)
-    ASTFeatureExtractor(mean=-4.0, std=4.0).save_pretrained(folder)
+    tiny_ast_checkpoint(folder, max_length=100, seed=seed)
     if card:
         (folder / "README.md").write_text(CARD)
     return folder
