@@ -47,6 +47,10 @@ COMMANDS = {
         "the phase ladder as DVC experiments -> reports/phases.md",
     ),
     "repeat": ("audioclf.experiments.repeat", "one experiment over N seeds: mean ± std"),
+    "tune": (
+        "audioclf.experiments.tune",
+        "an Optuna search over params on the validation folds; --apply runs the best on test",
+    ),
     "check": ("audioclf.pipeline", "dvc.yaml, params.yaml and dvc.lock agree"),
 }
 

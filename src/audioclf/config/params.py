@@ -22,6 +22,7 @@ from audioclf.config.losses import LOSS_CONFIGS
 from audioclf.config.models import MODEL_CONFIGS
 from audioclf.config.schema import ParamsError, build, check, choice, coerce
 from audioclf.config.training import AugmentConfig, TrainConfig, TrainSpec
+from audioclf.config.tune import TuneConfig, set_keys
 from audioclf.errors import MissingInputError
 
 
@@ -43,6 +44,7 @@ class Params:
     train: TrainConfig
     augment: AugmentConfig
     evaluate: EvaluateConfig
+    tune: TuneConfig
     raw: dict[str, Any] = dataclasses.field(repr=False, compare=False)
     # ``features`` as params.yaml gives it, before the model resolved its kind (the features report)
     requested_features: FeaturesConfig | None = dataclasses.field(
@@ -108,6 +110,7 @@ SECTIONS = {
     "train": TrainConfig,
     "augment": AugmentConfig,
     "evaluate": EvaluateConfig,
+    "tune": TuneConfig,
 }
 _TOP_LEVEL = ("dataset", "model", "loss", "seed", "model_params", "loss_params", *SECTIONS)
 
@@ -146,6 +149,7 @@ def parse_params(raw: dict[str, Any]) -> Params:
         f"model={raw['model']} is a scikit-learn head, fitted in one process: set "
         f"train.devices=1 and train.nodes=1 (got {train.devices} and {train.nodes})",
     )
+    _check_space(sections["tune"], raw)
     return Params(
         dataset=raw["dataset"],
         model=raw["model"],
@@ -157,6 +161,21 @@ def parse_params(raw: dict[str, Any]) -> Params:
         requested_features=requested,
         **sections,
     )
+
+
+def _check_space(tune: TuneConfig, raw: dict[str, Any]) -> None:
+    """Every value ``tune.space`` can give its key makes valid params: a typo'd key, or a bound
+    the key refuses, fails here, before any trial runs."""
+    base = {k: v for k, v in raw.items() if k != "tune"}
+    for dim in tune.dimensions():
+        for value in dim.values():
+            candidate = set_keys(base, {dim.key: value})
+            try:
+                parse_params(candidate)
+            except ParamsError as exc:
+                raise ParamsError(
+                    f"params: 'tune.space.{dim.key}' allows {value!r}: {exc}"
+                ) from None
 
 
 def _per_name(raw: Any, configs: dict[str, type], key: str, what: str) -> dict[str, Any]:
