@@ -1,9 +1,10 @@
 """End to end through DVC and MLflow on a git+DVC copy of the repository with shrunk params, the
 one place the suite runs ``dvc``: ``dvc repro`` (export and ``audioclf predict`` after it, and a
-forced rerun that must repeat the metrics exactly), a *queued* 2-fold cross-validated experiment (which
-executes in a temporary copy under .dvc/tmp/exps and must still log to the repository's MLflow
-store), and sharing through a DVC remote and a bare git repository: a fresh clone's ``dvc pull``
-brings everything, its ``dvc repro`` recomputes nothing, and ``dvc exp pull`` brings the experiment.
+forced rerun that must repeat the metrics exactly), a *queued* 2-fold cross-validated experiment
+(which executes in a temporary copy under .dvc/tmp/exps and must still log to the repository's
+MLflow store), sharing through a DVC remote and a bare git repository (a fresh clone's ``dvc pull``
+brings everything, its ``dvc repro`` recomputes nothing, and ``dvc exp pull`` brings the
+experiment), and ``audioclf tune --apply`` (the best trial run as an experiment).
 The tests run in order on one copy, each on what the one before left.
 """
 
@@ -12,6 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 import soundfile as sf
 import yaml
@@ -177,6 +179,31 @@ def test_a_fresh_clone_pulls_everything_and_recomputes_nothing(shared, tmp_path)
     rebuilt = logged(["dvc", "repro", "--force", "features"], fresh, env)
     assert ", 0 from the store)" in rebuilt, rebuilt
     assert up_to_date(run(["dvc", "status"], fresh, env))  # the same hash as the origin's
+
+
+def test_tune_apply_scores_the_best_trial_once_as_a_dvc_experiment(shared):
+    root, env, _ = shared
+    cmd = ["python", "-m", "audioclf", "tune", "--trials", "3", "--study", "tuned", "--apply"]
+    out = logged(cmd, root, env)
+    study = optuna.load_study(study_name="tuned", storage=f"sqlite:///{root}/data/tune/optuna.db")
+    assert len(study.trials) == 3
+    shown = experiments(root, env)["tuned"]
+    params = shown["params"]["params.yaml"]["data"]
+    for key, value in study.best_trial.params.items():  # the experiment runs the best trial's
+        node = params
+        for part in key.split("."):
+            node = node[part]
+        assert node == pytest.approx(value, rel=1e-12), key
+    metrics = shown["metrics"]["reports/metrics.json"]["data"]
+    ci = metrics["test_ci"]["macro_f1"]
+    assert ci["low"] <= metrics["test"]["macro_f1"] <= ci["high"]
+    assert "audioclf compare workspace tuned" in out
+    runs = mlflow_runs(root)
+    trials = [r for r in runs if "optuna_trial" in r["tags"]]
+    # the search scored validation only; the experiment's evaluate stage scored the test files
+    assert len(trials) == 3 and not [k for r in trials for k in r["metrics"] if "test" in k]
+    (applied,) = [r for r in runs if r["name"] == "tuned"]
+    assert "test_macro_f1" in applied["metrics"] and "optuna_study" not in applied["tags"]
 
 
 def test_a_planted_duplicate_stops_the_audit(shared, monkeypatch, capsys):

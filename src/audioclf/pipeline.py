@@ -3,7 +3,8 @@
 ``audioclf check`` exits non-zero, listing each problem, when
 
 * a params key named in ``dvc.yaml`` is missing from ``params.yaml``;
-* a key of ``params.yaml`` is read by no stage (a dead flag);
+* a key of ``params.yaml`` is read by no stage (a dead flag) nor by a command's section
+  (:data:`COMMAND_SECTIONS`);
 * the committed ``dvc.lock`` no longer matches the code, params or commands.
 
 On a fresh clone the stage outputs are absent; ``dvc status`` then reports them
@@ -85,8 +86,13 @@ def _covers(key: str) -> re.Pattern:
     return re.compile(rf"{body}(\..*)?")
 
 
+# sections of params.yaml that a command reads and no stage does: a change reruns nothing
+COMMAND_SECTIONS = {"tune": "audioclf tune"}
+
+
 def params_problems(dvc_yaml: dict, params: dict) -> list[str]:
-    """Declared keys missing from params.yaml, and params.yaml keys no stage declares."""
+    """Declared keys missing from params.yaml, and params.yaml keys no stage (nor command)
+    declares."""
     declared = _declared(dvc_yaml)
     problems = [
         f"stage '{stage}' declares param '{key}', which params.yaml lacks"
@@ -94,7 +100,7 @@ def params_problems(dvc_yaml: dict, params: dict) -> list[str]:
         for key in keys
         if not _has_key(params, resolve(key, params))
     ]
-    covers = [_covers(k) for keys in declared.values() for k in keys]
+    covers = [_covers(k) for keys in [*declared.values(), COMMAND_SECTIONS] for k in keys]
     for leaf in _leaves(params):
         if not any(c.fullmatch(leaf) for c in covers):
             problems.append(

@@ -17,7 +17,7 @@ import yaml
 from tests.conftest import REPO, mlflow_runs, repo_params, workspace_copy
 
 from audioclf.cli import run as run_main
-from audioclf.config.params import parse_params
+from audioclf.config.params import check_space, parse_params
 from audioclf.config.schema import ParamsError
 from audioclf.config.tune import parse_dimension
 from audioclf.data.manifest import read_manifest
@@ -53,9 +53,18 @@ def with_tune(raw: dict, **tune_settings) -> dict:
         ({"train.lr": {"low": 0.001, "hi": 0.1}}, "'tune.space.train.lr.hi' is not low, high"),
     ],
 )
-def test_a_bad_search_space_fails_with_the_params(space, message):
+def test_a_bad_search_space_fails_before_any_trial(space, message):
     with pytest.raises(ParamsError, match=message.replace("(", r"\(").replace(".", r"\.")):
-        parse_params(with_tune(repo_params(), space=space))
+        check_space(parse_params(with_tune(repo_params(), space=space)))
+
+
+def test_a_typo_fails_every_stage_but_another_models_space_fails_none():
+    with pytest.raises(ParamsError, match="'tune.space.train.lrr' names no params key"):
+        parse_params(with_tune(repo_params(), space={"train.lrr": [0.1, 0.2]}))
+    raw = repo_params()  # the shipped space searches SpecAugment, which ComParE features refuse
+    svm = parse_params({**raw, "model": "svm", "features": {**raw["features"], "kind": "compare"}})
+    with pytest.raises(ParamsError, match="augment.specaugment"):
+        check_space(svm)
 
 
 def test_search_space_kinds():

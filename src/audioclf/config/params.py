@@ -164,14 +164,24 @@ def parse_params(raw: dict[str, Any]) -> Params:
 
 
 def _check_space(tune: TuneConfig, raw: dict[str, Any]) -> None:
-    """Every value ``tune.space`` can give its key makes valid params: a typo'd key, or a bound
-    the key refuses, fails here, before any trial runs."""
-    base = {k: v for k, v in raw.items() if k != "tune"}
+    """Every ``tune.space`` key names a params key (a typo fails with the rest of the params); the
+    values are checked by ``audioclf tune`` (:func:`check_space`), since the shipped space suits
+    the default model, and a stage run with another model must not fail on it."""
     for dim in tune.dimensions():
+        set_keys(raw, {dim.key: dim.values()[0]})
+
+
+def check_space(params: Params) -> None:
+    """Every value ``tune.space`` gives its key makes valid params with the rest of ``params``.
+
+    Raises:
+        ParamsError: naming the key, the value and what refused it.
+    """
+    base = {k: v for k, v in params.raw.items() if k != "tune"}
+    for dim in params.tune.dimensions():
         for value in dim.values():
-            candidate = set_keys(base, {dim.key: value})
             try:
-                parse_params(candidate)
+                parse_params(set_keys(base, {dim.key: value}))
             except ParamsError as exc:
                 raise ParamsError(
                     f"params: 'tune.space.{dim.key}' allows {value!r}: {exc}"

@@ -42,7 +42,7 @@ from sqlalchemy.engine import make_url
 from audioclf.cli import parser
 from audioclf.config import load_params
 from audioclf.config.heads import HEAD_CONFIGS
-from audioclf.config.params import Params, parse_params
+from audioclf.config.params import Params, check_space, parse_params
 from audioclf.config.schema import ParamsError
 from audioclf.config.tune import TuneConfig, set_keys
 from audioclf.data.split import read_folds
@@ -90,6 +90,7 @@ class Search:
         self.space = self.cfg.dimensions()
         if not self.space:
             raise ParamsError("params: 'tune.space' names no params key to search; see params.yaml")
+        check_space(params)
         self.table, self.store, self.leakage, self.exp_name = table, store, leakage, exp_name
         self.root = root
         self.files = [([e.path for e in f["train"]], [e.path for e in f["val"]]) for f in folds]
