@@ -34,14 +34,6 @@ def test_missing_and_dead_params_are_reported():
     )
 
 
-def test_a_section_a_command_reads_is_not_a_dead_flag():
-    dvc = {"stages": {"train": {"params": ["train"]}}}
-    raw = {"train": {"lr": 1}, "tune": {"trials": 20}, "tunes": {"trials": 20}}
-    assert params_problems(dvc, raw) == [
-        "params.yaml key 'tunes.trials' is declared by no stage in dvc.yaml (dead flag?)"
-    ]
-
-
 def test_lock_problems_ignore_missing_outputs_only():
     status = {
         "split": [

@@ -3,8 +3,7 @@
 ``audioclf check`` exits non-zero, listing each problem, when
 
 * a params key named in ``dvc.yaml`` is missing from ``params.yaml``;
-* a key of ``params.yaml`` is read by no stage (a dead flag) nor by a command's section
-  (:data:`COMMAND_SECTIONS`);
+* a key of ``params.yaml`` is read by no stage (a dead flag);
 * the committed ``dvc.lock`` no longer matches the code, params or commands.
 
 On a fresh clone the stage outputs are absent; ``dvc status`` then reports them
@@ -86,13 +85,8 @@ def _covers(key: str) -> re.Pattern:
     return re.compile(rf"{body}(\..*)?")
 
 
-# sections of params.yaml that a command reads and no stage does: a change reruns nothing
-COMMAND_SECTIONS = {"tune": "audioclf tune"}
-
-
 def params_problems(dvc_yaml: dict, params: dict) -> list[str]:
-    """Declared keys missing from params.yaml, and params.yaml keys no stage (nor command)
-    declares."""
+    """Declared keys missing from params.yaml, and params.yaml keys no stage declares."""
     declared = _declared(dvc_yaml)
     problems = [
         f"stage '{stage}' declares param '{key}', which params.yaml lacks"
@@ -100,7 +94,7 @@ def params_problems(dvc_yaml: dict, params: dict) -> list[str]:
         for key in keys
         if not _has_key(params, resolve(key, params))
     ]
-    covers = [_covers(k) for keys in [*declared.values(), COMMAND_SECTIONS] for k in keys]
+    covers = [_covers(k) for keys in declared.values() for k in keys]
     for leaf in _leaves(params):
         if not any(c.fullmatch(leaf) for c in covers):
             problems.append(

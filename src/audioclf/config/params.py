@@ -22,7 +22,6 @@ from audioclf.config.losses import LOSS_CONFIGS
 from audioclf.config.models import MODEL_CONFIGS
 from audioclf.config.schema import ParamsError, build, check, choice, coerce
 from audioclf.config.training import AugmentConfig, TrainConfig, TrainSpec
-from audioclf.config.tune import TuneConfig, set_keys
 from audioclf.errors import MissingInputError
 
 
@@ -44,7 +43,6 @@ class Params:
     train: TrainConfig
     augment: AugmentConfig
     evaluate: EvaluateConfig
-    tune: TuneConfig
     raw: dict[str, Any] = dataclasses.field(repr=False, compare=False)
     # ``features`` as params.yaml gives it, before the model resolved its kind (the features report)
     requested_features: FeaturesConfig | None = dataclasses.field(
@@ -110,7 +108,6 @@ SECTIONS = {
     "train": TrainConfig,
     "augment": AugmentConfig,
     "evaluate": EvaluateConfig,
-    "tune": TuneConfig,
 }
 _TOP_LEVEL = ("dataset", "model", "loss", "seed", "model_params", "loss_params", *SECTIONS)
 
@@ -149,7 +146,6 @@ def parse_params(raw: dict[str, Any]) -> Params:
         f"model={raw['model']} is a scikit-learn head, fitted in one process: set "
         f"train.devices=1 and train.nodes=1 (got {train.devices} and {train.nodes})",
     )
-    _check_space(sections["tune"], raw)
     return Params(
         dataset=raw["dataset"],
         model=raw["model"],
@@ -161,31 +157,6 @@ def parse_params(raw: dict[str, Any]) -> Params:
         requested_features=requested,
         **sections,
     )
-
-
-def _check_space(tune: TuneConfig, raw: dict[str, Any]) -> None:
-    """Every ``tune.space`` key names a params key (a typo fails with the rest of the params); the
-    values are checked by ``audioclf tune`` (:func:`check_space`), since the shipped space suits
-    the default model, and a stage run with another model must not fail on it."""
-    for dim in tune.dimensions():
-        set_keys(raw, {dim.key: dim.values()[0]})
-
-
-def check_space(params: Params) -> None:
-    """Every value ``tune.space`` gives its key makes valid params with the rest of ``params``.
-
-    Raises:
-        ParamsError: naming the key, the value and what refused it.
-    """
-    base = {k: v for k, v in params.raw.items() if k != "tune"}
-    for dim in params.tune.dimensions():
-        for value in dim.values():
-            try:
-                parse_params(set_keys(base, {dim.key: value}))
-            except ParamsError as exc:
-                raise ParamsError(
-                    f"params: 'tune.space.{dim.key}' allows {value!r}: {exc}"
-                ) from None
 
 
 def _per_name(raw: Any, configs: dict[str, type], key: str, what: str) -> dict[str, Any]:

@@ -1,6 +1,7 @@
-"""Typed params of ``audioclf tune``: ``tune.*``, and its search space (:class:`Dimension`).
+"""``tune.yaml``, the settings of ``audioclf tune`` (:class:`TuneConfig`, :func:`load_tune`), and
+its search space (:class:`Dimension`). No stage reads it, so it lives beside params.yaml, not in it.
 
-The space maps params keys, dotted as for ``dvc exp run -S``, to what a trial may set them to:
+The space maps params.yaml keys, dotted as for ``dvc exp run -S``, to what a trial may set them to:
 
 * a list: one of its values (categorical), e.g. ``loss: [ce, weighted_ce]``;
 * ``{low, high}``: a number in that range, an integer when both bounds are integers; ``log: true``
@@ -14,9 +15,14 @@ them, so every trial reads the same feature table and folds.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
-from audioclf.config.schema import ParamsError, at_most, check, choice
+import yaml
+
+from audioclf.config.params import Params, parse_params
+from audioclf.config.schema import ParamsError, at_most, build, check, choice
+from audioclf.errors import MissingInputError
 
 METRICS = {"val_macro_f1": "maximize", "val_accuracy": "maximize", "val_loss": "minimize"}
 SAMPLERS = ("tpe", "random")
@@ -109,7 +115,7 @@ def _number(value: Any, key: str) -> float | int | None:
 
 @dataclasses.dataclass(frozen=True)
 class TuneConfig:
-    """``tune.*``: the search (``audioclf tune``), read by no stage.
+    """``tune.yaml``: the search (``audioclf tune``).
 
     Attributes:
         trials: the study's budget: trials that finish (complete or pruned), over all workers.
@@ -184,3 +190,37 @@ def set_keys(raw: dict, values: dict[str, Any]) -> dict:
         )
         node[parts[-1]] = value
     return out
+
+
+def load_tune(path: str | Path, params: Params) -> TuneConfig:
+    """Read ``tune.yaml`` and check it against ``params``: each value the space gives its key
+    makes valid params with the rest of them.
+
+    Raises:
+        MissingInputError: no such file.
+        ParamsError: a bad setting, or a space key or value params.yaml refuses; the message
+            names the key, the value and what refused it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(
+            f"tune: {path} not found: the search's settings and space (see tune.yaml in the "
+            "repository; or pass --config)"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"tune: {path} is not valid YAML ({exc})") from None
+    try:
+        cfg = build(TuneConfig, raw, "tune")
+        check(bool(cfg.space), "tune.space", "names no params key to search")
+        for dim in cfg.dimensions():
+            for value in dim.values():
+                candidate = set_keys(params.raw, {dim.key: value})
+                try:
+                    parse_params(candidate)
+                except ParamsError as exc:
+                    raise ParamsError(f"'tune.space.{dim.key}' allows {value!r}: {exc}") from None
+    except ParamsError as exc:
+        raise ParamsError(f"{path}: {exc}") from None
+    return cfg

@@ -1,14 +1,14 @@
 """Search params with Optuna, scored on the validation folds only; the winner becomes a DVC experiment.
 
-    audioclf tune                          # the tune: section of params.yaml (tune.trials trials)
+    audioclf tune                          # tune.yaml: its space, its trials
     audioclf tune --trials 40 --timeout 3600
     audioclf tune --apply                  # then the best trial as a DVC experiment, scored on test
     audioclf tune --storage postgresql://user@db/optuna    # one worker of a study shared by machines
 
-Each trial sets the ``tune.space`` keys, trains on every fold of ``data/split`` as the train stage
-does and scores the validation files: the test lists (``data/test``) are never opened. Its
+Each trial sets the keys of tune.yaml's ``space``, trains on every fold of ``data/split`` as the
+train stage does and scores the validation files: the test lists (``data/test``) are never opened. Its
 per-epoch validation score goes to the pruner, which stops hopeless trials. The study lives in
-an Optuna database (``tune.storage``; SQLite under data/tune by default): run the same command
+an Optuna database (``storage``; SQLite under data/tune by default): run the same command
 again to resume a killed study, or on another machine against a server database to add a worker.
 Every trial is a child run of the study's MLflow run, which holds the best trial, the trials
 table, the parameter importances and the optimisation history. ``--apply`` runs the best trial's
@@ -42,9 +42,8 @@ from sqlalchemy.engine import make_url
 from audioclf.cli import parser
 from audioclf.config import load_params
 from audioclf.config.heads import HEAD_CONFIGS
-from audioclf.config.params import Params, check_space, parse_params
-from audioclf.config.schema import ParamsError
-from audioclf.config.tune import TuneConfig, set_keys
+from audioclf.config.params import Params, parse_params
+from audioclf.config.tune import TuneConfig, load_tune, set_keys
 from audioclf.data.split import read_folds
 from audioclf.errors import MissingInputError, UserError
 from audioclf.experiments.ladder import Dvc, Phase, execute, plan
@@ -67,7 +66,8 @@ class Search:
     """One worker of a study: the base params, the feature table and folds every trial reads.
 
     Args:
-        params: the workspace params (with their ``tune`` section).
+        params: the workspace params.
+        cfg: the search (``tune.yaml``, checked against ``params``: :func:`load_tune`).
         table: the feature table (``data/features``).
         folds: the train and validation lists of each fold (``data/split``; no test lists).
         store: where the MLflow runs go.
@@ -79,6 +79,7 @@ class Search:
     def __init__(
         self,
         params: Params,
+        cfg: TuneConfig,
         table: FeatureTable,
         folds: list[dict],
         store: Store,
@@ -86,15 +87,11 @@ class Search:
         root: Path,
         exp_name: str = "workspace",
     ):
-        self.params, self.cfg = params, params.tune
-        self.space = self.cfg.dimensions()
-        if not self.space:
-            raise ParamsError("params: 'tune.space' names no params key to search; see params.yaml")
-        check_space(params)
+        self.params, self.cfg = params, cfg
+        self.space = cfg.dimensions()
         self.table, self.store, self.leakage, self.exp_name = table, store, leakage, exp_name
         self.root = root
         self.files = [([e.path for e in f["train"]], [e.path for e in f["val"]]) for f in folds]
-        self.base = {k: v for k, v in params.raw.items() if k != "tune"}
 
     def default_name(self) -> str:
         """``<dataset>-<model>-<digest>``: the digest of what the trials depend on (the base
@@ -102,7 +99,7 @@ class Search:
         resumes the study and changing any of them starts another."""
         keys = ("model", "loss", "seed", "model_params", "loss_params", "train", "augment")
         basis = {
-            "params": {k: self.base.get(k) for k in keys},
+            "params": {k: self.params.raw.get(k) for k in keys},
             "space": self.cfg.space,
             "metric": self.cfg.metric,
             "frontend": self.table.frontend_key,
@@ -215,10 +212,15 @@ class Search:
         if done >= trials:
             log.info("tune: study %s already holds %d finished trials", study.study_name, done)
             return 0
-        before = len(study.trials)
+        ran: list[int] = []  # this worker's trials (the others' land in the same study)
+
+        def objective(trial: optuna.Trial) -> float:
+            ran.append(trial.number)
+            return self.objective(trial, trials)
+
         with self._parent(study.study_name, "", run_id=parent_id):
             study.optimize(
-                lambda trial: self.objective(trial, trials),
+                objective,
                 n_trials=trials - done,
                 timeout=timeout_s,
                 catch=TRIAL_ERRORS,
@@ -226,7 +228,7 @@ class Search:
                 gc_after_trial=True,
             )
             record_study(study)
-        return len(study.trials) - before
+        return len(ran)
 
     def objective(self, trial: optuna.Trial, budget: int) -> float:
         """Train the trial's params on every fold; its score is the mean of each fold's
@@ -446,18 +448,21 @@ def apply(study: optuna.Study, raw: dict, root: Path, force: bool) -> dict:
 def main(argv: list[str]) -> dict:
     ap = parser(__doc__, prog="audioclf tune")
     add = ap.add_argument
-    add("--trials", type=int, help="the study's budget of finished trials (default: tune.trials)")
+    add(
+        "--config", default="tune.yaml", help="the search's settings and space (default: tune.yaml)"
+    )
+    add("--trials", type=int, help="the study's budget of finished trials (default: trials in tune.yaml)")
     add(
         "--timeout",
         type=float,
-        help="seconds after which no trial starts (default: tune.timeout_s)",
+        help="seconds after which no trial starts (default: timeout_s in tune.yaml)",
     )
     add(
         "--study", help="the study's name (default: <dataset>-<model>-<digest of what it searches>)"
     )
     add(
         "--storage",
-        help="the study's database URL (default: tune.storage, else data/tune/optuna.db)",
+        help="the study's database URL (default: storage in tune.yaml, else data/tune/optuna.db)",
     )
     add("--apply", action="store_true", help="then run the best trial as DVC experiment <study>")
     add("--force", action="store_true", help="with --apply: replace an experiment of that name")
@@ -470,7 +475,7 @@ def main(argv: list[str]) -> dict:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial comes from here
     root = repo_root()
     params = load_params(args.params).located(root)
-    cfg: TuneConfig = params.tune
+    cfg = load_tune(args.config, params)
     trials = cfg.trials if args.trials is None else args.trials
     if trials < 1:
         ap.error(f"--trials must be >= 1, got {trials}")
@@ -482,6 +487,7 @@ def main(argv: list[str]) -> dict:
             )
     search = Search(
         params,
+        cfg,
         FeatureTable(root / args.features),
         read_folds(root / args.split),
         resolve_store(root),
@@ -499,7 +505,7 @@ def main(argv: list[str]) -> dict:
     if not complete:
         raise UserError(
             f"tune: study {name} has no completed trial (see the trials' MLflow runs); widen "
-            "tune.space or raise --trials"
+            "the space in tune.yaml or raise --trials"
         )
     best = study.best_trial
     log.info(
