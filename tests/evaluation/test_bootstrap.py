@@ -57,3 +57,26 @@ def test_bootstrap_is_seeded():
     assert bootstrap_ci(y, probs, n_boot=50, seed=3) == bootstrap_ci(y, probs, n_boot=50, seed=3)
     with pytest.raises(ValueError, match="n_boot must be >= 1, got 0"):
         bootstrap_ci(y, probs, n_boot=0)
+
+
+def test_groups_are_resampled_whole_and_widen_the_interval_when_their_files_agree():
+    # 100 recordings of 5 clips each; a recording's clips are all right or all wrong together
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(100), 5)
+    y = rng.integers(0, 4, 500)
+    right = np.repeat(rng.random(100) < 0.7, 5)
+    guess = np.where(right, y, (y + 1) % 4)
+    probs = 0.1 + 0.6 * np.eye(4)[guess]
+    probs /= probs.sum(axis=1, keepdims=True)
+    files = bootstrap_ci(y, probs, n_boot=400, seed=1)
+    recordings = bootstrap_ci(y, probs, n_boot=400, seed=1, groups=groups)
+    wider = {
+        m: (recordings[m][1] - recordings[m][0]) / (files[m][1] - files[m][0])
+        for m in ("accuracy", "macro_f1")
+    }
+    # five clips that agree are one observation, not five: about sqrt(5) = 2.2 times as wide
+    assert 1.7 < wider["accuracy"] < 2.8 and 1.5 < wider["macro_f1"] < 3.0, wider
+    # every file its own group is the file bootstrap, draw for draw
+    assert bootstrap_ci(y, probs, n_boot=50, seed=2, groups=np.arange(500)) == bootstrap_ci(
+        y, probs, n_boot=50, seed=2
+    )

@@ -188,5 +188,7 @@ def test_exclude_scores_each_test_fold_as_given_and_without_its_flagged_files(
     )
     summary = out["summary"]
     assert summary["flagged_test_files"] == 3 and summary["n"] == len(paths["test"])
+    # the interval resamples the test files' recordings (the synthetic data: 2-3 clips each)
+    assert summary["n_groups"] == len({e.group for e in split["test"]}) < summary["n"]
     assert summary["test_without_flagged"] == kept["summary"]["test"]
     assert "test_without_flagged" not in kept["summary"]

@@ -1,8 +1,11 @@
 """Uncertainty of test metrics: mean ± std over folds and bootstrap confidence intervals.
 
-The bootstrap resamples test *files* with replacement and recomputes the
+The bootstrap resamples test *groups* (recordings, speakers: the manifest's ``group``) with
+replacement, each with all its files, and recomputes the
 :func:`audioclf.evaluation.metrics.headline` metrics (and the head/mid/tail macro-F1) on each
-resample.
+resample. The files of one recording are not independent: a model that misses one clip of a
+recording tends to miss the others, and resampling files alone narrows the interval below the
+variation between training runs. Where every file is its own group, it is the file bootstrap.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ def bootstrap_ci(
     seed: int = 0,
     ece_bins: int = 15,
     bucket_of: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> dict[str, list[float]]:
-    """Percentile bootstrap interval of each :func:`headline` metric, resampling items with replacement.
+    """Percentile bootstrap interval of each :func:`headline` metric, resampling groups of items
+    (each with all its items) with replacement; with no ``groups``, each item is its own.
 
     A resample holding a single class (ROC-AUC undefined; only likely with a handful of
     items) is drawn again. A bucket's interval uses the resamples in which the bucket
@@ -36,6 +41,7 @@ def bootstrap_ci(
         seed: makes the interval reproducible.
         ece_bins: bins of the expected calibration error.
         bucket_of: (C,) bucket of each class, to add ``<bucket>_macro_f1`` intervals.
+        groups: (N,) group of each item (None: every item its own group).
 
     Returns:
         metric -> [low, high].
@@ -47,11 +53,16 @@ def bootstrap_ci(
     if len(np.unique(y_true)) < 2:
         raise ValueError("the bootstrap needs at least two classes in y_true")
     rng = np.random.default_rng(seed)
-    n = len(y_true)
+    if groups is None:
+        members = [np.array([i]) for i in range(len(y_true))]
+    else:
+        _, of = np.unique(np.asarray(groups), return_inverse=True)
+        members = [np.flatnonzero(of == g) for g in range(of.max() + 1)]
+    n = len(members)
     samples: dict[str, list[float]] = {}
     done = 0
     while done < n_boot:
-        idx = rng.integers(0, n, n)
+        idx = np.concatenate([members[g] for g in rng.integers(0, n, n)])
         if np.all(y_true[idx] == y_true[idx[0]]):
             continue
         for m, v in headline(

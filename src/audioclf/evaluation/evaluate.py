@@ -137,7 +137,8 @@ def evaluate_folds(
     ``test_std``); ``input_norm`` the checkpoints' input normalisation and ``transductive``
     whether it saw the test files (``train.norm: group``); ``buckets`` the macro-F1 of the head/mid/tail classes by training
     count (:mod:`audioclf.evaluation.buckets`); ``test_ci`` a bootstrap interval of each over the
-    pooled test files of all folds (each file is tested in exactly one fold). Buckets
+    pooled test files of all folds (each file is tested in exactly one fold), resampling their
+    groups (recordings, speakers) whole; ``n_groups`` counts them. Buckets
     and ``per_class`` are scored on the pooled predictions.
 
     Args:
@@ -173,6 +174,8 @@ def evaluate_folds(
     f1 = np.array([per_class[lab]["f1"] for lab in labels])
     support = np.array([per_class[lab]["support"] for lab in labels])
     per_fold = [{m: f["metrics"][m] for m in HEADLINE} for f in folds]
+    group_of = {row.path: row.group for row in table.rows}
+    groups = np.array([group_of[p["path"]] for f in folds for p in f["predictions"]])
     ci = bootstrap_ci(
         y_true,
         probs,
@@ -181,12 +184,14 @@ def evaluate_folds(
         seed=seed,
         ece_bins=ece_bins,
         bucket_of=bucket_of,
+        groups=groups,  # a recording's files together: they are not independent
     )
     # {low, high} rather than a pair: DVC shows nested numbers in `dvc exp show`, not lists
     norm = folds[0]["checkpoint"]["norm"].get("kind", "global")
     summary = {
         "test_ci": {m: {"low": lo, "high": hi} for m, (lo, hi) in ci.items()},
         "n": int(len(y_true)),
+        "n_groups": int(len(np.unique(groups))),  # what the interval resamples
         "buckets": bucket_summary(f1, support, counts, bucket_of),
         # next to the metrics: per-group statistics saw the test groups' (unlabelled) files
         "input_norm": norm,
