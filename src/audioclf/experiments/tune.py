@@ -336,7 +336,9 @@ class Search:
             outcome,
             best_text,
             time.monotonic() - started,
-            " ".join(f"{k}={format_value(v)}" for k, v in values.items()),
+            " ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
+            ),
         )
 
     def _better(self, value: float, best: optuna.trial.FrozenTrial) -> bool:
@@ -451,7 +453,11 @@ def main(argv: list[str]) -> dict:
     add(
         "--config", default="tune.yaml", help="the search's settings and space (default: tune.yaml)"
     )
-    add("--trials", type=int, help="the study's budget of finished trials (default: trials in tune.yaml)")
+    add(
+        "--trials",
+        type=int,
+        help="the study's budget of finished trials (default: trials in tune.yaml)",
+    )
     add(
         "--timeout",
         type=float,
