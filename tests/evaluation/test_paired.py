@@ -181,3 +181,43 @@ def test_bad_arguments():
         paired_bootstrap(a.y_true, a.probs, a.probs, level=1.0)
     with pytest.raises(ValueError, match="need the same files"):
         paired_bootstrap(a.y_true, a.probs, a.probs[:-1])
+
+
+def test_groups_are_resampled_whole_in_paired_and_unpaired_comparisons():
+    # B puts right whole recordings of 4 files that A gets wrong: 12 recordings, 48 files
+    a = _run(240, seed=11)
+    groups = tuple(f"rec{i // 4}" for i in range(240))
+    a = FilePredictions(a.paths, a.folds, a.y_true, a.probs, a.labels, groups)
+    wrong = np.flatnonzero(~a.correct)
+    recordings = sorted({groups[i] for i in wrong})[:12]
+    b = _put_right(a, [i for i in range(240) if groups[i] in recordings])
+    b = FilePredictions(b.paths, b.folds, b.y_true, b.probs, b.labels, groups)
+    by_group = compare_runs(a, b, n_boot=400, seed=2).differences["accuracy"]
+    by_file = compare_runs(
+        FilePredictions(a.paths, a.folds, a.y_true, a.probs, a.labels),
+        FilePredictions(b.paths, b.folds, b.y_true, b.probs, b.labels),
+        n_boot=400,
+        seed=2,
+    ).differences["accuracy"]
+    assert by_group.diff == by_file.diff
+    # the same gain, made of recordings: the interval is wider than the files' one
+    assert (by_group.high - by_group.low) > 1.4 * (by_file.high - by_file.low)
+    # two runs whose files are right or wrong a recording at a time, compared unpaired
+    ya, pa, ga = _clustered(seed=12)
+    yb, pb, gb = _clustered(seed=13)
+    unpaired = unpaired_bootstrap(ya, pa, yb, pb, n_boot=300, groups_a=ga, groups_b=gb)
+    files = unpaired_bootstrap(ya, pa, yb, pb, n_boot=300)
+    width = {
+        m: (unpaired[m].high - unpaired[m].low) / (files[m].high - files[m].low)
+        for m in ("accuracy", "macro_f1")
+    }
+    assert min(width.values()) > 1.4, width
+
+
+def _clustered(n=240, size=4, seed=0):
+    """(y, probs, groups): recordings of ``size`` files, each recording right or wrong whole."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 4, n)
+    right = np.repeat(rng.random(n // size) < 0.6, size)
+    probs = 0.1 + 0.6 * np.eye(4)[np.where(right, y, (y + 1) % 4)]
+    return y, probs / probs.sum(axis=1, keepdims=True), np.arange(n) // size

@@ -87,3 +87,18 @@ def test_a_good_file_reads():
     read = parse_probabilities(GOOD, "p.csv")
     assert read.labels == ("a", "b") and list(read.y_true) == [0, 1]
     assert read.probs.tolist() == [[0.75, 0.25], [0.5, 0.5]]
+
+
+def test_groups_are_written_and_read_back_and_older_files_have_none(tmp_path):
+    rows, probs, _ = _predictions(6)
+    grouped = [{**r, "group": f"rec{i // 2}"} for i, r in enumerate(rows)]
+    write_probabilities(tmp_path / "p.csv", grouped, probs, LABELS)
+    text = (tmp_path / "p.csv").read_text()
+    assert text.startswith("fold,path,actual,group,p_a,")
+    read = parse_probabilities(text, "p.csv")
+    assert read.groups == ("rec0", "rec0", "rec1", "rec1", "rec2", "rec2")
+    assert np.array_equal(read.probs, probs)
+    assert read.reordered(list(reversed(read.paths))).groups == tuple(reversed(read.groups))
+    write_probabilities(tmp_path / "old.csv", rows, probs, LABELS)  # as written before groups
+    old = parse_probabilities((tmp_path / "old.csv").read_text(), "old.csv")
+    assert old.groups is None and np.array_equal(old.probs, probs)

@@ -53,23 +53,14 @@ def bootstrap_ci(
     if len(np.unique(y_true)) < 2:
         raise ValueError("the bootstrap needs at least two classes in y_true")
     rng = np.random.default_rng(seed)
-    if groups is None:
-        members = [np.array([i]) for i in range(len(y_true))]
-    else:
-        _, of = np.unique(np.asarray(groups), return_inverse=True)
-        members = [np.flatnonzero(of == g) for g in range(of.max() + 1)]
-    n = len(members)
+    members = group_members(groups, len(y_true))
     samples: dict[str, list[float]] = {}
-    done = 0
-    while done < n_boot:
-        idx = np.concatenate([members[g] for g in rng.integers(0, n, n)])
-        if np.all(y_true[idx] == y_true[idx[0]]):
-            continue
+    for _ in range(n_boot):
+        idx = draw_groups(rng, members, y_true)
         for m, v in headline(
             y_true[idx], probs[idx], ece_bins=ece_bins, bucket_of=bucket_of
         ).items():
             samples.setdefault(m, []).append(v)
-        done += 1
     present = headline(y_true, probs, ece_bins=ece_bins, bucket_of=bucket_of)
     tail = (1 - level) / 2 * 100
     return {
@@ -77,6 +68,28 @@ def bootstrap_ci(
         for m in present
         if m in samples
     }
+
+
+def group_members(groups: np.ndarray | tuple | None, n: int) -> list[np.ndarray]:
+    """The item indices of each group, groups in sorted order; with no ``groups``, every one of
+    the ``n`` items is its own.
+
+    >>> group_members(np.array(["b", "a", "b"]), 3)
+    [array([1]), array([0, 2])]
+    """
+    if groups is None:
+        return [np.array([i]) for i in range(n)]
+    _, of = np.unique(np.asarray(groups), return_inverse=True)
+    return [np.flatnonzero(of == g) for g in range(of.max() + 1)]
+
+
+def draw_groups(rng: np.random.Generator, members: list[np.ndarray], y: np.ndarray) -> np.ndarray:
+    """Indices of one resample: as many groups as there are, drawn with replacement, each with
+    all its items; drawn again until it holds at least two classes of ``y``."""
+    while True:
+        idx = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+        if not np.all(y[idx] == y[idx[0]]):
+            return idx
 
 
 def fold_summary(per_fold: list[dict[str, float]]) -> dict[str, dict[str, float]]:

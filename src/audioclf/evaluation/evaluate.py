@@ -175,7 +175,12 @@ def evaluate_folds(
     support = np.array([per_class[lab]["support"] for lab in labels])
     per_fold = [{m: f["metrics"][m] for m in HEADLINE} for f in folds]
     group_of = {row.path: row.group for row in table.rows}
-    groups = np.array([group_of[p["path"]] for f in folds for p in f["predictions"]])
+    predictions = [
+        {**p, "fold": n, "group": group_of[p["path"]]}
+        for n, f in enumerate(folds)
+        for p in f["predictions"]
+    ]
+    groups = np.array([p["group"] for p in predictions])
     ci = bootstrap_ci(
         y_true,
         probs,
@@ -219,7 +224,6 @@ def evaluate_folds(
         summary["flagged_test_files"] = sum(
             len(t) - len(k) for t, k in zip(test_lists, kept, strict=True)
         )
-    predictions = [{**p, "fold": n} for n, f in enumerate(folds) for p in f["predictions"]]
     return {
         "summary": summary,
         "per_class": per_class,
@@ -267,7 +271,7 @@ def write_outputs(
     write_json({**out["summary"], "leaky_split": leaky_split}, paths.metrics)
     write_json(out["per_class"], paths.per_class)
     with atomic_path(paths.predictions) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["fold", "path", "actual", "predicted"])
+        writer = csv.DictWriter(fh, fieldnames=["fold", "path", "actual", "predicted", "group"])
         writer.writeheader()
         writer.writerows(out["predictions"])
     write_probabilities(paths.probabilities, out["predictions"], out["probs"], out["labels"])

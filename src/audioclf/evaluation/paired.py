@@ -1,13 +1,14 @@
 """Is run B better than run A on the test files, or inside the noise? Differences of the
 headline metrics with bootstrap intervals, McNemar's exact test, and the spread over seeds.
 
-**Paired** (both runs scored the same test files): every resample draws files with
-replacement and scores *both* runs' predictions of those files, so what the two runs
+**Paired** (both runs scored the same test files): every resample draws the files' groups
+(recordings, speakers; files where the probabilities hold none) with replacement, each with
+all its files, and scores *both* runs' predictions of those files, so what the two runs
 share (the hard and the easy files) cancels in the difference; the interval is the
 percentile interval of B − A over the resamples. McNemar's exact test asks whether the
 files only A gets right and those only B gets right are equally many (a binomial test
 with p = ½ on the discordant files). **Unpaired** (different test files, e.g. a leaky
-split against a grouped one): each run's files are resampled on their own; McNemar
+split against a grouped one): each run's groups are resampled on their own; McNemar
 does not apply. Over several seeds: :mod:`audioclf.evaluation.seeds`.
 
 The metrics are :func:`audioclf.evaluation.metrics.headline`'s, the same as
@@ -23,6 +24,7 @@ import numpy as np
 from scipy import stats
 
 from audioclf.errors import UserError
+from audioclf.evaluation.bootstrap import draw_groups, group_members
 from audioclf.evaluation.metrics import headline
 from audioclf.evaluation.predictions import FilePredictions
 
@@ -84,14 +86,6 @@ def check_settings(n_boot: int, level: float) -> None:
         raise ValueError(f"level must be in (0, 1), got {level}")
 
 
-def draw_resample(rng: np.random.Generator, y: np.ndarray) -> np.ndarray:
-    """Indices of one resample of ``y`` holding at least two classes."""
-    while True:
-        idx = rng.integers(0, len(y), len(y))
-        if not np.all(y[idx] == y[idx[0]]):
-            return idx
-
-
 def paired_bootstrap(
     y_true: np.ndarray,
     probs_a: np.ndarray,
@@ -102,6 +96,7 @@ def paired_bootstrap(
     seed: int = 0,
     ece_bins: int = 15,
     bucket_of: np.ndarray | None = None,
+    groups: np.ndarray | tuple | None = None,
 ) -> dict[str, Difference]:
     """Each metric's difference B − A over the same files, with a paired percentile interval.
 
@@ -113,6 +108,7 @@ def paired_bootstrap(
         seed: makes the interval reproducible.
         ece_bins: bins of the expected calibration error.
         bucket_of: (C,) bucket of each class, to add ``<bucket>_macro_f1``.
+        groups: (N,) each file's group, resampled whole (None: every file its own).
 
     >>> y = np.array([0, 0, 1, 1])
     >>> a = np.array([[.9, .1], [.2, .8], [.3, .7], [.6, .4]])
@@ -128,10 +124,11 @@ def paired_bootstrap(
     if len(np.unique(y_true)) < 2:
         raise ValueError("the bootstrap needs at least two classes in y_true")
     rng = np.random.default_rng(seed)
+    members = group_members(groups, len(y_true))
     kw = {"ece_bins": ece_bins, "bucket_of": bucket_of}
     diffs: dict[str, list[float]] = {}
     for _ in range(n_boot):
-        idx = draw_resample(rng, y_true)
+        idx = draw_groups(rng, members, y_true)
         a, b = headline(y_true[idx], probs_a[idx], **kw), headline(y_true[idx], probs_b[idx], **kw)
         for m in a.keys() & b.keys():
             diffs.setdefault(m, []).append(b[m] - a[m])
@@ -157,16 +154,20 @@ def unpaired_bootstrap(
     ece_bins: int = 15,
     bucket_of_a: np.ndarray | None = None,
     bucket_of_b: np.ndarray | None = None,
+    groups_a: np.ndarray | tuple | None = None,
+    groups_b: np.ndarray | tuple | None = None,
 ) -> dict[str, Difference]:
-    """Each metric's difference B − A over different test files: each run resampled on its own."""
+    """Each metric's difference B − A over different test files: each run's groups (files,
+    where ``groups_*`` is None) resampled on their own."""
     check_settings(n_boot, level)
     for y in (y_a, y_b):
         if len(np.unique(y)) < 2:
             raise ValueError("the bootstrap needs at least two classes in each run's y_true")
     rng = np.random.default_rng(seed)
+    members_a, members_b = group_members(groups_a, len(y_a)), group_members(groups_b, len(y_b))
     diffs: dict[str, list[float]] = {}
     for _ in range(n_boot):
-        ia, ib = draw_resample(rng, y_a), draw_resample(rng, y_b)
+        ia, ib = draw_groups(rng, members_a, y_a), draw_groups(rng, members_b, y_b)
         a = headline(y_a[ia], probs_a[ia], ece_bins=ece_bins, bucket_of=bucket_of_a)
         b = headline(y_b[ib], probs_b[ib], ece_bins=ece_bins, bucket_of=bucket_of_b)
         for m in a.keys() & b.keys():
@@ -232,10 +233,20 @@ def compare_runs(
                 f"file {first!r} has a different true class in each run; "
                 "compare runs on the same dataset (same data.* and seed)"
             )
-        differences = paired_bootstrap(a.y_true, a.probs, b.probs, bucket_of=bucket_of_a, **kw)
+        differences = paired_bootstrap(
+            a.y_true, a.probs, b.probs, bucket_of=bucket_of_a, groups=a.groups, **kw
+        )
         test = mcnemar_exact(a.correct, b.correct)
         return Comparison(True, len(a.paths), len(b.paths), level, n_boot, differences, test)
     differences = unpaired_bootstrap(
-        a.y_true, a.probs, b.y_true, b.probs, bucket_of_a=bucket_of_a, bucket_of_b=bucket_of_b, **kw
+        a.y_true,
+        a.probs,
+        b.y_true,
+        b.probs,
+        bucket_of_a=bucket_of_a,
+        bucket_of_b=bucket_of_b,
+        groups_a=a.groups,
+        groups_b=b.groups,
+        **kw,
     )
     return Comparison(False, len(a.paths), len(b.paths), level, n_boot, differences, None)

@@ -1,7 +1,8 @@
 """Per-file test predictions with their class probabilities: ``reports/probabilities.csv``.
 
 The evaluate stage writes one row per test file: ``fold``, ``path``, ``actual`` (the
-true class) and one column ``p_<label>`` per class, in the checkpoint's label order,
+true class), ``group`` (its recording or speaker: what comparisons resample; files written
+before it have none) and one column ``p_<label>`` per class, in the checkpoint's label order,
 holding the file's probability (the mean over its segments). Probabilities are float32,
 written in their shortest round-trip form, so metrics recomputed from the file equal
 those in ``reports/metrics.json`` exactly. Comparisons of two runs read it back with
@@ -24,6 +25,7 @@ from audioclf.io import atomic_path
 
 PREFIX = "p_"
 KEYS = ("fold", "path", "actual")
+GROUP = "group"  # optional, after KEYS: files written before it hold none
 
 
 class PredictionsError(UserError, ValueError):
@@ -40,6 +42,7 @@ class FilePredictions:
         y_true: (F,) true class indices into ``labels``.
         probs: (F, C) float32 class probabilities.
         labels: the C class names.
+        groups: (F,) each file's group (None: a file written without them).
     """
 
     paths: tuple[str, ...]
@@ -47,6 +50,7 @@ class FilePredictions:
     y_true: np.ndarray
     probs: np.ndarray
     labels: tuple[str, ...]
+    groups: tuple[str, ...] | None = None
 
     @property
     def correct(self) -> np.ndarray:
@@ -57,8 +61,9 @@ class FilePredictions:
         """The same predictions with rows in the order of ``paths`` (the same set of files)."""
         index = {p: i for i, p in enumerate(self.paths)}
         rows = np.array([index[p] for p in paths], dtype=np.int64)
+        groups = None if self.groups is None else tuple(self.groups[r] for r in rows)
         return FilePredictions(
-            tuple(paths), self.folds[rows], self.y_true[rows], self.probs[rows], self.labels
+            tuple(paths), self.folds[rows], self.y_true[rows], self.probs[rows], self.labels, groups
         )
 
 
@@ -69,7 +74,8 @@ def write_probabilities(
 
     Args:
         path: the CSV to write.
-        predictions: one dict per file with ``fold``, ``path`` and ``actual``, in the rows' order.
+        predictions: one dict per file with ``fold``, ``path``, ``actual`` and, to write the
+            ``group`` column, ``group``; in the rows' order.
         probs: (F, C) probabilities in the same order.
         labels: the C class names, the columns' order.
     """
@@ -80,9 +86,11 @@ def write_probabilities(
         )
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow([*KEYS, *(PREFIX + lab for lab in labels)])
+        grouped = all(GROUP in row for row in predictions)
+        writer.writerow([*KEYS, *([GROUP] if grouped else []), *(PREFIX + lab for lab in labels)])
         for row, p in zip(predictions, probs, strict=True):
-            writer.writerow([row["fold"], row["path"], row["actual"], *map(str, p)])
+            group = [row[GROUP]] if grouped else []
+            writer.writerow([row["fold"], row["path"], row["actual"], *group, *map(str, p)])
 
 
 def parse_probabilities(text: str, source: str) -> FilePredictions:
@@ -99,7 +107,8 @@ def parse_probabilities(text: str, source: str) -> FilePredictions:
         raise PredictionsError(
             f"{source}: the header must start with {','.join(KEYS)}, got {rows[0][:3] if rows else 'nothing'}; {fix}"
         )
-    columns = rows[0][3:]
+    grouped = rows[0][3:4] == [GROUP]
+    columns = rows[0][3 + grouped :]
     if len(columns) < 2 or not all(c.startswith(PREFIX) and len(c) > len(PREFIX) for c in columns):
         raise PredictionsError(
             f"{source}: after {','.join(KEYS)} the header needs one {PREFIX}<label> column per class "
@@ -112,13 +121,15 @@ def parse_probabilities(text: str, source: str) -> FilePredictions:
     body = rows[1:]
     if not body:
         raise PredictionsError(f"{source}: no predictions (only a header); {fix}")
-    folds, paths, y_true = [], [], []
+    folds, paths, y_true, groups = [], [], [], []
     probs = np.empty((len(body), len(labels)), dtype=np.float32)
     for n, row in enumerate(body, start=2):
         where = f"{source}, line {n}"
         if len(row) != len(rows[0]):
             raise PredictionsError(f"{where}: {len(row)} fields, the header has {len(rows[0])}")
         fold, name, actual, *values = row
+        if grouped:
+            groups.append(values.pop(0))
         if not fold.isdigit():
             raise PredictionsError(f"{where}: fold must be a number >= 0, got {fold!r}")
         if actual not in index:
@@ -137,5 +148,10 @@ def parse_probabilities(text: str, source: str) -> FilePredictions:
         twice = sorted({p for p in paths if paths.count(p) > 1})
         raise PredictionsError(f"{source}: file(s) listed twice: {twice[:3]}; {fix}")
     return FilePredictions(
-        tuple(paths), np.array(folds), np.array(y_true, dtype=np.int64), probs, labels
+        tuple(paths),
+        np.array(folds),
+        np.array(y_true, dtype=np.int64),
+        probs,
+        labels,
+        tuple(groups) if grouped else None,
     )

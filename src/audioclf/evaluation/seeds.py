@@ -5,7 +5,7 @@ seed (initialisation, shuffling, augmentation, dropout) and the sample of test f
 :func:`across_seeds` measures the first: the mean of the per-seed differences with
 Student's t interval over the seeds (on the test files these runs share, it says
 nothing of the files' sampling). :func:`files_bootstrap` measures the second: every
-resample draws each distinct test set once and applies that draw to every run scored
+resample draws each distinct test set once (its groups, each with all its files) and applies that draw to every run scored
 on it (paired runs share it), and the statistic is the mean difference over the seeds.
 A difference that survives both is one a reviewer accepts.
 """
@@ -15,13 +15,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from audioclf.evaluation.bootstrap import draw_groups, group_members
 from audioclf.evaluation.metrics import headline
-from audioclf.evaluation.paired import (
-    Difference,
-    check_settings,
-    draw_resample,
-    percentile_interval,
-)
+from audioclf.evaluation.paired import Difference, check_settings, percentile_interval
 from audioclf.evaluation.predictions import FilePredictions
 
 
@@ -104,9 +100,10 @@ def files_bootstrap(
                 out[m][1].append(mb[m])
         return {m: v for m, v in out.items() if len(v[0]) == len(pairs)}
 
+    members = {k: group_members(ref.groups, len(ref.y_true)) for k, ref in sets.items()}
     samples: dict[str, list[float]] = {}
     for _ in range(n_boot):
-        draws = [draw_resample(rng, ref.y_true) for ref in sets.values()]
+        draws = [draw_groups(rng, members[k], ref.y_true) for k, ref in sets.items()]
         for m, (va, vb) in scores(draws).items():
             samples.setdefault(m, []).append(float(np.mean(vb) - np.mean(va)))
     out = {}
