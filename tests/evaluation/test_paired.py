@@ -15,6 +15,7 @@ from audioclf.evaluation.paired import (
     unpaired_bootstrap,
 )
 from audioclf.evaluation.predictions import FilePredictions
+from audioclf.experiments.compare import method
 
 
 def _run(n=120, c=4, accuracy=0.6, seed=0, paths=None):
@@ -192,7 +193,9 @@ def test_groups_are_resampled_whole_in_paired_and_unpaired_comparisons():
     recordings = sorted({groups[i] for i in wrong})[:12]
     b = _put_right(a, [i for i in range(240) if groups[i] in recordings])
     b = FilePredictions(b.paths, b.folds, b.y_true, b.probs, b.labels, groups)
-    by_group = compare_runs(a, b, n_boot=400, seed=2).differences["accuracy"]
+    grouped = compare_runs(a, b, n_boot=400, seed=2)
+    assert grouped.groups_a == 60 and "60 groups" in method(grouped)
+    by_group = grouped.differences["accuracy"]
     by_file = compare_runs(
         FilePredictions(a.paths, a.folds, a.y_true, a.probs, a.labels),
         FilePredictions(b.paths, b.folds, b.y_true, b.probs, b.labels),

@@ -61,7 +61,8 @@ class McNemar:
 @dataclass(frozen=True)
 class Comparison:
     """B against A: ``paired`` (same test files) or not, the files of each, each metric's
-    :class:`Difference` at ``level`` from ``n_boot`` resamples, and McNemar (paired only)."""
+    :class:`Difference` at ``level`` from ``n_boot`` resamples, McNemar (paired only), and the
+    groups A's files came in (what was resampled; None: the files themselves)."""
 
     paired: bool
     n_a: int
@@ -70,6 +71,7 @@ class Comparison:
     n_boot: int
     differences: dict[str, Difference]
     mcnemar: McNemar | None
+    groups_a: int | None = None
 
 
 def percentile_interval(values: list[float], level: float) -> tuple[float, float]:
@@ -103,7 +105,7 @@ def paired_bootstrap(
     Args:
         y_true: (N,) class indices, at least two distinct.
         probs_a, probs_b: (N, C) each run's probabilities of the same N files.
-        n_boot: resamples of the files.
+        n_boot: resamples of the files' groups.
         level: coverage of the interval.
         seed: makes the interval reproducible.
         ece_bins: bins of the expected calibration error.
@@ -237,7 +239,9 @@ def compare_runs(
             a.y_true, a.probs, b.probs, bucket_of=bucket_of_a, groups=a.groups, **kw
         )
         test = mcnemar_exact(a.correct, b.correct)
-        return Comparison(True, len(a.paths), len(b.paths), level, n_boot, differences, test)
+        return Comparison(
+            True, len(a.paths), len(b.paths), level, n_boot, differences, test, _count(a.groups)
+        )
     differences = unpaired_bootstrap(
         a.y_true,
         a.probs,
@@ -249,4 +253,10 @@ def compare_runs(
         groups_b=b.groups,
         **kw,
     )
-    return Comparison(False, len(a.paths), len(b.paths), level, n_boot, differences, None)
+    return Comparison(
+        False, len(a.paths), len(b.paths), level, n_boot, differences, None, _count(a.groups)
+    )
+
+
+def _count(groups: tuple[str, ...] | None) -> int | None:
+    return None if groups is None else len(set(groups))

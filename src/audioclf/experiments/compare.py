@@ -150,10 +150,11 @@ def compare(
 def method(c: Comparison) -> str:
     """One sentence saying how the intervals and the test were computed."""
     level = f"{100 * c.level:g} %"
+    what = "the files" if c.groups_a is None else f"their {c.groups_a} groups (each with its files)"
     if c.paired:
         return (
             f"Paired on the same {c.n_a} test files: {level} percentile interval of the difference "
-            f"over {c.n_boot} bootstrap resamples of the files (both runs scored on each); McNemar's "
+            f"over {c.n_boot} bootstrap resamples of {what} (both runs scored on each); McNemar's "
             "exact test on the files only one run classifies right."
         )
     return (
