@@ -205,7 +205,7 @@ def test_two_workers_share_one_sqlite_study(pipeline, tmp_path):
     study = optuna.load_study(study_name="shared", storage=f"sqlite:///{tmp_path / 'study.db'}")
     states = [t.state.name for t in study.trials]
     # the budget counts finished trials; a worker may finish the one it started as the other ends
-    assert set(states) == {"COMPLETE"} and 6 <= len(states) <= 7, states
+    assert set(states) <= {"COMPLETE", "PRUNED"} and 6 <= len(states) <= 7, states
     assert all("tune: trial" in text for text in logs), logs  # both workers ran trials
     runs = mlflow_runs(root)
     parents = [r for r in runs if r["name"] == "tune-shared"]
