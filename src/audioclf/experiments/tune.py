@@ -232,7 +232,7 @@ class Search:
 
     def objective(self, trial: optuna.Trial, budget: int) -> float:
         """Train the trial's params on every fold; its score is the mean of each fold's
-        ``tune.metric`` at the epoch training selected (the best validation macro-F1)."""
+        tune.yaml's ``metric`` at the epoch training selected (the best validation macro-F1)."""
         values = {dim.key: dim.suggest(trial) for dim in self.space}
         # a rerun of a trial whose worker died inherits its user attributes (the retry callback)
         retried = trial.user_attrs.get("first_trial")
