@@ -370,6 +370,15 @@ def format_value(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True).removesuffix("\n...\n").strip()
 
 
+def overrides(values: dict[str, Any]) -> list[str]:
+    """A trial's values as ``dvc exp run -S`` takes them.
+
+    >>> overrides({"train.lr": 1e-05, "loss": "ce"})
+    ['train.lr=1.0e-05', 'loss=ce']
+    """
+    return [f"{k}={format_value(v)}" for k, v in values.items()]
+
+
 def record_study(study: optuna.Study) -> dict:
     """The study's state on its (active) MLflow run: the best trial as metric and tags, the
     trials table, the parameter importances (table and plot) and the optimisation history."""
@@ -385,7 +394,7 @@ def record_study(study: optuna.Study) -> dict:
         mlflow.set_tags(
             {
                 "best_trial": str(best.number),
-                "best_params": " ".join(f"{k}={format_value(v)}" for k, v in best.params.items()),
+                "best_params": " ".join(overrides(best.params)),
             }
         )
     with tempfile.TemporaryDirectory() as tmp:
@@ -424,13 +433,13 @@ def apply(study: optuna.Study, raw: dict, root: Path, force: bool) -> dict:
     """Run the best trial's params as DVC experiment ``<study>`` (queued, then run: its evaluate
     stage scores the test set once); returns its result from ``dvc exp show``."""
     best = study.best_trial  # ValueError without a completed trial: the caller says so
-    overrides = tuple(f"{k}={format_value(v)}" for k, v in best.params.items())
+    sets = tuple(overrides(best.params))
     name = study.study_name
     title = f"best of study {name}: trial {best.number}, {study.user_attrs.get('metric')} {best.value:.4f}"
-    planned = plan(raw, [Phase(name, title, overrides)], root=root)
+    planned = plan(raw, [Phase(name, title, sets)], root=root)
     if planned[0].reason:
-        raise UserError(f"tune --apply: cannot run {list(overrides)}: {planned[0].reason}")
-    log.info("tune: dvc exp run -n %s %s", name, " ".join(f"-S {o}" for o in overrides))
+        raise UserError(f"tune --apply: cannot run {list(sets)}: {planned[0].reason}")
+    log.info("tune: dvc exp run -n %s %s", name, " ".join(f"-S {o}" for o in sets))
     result = execute(planned, Dvc(root), force=force)[name]
     if "error" in result:
         raise UserError(f"tune --apply: experiment {name} failed: {result['error']}")
@@ -519,7 +528,7 @@ def main(argv: list[str]) -> dict:
         best.number,
         cfg.metric,
         best.value,
-        " ".join(f"{k}={format_value(v)}" for k, v in best.params.items()),
+        " ".join(overrides(best.params)),
     )
     for line in ui_hint(search.store, params.dataset):
         log.info("tune: %s", line)
