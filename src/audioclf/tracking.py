@@ -60,27 +60,33 @@ class Store:
         with self.exclusive():  # MLflow creates the tables when the client opens the store
             return MlflowClient(tracking_uri=self.uri)
 
-    @contextlib.contextmanager
-    def exclusive(self) -> Iterator[None]:
-        """Held by one process at a time for a sqlite store (a lock file beside the database);
-        a server store needs none (the server serialises its own writes)."""
-        if not self.uri.startswith("sqlite:///"):
-            yield
-            return
-        db = Path(self.uri.removeprefix("sqlite:///"))
-        db.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(f"{db}.lock", timeout=LOCK_TIMEOUT_S)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise UserError(
-                f"waited {LOCK_TIMEOUT_S:g} s for {lock.lock_file}, held by another process "
-                "creating the MLflow store; if none is running, delete the lock file"
-            ) from None
-        try:
-            yield
-        finally:
-            lock.release()
+    def exclusive(self) -> contextlib.AbstractContextManager[None]:
+        """Held by one process at a time for a sqlite store; see :func:`exclusive`."""
+        return exclusive(self.uri)
+
+
+@contextlib.contextmanager
+def exclusive(uri: str) -> Iterator[None]:
+    """Held by one process at a time for a ``sqlite:///`` database (a lock file beside it): a
+    library that creates its tables when it opens a database (MLflow, Optuna) fails in one of
+    two processes that open a fresh one at once. A server database needs none."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(f"{db}.lock", timeout=LOCK_TIMEOUT_S)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise UserError(
+            f"waited {LOCK_TIMEOUT_S:g} s for {lock.lock_file}, held by another process "
+            "creating the database; if none is running, delete the lock file"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def resolve_store(root: Path, environ: Mapping[str, str] = os.environ) -> Store:

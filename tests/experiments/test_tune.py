@@ -4,6 +4,7 @@ sharing one SQLite study, and a killed study resumed. ``--apply`` runs through D
 tests/test_pipeline_e2e.py."""
 
 import contextlib
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -193,6 +194,27 @@ def worker(root, *args) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def _open_when_all_are_ready(url, ready) -> None:
+    ready.wait()
+    tune.rdb_storage(url)
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_workers_that_open_one_fresh_sqlite_study_at_once_all_open_it(tmp_path, attempt):
+    # Optuna creates its tables as it opens a database: unguarded, about one opener in six
+    # failed here ("table studies already exists", "UNIQUE constraint failed: alembic_version")
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    ctx = multiprocessing.get_context("fork")
+    ready = ctx.Barrier(6)
+    workers = [ctx.Process(target=_open_when_all_are_ready, args=(url, ready)) for _ in range(6)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    assert [w.exitcode for w in workers] == [0] * 6
+    assert optuna.get_all_study_names(url) == []
 
 
 def test_two_workers_share_one_sqlite_study(pipeline, tmp_path):

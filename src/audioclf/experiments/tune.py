@@ -49,7 +49,7 @@ from audioclf.errors import MissingInputError, UserError
 from audioclf.experiments.ladder import Dvc, Phase, execute, plan
 from audioclf.features.table import FeatureTable
 from audioclf.io import read_json, repo_root
-from audioclf.tracking import Store, resolve_store, start_run, ui_hint
+from audioclf.tracking import Store, exclusive, resolve_store, start_run, ui_hint
 from audioclf.training.classical import train_classical
 from audioclf.training.loop import train
 from audioclf.training.stage import training_runs
@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 PARENT_ATTR = "mlflow_run_id"  # the study's MLflow run, in the study's user attributes
 PARENT_WAIT_S = 60.0  # a joining worker waits this long for the creator to name the MLflow run
+SQLITE_BUSY_S = 60.0  # a SQLite write waits this long for another worker's (a heartbeat, a trial)
 # failures a trial's params can cause (a diverging rate, a refused combination): that trial fails
 TRIAL_ERRORS = (UserError, FloatingPointError)
 
@@ -114,7 +115,7 @@ class Search:
         with warnings.catch_warnings():  # heartbeats and retries: "experimental" since Optuna 2.8
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             retry = RetryHeartbeatStaleTrialCallback(max_retry=self.cfg.retries)
-            return RDBStorage(
+            return rdb_storage(
                 url,
                 heartbeat_interval=self.cfg.heartbeat_s,
                 grace_period=2 * self.cfg.heartbeat_s,
@@ -540,6 +541,16 @@ def main(argv: list[str]) -> dict:
             f" --study {shlex.quote(name)}" if args.study else "",
         )
     return out
+
+
+def rdb_storage(url: str, **settings: Any) -> RDBStorage:
+    """The Optuna database at ``url``. Optuna creates its tables when it opens a database, and
+    of two workers that open a fresh SQLite file at once one fails ("table studies already
+    exists"): it is opened under the file lock beside it, and a writer waits up to
+    ``SQLITE_BUSY_S`` for the other's write rather than failing after SQLite's 5 s."""
+    engine = {"connect_args": {"timeout": SQLITE_BUSY_S}} if url.startswith("sqlite:") else {}
+    with exclusive(url):
+        return RDBStorage(url, engine_kwargs=engine, **settings)
 
 
 def default_storage(root: Path) -> str:
