@@ -18,6 +18,7 @@ from audioclf.data.split import LeakageError, make_folds
 NON_FINITE = [
     ("train", "lr"),
     ("train", "grad_clip"),
+    ("train", "ema"),
     ("features", "top_db"),
     ("data", "timeout_s"),
     ("features", "segment_seconds"),
@@ -39,6 +40,14 @@ def test_non_finite_numbers_fail_validation_naming_the_key(section, key, value):
 def test_seeds_outside_what_numpy_and_torch_take_fail_validation(seed):
     raw = {**repo_params(), "seed": seed}
     with pytest.raises(ParamsError, match="'seed' must be in \\[0, 2\\*\\*32 - 1\\]"):
+        parse_params(raw)
+
+
+@pytest.mark.parametrize("decay", [-0.1, 1.0, 2])
+def test_a_weight_average_decay_outside_0_1_fails_validation(decay):
+    raw = copy.deepcopy(repo_params())
+    raw["train"]["ema"] = decay
+    with pytest.raises(ParamsError, match=r"'train.ema' must be in \[0, 1\) \(0: off\)"):
         parse_params(raw)
 
 

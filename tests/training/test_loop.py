@@ -14,7 +14,7 @@ from audioclf.features.extract import extract_features
 from audioclf.features.table import FeatureTable, load_split
 from audioclf.models.checkpoint import load_checkpoint
 from audioclf.training.data import normalisation
-from audioclf.training.loop import train
+from audioclf.training.loop import evaluate_split, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -35,8 +35,11 @@ def prepared(tiny_cache):
     return params, FeatureTable(cache), paths
 
 
-def test_learns_well_above_chance_and_evaluate_agrees(prepared, tmp_path):
+@pytest.mark.parametrize("ema", [0.0, 0.9], ids=["last-step weights", "averaged weights"])
+def test_learns_well_above_chance_and_evaluate_agrees(prepared, tmp_path, ema):
     params, store, paths = prepared
+    # train.ema: the averaged weights are both validated and saved (evaluate agrees with them)
+    params = dataclasses.replace(params, train=dataclasses.replace(params.train, ema=ema))
     logged = []
     result = train(
         params.train_spec(),
@@ -52,6 +55,11 @@ def test_learns_well_above_chance_and_evaluate_agrees(prepared, tmp_path):
     assert result["history"][-1]["train_loss"] < result["history"][0]["train_loss"]
     val = evaluate(tmp_path / "best.pt", store, paths["val"], batch_size=7)
     assert val["metrics"]["macro_f1"] == pytest.approx(result["best_val_macro_f1"], abs=1e-9)
+    # the saved weights are the validated ones: the same validation loss, to float precision
+    model, ckpt = load_checkpoint(tmp_path / "best.pt")
+    scored = evaluate_split(model, load_split(store, paths["val"], ckpt["norm"]), store.labels, 7)
+    best = result["history"][result["best_epoch"] - 1]
+    assert scored["loss"] == pytest.approx(best["val_loss"], rel=1e-5)
     test = evaluate(tmp_path / "best.pt", store, paths["test"], batch_size=64)
     assert test["metrics"]["macro_f1"] > chance + 0.3
     assert 0 <= result["data_wait_share"] < 0.5

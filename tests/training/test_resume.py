@@ -33,10 +33,11 @@ def kill_at(epoch):
 def setup(tiny_cache):
     cache, splits = tiny_cache
     params = parse_params(shrink(repo_params()))
-    # dropout, MixUp and SpecAugment all draw random numbers: resuming must restore every random state
+    # dropout, MixUp and SpecAugment all draw random numbers: resuming must restore every random
+    # state; and the averaged weights (train.ema), which are validated and saved
     params = dataclasses.replace(
         params,
-        train=dataclasses.replace(params.train, epochs=3, patience=3, warmup_epochs=1.0),
+        train=dataclasses.replace(params.train, epochs=3, patience=3, warmup_epochs=1.0, ema=0.9),
         augment=AugmentConfig(
             specaugment=SpecAugmentConfig(p=0.5, freq_width=4, time_width=4),
             mixup=MixupConfig(p=0.5),

@@ -27,6 +27,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def configs() -> dict:
     params = parse_params(shrink(repo_params()))
+    # recorded before train.ema existed: the last step's weights are the validated ones
+    params = dataclasses.replace(params, train=dataclasses.replace(params.train, ema=0.0))
     augmented = dataclasses.replace(
         params,
         train=dataclasses.replace(params.train, epochs=3, patience=3, accumulate=2),

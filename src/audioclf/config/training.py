@@ -41,6 +41,9 @@ class TrainConfig:
     # after a few dozen optimizer steps: validation macro-F1 sits at chance until then)
     min_epochs: int | None = None
     grad_clip: float = 5.0
+    # weights averaged over the optimizer steps (an exponential moving average with this decay),
+    # validated and saved in place of the last step's; 0: off
+    ema: float = 0.0
     backbone_lr_mult: float = 1.0
     warmup_epochs: float = 0.0
     schedule: str = "cosine"
@@ -86,6 +89,7 @@ class TrainConfig:
             self.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {self.weight_decay}"
         )
         check(self.grad_clip > 0, "train.grad_clip", f"must be positive, got {self.grad_clip}")
+        check(0 <= self.ema < 1, "train.ema", f"must be in [0, 1) (0: off), got {self.ema}")
         check(
             self.backbone_lr_mult >= 0,
             "train.backbone_lr_mult",

@@ -144,6 +144,8 @@ def train(
     )
     if resume is not None:
         ranks.restore_random_states(resume, augment_generator)
+        if fit.ema is not None:
+            fit.ema.load_state_dict(resume["ema"])
     resumed_from = loop.epoch
     if weights:
         log_metrics(weights, 0)
@@ -159,7 +161,7 @@ def train(
                 f"training loss is {tr['loss']} in epoch {epoch}; lower train.lr, raise "
                 "train.warmup_epochs or set train.amp=off"
             )
-        va = evaluate_split(model, val_data, table.labels, cfg.batch_size, device, amp, ranks)
+        va = evaluate_split(fit.scored, val_data, table.labels, cfg.batch_size, device, amp, ranks)
         # validation is scored and early stopping decided once, on rank 0; every rank follows
         va, improved, stop = ranks.share(
             _early_stopping(va, loop, epoch, stopping) if ranks.writer else None
@@ -180,7 +182,7 @@ def train(
         if improved and ranks.writer:
             save_checkpoint(
                 checkpoint,
-                model=model,
+                model=fit.scored,
                 model_name=spec.model,
                 model_config=spec.model_config,
                 labels=table.labels,
@@ -198,6 +200,8 @@ def train(
         loop.epoch = epoch
         # every process's random states (a collective: every rank takes part), rank 0 writes
         streams = ranks.random_states(augment_generator) if last is not None else {}
+        if fit.ema is not None:
+            streams["ema"] = fit.ema.state_dict()
         if last is not None and ranks.writer:
             save_last(
                 last,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from sklearn.metrics import f1_score
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from audioclf.config.training import TrainConfig, TrainSpec
 from audioclf.features.table import FeatureTable, SplitData
@@ -39,6 +40,12 @@ class Fit:
     cfg: TrainConfig
     ranks: Ranks = SINGLE
     net: nn.Module | None = None  # what a step calls: DistributedDataParallel(model); None: model
+    ema: AveragedModel | None = None  # train.ema: the averaged weights, updated after each step
+
+    @property
+    def scored(self) -> nn.Module:
+        """The weights validated and saved: the averaged ones (train.ema), else the model."""
+        return self.model if self.ema is None else self.ema.module
 
 
 def _optimizer_step(fit: Fit) -> torch.Tensor:
@@ -49,6 +56,8 @@ def _optimizer_step(fit: Fit) -> torch.Tensor:
     fit.scaler.update()
     fit.optimizer.zero_grad(set_to_none=True)
     fit.scheduler.step()
+    if fit.ema is not None:
+        fit.ema.update_parameters(fit.model)
     return norm.detach()
 
 
@@ -152,8 +161,24 @@ def build_fit(
         cfg,
         ranks,
         ranks.wrap(model),
+        # batch-norm statistics are averaged with the weights (use_buffers)
+        AveragedModel(model, multi_avg_fn=ema_update(cfg.ema), use_buffers=True)
+        if cfg.ema
+        else None,
     )
     return fit, weights
+
+
+def ema_update(decay: float):
+    """torch's exponential moving average of the weights, its decay warmed up as TensorFlow's
+    ``ExponentialMovingAverage`` does: ``min(decay, (1 + n) / (10 + n))`` at the n-th update, so
+    that a short training is not an average dominated by its first steps' weights."""
+
+    def update(averaged, current, n_averaged) -> None:
+        n = int(n_averaged)
+        get_ema_multi_avg_fn(min(decay, (1 + n) / (10 + n)))(averaged, current, n_averaged)
+
+    return update
 
 
 def _dB_statistics(data: SplitData) -> tuple:
