@@ -129,7 +129,7 @@ def test_a_queued_cross_validation_logs_to_the_repositorys_store(shared):
     assert parent["status"] == "FINISHED" and len(children) == 2
     assert "test_macro_f1" in parent["metrics"] and "evaluation" in parent["artifacts"]
     assert not [k for k in parent["metrics"] if "_ci_" in k]  # in evaluation/test_metrics.json
-    assert all("test_macro_f1" in c["metrics"] and "val_macro_f1" in c["metrics"] for c in children)
+    assert all("test_macro_f1" in c["metrics"] and "val/macro_f1" in c["metrics"] for c in children)
     # named after the DVC experiment, with what it set (against the committed params.yaml)
     assert parent["name"] == "cv2" and {c["name"] for c in children} == {"cv2-fold0", "cv2-fold1"}
     assert parent["tags"]["params_changed"] == "model=cnn_v2 split.k=2 split.strategy=kfold"

@@ -142,6 +142,29 @@ def _same_place(location: str, expected: str) -> bool:
     return path(location) == path(expected)
 
 
+def curve_key(name: str) -> str:
+    """The MLflow key of a per-epoch metric: its split as a prefix, ``train_loss`` ->
+    ``train/loss``, ``val_macro_f1`` -> ``val/macro_f1``, the optimizer's ``lr`` and
+    ``grad_norm`` under ``train/``; other names as they are.
+
+    MLflow's UI groups a run's charts in sections by the prefix before ``/`` and shows those
+    sections above "Model metrics": the training curves come first, the single-point test
+    figures (``test_macro_f1``, ...) after them.
+
+    >>> [curve_key(k) for k in ("train_loss", "val_macro_f1", "lr", "class_weight_max")]
+    ['train/loss', 'val/macro_f1', 'train/lr', 'class_weight_max']
+    """
+    split, _, rest = name.partition("_")
+    if split in ("train", "val") and rest:
+        return f"{split}/{rest}"
+    return f"train/{name}" if name in ("lr", "grad_norm") else name
+
+
+def log_curves(metrics: Mapping[str, float], step: int, suffix: str = "") -> None:
+    """One epoch's metrics into the active run, under :func:`curve_key` (+ ``suffix``)."""
+    mlflow.log_metrics({f"{curve_key(k)}{suffix}": v for k, v in metrics.items()}, step=step)
+
+
 def ui_hint(store: Store, dataset: str) -> list[str]:
     """How to open the dataset's experiment in the MLflow UI, in its model-training view."""
     exp = store.client().get_experiment_by_name(experiment_name(dataset))

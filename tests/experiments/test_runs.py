@@ -87,8 +87,8 @@ def test_history_is_one_row_per_epoch_the_last_value_of_a_step_counting():
     client = FakeClient(
         [],
         histories={
-            ("r", "train_loss"): [m(2, 0.5, 3), m(1, 0.9, 1), m(2, 0.4, 4), m(0, 9.9, 0)],
-            ("r", "val_loss"): [m(1, 1.0, 2)],
+            ("r", "train/loss"): [m(2, 0.5, 3), m(1, 0.9, 1), m(2, 0.4, 4), m(0, 9.9, 0)],
+            ("r", "val_loss"): [m(1, 1.0, 2)],  # a run logged before the split prefixes
         },
     )
     assert history(client, "r") == [

@@ -109,7 +109,7 @@ def test_trials_learn_on_validation_only_and_each_is_a_child_run(pipeline, tmp_p
         child = by_trial[t.number]
         assert child["name"] == f"trial-{t.number}" and child["tags"]["trial_state"] == "COMPLETE"
         assert child["metrics"]["tune_val_macro_f1"] == pytest.approx(t.value)
-        assert "val_macro_f1" in child["metrics"] and "train_loss" in child["metrics"]
+        assert "val/macro_f1" in child["metrics"] and "train/loss" in child["metrics"]
         assert child["tags"]["mlflow.parentRunId"] == study.user_attrs["mlflow_run_id"]
     assert parent["metrics"]["best_value"] == pytest.approx(study.best_value)
     assert parent["tags"]["best_trial"] == str(study.best_trial.number)

@@ -174,7 +174,7 @@ def test_two_processes_learn_and_write_one_checkpoint_and_one_run(two_processes)
     assert _files(cwd) == ["models/fold_0/best.pt", "resume/fold_0/last.pt"]
     (run,) = _runs(cwd)
     assert run.info.status == "FINISHED" and run.data.tags["processes"] == "2"
-    history = _client(cwd).get_metric_history(run.info.run_id, "val_macro_f1")
+    history = _client(cwd).get_metric_history(run.info.run_id, "val/macro_f1")
     assert sorted(m.step for m in history) == list(range(1, EPOCHS["epochs"] + 1))
     assert run.data.params["train.devices"] == "2"
 

@@ -194,9 +194,14 @@ def find_run(client, experiment: str, name: str, test: dict) -> TrackedRun | Non
 
 def history(client, run_id: str) -> list[dict[str, float]]:
     """One row per epoch (``epoch`` and the :data:`HISTORY` metrics the run logged), in order."""
+    from audioclf.tracking import curve_key  # imports MLflow, which a client has loaded
+
     rows: dict[int, dict[str, float]] = {}
-    for key in HISTORY:
-        for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.timestamp):
+    for key in HISTORY:  # a run logged before curve_key: under the plain name
+        logged = client.get_metric_history(run_id, curve_key(key)) or client.get_metric_history(
+            run_id, key
+        )
+        for m in sorted(logged, key=lambda m: m.timestamp):
             rows.setdefault(m.step, {"epoch": m.step})[key] = m.value  # a re-logged step: the last
     return [rows[step] for step in sorted(rows) if step >= 1]
 

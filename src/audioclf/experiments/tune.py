@@ -49,7 +49,7 @@ from audioclf.errors import MissingInputError, UserError
 from audioclf.experiments.ladder import Dvc, Phase, execute, plan
 from audioclf.features.table import FeatureTable
 from audioclf.io import read_json, repo_root
-from audioclf.tracking import Store, exclusive, resolve_store, start_run, ui_hint
+from audioclf.tracking import Store, exclusive, log_curves, resolve_store, start_run, ui_hint
 from audioclf.training.classical import train_classical
 from audioclf.training.loop import train
 from audioclf.training.stage import training_runs
@@ -285,8 +285,7 @@ class Search:
         for n, (train_paths, val_paths) in enumerate(self.files):
 
             def on_epoch(metrics: dict[str, float], step: int, n: int = n) -> None:
-                suffix = f"_fold{n}" if cv else ""
-                mlflow.log_metrics({f"{k}{suffix}": v for k, v in metrics.items()}, step=step)
+                log_curves(metrics, step, f"_fold{n}" if cv else "")
                 if n == 0 and self.cfg.metric in metrics:  # the first fold's curve is pruned on
                     trial.report(metrics[self.cfg.metric], step)
                     if trial.should_prune():

@@ -32,7 +32,7 @@ from audioclf.features.opensmile import FEATURE_SETS
 from audioclf.features.opensmile import LICENCE as OPENSMILE_LICENCE
 from audioclf.features.table import FeatureTable
 from audioclf.models.pretrained import pretrained_record
-from audioclf.tracking import Runs, Store, parent_run_id
+from audioclf.tracking import Runs, Store, log_curves, parent_run_id
 from audioclf.training.classical import train_classical
 from audioclf.training.curves import plot_curves, write_curves
 from audioclf.training.distributed import SINGLE, Ranks
@@ -200,7 +200,7 @@ def train_folds(
                     train_paths,
                     val_paths,
                     paths.best(n),
-                    log_metrics=lambda m, step: mlflow.log_metrics(m, step=step),
+                    log_metrics=log_curves,
                     run_id=run.info.run_id,
                     last=paths.last(n),
                     resume=state,
