@@ -251,7 +251,7 @@ def test_stage_rerun_resumes_and_continues_the_mlflow_run(
     main(argv)
     (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
     assert run.info.status == "FINISHED" and run.data.tags["resumed_from_epoch"] == "1"
-    history = mlflow.tracking.MlflowClient().get_metric_history(run.info.run_id, "val_macro_f1")
+    history = mlflow.tracking.MlflowClient().get_metric_history(run.info.run_id, "val/macro_f1")
     assert sorted(m.step for m in history) == [1, 2]
 
 
@@ -273,5 +273,5 @@ def test_killed_cross_validation_reuses_finished_folds(
     assert children["0"].data.tags["resumed_from_epoch"] == "2"
     assert children["1"].data.tags["resumed_from_epoch"] == "1"
     for fold, run in children.items():
-        history = mlflow.tracking.MlflowClient().get_metric_history(run.info.run_id, "val_macro_f1")
+        history = mlflow.tracking.MlflowClient().get_metric_history(run.info.run_id, "val/macro_f1")
         assert sorted(m.step for m in history) == [1, 2], fold
