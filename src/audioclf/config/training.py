@@ -43,7 +43,7 @@ class TrainConfig:
     grad_clip: float = 5.0
     # weights averaged over the optimizer steps (an exponential moving average with this decay),
     # validated and saved in place of the last step's; 0: off
-    ema: float = 0.0
+    ema: float = 0.99  # as params.yaml
     backbone_lr_mult: float = 1.0
     warmup_epochs: float = 0.0
     schedule: str = "cosine"

@@ -200,7 +200,7 @@ def train(
         loop.epoch = epoch
         # every process's random states (a collective: every rank takes part), rank 0 writes
         streams = ranks.random_states(augment_generator) if last is not None else {}
-        if fit.ema is not None:
+        if fit.ema is not None and last is not None:
             streams["ema"] = fit.ema.state_dict()
         if last is not None and ranks.writer:
             save_last(
