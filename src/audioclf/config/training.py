@@ -37,8 +37,9 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-2
     patience: int = 8  # epochs without a new best epoch (audioclf.training.stopping)
-    # no early stop before this epoch; None: half of epochs (a small set may start learning only
-    # after a few dozen optimizer steps: validation macro-F1 sits at chance until then)
+    # the first epoch that may be kept as the best (so no early stop before min_epochs + patience);
+    # None: half of epochs (a small set may start learning only after a few dozen optimizer steps,
+    # and a tiny validation split can score an untrained network's early epoch highest)
     min_epochs: int | None = None
     grad_clip: float = 5.0
     # weights averaged over the optimizer steps (an exponential moving average with this decay),
@@ -117,10 +118,10 @@ class TrainConfig:
         )
 
     @property
-    def earliest_stop(self) -> int:
-        """The first epoch after which early stopping may end training.
+    def watched_from(self) -> int:
+        """The first epoch that may be kept as the best (:mod:`audioclf.training.stopping`).
 
-        >>> TrainConfig(epochs=30).earliest_stop, TrainConfig(epochs=30, min_epochs=4).earliest_stop
+        >>> TrainConfig(epochs=30).watched_from, TrainConfig(epochs=30, min_epochs=4).watched_from
         (15, 4)
         """
         return -(-self.epochs // 2) if self.min_epochs is None else self.min_epochs

@@ -149,7 +149,7 @@ def train(
     resumed_from = loop.epoch
     if weights:
         log_metrics(weights, 0)
-    stopping = EarlyStopping.for_split(cfg.patience, cfg.earliest_stop, len(set(val_paths)))
+    stopping = EarlyStopping.for_split(cfg.patience, cfg.watched_from, len(set(val_paths)))
     first = cfg.epochs + 1 if resume is not None and resume["finished"] else loop.epoch + 1
     waited = spent = 0.0
     started = time.monotonic()
@@ -236,7 +236,7 @@ def _early_stopping(
 ) -> tuple[dict, bool, bool]:
     """Validation's scores, whether this epoch is the new best (:mod:`audioclf.training.stopping`),
     and whether training stops."""
-    improved = rule.is_best(va["macro_f1"], va["loss"], loop.history, loop.best_epoch)
+    improved = rule.is_best(epoch, va["macro_f1"], va["loss"], loop.history, loop.best_epoch)
     return va, improved, rule.stops(epoch, epoch if improved else loop.best_epoch)
 
 

@@ -10,7 +10,13 @@ epoch and stops ``patience`` epochs later, before the model has learned. So:
   one validation file's worth, ``1 / n_files``: what a single file changes on such a split);
   comparing against the highest macro-F1 seen, not the best epoch's, keeps a chain of ties from
   drifting down;
-* training stops after ``patience`` epochs without a new best, never before ``min_epochs``.
+* no epoch before ``min_epochs`` is kept as the best (Keras's ``EarlyStopping(start_from_epoch=)``):
+  until then each epoch stands in for the best, and only epochs from ``min_epochs`` on are compared.
+  On a tiny validation split (one speaker of 12 files) the validation scores of an untrained
+  network can peak in epoch 2 and never be matched, while the network goes on to learn what the
+  other speakers share; keeping epoch 2 leaves the fold collapsed at chance;
+* training stops after ``patience`` epochs without a new best, so never before
+  ``min_epochs + patience``.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ class EarlyStopping:
 
     Args:
         patience: epochs without a new best after which training stops.
-        min_epochs: no stop before this epoch.
+        min_epochs: the first epoch that may be kept as the best.
         tolerance: macro-F1 differences up to this are ties (:meth:`for_split`).
     """
 
@@ -42,11 +48,13 @@ class EarlyStopping:
         """
         return cls(patience, min_epochs, 1.0 / max(n_files, 1))
 
-    def is_best(self, f1: float, loss: float, history: list[dict], best_epoch: int) -> bool:
-        """Whether an epoch scoring ``f1`` and ``loss`` replaces epoch ``best_epoch`` of ``history``."""
-        if not history:
+    def is_best(
+        self, epoch: int, f1: float, loss: float, history: list[dict], best_epoch: int
+    ) -> bool:
+        """Whether ``epoch``, scoring ``f1`` and ``loss``, replaces epoch ``best_epoch`` of ``history``."""
+        if epoch <= self.min_epochs:
             return True
-        top = max(row["val_macro_f1"] for row in history)
+        top = max(row["val_macro_f1"] for row in history if row["epoch"] >= self.min_epochs)
         if f1 > top:
             return True
         best = next((row for row in history if row["epoch"] == best_epoch), None)
@@ -54,18 +62,20 @@ class EarlyStopping:
 
     def stops(self, epoch: int, best_epoch: int) -> bool:
         """Whether training ends after ``epoch`` (``best_epoch``: the best so far, this one included)."""
-        return epoch >= self.min_epochs and epoch - best_epoch >= self.patience
+        return epoch - best_epoch >= self.patience
 
     def replay(self, f1s: list[float], losses: list[float]) -> tuple[int, int]:
         """The best epoch and the last epoch trained for per-epoch validation scores (1-based).
 
         >>> EarlyStopping(patience=2).replay([0.5, 0.4, 0.4, 0.9], [1.0, 0.9, 0.8, 0.7])
         (1, 3)
+        >>> EarlyStopping(patience=2, min_epochs=2).replay([0.5, 0.4, 0.4, 0.9], [1.0, 0.9, 0.8, 0.7])
+        (4, 4)
         """
         history: list[dict] = []
         best = 0
         for epoch, (f1, loss) in enumerate(zip(f1s, losses, strict=True), start=1):
-            if self.is_best(f1, loss, history, best):
+            if self.is_best(epoch, f1, loss, history, best):
                 best = epoch
             history.append({"epoch": epoch, "val_macro_f1": f1, "val_loss": loss})
             if self.stops(epoch, best):
