@@ -49,22 +49,24 @@ def test_no_epoch_before_min_epochs_is_kept_and_a_clear_gain_wins_over_a_lower_l
     assert EarlyStopping(patience=2).replay(f1s, losses) == (1, 3)
 
 
-# fold 5 of EmoDB's leave-one-speaker-out on 120 files (12 per speaker; validation: one speaker's
-# 12): an untrained epoch 2 scores highest on validation, loss and macro-F1 alike, while the
-# training loss falls from 2.09 to 0.23; keeping it left the fold at chance on its test speaker
+# fold 5 of EmoDB's leave-one-speaker-out on 120 files (12 per speaker), as logged with
+# min_epochs 15: on its small validation split an untrained epoch 2 scores highest for 16 epochs,
+# loss and macro-F1 alike; then the network learns what the other speakers share. Keeping epoch 2
+# (the rule before min_epochs was watched) left the fold's test macro-F1 at 0.036, against 0.114
 COLLAPSE_F1 = [0.0571, 0.1103, 0.0114, 0.0114, 0.0114, 0.0114, 0.0114, 0.0114, 0.0114, 0.0114]
-COLLAPSE_F1 += [0.0487, 0.0670, 0.0618, 0.0630, 0.0599, 0.0520, 0.0610, 0.0650, 0.0600, 0.0640]
+COLLAPSE_F1 += [0.0487, 0.0670, 0.0618, 0.0630, 0.0599, 0.0641, 0.1134, 0.1984, 0.1650, 0.2050]
+COLLAPSE_F1 += [0.2832, 0.2832, 0.2717, 0.2717, 0.2317, 0.2317, 0.2317, 0.2317, 0.2317, 0.2317]
 COLLAPSE_LOSS = [1.9369, 1.9368, 1.9510, 1.9873, 2.0501, 2.1332, 2.1943, 2.2354, 2.2630, 2.2782]
-COLLAPSE_LOSS += [2.2495, 2.2470, 2.2447, 2.2037, 2.1992, 2.1900, 2.1800, 2.1700, 2.1650, 2.1600]
-COLLAPSE_F1 += [0.0620] * 10
-COLLAPSE_LOSS += [2.1500] * 10
+COLLAPSE_LOSS += [2.2495, 2.2470, 2.2447, 2.2037, 2.1992, 2.1325, 1.9732, 1.8809, 1.8710, 1.8767]
+COLLAPSE_LOSS += [1.8486, 1.7881, 1.7293, 1.6938, 1.6738, 1.6612, 1.6534, 1.6480, 1.6423, 1.6379]
 
 
 def test_an_untrained_early_epoch_that_a_tiny_validation_split_scores_highest_is_not_kept():
     rule = EarlyStopping.for_split(patience=8, min_epochs=15, n_files=12)
+    assert EarlyStopping.for_split(8, 1, n_files=12).replay(COLLAPSE_F1, COLLAPSE_LOSS)[0] == 2
     best, stopped = rule.replay(COLLAPSE_F1, COLLAPSE_LOSS)
-    assert best >= 15
-    assert stopped >= best + 8 or stopped == len(COLLAPSE_F1)
+    assert best >= 21 and COLLAPSE_F1[best - 1] >= max(COLLAPSE_F1) - 1 / 12
+    assert stopped == len(COLLAPSE_F1)
     assert rule.replay([0.5] * 20, [1.0 - 0.01 * k for k in range(20)]) == (20, 20)
 
 
