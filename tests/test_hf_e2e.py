@@ -67,3 +67,41 @@ def test_hf_checkpoint_by_hub_id_trains_then_reruns_offline(pipeline, tmp_path, 
     )
     rows = (tmp_path / "p/summary.csv").read_text().strip().splitlines()
     assert len(rows) == 4, (summary, rows)  # a header and the three files
+
+
+def test_frozen_encoder_embeddings_under_a_logistic_head(pipeline, tmp_path, monkeypatch):
+    root = workspace_copy(pipeline, tmp_path / "ws")
+    weights = tmp_path / "wav2vec2"
+    torch.manual_seed(0)
+    tiny_wav2vec2(weights)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with HubStandIn() as hub:
+        commit = hub.add("tiny/wav2vec2", weights, branch="main")
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        encoder = {"encoder": "tiny/wav2vec2", "encoder_revision": "main", "encoder_layer": 1}
+        set_params(root, model="logreg", **{f"features.{k}": v for k, v in encoder.items()})
+        set_params(root, **{"features.kind": "hf"})
+        run_stages(root, ["features", "train", "evaluate", "export"])
+
+    report = json.loads((root / "reports/features.json").read_text())["frontend"]
+    assert report["fixed"]["encoder_revision"] == ["main", commit]
+    frontend = json.loads((root / "data/features/meta.json").read_text())["frontend"]
+    sha = hashlib.sha256((weights / "model.safetensors").read_bytes()).hexdigest()
+    assert frontend["kind"] == "hf" and frontend["sample_rate"] == 16000
+    assert frontend["encoder_revision"] == commit  # the branch, pinned to what it stood at
+    assert frontend["encoder_dim"] == 32 and frontend["encoder_sha256"] == sha
+    metrics = json.loads((root / "reports/metrics.json").read_text())["test"]
+    assert metrics["macro_f1"] > 0.5  # it learned: 6 classes, chance is ~0.17
+    (run,) = [r for r in mlflow_runs(root) if r["name"] == "logreg-ce"]
+    assert run["tags"]["encoder_commit"] == commit and run["tags"]["encoder_sha256"] == sha
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the saved head predicts files from the cache
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    for wav in sorted((root / "data").rglob("*.wav"))[:3]:
+        (folder / wav.name).write_bytes(wav.read_bytes())
+    model = root / "models/fold_0/best.pt"  # the head beside it, in sklearn/
+    predict.main([str(folder), "--model", str(model), "--out", str(tmp_path / "p")])
+    rows = (tmp_path / "p/summary.csv").read_text().strip().splitlines()
+    assert len(rows) == 4, rows  # a header and the three files

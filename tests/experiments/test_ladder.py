@@ -69,7 +69,7 @@ def test_each_phase_runs_here_or_is_skipped_with_the_reason(tmp_path):
     )
     assert "'model' is 'nope'; allowed values:" in check_phase(raw, ["model=nope"], tmp_path)
     verdicts = {p.name: check_phase(raw, p.overrides, tmp_path, tmp_path / "hub") for p in PHASES}
-    assert len(verdicts) == 12  # eleven rungs and the leaky-split control
+    assert len(verdicts) == 13  # twelve rungs and the leaky-split control
     for phase in PHASES:
         if "model=birdnet" in phase.overrides:  # offline: only the extra is needed
             assert verdicts[phase.name] == birdnet_missing()
@@ -84,6 +84,12 @@ def test_each_phase_runs_here_or_is_skipped_with_the_reason(tmp_path):
                 f"`hf download {raw['model_params'][model]['pretrained']} " in verdicts[phase.name]
             )
             assert f"--revision {revision} --include config.json" in verdicts[phase.name]
+        elif "features.kind=hf" in phase.overrides:  # the encoder's weights, as a model's
+            assert verdicts[phase.name].startswith(
+                "features.encoder: weights 'microsoft/wavlm-base-plus' not available locally"
+            )
+            assert "`hf download microsoft/wavlm-base-plus --revision main" in verdicts[phase.name]
+            assert "null to train from scratch" not in verdicts[phase.name]
         else:
             assert verdicts[phase.name] is None, (phase.name, verdicts[phase.name])
 

@@ -19,10 +19,11 @@ AUTO = "auto"
 # logmel: (1, n_mels, T) | mfcc: (3, n_mfcc, T) | fbank: AST's Kaldi filterbanks (1, 128, T) |
 # imagenet: log-mel scaled to [0, 1] as an image | birdnet: BirdNET v2.4's 1024-d embedding |
 # egemaps, compare: openSMILE's eGeMAPS v02 and ComParE 2016 functionals, one vector per segment |
-# waveform: the segment's samples (1, 1, N), for a Hub checkpoint's own feature extractor (model: hf)
+# waveform: the segment's samples (1, 1, N), for a Hub checkpoint's own feature extractor (model: hf) |
+# hf: a Hub audio encoder's hidden states of one layer, mean-pooled over the segment (1, D, 1)
 FRONTENDS = (
     *(AUTO, "logmel", "mfcc", "fbank", "imagenet", "birdnet", "egemaps", "compare"),
-    "waveform",
+    *("waveform", "hf"),
 )
 SHORT_CLIPS = ("pad", "repeat")
 DEVICES = ("auto", "cpu", "cuda")
@@ -36,9 +37,12 @@ MAX_N_FFT = 65_536
 MAX_N_MELS = 2048
 MAX_FILE_SECONDS = 4 * 3600.0  # 4 h decoded at 48 kHz: 2.8 GB of float32
 MAX_OVERLAP = 100  # segments starting within one segment length (segment_hop_seconds)
+MAX_ENCODER_DIM = 16384  # an encoder's hidden size (Whisper large: 1280)
 MAX_SEGMENT_VALUES = 1 << 26  # floats in one segment's features: 256 MB
 # front-ends that give one vector per segment (1, D, 1), not a spectrogram; the heads read them
-VECTOR_KINDS = ("birdnet", *FUNCTIONALS)
+VECTOR_KINDS = ("birdnet", *FUNCTIONALS, "hf")
+# what the features stage fills in from a kind=hf encoder's files (audioclf.features.encoder)
+ENCODER_RESOLVED = ("encoder_dim", "encoder_sha256")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +52,12 @@ class FeaturesConfig:
     Every field except ``batch_size``, ``workers``, ``device``, ``store_dir`` and
     ``min_coverage`` may shape the features; those that do for the kind are part of the
     cache key (:func:`audioclf.features.store.frontend_key`). ``image_size`` applies to
-    ``imagenet`` only, ``embedding_pool`` to the vector kinds (``birdnet``, ``egemaps``, ``compare``), ``n_mfcc`` and
-    ``delta_width`` to ``mfcc`` only.
+    ``imagenet`` only, ``embedding_pool`` to the vector kinds (``birdnet``, ``egemaps``,
+    ``compare``, ``hf``), ``n_mfcc`` and ``delta_width`` to ``mfcc`` only, the ``encoder_*``
+    fields to ``hf`` only: ``encoder`` (a Hub id or folder) at ``encoder_revision``, its hidden
+    states of layer ``encoder_layer`` (0: the input to the first transformer layer; -1: the
+    last layer's output); ``encoder_dim`` (the hidden size) and ``encoder_sha256`` (of its
+    weights) are filled in by the features stage from the encoder's files.
     """
 
     kind: str = AUTO
@@ -68,6 +76,11 @@ class FeaturesConfig:
     short_clips: str = "pad"
     image_size: int | None = None
     embedding_pool: str = "mean"
+    encoder: str | None = None
+    encoder_revision: str = "main"
+    encoder_layer: int = -1
+    encoder_dim: int | None = None
+    encoder_sha256: str | None = None
     max_file_seconds: float = 600.0
     batch_size: int = 32
     workers: int = 0
@@ -110,21 +123,52 @@ class FeaturesConfig:
             f"must be null (the spectrogram's own size) or >= 32, got {self.image_size}",
         )
         self._check_common()
+        self._check_encoder()
         if all(getattr(self, f) != AUTO for f in AUTO_FIELDS):
             self._check_resolved()
 
     @property
     def resolved(self) -> bool:
-        """Whether every value is concrete (no ``auto`` left): only then does it describe features."""
-        return self.kind != AUTO and all(getattr(self, f) != AUTO for f in AUTO_FIELDS)
+        """Whether every value is concrete (no ``auto`` left, and for ``hf`` the encoder's size
+        read from its files): only then does it describe features."""
+        encoder = self.kind != "hf" or all(getattr(self, f) is not None for f in ENCODER_RESOLVED)
+        return encoder and self.kind != AUTO and all(getattr(self, f) != AUTO for f in AUTO_FIELDS)
+
+    def _check_encoder(self) -> None:
+        check(
+            self.kind != "hf" or isinstance(self.encoder, str) and self.encoder.strip() != "",
+            "features.encoder",
+            "must name the audio encoder of features.kind=hf: a Hugging Face model id (e.g. "
+            f"microsoft/wavlm-base-plus) or a folder written by save_pretrained; got {self.encoder!r}",
+        )
+        check(
+            isinstance(self.encoder_revision, str)
+            and self.encoder_revision.strip() != ""
+            and " " not in self.encoder_revision,
+            "features.encoder_revision",
+            f"must be a commit hash, tag or branch of features.encoder, got {self.encoder_revision!r}",
+        )
+        check(
+            isinstance(self.encoder_layer, int) and abs(self.encoder_layer) <= 1024,
+            "features.encoder_layer",
+            f"must be an integer layer index (0 = the input to the first transformer layer, "
+            f"-1 = the last layer), got {self.encoder_layer!r}",
+        )
+        dim = self.encoder_dim
+        check(
+            dim is None or 0 < dim <= MAX_ENCODER_DIM,
+            "features.encoder_dim",
+            f"is read from the encoder's config by the features stage; leave it null, got {dim}",
+        )
 
     def require_resolved(self, what: str) -> None:
         """Raise :class:`ParamsError` naming ``what`` if an ``auto`` value is left."""
         if not self.resolved:
             raise ParamsError(
                 f"params: 'features' still holds auto values (kind={self.kind!r}, "
-                f"{', '.join(f'{f}={getattr(self, f)!r}' for f in AUTO_FIELDS)}): its {what} is "
-                "known once they are resolved (audioclf.config.frontends.for_model, resolve_auto)"
+                f"{', '.join(f'{f}={getattr(self, f)!r}' for f in (*AUTO_FIELDS, *ENCODER_RESOLVED))}"
+                f"): its {what} is known once they are resolved (audioclf.config.frontends."
+                "for_model, resolve_auto; kind=hf: audioclf.features.encoder.resolve)"
             )
 
     def _check_common(self) -> None:
@@ -257,6 +301,8 @@ class FeaturesConfig:
             return 3, self.n_mfcc, self.n_frames  # coefficients, delta, delta-delta
         if self.kind == "birdnet":
             return 1, BIRDNET_DIM, 1
+        if self.kind == "hf":
+            return 1, self.encoder_dim, 1
         if self.kind == "waveform":
             return 1, 1, self.segment_samples
         if self.kind in FUNCTIONALS:

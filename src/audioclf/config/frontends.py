@@ -46,6 +46,7 @@ DESCRIBED = {
     "egemaps": "openSMILE's 88 eGeMAPS v02 functionals",
     "compare": "openSMILE's 6373 ComParE 2016 functionals",
     "waveform": "the waveform at the checkpoint's sampling rate, for its own feature extractor",
+    "hf": "a Hub audio encoder's hidden states of one layer (features.encoder), mean-pooled",
 }
 # what a pretrained front-end fixes, whatever params say
 FIXED: dict[str, dict[str, Any]] = {

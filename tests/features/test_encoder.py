@@ -1,0 +1,82 @@
+"""A Hub audio encoder as a front-end (``features.kind: hf``): its hidden states of the chosen
+layer, mean-pooled, resolved from the checkpoint's own files, and refused with a message where
+the encoder or the layer does not exist."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from tests.models.test_hf import RATE, tiny_wav2vec2
+
+from audioclf.config import parse_params
+from audioclf.config.features import FeaturesConfig
+from audioclf.config.schema import ParamsError
+from audioclf.features import encoder
+from audioclf.features.frontends import FrontEnd
+from audioclf.features.store import frontend_key
+from audioclf.models.pretrained import PretrainedWeightsError
+
+
+@pytest.fixture(scope="module")
+def wav2vec2(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("enc") / "wav2vec2"
+    torch.manual_seed(0)
+    tiny_wav2vec2(folder)
+    return folder
+
+
+def config(folder, **kw) -> FeaturesConfig:
+    return FeaturesConfig(
+        kind="hf", encoder=str(folder), sample_rate="auto", segment_seconds=0.5, **kw
+    )
+
+
+def test_resolve_takes_rate_size_and_weights_from_the_encoders_files(wav2vec2):
+    cfg, fixed = encoder.resolve(config(wav2vec2, encoder_layer=1))
+    assert cfg.sample_rate == RATE and cfg.encoder_dim == 32 and len(cfg.encoder_sha256) == 64
+    assert fixed["encoder_dim"] == [None, 32] and fixed["sample_rate"] == ["auto", RATE]
+    assert cfg.resolved and cfg.shape == (1, 32, 1)
+    other, _ = encoder.resolve(config(wav2vec2, encoder_layer=2))
+    assert frontend_key(other) != frontend_key(cfg)  # another layer is another store entry
+
+
+def test_the_embedding_is_the_layers_hidden_states_averaged_over_time(wav2vec2):
+    from transformers import AutoFeatureExtractor, Wav2Vec2Model
+
+    cfg, _ = encoder.resolve(config(wav2vec2, encoder_layer=1))
+    frontend = FrontEnd(cfg)
+    rng = np.random.default_rng(0)
+    wave = torch.from_numpy(rng.uniform(-0.5, 0.5, (3, cfg.segment_samples)).astype(np.float32))
+    got = frontend(wave)
+    assert got.shape == (3, 1, 32, 1) and not frontend.threadsafe
+
+    net = Wav2Vec2Model.from_pretrained(wav2vec2).eval()
+    extractor = AutoFeatureExtractor.from_pretrained(wav2vec2)
+    inputs = extractor(list(wave.numpy()), sampling_rate=RATE, return_tensors="pt")
+    with torch.no_grad():
+        states = net(inputs["input_values"], output_hidden_states=True).hidden_states
+    torch.testing.assert_close(got[:, 0, :, 0], states[1].mean(dim=1))
+    assert not torch.allclose(got[:, 0, :, 0], states[2].mean(dim=1))
+
+
+def test_a_layer_the_encoder_does_not_have_is_refused_naming_the_range(wav2vec2):
+    with pytest.raises(PretrainedWeightsError, match=r"encoder_layer is 5.*2 layers.*\[-3, 2\]"):
+        encoder.resolve(config(wav2vec2, encoder_layer=5))
+
+
+def test_changed_weights_under_the_same_name_are_refused(wav2vec2, tmp_path):
+    cfg, _ = encoder.resolve(config(wav2vec2))
+    with pytest.raises(PretrainedWeightsError, match="not the 0+ these features were made"):
+        FrontEnd(dataclasses.replace(cfg, encoder_sha256="0" * 64))
+
+
+def test_kind_hf_needs_an_encoder_and_reads_as_a_vector(raw_params):
+    raw_params["features"]["kind"] = "hf"
+    with pytest.raises(ParamsError, match=r"features\.encoder.*microsoft/wavlm-base-plus"):
+        parse_params(raw_params)
+    raw_params["features"]["encoder"] = "some/encoder"
+    with pytest.raises(ParamsError, match=r"features\.kind.*model=cnn cannot read"):
+        parse_params(raw_params)
+    raw_params["model"] = "logreg"
+    assert parse_params(raw_params).features.kind == "hf"
