@@ -47,7 +47,7 @@ def test_the_default_cnn_is_fused_and_channels_last_and_the_original_kept(tmp_pa
     assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
     assert torch.nn.BatchNorm2d in {type(m) for m in model.classifier.modules()}
     model.probabilities(example_features(model, 2))
-    assert model._fast[0] is model.classifier  # made once, for this classifier
+    assert model._copies["cpu"][0] is model.classifier  # made once, for this classifier
     model.classifier = from_checkpoint(tmp_path / "best.pt").classifier
     model.probabilities(example_features(model, 2))
-    assert model._fast[0] is model.classifier  # and again for a new one
+    assert model._copies["cpu"][0] is model.classifier  # and again for a new one

@@ -91,6 +91,34 @@ def test_the_pyfunc_answers_as_audioclf_predict_does(registry, trained, tmp_path
     assert by_name.labels == load_model(f"runs:/{run_id}/model", tracking_uri=store).labels
 
 
+def test_the_device_is_chosen_at_load_time_and_a_wrong_one_refused(registry, tmp_path, monkeypatch):
+    import pandas as pd
+    import torch
+
+    from audioclf.deploy.pyfunc import serving_device
+
+    root, _ = registry
+    store = f"sqlite:///{root / 'mlflow.db'}"
+    local = mlflow.artifacts.download_artifacts(
+        f"models:/{NAME}/1", dst_path=str(tmp_path), tracking_uri=store, registry_uri=store
+    )
+    model = mlflow.pyfunc.load_model(local, model_config={"device": "cpu"})
+    inner = model.unwrap_python_model()
+    assert inner.device == torch.device("cpu") and "cpu" in inner.model._copies
+    record = pd.DataFrame([{"samples": [0.1] * 8000, "sample_rate": 8000}])
+    rows = model.predict(record, params={"min_score": 0.0})
+    assert len(rows) >= 1 and not rows["error"].fillna("").any()
+    with pytest.raises(ValueError, match=r"model_config\.device' is 'gpu'; allowed values: auto"):
+        mlflow.pyfunc.load_model(local, model_config={"device": "gpu"})
+    with monkeypatch.context() as mp:  # how mlflow models serve is told
+        mp.setenv("MLFLOW_PYFUNC_INFERENCE_CONFIG", '{"device": "tpu"}')
+        with pytest.raises(ValueError, match="'tpu'; allowed values"):
+            mlflow.pyfunc.load_model(local)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="'cuda' but torch sees no CUDA"):
+            serving_device({"device": "cuda"})
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

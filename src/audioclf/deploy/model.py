@@ -11,6 +11,7 @@ rebuilt from them with the features stage's :class:`~audioclf.features.frontends
 from __future__ import annotations
 
 import contextlib
+import copy
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from audioclf.errors import MissingInputError, UserError
 from audioclf.features.frontends import FrontEnd
 from audioclf.features.table import stat_tensor
 from audioclf.models.checkpoint import load_checkpoint
-from audioclf.models.inference import channels_last, for_cpu_inference
+from audioclf.models.inference import CPU, channels_last, for_cpu_inference
 
 CHECKPOINT = "best.pt"  # a fold's selected checkpoint in models/fold_<n>/
 ARTIFACT = "checkpoint"  # the MLflow Model's artifact that holds it
@@ -77,10 +78,23 @@ class AudioModel:
     checkpoint: dict
     source: str
     runtime: Callable[[torch.Tensor], np.ndarray] | None = None
-    # (classifier, its copy for CPU inference), made on first use and again if classifier changes
-    _fast: tuple[nn.Module, nn.Module] | None = field(
-        default=None, init=False, repr=False, compare=False
+    # device -> (classifier, its copy for inference there), made on first use and again if the
+    # classifier changes
+    _copies: dict[str, tuple[nn.Module, nn.Module]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
     )
+
+    def on_device(self, device: torch.device) -> nn.Module:
+        """The classifier's copy for inference on ``device`` (on the CPU: fused for it), made once
+        per device and kept, so a served model copies its weights to a GPU once, not per request."""
+        made = self._copies.get(str(device))
+        if made is None or made[0] is not self.classifier:
+            if device.type == "cpu":
+                net = for_cpu_inference(self.classifier)
+            else:
+                net = copy.deepcopy(self.classifier).eval().to(device)
+            made = self._copies[str(device)] = (self.classifier, net)
+        return made[1]
 
     @torch.inference_mode()
     def featurize(self, windows: np.ndarray) -> torch.Tensor:
@@ -92,9 +106,8 @@ class AudioModel:
         """Softmax probabilities (B, n_classes) of front-end features (B, C, F, T)."""
         if self.runtime is not None:
             return torch.from_numpy(self.runtime(features)).softmax(dim=1).numpy()
-        if self._fast is None or self._fast[0] is not self.classifier:
-            self._fast = (self.classifier, for_cpu_inference(self.classifier))
-        return self._fast[1](channels_last(features)).float().softmax(dim=1).numpy()
+        net = self.on_device(CPU)
+        return net(channels_last(features)).float().softmax(dim=1).numpy()
 
 
 def undeployable(ckpt: dict) -> str | None:

@@ -283,8 +283,9 @@ def scorer(model: AudioModel, device: torch.device, embeddings: bool):
     """features (B, C, F, T) -> (probabilities (B, n_classes), embeddings (B, D) or None).
 
     The model's own path (its CPU copy, or its runtime) unless ``device`` is not the CPU or
-    ``embeddings`` are asked for; then a copy of the classifier on ``device`` whose last linear
-    layer's input (the penultimate layer's output) is kept on the way.
+    ``embeddings`` are asked for: then the model's copy on ``device`` (:meth:`AudioModel.on_device`,
+    made once), or for embeddings a copy whose last linear layer's input (the penultimate
+    layer's output) is kept on the way.
     """
     if device.type == "cpu" and not embeddings:
         return lambda features: (model.probabilities(features), None)
@@ -293,11 +294,14 @@ def scorer(model: AudioModel, device: torch.device, embeddings: bool):
             "--device and --embeddings need the torch model: pass its checkpoint (or the models/ "
             "folder, or its MLflow Model), not an ONNX export"
         )
-    net = copy.deepcopy(model.classifier).eval()
-    net = for_cpu_inference(net) if device.type == "cpu" else net.to(device)
-    last = final_layer(net, len(model.labels))
     kept: list[torch.Tensor] = []
-    last.register_forward_pre_hook(lambda module, args: kept.append(args[0]))
+    if embeddings:  # a copy of its own, with the hook that keeps the last layer's input
+        net = copy.deepcopy(model.classifier).eval()
+        net = for_cpu_inference(net) if device.type == "cpu" else net.to(device)
+        last = final_layer(net, len(model.labels))
+        last.register_forward_pre_hook(lambda module, args: kept.append(args[0]))
+    else:
+        net = model.on_device(device)
 
     @torch.inference_mode()
     def run(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:

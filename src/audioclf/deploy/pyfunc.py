@@ -25,6 +25,12 @@ WAV is 691 MB) and ``AUDIOCLF_SERVE_DEADLINE_S`` (default three quarters of
 ``MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT``, so the work ends before the server gives up on it and
 every worker thread comes back). Records past a cap, or not scored by the deadline, get an
 ``error`` row.
+
+The network runs on ``device``: ``auto`` (default: CUDA where torch sees it, else the CPU),
+``cpu`` or ``cuda``, MLflow's load-time model config: ``mlflow.pyfunc.load_model(uri,
+model_config={"device": "cuda"})``, or for ``mlflow models serve`` the environment variable
+``MLFLOW_PYFUNC_INFERENCE_CONFIG='{"device": "cuda"}'``. Decoding and the front-end stay on the
+CPU, and the weights are copied to the device once, at load.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+import torch
 from mlflow.models import ModelSignature
 from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
@@ -59,9 +66,11 @@ from audioclf.deploy.predictor import (
     window_hop,
 )
 from audioclf.deploy.tables import MIN_SCORE, detections
+from audioclf.devices import resolve_device
 from audioclf.errors import UserError
 from audioclf.features.audio import DecodeError
 from audioclf.features.stream import array_blocks, decoded_blocks
+from audioclf.models.inference import CPU
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +119,9 @@ LIMIT_ENV = {
     "deadline_s": "AUDIOCLF_SERVE_DEADLINE_S",
 }
 SERVER_TIMEOUT_ENV = "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT"  # mlflow models serve's 504, in s
+MODEL_CONFIG = {
+    "device": "auto"
+}  # load-time settings: model_config, MLFLOW_PYFUNC_INFERENCE_CONFIG
 
 
 @dataclass(frozen=True)
@@ -146,13 +158,25 @@ class AudioclfModel(mlflow.pyfunc.PythonModel):
     """Recordings (base64 audio files, or samples and their rate) -> per-window labels and scores."""
 
     def load_context(self, context) -> None:
+        self.device = serving_device(getattr(context, "model_config", None) or {})
         self.model = from_checkpoint(context.artifacts[ARTIFACT], source="mlflow")
+        self.model.on_device(self.device)  # the weights go to the device now, not per request
         self.limits = Limits.from_environ()
 
     def predict(
         self, context, model_input: pd.DataFrame, params: dict | None = None
     ) -> pd.DataFrame:
-        return predict_frame(self.model, model_input, params, self.limits)
+        return predict_frame(self.model, model_input, params, self.limits, device=self.device)
+
+
+def serving_device(model_config: Mapping) -> torch.device:
+    """The device ``model_config`` names (:data:`MODEL_CONFIG`; a model logged without one: auto).
+
+    Raises:
+        UserError: not one of auto, cpu, cuda; or cuda where torch sees no CUDA device.
+    """
+    name = model_config.get("device", MODEL_CONFIG["device"])
+    return resolve_device(str(name).strip().lower(), "model_config.device")
 
 
 class RecordError(ValueError):
@@ -277,6 +301,7 @@ def predict_frame(
     params: Mapping | None,
     limits: Limits | None = None,
     cancel: threading.Event | None = None,
+    device: torch.device = CPU,
 ) -> pd.DataFrame:
     """The pyfunc's answer for a frame of recordings (one per row); see the module docstring.
 
@@ -286,6 +311,7 @@ def predict_frame(
         params: the request's params (:data:`PARAMS` for those not given).
         limits: the request's budget (default :class:`Limits`).
         cancel: set to stop the work (a client gone); unfinished records get an error row.
+        device: runs the network (:func:`serving_device`).
     """
     limits = limits or Limits()
     records = frame.to_dict(orient="records")
@@ -313,6 +339,7 @@ def predict_frame(
             overlap_s=settings["overlap_s"],
             batch_size=settings["batch_size"],
             budget=budget,
+            device=device,
         ):
             recs[int(rec.name)] = rec
     except Stopped as exc:
@@ -413,6 +440,7 @@ def log_model(checkpoint: Path):
         signature=SIGNATURE,
         input_example=input_example(model),
         pip_requirements=requirements(),
+        model_config=MODEL_CONFIG,  # the settings a loader may override
     )
 
 
