@@ -84,8 +84,8 @@ def test_frozen_encoder_embeddings_under_a_logistic_head(pipeline, tmp_path, mon
         set_params(root, **{"features.kind": "hf"})
         run_stages(root, ["features", "train", "evaluate", "export"])
 
-    report = json.loads((root / "reports/features.json").read_text())["frontend"]
-    assert report["fixed"]["encoder_revision"] == ["main", commit]
+    report = json.loads((root / "reports/features.json").read_text())
+    assert report["frontend"]["fixed"]["encoder_revision"] == ["main", commit]
     frontend = json.loads((root / "data/features/meta.json").read_text())["frontend"]
     sha = hashlib.sha256((weights / "model.safetensors").read_bytes()).hexdigest()
     assert frontend["kind"] == "hf" and frontend["sample_rate"] == 16000
@@ -96,7 +96,17 @@ def test_frozen_encoder_embeddings_under_a_logistic_head(pipeline, tmp_path, mon
     (run,) = [r for r in mlflow_runs(root) if r["name"] == "logreg-ce"]
     assert run["tags"]["encoder_commit"] == commit and run["tags"]["encoder_sha256"] == sha
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the saved head predicts files from the cache
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the torch head, on the stored embeddings
+    set_params(
+        root, model="embedding", **{"features.kind": "auto", "train.epochs": 40, "train.lr": 0.03}
+    )
+    run_stages(root, ["features", "train", "evaluate"])
+    again = json.loads((root / "reports/features.json").read_text())
+    assert again["frontend"]["kind"] == "hf" and again["frontend_key"] == report["frontend_key"]
+    head = json.loads((root / "reports/metrics.json").read_text())["test"]
+    assert head["macro_f1"] > 0.5, head
+
+    set_params(root, model="logreg", **{"features.kind": "hf"})  # its head predicts files
     folder = tmp_path / "recordings"
     folder.mkdir()
     for wav in sorted((root / "data").rglob("*.wav"))[:3]:

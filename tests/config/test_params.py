@@ -18,7 +18,7 @@ def test_repo_params_are_valid():
         (
             "model",
             "cnnn",
-            "'model' is 'cnnn'; allowed values: ast, birdnet, cnn, cnn_cbam, cnn_se, cnn_v2, efficientnet_b2, hf, logreg, "
+            "'model' is 'cnnn'; allowed values: ast, birdnet, cnn, cnn_cbam, cnn_se, cnn_v2, efficientnet_b2, embedding, hf, logreg, "
             "resnet50, svm, vit",
         ),
         ("dataset", "birds", "'dataset' is 'birds'; allowed values:"),

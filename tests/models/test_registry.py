@@ -9,6 +9,7 @@ from audioclf.config.models import (
     ASTConfig,
     EfficientNetConfig,
     EmbeddingHeadConfig,
+    EncoderHeadConfig,
     ResNetConfig,
 )
 from audioclf.models import MODELS, build_model, count_parameters, head_and_backbone
@@ -42,9 +43,10 @@ TINY = {
         drop_connect_rate=0.0,
     ),
     "birdnet": EmbeddingHeadConfig(hidden=8),  # here on (32, 40) inputs, flattened
+    "embedding": EncoderHeadConfig(),
 }
-# the embedding head is all head: its pretrained network is the front-end, outside the model
-NO_BACKBONE = {"birdnet"}
+# the embedding heads are all head: their pretrained network is the front-end, outside the model
+NO_BACKBONE = {"birdnet", "embedding"}
 
 
 def test_every_model_has_a_tiny_config():

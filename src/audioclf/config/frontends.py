@@ -35,8 +35,9 @@ MODEL_FRONTENDS = {
     "logreg": "compare",
     "svm": "compare",
     "hf": "waveform",  # the checkpoint's own feature extractor runs in the model
+    "embedding": "hf",  # a head on a Hub encoder's frozen embeddings (features.encoder)
 }
-VECTOR_MODELS = ("birdnet", "logreg", "svm")  # heads that read one vector per segment
+VECTOR_MODELS = ("birdnet", "embedding", "logreg", "svm")  # heads that read one vector per segment
 DESCRIBED = {
     "fbank": "Kaldi filterbanks, 16 kHz, 25-ms window, 10-ms shift, 128 bins (AST's AudioSet input)",
     "imagenet": "the log-mel as an image in [0, 1] with ImageNet's mean and std",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import ClassVar
 
 from audioclf.config.heads import HEAD_CONFIGS
 from audioclf.config.schema import at_most, check, choice, parameters_at_most
@@ -307,19 +308,28 @@ class EmbeddingHeadConfig:
 
     hidden: int = 0
     dropout: float = 0.0
+    key: ClassVar[str] = "model_params.birdnet"
 
     def __post_init__(self):
         check(
             self.hidden >= 0,
-            "model_params.birdnet.hidden",
+            f"{self.key}.hidden",
             f"must be >= 0 (0 = linear), got {self.hidden}",
         )
-        at_most(self.hidden, 65536, "model_params.birdnet.hidden", "units of the head")
+        at_most(self.hidden, 65536, f"{self.key}.hidden", "units of the head")
         check(
             0 <= self.dropout < 1,
-            "model_params.birdnet.dropout",
+            f"{self.key}.dropout",
             f"must be in [0, 1), got {self.dropout}",
         )
+
+
+@dataclass(frozen=True)
+class EncoderHeadConfig(EmbeddingHeadConfig):
+    """``model_params.embedding``: the same head on any vector front-end, e.g. a Hub encoder's
+    frozen embeddings (``features.kind: hf``)."""
+
+    key: ClassVar[str] = "model_params.embedding"
 
 
 @dataclass(frozen=True)
@@ -375,6 +385,7 @@ MODEL_CONFIGS: dict[str, type] = {
     "resnet50": ResNetConfig,
     "efficientnet_b2": EfficientNetConfig,
     "birdnet": EmbeddingHeadConfig,
+    "embedding": EncoderHeadConfig,
     "hf": HFConfig,
     **HEAD_CONFIGS,  # logreg, svm: scikit-learn heads (audioclf.models.classical), not torch modules
 }

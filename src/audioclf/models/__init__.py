@@ -36,6 +36,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "resnet50": ImageNetCNN,
     "efficientnet_b2": ImageNetCNN,
     "birdnet": EmbeddingHead,
+    "embedding": EmbeddingHead,
     "hf": HFAudioClassifier,
 }
 

@@ -1,8 +1,9 @@
-"""A classifier head on a pretrained model's embeddings (``model: birdnet``).
+"""A classifier head on a pretrained model's embeddings (``model: birdnet``, ``model: embedding``).
 
-The pretrained network is the front-end (BirdNET v2.4's 1024-d embeddings, computed once
-into the feature store: :mod:`audioclf.features.birdnet`); what trains is this head, linear
-(``hidden: 0``) or one hidden layer wide.
+The pretrained network is the front-end (BirdNET v2.4's 1024-d embeddings, or a Hub audio
+encoder's, computed once into the feature store: :mod:`audioclf.features.birdnet`,
+:mod:`audioclf.features.encoder`); what trains is this head, linear (``hidden: 0``) or one
+hidden layer wide.
 """
 
 from __future__ import annotations
