@@ -16,13 +16,19 @@ from audioclf.deploy import predict
 AFTER_SPLIT = ["features", "train", "evaluate", "export"]
 
 
-def test_hf_checkpoint_by_hub_id_trains_then_reruns_offline(pipeline, tmp_path, monkeypatch):
+def _workspace_and_weights(pipeline, tmp_path, monkeypatch):
+    """A workspace copy, a tiny wav2vec 2.0 checkpoint folder, and an empty Hugging Face cache."""
     root = workspace_copy(pipeline, tmp_path / "ws")
     weights = tmp_path / "wav2vec2"
     torch.manual_seed(0)
     tiny_wav2vec2(weights)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    return root, weights
+
+
+def test_hf_checkpoint_by_hub_id_trains_then_reruns_offline(pipeline, tmp_path, monkeypatch):
+    root, weights = _workspace_and_weights(pipeline, tmp_path, monkeypatch)
     with HubStandIn() as hub:
         commit = hub.add("tiny/wav2vec2", weights)
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
@@ -70,12 +76,7 @@ def test_hf_checkpoint_by_hub_id_trains_then_reruns_offline(pipeline, tmp_path, 
 
 
 def test_frozen_encoder_embeddings_under_a_logistic_head(pipeline, tmp_path, monkeypatch):
-    root = workspace_copy(pipeline, tmp_path / "ws")
-    weights = tmp_path / "wav2vec2"
-    torch.manual_seed(0)
-    tiny_wav2vec2(weights)
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    root, weights = _workspace_and_weights(pipeline, tmp_path, monkeypatch)
     with HubStandIn() as hub:
         commit = hub.add("tiny/wav2vec2", weights, branch="main")
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
