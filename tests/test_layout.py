@@ -13,7 +13,7 @@ SRC = REPO / "src"
 # lower layers first; a module may import its own layer and those below, never above
 LAYERS = [
     {"errors", "environment", "config", "io", "progress", "cli", "pipeline"},
-    {"devices", "tracking"},
+    {"devices", "tracking", "hub"},
     {"data"},
     {"features"},
     {"models"},

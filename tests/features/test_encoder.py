@@ -15,7 +15,7 @@ from audioclf.config.schema import ParamsError
 from audioclf.features import encoder
 from audioclf.features.frontends import FrontEnd
 from audioclf.features.store import frontend_key
-from audioclf.models.pretrained import PretrainedWeightsError
+from audioclf.hub import PretrainedWeightsError
 
 
 @pytest.fixture(scope="module")

@@ -127,7 +127,7 @@ def test_imagenet_statistics_make_three_normalised_channels(tmp_path):
 
 
 def test_a_pretrained_checkpoint_that_is_missing_says_how_to_get_it(tmp_path):
-    from audioclf.models.pretrained import PretrainedWeightsError
+    from audioclf.hub import PretrainedWeightsError
 
     with pytest.raises(PretrainedWeightsError, match="does not exist"):
         input_statistics("ast", ASTConfig(pretrained=str(tmp_path / "nowhere/x/y")), "fbank")

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from audioclf.config.models import ASTConfig
+from audioclf.hub import PretrainedWeightsError
 from audioclf.models import build_model
 from audioclf.models.ast import interpolate_position_embeddings, patch_grid
-from audioclf.models.pretrained import PretrainedWeightsError
 
 SHAPE = (32, 40)
 

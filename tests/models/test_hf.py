@@ -7,9 +7,9 @@ import torch
 from tests.hub import HubStandIn, save_tiny_ast
 
 from audioclf.config.models import HFConfig
+from audioclf.hub import PretrainedWeightsError
 from audioclf.models import build_model, head_and_backbone
 from audioclf.models.checkpoint import load_checkpoint, save_checkpoint
-from audioclf.models.pretrained import PretrainedWeightsError
 
 RATE = 16000
 N = RATE // 2  # 0.5-s segments

@@ -10,8 +10,8 @@ from tests.hub import HubStandIn
 from tests.hub import save_tiny_ast as tiny_ast_checkpoint
 
 from audioclf.config.models import ASTConfig
+from audioclf.hub import PretrainedWeightsError, fetch
 from audioclf.models import build_model
-from audioclf.models.pretrained import PretrainedWeightsError, fetch
 
 SHAPE = (128, 40)
 KEY = "model_params.ast.pretrained"

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from audioclf.config.models import ASTConfig, EfficientNetConfig, ResNetConfig
+from audioclf.hub import PretrainedWeightsError
 from audioclf.models import build_model
-from audioclf.models.pretrained import PretrainedWeightsError
 
 SHAPE = (32, 40)
 

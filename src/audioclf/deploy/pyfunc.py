@@ -157,6 +157,8 @@ def _positive(environ: Mapping[str, str], name: str, default: float) -> float:
 class AudioclfModel(mlflow.pyfunc.PythonModel):
     """Recordings (base64 audio files, or samples and their rate) -> per-window labels and scores."""
 
+    device = CPU  # until load_context reads the model config
+
     def load_context(self, context) -> None:
         self.device = serving_device(getattr(context, "model_config", None) or {})
         self.model = from_checkpoint(context.artifacts[ARTIFACT], source="mlflow")

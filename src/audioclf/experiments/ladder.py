@@ -205,7 +205,7 @@ def weights_problem(
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
-        from audioclf.models.pretrained import HUB_PATTERNS, download_command
+        from audioclf.hub import HUB_PATTERNS, download_command
 
         revision = revision or "main"
         try:

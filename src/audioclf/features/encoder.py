@@ -8,7 +8,7 @@ vector per segment, stored in the feature store and read by the light heads (``l
 ``svm``), as SUPERB's frozen-upstream protocol and bioacoustic transfer learning do. Nothing
 of the encoder trains, so this runs on a CPU.
 
-Weights come as for the fine-tuned models (:func:`audioclf.models.pretrained.fetch`): at a
+Weights come as for the fine-tuned models (:func:`audioclf.hub.fetch`): at a
 pinned revision, downloaded once into the Hugging Face cache, safetensors first, checked
 against the hashes the Hub published; offline, a missing revision fails with the command that
 fetches it. :func:`resolve` fills in what the encoder's files fix (its sampling rate, hidden
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from audioclf.config.features import FeaturesConfig
-from audioclf.models.pretrained import PretrainedWeightsError, Snapshot, fetch, load_pretrained
+from audioclf.hub import PretrainedWeightsError, Snapshot, fetch, load_pretrained
 
 KEY = "features.encoder"
 FORWARDED = ("input_values", "input_features", "attention_mask")  # the extractor's model inputs

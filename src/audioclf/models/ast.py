@@ -1,7 +1,7 @@
 """Audio Spectrogram Transformer (Gong et al. 2021) from ``transformers``.
 
 Pretrained (``pretrained:`` a Hub id at ``revision``, downloaded once, or a folder; see
-:mod:`audioclf.models.pretrained`) or from scratch (``pretrained: null``, sized by
+:mod:`audioclf.hub`) or from scratch (``pretrained: null``, sized by
 :class:`~audioclf.config.models.ASTConfig`). The AudioSet checkpoint was trained on 1024 frames of 128 mel
 bins; short clips are *not* padded to 1024 frames: ``max_length`` is set to the
 cached features' frame count and the pretrained patch-grid position embeddings are
@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from audioclf.config.models import ASTConfig
-from audioclf.models.pretrained import PretrainedWeightsError, load_pretrained
+from audioclf.hub import PretrainedWeightsError, load_pretrained
 
 AST_MEL_BINS = 128  # what the AudioSet checkpoint's patch grid and weights expect
 

@@ -6,7 +6,7 @@ labels (``ignore_mismatched_sizes``: a checkpoint's own head of other labels is 
 and ``AutoFeatureExtractor`` its feature extractor, which runs inside :meth:`forward` on
 the waveform the features stage stored at the extractor's rate: the checkpoint sees the
 input it was trained on, as in Hugging Face's ``run_audio_classification.py``. Weights come
-at a pinned revision (:mod:`audioclf.models.pretrained`); remote code is never run, so only
+at a pinned revision (:mod:`audioclf.hub`); remote code is never run, so only
 families that ``transformers`` itself holds load.
 """
 
@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from audioclf.config.models import HFConfig
-from audioclf.models.pretrained import PretrainedWeightsError, load_pretrained
+from audioclf.hub import PretrainedWeightsError, load_pretrained
 
 KEY = "model_params.hf.pretrained"
 # the classifier head of every transformers audio-classification family: a projector (wav2vec 2.0,

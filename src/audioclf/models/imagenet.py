@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from audioclf.config.models import EfficientNetConfig, ResNetConfig
-from audioclf.models.pretrained import load_pretrained
+from audioclf.hub import load_pretrained
 
 
 def _resnet_config(cfg: ResNetConfig, n_classes: int, in_channels: int):

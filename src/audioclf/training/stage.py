@@ -125,7 +125,7 @@ def licence_tags(kind: str) -> dict[str, str]:
 
 def encoder_tags(frontend: dict) -> dict[str, str]:
     """For ``features.kind: hf``, the encoder's id, revision, commit, weights and licence
-    (:meth:`~audioclf.models.pretrained.Snapshot.record`, as ``encoder_*`` tags); else ``{}``."""
+    (:meth:`~audioclf.hub.Snapshot.record`, as ``encoder_*`` tags); else ``{}``."""
     if frontend.get("kind") != "hf":
         return {}
     cfg = build(FeaturesConfig, frontend, "features")
