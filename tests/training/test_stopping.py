@@ -62,7 +62,7 @@ COLLAPSE_LOSS += [1.8486, 1.7881, 1.7293, 1.6938, 1.6738, 1.6612, 1.6534, 1.6480
 
 
 def test_an_untrained_early_epoch_that_a_tiny_validation_split_scores_highest_is_not_kept():
-    rule = EarlyStopping.for_split(patience=8, min_epochs=15, n_files=12)
+    rule = EarlyStopping.for_split(patience=8, min_epochs=8, n_files=12)  # 30 epochs' default
     assert EarlyStopping.for_split(8, 1, n_files=12).replay(COLLAPSE_F1, COLLAPSE_LOSS)[0] == 2
     best, stopped = rule.replay(COLLAPSE_F1, COLLAPSE_LOSS)
     assert best >= 21 and COLLAPSE_F1[best - 1] >= max(COLLAPSE_F1) - 1 / 12
@@ -70,8 +70,8 @@ def test_an_untrained_early_epoch_that_a_tiny_validation_split_scores_highest_is
     assert rule.replay([0.5] * 20, [1.0 - 0.01 * k for k in range(20)]) == (20, 20)
 
 
-def test_min_epochs_is_validated_and_defaults_to_half_the_run(raw_params):
-    assert parse_params(raw_params).train.watched_from == -(-raw_params["train"]["epochs"] // 2)
+def test_min_epochs_is_validated_and_defaults_to_a_quarter_of_the_run(raw_params):
+    assert parse_params(raw_params).train.watched_from == -(-raw_params["train"]["epochs"] // 4)
     raw_params["train"]["min_epochs"] = 0
     with pytest.raises(ValueError, match=r"train\.min_epochs"):
         parse_params(raw_params)

@@ -38,7 +38,7 @@ class TrainConfig:
     weight_decay: float = 1e-2
     patience: int = 8  # epochs without a new best epoch (audioclf.training.stopping)
     # the first epoch that may be kept as the best (so no early stop before min_epochs + patience);
-    # None: half of epochs (a small set may start learning only after a few dozen optimizer steps,
+    # None: a quarter of epochs (a small set may start learning only after a few dozen optimizer steps,
     # and a tiny validation split can score an untrained network's early epoch highest)
     min_epochs: int | None = None
     grad_clip: float = 5.0
@@ -83,7 +83,7 @@ class TrainConfig:
         check(
             self.min_epochs is None or self.min_epochs >= 1,
             "train.min_epochs",
-            f"must be null (half of train.epochs) or an integer >= 1, got {self.min_epochs}",
+            f"must be null (a quarter of train.epochs) or an integer >= 1, got {self.min_epochs}",
         )
         check(self.lr > 0, "train.lr", f"must be positive, got {self.lr}")
         check(
@@ -122,9 +122,9 @@ class TrainConfig:
         """The first epoch that may be kept as the best (:mod:`audioclf.training.stopping`).
 
         >>> TrainConfig(epochs=30).watched_from, TrainConfig(epochs=30, min_epochs=4).watched_from
-        (15, 4)
+        (8, 4)
         """
-        return -(-self.epochs // 2) if self.min_epochs is None else self.min_epochs
+        return -(-self.epochs // 4) if self.min_epochs is None else self.min_epochs
 
 
 def _check_p(p: float, key: str) -> None:
