@@ -80,3 +80,32 @@ def test_kind_hf_needs_an_encoder_and_reads_as_a_vector(raw_params):
         parse_params(raw_params)
     raw_params["model"] = "logreg"
     assert parse_params(raw_params).features.kind == "hf"
+
+
+def _whisper(folder):
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+
+    tokens = dict(pad_token_id=1, bos_token_id=2, eos_token_id=3, decoder_start_token_id=2)
+    config = WhisperConfig(
+        d_model=24, encoder_layers=2, encoder_attention_heads=2, decoder_layers=1,
+        decoder_attention_heads=2, encoder_ffn_dim=48, decoder_ffn_dim=48, num_mel_bins=16,
+        max_source_positions=50, max_target_positions=16, vocab_size=64, **tokens,
+    )  # fmt: skip
+    WhisperModel(config).save_pretrained(folder)
+    WhisperFeatureExtractor(feature_size=16, chunk_length=1).save_pretrained(folder)
+
+
+def _ast(folder):
+    from tests.models.test_hf import tiny_ast
+
+    tiny_ast(folder)
+
+
+@pytest.mark.parametrize(("make", "dim"), [(_ast, 32), (_whisper, 24)])
+def test_an_ast_and_whispers_encoder_give_one_vector_per_segment(make, dim, tmp_path):
+    torch.manual_seed(0)
+    make(tmp_path / "enc")
+    cfg, _ = encoder.resolve(config(tmp_path / "enc"))
+    out = FrontEnd(cfg)(0.1 * torch.randn(2, cfg.segment_samples))
+    assert cfg.encoder_dim == dim and out.shape == (2, 1, dim, 1) and torch.isfinite(out).all()
+    assert not torch.allclose(out[0], out[1])  # each segment its own
