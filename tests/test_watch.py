@@ -41,7 +41,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 EPOCH_LINE = re.compile(
     r"^train: fold 2: epoch (\d+)/4: train loss \d+\.\d{4}, val loss \d+\.\d{4}, "
     r"val macro-F1 \d\.\d{4}, lr \d\.\d\de[-+]\d\d, \d+\.\d s/epoch, ETA \d\d:\d\d, "
-    r"best \d\.\d{4} \(epoch \d\)"
+    r"(best \d\.\d{4} \(epoch \d\)|the best is kept from epoch 3 on)"
 )
 
 
@@ -78,11 +78,11 @@ def stage_argv(name: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def trained(tiny_cache, tmp_path_factory):
-    """Four epochs of the shrunk CNN as fold 2, logged the way a command logs: (result, log
-    text, checkpoint, table, test files)."""
+    """Four epochs of the shrunk CNN as fold 2 (none kept as the best before the third), logged
+    the way a command logs: (result, log text, checkpoint, table, test files)."""
     params = parse_params(shrink(repo_params()))
     params = dataclasses.replace(
-        params, train=dataclasses.replace(params.train, epochs=4, patience=4)
+        params, train=dataclasses.replace(params.train, epochs=4, patience=4, min_epochs=3)
     )
     cache, splits = tiny_cache
     paths = {name: [e.path for e in rows] for name, rows in splits.items()}
@@ -112,6 +112,9 @@ def test_training_logs_one_line_per_epoch(trained):
     assert lines[-1].endswith(
         f"best {result['best_val_macro_f1']:.4f} (epoch {result['best_epoch']})"
     )
+    # no epoch before min_epochs is kept, and the lines do not call one the best
+    assert all(line.endswith("the best is kept from epoch 3 on") for line in lines[:2])
+    assert result["best_epoch"] >= 3
     assert "ETA 00:00" in lines[-1]  # nothing left after the last epoch
     assert result["best_val_macro_f1"] > 1 / len(table.labels) + 0.2  # it learned
 

@@ -178,7 +178,7 @@ def train(
         if improved:
             loop.best_f1, loop.best_epoch = va["macro_f1"], epoch
         per_epoch = (time.monotonic() - started) / (epoch - first + 1)
-        _log_epoch(fold, row, cfg.epochs, per_epoch, loop, stop)
+        _log_epoch(fold, row, cfg.epochs, per_epoch, loop, stop, stopping.min_epochs)
         if improved and ranks.writer:
             save_checkpoint(
                 checkpoint,
@@ -241,14 +241,26 @@ def _early_stopping(
 
 
 def _log_epoch(
-    fold: int, row: dict, epochs: int, per_epoch_s: float, loop: LoopState, stop: bool
+    fold: int,
+    row: dict,
+    epochs: int,
+    per_epoch_s: float,
+    loop: LoopState,
+    stop: bool,
+    watched_from: int = 1,
 ) -> None:
     """One line per epoch: where training is, how it scores, how long it may still take (the ETA
-    runs to ``epochs``; early stopping can end sooner)."""
+    runs to ``epochs``; early stopping can end sooner), and the best epoch so far (before
+    ``watched_from``, none is kept: :mod:`audioclf.training.stopping`)."""
     epoch = row["epoch"]
+    best = (
+        f"best {loop.best_f1:.4f} (epoch {loop.best_epoch})"
+        if epoch >= watched_from
+        else f"the best is kept from epoch {watched_from} on"
+    )
     log.info(
         "train: fold %d: epoch %d/%d: train loss %.4f, val loss %.4f, val macro-F1 %.4f, lr %.2e, "
-        "%.1f s/epoch, ETA %s, best %.4f (epoch %d)%s",
+        "%.1f s/epoch, ETA %s, %s%s",
         fold,
         epoch,
         epochs,
@@ -258,7 +270,6 @@ def _log_epoch(
         row["lr"],
         per_epoch_s,
         eta(per_epoch_s * (epochs - epoch)),
-        loop.best_f1,
-        loop.best_epoch,
+        best,
         "; stopping early" if stop and epoch < epochs else "",
     )
