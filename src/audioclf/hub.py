@@ -369,3 +369,22 @@ def load_pretrained(
     model = model.float()
     model.pretrained_snapshot = snapshot
     return model
+
+
+def feature_extractor(folder: str, key: str) -> Any:
+    """The checkpoint's own ``AutoFeatureExtractor`` from its ``folder`` (:func:`fetch`), offline.
+
+    Raises:
+        PretrainedWeightsError: the folder holds no audio feature extractor.
+    """
+    from transformers import AutoFeatureExtractor
+
+    try:
+        return AutoFeatureExtractor.from_pretrained(
+            folder, local_files_only=True, trust_remote_code=False
+        )
+    except (OSError, ValueError) as exc:
+        raise PretrainedWeightsError(
+            f"{key}: {folder} holds no audio feature extractor ({PREPROCESSOR_FILE}): an audio "
+            f"checkpoint is needed ({str(exc).strip().splitlines()[0][:200]})"
+        ) from None

@@ -119,9 +119,8 @@ LIMIT_ENV = {
     "deadline_s": "AUDIOCLF_SERVE_DEADLINE_S",
 }
 SERVER_TIMEOUT_ENV = "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT"  # mlflow models serve's 504, in s
-MODEL_CONFIG = {
-    "device": "auto"
-}  # load-time settings: model_config, MLFLOW_PYFUNC_INFERENCE_CONFIG
+# the settings a loader may override (load_model's model_config, MLFLOW_PYFUNC_INFERENCE_CONFIG)
+MODEL_CONFIG = {"device": "auto"}
 
 
 @dataclass(frozen=True)

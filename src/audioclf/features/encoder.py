@@ -4,8 +4,8 @@ Any checkpoint that ``transformers``' ``AutoModel`` builds without remote code (
 HuBERT, WavLM, data2vec-audio, AST, Whisper's encoder, ...) is run once per segment by the
 features stage, fed by the checkpoint's own ``AutoFeatureExtractor`` at its own sampling
 rate; the hidden states of layer ``features.encoder_layer`` are averaged over time into one
-vector per segment, stored in the feature store and read by the light heads (``logreg``,
-``svm``), as SUPERB's frozen-upstream protocol and bioacoustic transfer learning do. Nothing
+vector per segment, stored in the feature store and read by the light heads (``embedding``,
+``logreg``, ``svm``), as SUPERB's frozen-upstream protocol and bioacoustic transfer learning do. Nothing
 of the encoder trains, so this runs on a CPU.
 
 Weights come as for the fine-tuned models (:func:`audioclf.hub.fetch`): at a
@@ -25,7 +25,13 @@ import torch
 from torch import nn
 
 from audioclf.config.features import FeaturesConfig
-from audioclf.hub import PretrainedWeightsError, Snapshot, fetch, load_pretrained
+from audioclf.hub import (
+    PretrainedWeightsError,
+    Snapshot,
+    feature_extractor,
+    fetch,
+    load_pretrained,
+)
 
 KEY = "features.encoder"
 FORWARDED = ("input_values", "input_features", "attention_mask")  # the extractor's model inputs
@@ -41,20 +47,6 @@ def _config(folder: str) -> Any:
     from transformers import AutoConfig
 
     return AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
-
-
-def _extractor(folder: str) -> Any:
-    from transformers import AutoFeatureExtractor
-
-    try:
-        return AutoFeatureExtractor.from_pretrained(
-            folder, local_files_only=True, trust_remote_code=False
-        )
-    except (OSError, ValueError) as exc:
-        raise PretrainedWeightsError(
-            f"{KEY}: {folder} holds no audio feature extractor (preprocessor_config.json): "
-            f"features.kind=hf needs an audio encoder ({str(exc).splitlines()[0][:200]})"
-        ) from None
 
 
 def hidden_size(config: Any) -> int:
@@ -80,7 +72,7 @@ def resolve(cfg: FeaturesConfig) -> tuple[FeaturesConfig, dict[str, list]]:
     """
     snap = snapshot(cfg)
     config = _config(snap.folder)
-    extractor = _extractor(snap.folder)
+    extractor = feature_extractor(snap.folder, KEY)
     layers = getattr(config, "num_hidden_layers", None) or getattr(config, "encoder_layers", 0)
     if not -layers - 1 <= cfg.encoder_layer <= layers:
         raise PretrainedWeightsError(
@@ -111,19 +103,19 @@ class EncoderEmbedding(nn.Module):
         super().__init__()
         from transformers import AutoModel
 
-        snap = snapshot(cfg)
+        net = load_pretrained(
+            AutoModel, cfg.encoder, KEY, revision=cfg.encoder_revision, head_prefix=NOTHING_NEW
+        )
+        snap = net.pretrained_snapshot
         if cfg.encoder_sha256 is not None and snap.sha256 != cfg.encoder_sha256:
             raise PretrainedWeightsError(
                 f"{KEY}: {cfg.encoder!r} at {cfg.encoder_revision} has weights of sha256 "
                 f"{snap.sha256}, not the {cfg.encoder_sha256} these features were made with"
             )
-        net = load_pretrained(
-            AutoModel, cfg.encoder, KEY, revision=cfg.encoder_revision, head_prefix=NOTHING_NEW
-        )
         # an encoder-decoder (Whisper) runs its encoder only
         self.net = net.get_encoder() if net.config.is_encoder_decoder else net
         self.net.eval().requires_grad_(False)
-        self.extractor = _extractor(snap.folder)
+        self.extractor = feature_extractor(snap.folder, KEY)
         self.rate, self.layer = int(self.extractor.sampling_rate), cfg.encoder_layer
         if self.rate != cfg.sample_rate:
             raise PretrainedWeightsError(

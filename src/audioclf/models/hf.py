@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from audioclf.config.models import HFConfig
-from audioclf.hub import PretrainedWeightsError, load_pretrained
+from audioclf.hub import PretrainedWeightsError, feature_extractor, load_pretrained
 
 KEY = "model_params.hf.pretrained"
 # the classifier head of every transformers audio-classification family: a projector (wav2vec 2.0,
@@ -69,7 +69,7 @@ class HFAudioClassifier(nn.Module):
     ):
         super().__init__()
         # imported here: transformers takes seconds to import, and every stage imports the registry
-        from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClassification
+        from transformers import AutoConfig, AutoModelForAudioClassification
 
         if in_channels != 1 or (input_shape is not None and input_shape[0] != 1):
             raise ValueError(
@@ -91,9 +91,7 @@ class HFAudioClassifier(nn.Module):
                 head_prefix=HEAD,
                 num_labels=n_classes,
             )
-            self.extractor = AutoFeatureExtractor.from_pretrained(
-                self.net.pretrained_snapshot.folder, local_files_only=True, trust_remote_code=False
-            )
+            self.extractor = feature_extractor(self.net.pretrained_snapshot.folder, KEY)
             self._freeze(cfg)
         rate = getattr(self.extractor, "sampling_rate", None)
         if rate != cfg.sample_rate:
