@@ -100,6 +100,7 @@ PHASES = tuple(
         birdnet-linear: [BirdNET embeddings + linear head, model=birdnet loss=ce]
         wavlm-logreg: ["WavLM embeddings (frozen, layer 6) + logistic regression",
             model=logreg features.kind=hf features.encoder=microsoft/wavlm-base-plus
+            features.encoder_revision=4c66d4806a428f2e922ccfa1a962776e232d487b
             features.encoder_layer=6]
         compare-svm: [ComParE + linear SVM,
             model=svm features.kind=compare model_params.svm.kernel=linear train.norm=global]
