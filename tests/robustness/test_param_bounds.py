@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from audioclf.config import ParamsError, parse_params
+from audioclf.config import ParamsError, parse_params, schema
 
 RUNAWAY = {
     "features.segment_hop_seconds": (1e-5, "features.segment_hop_seconds"),
@@ -79,3 +79,44 @@ def test_the_bounds_leave_ordinary_values_alone(raw_params):
     assert params.features.hop_samples == round(segment / 100 * params.features.sample_rate)
     parse_params(_with(raw_params, "evaluate.bootstrap", 100_000))
     parse_params(_with(raw_params, "model_params.cnn.channels", [64, 128, 256, 512, 512]))
+
+
+# under every fixed bound, each too much for a machine of 1.4 GB: the machine is the real limit
+FIXED_BOUNDS_PASS = {
+    "model_params.cnn_v2.channels": ([1024, 2048, 4096, 4096, 4096], "model_params.cnn_v2"),
+    "features.batch_size": (16384, "features.batch_size"),  # 1.45 GB of log-mel segments
+    "features.max_file_seconds": (3 * 3600.0, "features.max_file_seconds"),  # 1.9 GB at 44.1 kHz
+}
+
+
+@pytest.mark.parametrize("dotted", FIXED_BOUNDS_PASS)
+def test_a_size_the_machine_cannot_hold_is_refused_naming_both_sizes(
+    raw_params, dotted, monkeypatch
+):
+    value, key = FIXED_BOUNDS_PASS[dotted]
+    raw = _with(_with(raw_params, "features.sample_rate", 44100), dotted, value)
+    raw["model"] = "cnn_v2"  # the model this run builds: only its size is held
+    parse_params(raw)  # on a machine of 24 GB or more: within every fixed bound
+    monkeypatch.setattr(schema, "memory_bytes", lambda: 1.4e9)
+    with pytest.raises(ParamsError, match=rf"'{re.escape(key)}' asks for about .* GB at once"):
+        parse_params(raw)
+    with pytest.raises(ParamsError, match=r"more than this machine's 1.4 GB of memory"):
+        parse_params(raw)
+    monkeypatch.setattr(schema, "memory_bytes", lambda: None)  # unknown: only the fixed bounds
+    parse_params(raw)
+
+
+def test_only_the_chosen_model_is_sized_against_the_machine(raw_params, monkeypatch):
+    raw = _with(raw_params, "model_params.cnn_v2.channels", [1024, 2048, 4096, 4096, 4096])
+    monkeypatch.setattr(schema, "memory_bytes", lambda: 1.4e9)
+    assert parse_params(raw).model == "cnn"  # cnn_v2's widths are not built by this run
+
+
+def test_the_machine_memory_is_read_and_a_container_limit_lowers_it(tmp_path, monkeypatch):
+    physical = schema.memory_bytes()
+    assert physical is not None and physical > 10**8  # Linux: sysconf names the pages
+    (tmp_path / "memory.max").write_text("1073741824\n")
+    monkeypatch.setattr(schema, "CGROUP_LIMIT", str(tmp_path / "memory.max"))
+    assert schema.memory_bytes() == min(physical, 1073741824)
+    (tmp_path / "memory.max").write_text("max\n")  # cgroup v2: no limit set
+    assert schema.memory_bytes() == physical

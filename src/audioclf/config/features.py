@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from audioclf.config.schema import ParamsError, at_most, check, choice
+from audioclf.config.schema import ParamsError, at_most, check, choice, fits_memory
 
 AUTO = "auto"
 # logmel: (1, n_mels, T) | mfcc: (3, n_mfcc, T) | fbank: AST's Kaldi filterbanks (1, 128, T) |
@@ -263,6 +263,18 @@ class FeaturesConfig:
                 f"gives {self.shape} = {values:,} values per segment with n_mels={self.n_mels}, "
                 f"hop_length={self.hop_length}, above {MAX_SEGMENT_VALUES:,} (256 MB); shorten "
                 f"the segment or raise hop_length",
+            )
+            fits_memory(
+                4.0 * self.batch_size * values,
+                "features.batch_size",
+                f"{self.batch_size} segments of {values:,} float32 values",
+                "lower features.batch_size",
+            )
+            fits_memory(
+                4.0 * self.max_file_seconds * self.sample_rate,
+                "features.max_file_seconds",
+                f"one file decoded as float32 at {self.sample_rate} Hz",
+                "lower features.max_file_seconds",
             )
 
     @property

@@ -74,9 +74,14 @@ class CNNConfig:
             at_most(width, MAX_WIDTH, f"model_params.*.channels[{i}]", "channels of one block")
         at_most(len(self.channels), MAX_DEPTH, "model_params.*.channels", "blocks")
         at_most(self.hidden, 65536, "model_params.*.hidden", "units of the head")
+        parameters_at_most(self.parameters, "model_params.*.channels")
+
+    @property
+    def parameters(self) -> int:
+        """About how many parameters the network has (its convolutions and head)."""
         pairs = enumerate(itertools.pairwise((1, *self.channels)))
         convs = sum(a * b * (25 if i == 0 else 9) for i, (a, b) in pairs)  # 5x5 stem, then 3x3
-        parameters_at_most(convs + 2 * self.channels[-1] * self.hidden, "model_params.*.channels")
+        return convs + 2 * self.channels[-1] * self.hidden
 
 
 @dataclass(frozen=True)
@@ -117,15 +122,18 @@ class ViTConfig:
         at_most(self.depth, MAX_DEPTH, "model_params.vit.depth", "layers")
         at_most(self.patch_size, 256, "model_params.vit.patch_size", "bins on a side")
         at_most(self.mlp_ratio, 64.0, "model_params.vit.mlp_ratio", "MLP width / dim")
-        per_layer = (4 + 2 * self.mlp_ratio) * self.dim**2  # attention and MLP weights
-        parameters_at_most(
-            self.depth * per_layer + self.patch_size**2 * self.dim, "model_params.vit.dim"
-        )
+        parameters_at_most(self.parameters, "model_params.vit.dim")
         check(
             0 <= self.dropout < 1,
             "model_params.vit.dropout",
             f"must be in [0, 1), got {self.dropout}",
         )
+
+    @property
+    def parameters(self) -> int:
+        """About how many parameters the layers (attention and MLP) and the patch embedding hold."""
+        per_layer = (4 + 2 * self.mlp_ratio) * self.dim**2
+        return int(self.depth * per_layer + self.patch_size**2 * self.dim)
 
 
 @dataclass(frozen=True)
@@ -169,10 +177,7 @@ class ASTConfig:
         at_most(self.intermediate_size, 8 * MAX_WIDTH, f"{key}.intermediate_size", "MLP width")
         for name in ("patch_size", "frequency_stride", "time_stride"):
             at_most(getattr(self, name), 256, f"{key}.{name}", "bins")
-        h = self.hidden_size
-        parameters_at_most(
-            self.num_layers * (4 * h * h + 2 * h * self.intermediate_size), f"{key}.hidden_size"
-        )
+        parameters_at_most(self.parameters, f"{key}.hidden_size")
         check(
             self.hidden_size % self.num_heads == 0,
             "model_params.ast.num_heads",
@@ -189,6 +194,12 @@ class ASTConfig:
             "must be null (train from scratch), a Hugging Face model id or a folder",
         )
         _check_revision(self.revision, "model_params.ast.revision")
+
+    @property
+    def parameters(self) -> int:
+        """About how many parameters the size keys give (attention and MLP of every layer)."""
+        h = self.hidden_size
+        return self.num_layers * (4 * h * h + 2 * h * self.intermediate_size)
 
 
 def _check_pretrained(name: str | None, key: str) -> None:
@@ -250,9 +261,13 @@ class ResNetConfig:
         for i, (width, depth) in enumerate(zip(self.hidden_sizes, self.depths, strict=True)):
             at_most(width, MAX_WIDTH, f"{key}.hidden_sizes[{i}]", "stage width")
             at_most(depth, MAX_DEPTH, f"{key}.depths[{i}]", "blocks per stage")
-        # a basic block holds two 3x3 convolutions of the stage's width; a bottleneck less
-        blocks = sum(d * 18 * w * w for w, d in zip(self.hidden_sizes, self.depths, strict=True))
-        parameters_at_most(blocks, f"{key}.hidden_sizes")
+        parameters_at_most(self.parameters, f"{key}.hidden_sizes")
+
+    @property
+    def parameters(self) -> int:
+        """At most how many parameters the size keys give: a basic block holds two 3x3
+        convolutions of the stage's width, a bottleneck less."""
+        return sum(d * 18 * w * w for w, d in zip(self.hidden_sizes, self.depths, strict=True))
 
 
 @dataclass(frozen=True)

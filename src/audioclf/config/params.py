@@ -20,7 +20,14 @@ from audioclf.config.frontends import check_augment, for_model
 from audioclf.config.heads import HEAD_CONFIGS
 from audioclf.config.losses import LOSS_CONFIGS
 from audioclf.config.models import MODEL_CONFIGS
-from audioclf.config.schema import ParamsError, build, check, choice, coerce
+from audioclf.config.schema import (
+    ParamsError,
+    build,
+    check,
+    choice,
+    coerce,
+    trainable_in_memory,
+)
 from audioclf.config.training import AugmentConfig, TrainConfig, TrainSpec
 from audioclf.errors import MissingInputError
 
@@ -133,6 +140,10 @@ def parse_params(raw: dict[str, Any]) -> Params:
         f"must be in [0, 2**32 - 1] (what NumPy and scikit-learn take), got {seed}",
     )
     model_params = _per_name(raw.get("model_params"), MODEL_CONFIGS, "model_params", "model")
+    chosen = model_params[raw["model"]]
+    if hasattr(chosen, "parameters") and getattr(chosen, "pretrained", None) is None:
+        # the model this run builds from its size keys (a checkpoint brings its own size)
+        trainable_in_memory(chosen.parameters, f"model_params.{raw['model']}")
     loss_params = _per_name(raw.get("loss_params"), LOSS_CONFIGS, "loss_params", "loss")
     sections = {name: build(cls, raw.get(name), name) for name, cls in SECTIONS.items()}
     requested = sections["features"]

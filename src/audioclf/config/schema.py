@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 from audioclf.errors import UserError
@@ -119,6 +121,24 @@ _KIND_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "tru
 # the most parameters a model's size fields may ask for: 4 GB of float32 weights, 16 GB once
 # training adds gradients and Adam's two moments (the largest model here, AST, has 87 million)
 MAX_PARAMETERS = 1_000_000_000
+TRAIN_BYTES_PER_PARAMETER = 16  # float32 weight, gradient and Adam's two moments
+CGROUP_LIMIT = "/sys/fs/cgroup/memory.max"  # a container's memory, where cgroup v2 sets one
+
+
+def memory_bytes() -> int | None:
+    """The memory this machine (or the container it runs in) holds, or None where unknown.
+
+    Physical memory from ``sysconf``, lowered to the cgroup v2 limit where one is set.
+    """
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+        return None
+    try:
+        limit = Path(CGROUP_LIMIT).read_text().strip()
+    except OSError:
+        return total
+    return min(total, int(limit)) if limit.isdigit() else total
 
 
 def at_most(value: float, limit: float, key: str, why: str) -> None:
@@ -133,13 +153,37 @@ def at_most(value: float, limit: float, key: str, why: str) -> None:
     check(value <= limit, key, f"must be <= {limit} ({why}), got {value}")
 
 
+def fits_memory(nbytes: float, key: str, what: str, fix: str) -> None:
+    """Check that ``nbytes`` (what ``key`` asks to hold at once: ``what``) fits in this machine's
+    memory (:func:`memory_bytes`), naming both sizes and ``fix``; no check where it is unknown."""
+    memory = memory_bytes()
+    check(
+        memory is None or nbytes <= memory,
+        key,
+        f"asks for about {nbytes / 1e9:.3g} GB at once ({what}), more than this machine's "
+        f"{(memory or 0) / 1e9:.3g} GB of memory; {fix}",
+    )
+
+
 def parameters_at_most(count: float, key: str) -> None:
     """Check a model's estimated parameter count against :data:`MAX_PARAMETERS`."""
     check(
         count <= MAX_PARAMETERS,
         key,
-        f"asks for about {count:.3g} parameters, above {MAX_PARAMETERS:.0e} ({MAX_PARAMETERS * 16 / 1e9:g} "
-        f"GB to train in float32 with Adam); choose smaller widths",
+        f"asks for about {count:.3g} parameters, above {MAX_PARAMETERS:.0e} "
+        f"({MAX_PARAMETERS * TRAIN_BYTES_PER_PARAMETER / 1e9:g} GB to train in float32 with "
+        f"Adam); choose smaller widths",
+    )
+
+
+def trainable_in_memory(count: float, key: str) -> None:
+    """Check that training a model of ``count`` parameters (the one ``model`` names) fits in this
+    machine's memory: float32 weights, gradients and Adam's two moments."""
+    fits_memory(
+        count * TRAIN_BYTES_PER_PARAMETER,
+        key,
+        f"{count:.3g} parameters to train in float32 with Adam",
+        "choose smaller widths",
     )
 
 
