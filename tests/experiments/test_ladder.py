@@ -88,7 +88,10 @@ def test_each_phase_runs_here_or_is_skipped_with_the_reason(tmp_path):
             assert verdicts[phase.name].startswith(
                 "features.encoder: weights 'microsoft/wavlm-base-plus' not available locally"
             )
-            assert "`hf download microsoft/wavlm-base-plus --revision 4c66d4806a428f2e922ccfa1a962776e232d487b" in verdicts[phase.name]
+            assert (
+                "`hf download microsoft/wavlm-base-plus --revision 4c66d4806a428f2e922ccfa1a962776e232d487b"
+                in verdicts[phase.name]
+            )
             assert "null to train from scratch" not in verdicts[phase.name]
         else:
             assert verdicts[phase.name] is None, (phase.name, verdicts[phase.name])
