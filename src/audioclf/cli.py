@@ -32,6 +32,10 @@ COMMANDS = {
         "audioclf.deploy.predict",
         "a trained model over recordings -> windows, Raven, Audacity, summary",
     ),
+    "serve": (
+        "audioclf.deploy.serve",
+        "a model over HTTP as mlflow models serve serves it, with request bodies bounded",
+    ),
     "export": ("audioclf.deploy.export", "a trained model as ONNX, with its labels and front-end"),
     "show": ("audioclf.experiments.show", "dvc exp show with the columns that matter"),
     "compare": (

@@ -4,6 +4,7 @@ HTTP on 127.0.0.1 -- is ``audioclf predict``'s on the same audio."""
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import signal
@@ -12,6 +13,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
@@ -125,46 +128,35 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_the_served_model_answers_as_audioclf_predict_does(registry, trained, tmp_path):
-    root, _ = registry
-    checkpoint, data_root, splits = trained
-    files = [str(data_root / e.path) for e in splits["test"][:2]]
-    rows = predict_rows(files, checkpoint, tmp_path / "out")
+@contextmanager
+def serving(command: list[str], root: Path, log_path: Path, **environ: str) -> Iterator[str]:
+    """``command`` (a server, given ``--port``) running in ``root`` with the registry's store, until
+    it answers ``/ping``: its URL. Stopped, with its children, on the way out."""
     port = _free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", **environ}
     env["PYTHONPATH"] = str(REPO / "src")
-    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{NAME}/1"]
-    cmd += ["--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    log = open(tmp_path / "serve.log", "w")
+    log = open(log_path, "w")
     server = subprocess.Popen(
-        cmd, env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        [*command, "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        cwd=root,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
+    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
         while True:
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            assert server.poll() is None, log_path.read_text()[-3000:]
             assert time.monotonic() < deadline, "the server did not answer /ping within 180 s"
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
+                with urllib.request.urlopen(f"{url}/ping", timeout=2) as r:
                     if r.status == 200:
                         break
             except OSError:
                 time.sleep(1)
-        payload = {
-            "dataframe_records": [
-                {"audio_base64": base64.b64encode(Path(f).read_bytes()).decode()} for f in files
-            ],
-            "params": {"top_k": 2, "min_score": 0.0},
-        }
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/invocations",
-            data=json.dumps(payload).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=60) as r:
-            answer = json.loads(r.read())["predictions"]
-        same_answers(rows, files, answer)
+        yield url
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -173,3 +165,70 @@ def test_the_served_model_answers_as_audioclf_predict_does(registry, trained, tm
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
         log.close()
+
+
+def _post(url: str, payload, **headers: str) -> dict:
+    """POST ``payload`` (a dict as JSON, or an iterable of bytes: sent in chunks) to /invocations."""
+    data = json.dumps(payload).encode() if isinstance(payload, dict) else payload
+    request = urllib.request.Request(
+        f"{url}/invocations", data=data, headers={"Content-Type": "application/json", **headers}
+    )
+    with urllib.request.urlopen(request, timeout=60) as r:
+        return json.loads(r.read())
+
+
+def _base64_request(files: list[str]) -> dict:
+    records = [{"audio_base64": base64.b64encode(Path(f).read_bytes()).decode()} for f in files]
+    return {"dataframe_records": records, "params": {"top_k": 2, "min_score": 0.0}}
+
+
+@pytest.mark.slow
+def test_the_served_model_answers_as_audioclf_predict_does(registry, trained, tmp_path):
+    root, _ = registry
+    checkpoint, data_root, splits = trained
+    files = [str(data_root / e.path) for e in splits["test"][:2]]
+    rows = predict_rows(files, checkpoint, tmp_path / "out")
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{NAME}/1"]
+    command += ["--env-manager", "local", "--workers", "1"]
+    with serving(command, root, tmp_path / "serve.log") as url:
+        same_answers(rows, files, _post(url, _base64_request(files))["predictions"])
+
+
+def _refusal(url: str, headers: dict[str, str], body: bytes) -> tuple[int, dict]:
+    """Send a POST to /invocations as its bytes, the body perhaps short of what the headers
+    declare, and read the answer: (status, JSON body)."""
+    port = int(url.rsplit(":", 1)[1])
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    head = (
+        f"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{head}"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(f"{head}\r\n".encode() + body)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, json.loads(response.read())
+
+
+@pytest.mark.slow
+def test_audioclf_serve_refuses_a_body_past_its_bound_unread_and_answers_the_next(
+    registry, trained, tmp_path
+):
+    root, _ = registry
+    checkpoint, data_root, splits = trained
+    files = [str(data_root / e.path) for e in splits["test"][:2]]
+    rows = predict_rows(files, checkpoint, tmp_path / "out")
+    command = [sys.executable, "-m", "audioclf", "serve", "-m", f"models:/{NAME}/1"]
+    chunk = b"[" + b"0.125," * 10_000 + b"0]"  # 60 KB of float samples
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(20))  # 1.2 MB
+    with serving(command, root, tmp_path / "serve.log", AUDIOCLF_SERVE_MAX_BODY_MB="1") as url:
+        # an hour of float samples declared (a 433 MB body) and none of it sent: refused unread
+        status, answer = _refusal(url, {"Content-Length": "433000000"}, b"")
+        assert status == 413 and answer["error_code"] == "REQUEST_LIMIT_EXCEEDED"
+        assert answer["message"].startswith("the request body is 433.0 MB, above the bound of 1 MB")
+        # a body in chunks, no length declared: refused once it passes the bound
+        status, answer = _refusal(url, {"Transfer-Encoding": "chunked"}, chunked)
+        assert status == 413 and "passed, above the bound of 1 MB" in answer["message"]
+        same_answers(rows, files, _post(url, _base64_request(files))["predictions"])
+        with urllib.request.urlopen(f"{url}/version", timeout=5) as r:
+            assert r.read().decode() == mlflow.__version__  # MLflow's own app behind the bound
+    assert "bodies up to 1 MB" in (tmp_path / "serve.log").read_text()

@@ -134,13 +134,14 @@ class Limits:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] = os.environ) -> Limits:
         """The limits set in ``environ`` (:data:`LIMIT_ENV`), the defaults for the others."""
-        values = {"deadline_s": 0.75 * _positive(environ, SERVER_TIMEOUT_ENV, 60.0)}
+        values = {"deadline_s": 0.75 * positive_setting(environ, SERVER_TIMEOUT_ENV, 60.0)}
         for key, name in LIMIT_ENV.items():
-            values[key] = _positive(environ, name, values.get(key, getattr(cls, key)))
+            values[key] = positive_setting(environ, name, values.get(key, getattr(cls, key)))
         return cls(**values)
 
 
-def _positive(environ: Mapping[str, str], name: str, default: float) -> float:
+def positive_setting(environ: Mapping[str, str], name: str, default: float) -> float:
+    """The positive number setting ``name`` holds in ``environ``, or ``default`` where unset."""
     text = environ.get(name)
     if text is None or not text.strip():
         return default

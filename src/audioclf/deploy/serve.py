@@ -1,0 +1,149 @@
+"""``audioclf serve``: MLflow's scoring server for a model, behind a bound on the request body.
+
+MLflow's server (``mlflow models serve``) reads and parses a request's whole JSON body before the
+model sees it, and nothing in it bounds that body: an hour of float samples is a 433 MB body
+that parsing takes to about 8 GB. This command serves the same application (MLflow's
+``/invocations``, ``/ping``, ``/health`` and ``/version``, the model loaded with MLflow's
+``MLFLOW_PYFUNC_INFERENCE_CONFIG``, the model's own per-request budgets) behind
+:class:`BodyLimit`: a body larger than ``AUDIOCLF_SERVE_MAX_BODY_MB`` is refused with 413 before
+any of it is parsed. MLflow's own container does the same with nginx (``client_max_body_size``).
+
+The default bound, 256 MB, takes an hour of 22.05-kHz mono 16-bit WAV as base64 (212 MB); on a
+machine of less than 6 GB it is lowered to a twenty-fourth of the memory, what parsing a body of
+float samples can take.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
+
+from audioclf.cli import parser
+from audioclf.config.schema import memory_bytes
+from audioclf.deploy.pyfunc import positive_setting
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_ENV = "AUDIOCLF_SERVE_MAX_BODY_MB"
+DEFAULT_MAX_BODY_MB = 256.0
+PARSE_FACTOR = 24  # memory per byte of a float-samples JSON body while MLflow parses it (~19 seen)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def max_body_bytes(environ: Mapping[str, str] = os.environ) -> int:
+    """The body bound: ``AUDIOCLF_SERVE_MAX_BODY_MB`` where set, else 256 MB or, on a small
+    machine, what parsing a body of float samples leaves room for."""
+    default = DEFAULT_MAX_BODY_MB * 1e6
+    memory = memory_bytes()
+    if memory is not None:
+        default = min(default, memory / PARSE_FACTOR)
+    return int(positive_setting(environ, MAX_BODY_ENV, default / 1e6) * 1e6)
+
+
+class BodyLimit:
+    """ASGI middleware: an HTTP request whose body is larger than ``max_bytes`` is answered 413
+    and never reaches ``app``.
+
+    A declared ``Content-Length`` above the bound is refused before any of the body is read (the
+    HTTP server holds the client to the length it declared); a body sent in chunks is counted as
+    it comes and refused once it passes the bound.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None:
+            if declared > self.max_bytes:
+                await self._refuse(send, declared)
+            else:
+                await self.app(scope, receive, send)
+            return
+        messages, size = [], 0
+        while True:  # chunked: hold the chunks up to the bound, then replay them to the app
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                await self._refuse(send, size, declared=False)
+                return
+            if not message.get("more_body", False):
+                break
+        replay = iter(messages)
+
+        async def receive_again() -> Message:
+            return next(replay, None) or await receive()
+
+        await self.app(scope, receive_again, send)
+
+    async def _refuse(self, send: Send, size: int, declared: bool = True) -> None:
+        what = f"is {size / 1e6:.1f} MB" if declared else "passed"
+        message = (
+            f"the request body {what}, above the bound of {self.max_bytes / 1e6:g} MB "
+            f"({MAX_BODY_ENV}): send shorter recordings per request, audio as audio_base64 "
+            f"rather than samples, or raise {MAX_BODY_ENV} where the server has the memory"
+        )
+        body = json.dumps({"error_code": "REQUEST_LIMIT_EXCEEDED", "message": message}).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"content-length" and value.strip().isdigit():
+            return int(value)
+    return None
+
+
+def app(model_uri: str, max_bytes: int) -> ASGIApp:
+    """MLflow's scoring app for the model at ``model_uri`` (loaded with the model config in
+    ``MLFLOW_PYFUNC_INFERENCE_CONFIG``, as ``mlflow models serve`` loads it), behind
+    :class:`BodyLimit`."""
+    from mlflow.pyfunc import scoring_server
+
+    model = scoring_server.load_model_with_mlflow_config(model_uri)
+    return BodyLimit(scoring_server.init(model), max_bytes)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``audioclf serve``: a registered or logged model over HTTP, as ``mlflow models serve``
+    serves it (the same endpoints and payload), with request bodies bounded by
+    ``AUDIOCLF_SERVE_MAX_BODY_MB`` before they are parsed. One process; run several behind a
+    load balancer for more.
+    """
+    ap = parser(main.__doc__, prog="audioclf serve", params=False)
+    ap.add_argument("-m", "--model", required=True, help="model URI: models:/<name>/<version>, ...")
+    ap.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    ap.add_argument("-p", "--port", type=int, default=5000, help="the port to listen on")
+    args = ap.parse_args(argv)
+    import uvicorn
+
+    bound = max_body_bytes()  # a bad setting stops here, before the model is loaded
+    served = app(args.model, bound)
+    log.info(
+        "serving %s on http://%s:%d; bodies up to %g MB",
+        args.model,
+        args.host,
+        args.port,
+        bound / 1e6,
+    )
+    uvicorn.run(served, host=args.host, port=args.port)

@@ -1,0 +1,70 @@
+"""``audioclf serve``'s body bound, in-process: what reaches the app and what is refused unread
+(the server on 127.0.0.1 is in test_pyfunc.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from audioclf.deploy import serve
+from audioclf.deploy.serve import BodyLimit, max_body_bytes
+from audioclf.errors import UserError
+
+
+def _call(chunks: list[bytes], headers: list[tuple[bytes, bytes]]) -> tuple[list, list, int]:
+    """Run a request with body ``chunks`` through ``BodyLimit(app, 100)``: (bodies the app read,
+    messages sent back, chunks taken from the client)."""
+    incoming = [
+        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+        for i, c in enumerate(chunks)
+    ]
+    taken, read, sent = [], [], []
+
+    async def receive():
+        taken.append(incoming[len(taken)])
+        return taken[-1]
+
+    async def send(message):
+        sent.append(message)
+
+    async def app(scope, receive, send):
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body, more = body + message["body"], message.get("more_body", False)
+        read.append(body)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    scope = {"type": "http", "method": "POST", "path": "/invocations", "headers": headers}
+    asyncio.run(BodyLimit(app, 100)(scope, receive, send))
+    return read, sent, len(taken)
+
+
+def test_a_body_within_the_bound_reaches_the_app_whole_declared_or_chunked():
+    chunks = [b"a" * 40, b"b" * 40, b"c" * 20]
+    read, sent, _ = _call(chunks, [(b"content-length", b"100")])
+    assert read == [b"".join(chunks)] and sent[0]["status"] == 200
+    read, sent, _ = _call(chunks, [(b"transfer-encoding", b"chunked")])
+    assert read == [b"".join(chunks)] and sent[0]["status"] == 200  # held, then replayed
+
+
+def test_a_body_past_the_bound_is_refused_and_never_reaches_the_app():
+    read, sent, taken = _call([b"x" * 101], [(b"content-length", b"101")])
+    assert read == [] and taken == 0 and sent[0]["status"] == 413  # refused unread
+    answer = json.loads(sent[1]["body"])
+    assert answer["error_code"] == "REQUEST_LIMIT_EXCEEDED"
+    assert "above the bound of 0.0001 MB (AUDIOCLF_SERVE_MAX_BODY_MB)" in answer["message"]
+    read, sent, taken = _call([b"x" * 60] * 5, [(b"transfer-encoding", b"chunked")])
+    assert read == [] and taken == 2 and sent[0]["status"] == 413  # stops at the chunk past it
+
+
+def test_the_bound_is_the_setting_else_256_mb_or_what_a_small_machine_parses(monkeypatch):
+    assert max_body_bytes({"AUDIOCLF_SERVE_MAX_BODY_MB": "1.5"}) == 1_500_000
+    monkeypatch.setattr(serve, "memory_bytes", lambda: 64 * 10**9)
+    assert max_body_bytes({}) == 256_000_000
+    monkeypatch.setattr(serve, "memory_bytes", lambda: 2.4 * 10**9)  # a 2.4-GB machine
+    assert max_body_bytes({}) == 100_000_000
+    with pytest.raises(UserError, match="AUDIOCLF_SERVE_MAX_BODY_MB must be a positive number"):
+        max_body_bytes({"AUDIOCLF_SERVE_MAX_BODY_MB": "-1"})
