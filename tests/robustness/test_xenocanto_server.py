@@ -82,6 +82,38 @@ def test_a_trickling_server_is_cut_off_at_the_deadline(raw_server, tmp_path):
     assert time.monotonic() - start < 3
 
 
+def test_a_file_without_a_deadline_is_cut_below_the_rate_floor_and_resumed(raw_server, tmp_path):
+    """An archive download has no total deadline (it may be large); 10 bytes every 0.1 s passes
+    every read timeout, but not the 1 KB/s floor over timeout_s: each attempt is cut and the next
+    resumes where it stopped."""
+    routes, url = raw_server
+    body = b"z" * 4000
+    starts = []
+
+    def slow_file(h):
+        start = int(h.headers.get("Range", "bytes=0-")[6:].rstrip("-"))
+        starts.append(start)
+        h.send_response(206 if start else 200)
+        h.send_header("Content-Length", str(len(body) - start))
+        if start:
+            h.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        h.end_headers()
+        for i in range(start, len(body), 10):
+            h.wfile.write(body[i : i + 10])
+            h.wfile.flush()
+            time.sleep(0.1)
+
+    routes["/archive.zip"] = slow_file
+    start = time.monotonic()
+    policy = RetryPolicy(retries=1, backoff_s=0.0, timeout_s=1.0)
+    with pytest.raises(DownloadError, match=r"bytes in 1 s, below 1024 bytes/s \(data.timeout_s\)"):
+        fetch_file(url("/archive.zip"), tmp_path / "archive.zip", policy=policy)
+    assert time.monotonic() - start < 6  # two attempts of about 1 s, not 40 s of trickle
+    assert len(starts) == 2 and 0 < starts[1] < len(body)  # the second resumed, with Range
+    assert (tmp_path / "archive.zip.part").stat().st_size > starts[1]  # kept for the next run
+    assert not (tmp_path / "archive.zip").exists()
+
+
 def _rec(server, xc_id: str, name: str = "Parus major", length: str = "0:01", **kw) -> dict:
     gen, sp = name.split()
     return {

@@ -94,6 +94,16 @@ def test_checksum_mismatch_is_rejected(server, archive, make_data, out_dir, tmp_
     assert list((tmp_path / "downloads" / "esc50").iterdir()) == []
 
 
+def test_a_download_larger_than_max_archive_gb_is_cut_off(
+    server, archive, make_data, out_dir, tmp_path
+):
+    url = server.url("/karoldvl/ESC-50/archive/master.zip")
+    data = make_data(esc50={"url": url}, max_archive_gb=1e-6)  # 1,000 bytes
+    with pytest.raises(DownloadError, match=r"announces [\d,]+ bytes, more than the 1,000 allowed"):
+        DATASETS["esc50"](data, 0, out_dir)
+    assert list((tmp_path / "downloads" / "esc50").iterdir()) == []  # nothing half-written kept
+
+
 def test_offline_error_names_the_url_and_data_archive(make_data, out_dir, offline_url):
     url = offline_url
     with pytest.raises(DownloadError) as err:

@@ -16,8 +16,10 @@ Only ``http``/``https`` URLs are fetched, and where a caller names the hosts it 
 A server cannot hold a caller forever or fill its memory or disk: the socket timeout bounds
 each read, a JSON answer must be complete within ``timeout_s`` in all (a watchdog shuts the
 connection at that deadline, so a server that trickles one byte a second is cut off too; a
-file download takes one with ``deadline_s``), and a caller may cap a body's size
-(``max_bytes``), checked against ``Content-Length`` and counted while reading.
+file download takes one with ``deadline_s``; one without, a large archive, is cut off when it
+brings fewer than :data:`MIN_RATE` bytes a second over ``timeout_s`` and resumed by the next
+attempt, as curl's ``--speed-limit`` does), and a caller may cap a body's size (``max_bytes``),
+checked against ``Content-Length`` and counted while reading.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 USER_AGENT = "audioclf/0.1 (dataset download)"
 MAX_RETRY_AFTER_S = 300.0
 CHUNK = 1 << 16
+MIN_RATE = 1024  # bytes/s a file download must average over each timeout_s (a trickle is cut)
 
 T = TypeVar("T")
 
@@ -338,19 +341,30 @@ def _copy(
     url: str,
     max_bytes: int | None,
     have: int = 0,
+    min_rate_over_s: float | None = None,
 ) -> int:
     """Copy the body to ``write`` as it arrives (``read1``: whatever one read gives, so a
     trickle is never waited on for a whole block); returns the bytes copied.
 
     Raises:
         TooLargeError: ``have`` plus the body passes ``max_bytes``, before that block is written.
+        _Transient: fewer than :data:`MIN_RATE` bytes a second came over ``min_rate_over_s``.
     """
-    copied = 0
+    copied, since, window = 0, time.monotonic(), 0
     while block := resp.read1(CHUNK):
         copied += len(block)
         if max_bytes is not None and have + copied > max_bytes:
             raise TooLargeError(f"{redact(url)} sent more than the {max_bytes:,} bytes allowed")
         write(block)
+        window += len(block)
+        elapsed = time.monotonic() - since
+        if min_rate_over_s is not None and elapsed >= min_rate_over_s:
+            if window < MIN_RATE * elapsed:
+                raise _Transient(
+                    f"{window:,} bytes in {elapsed:.0f} s, below {MIN_RATE} bytes/s "
+                    f"(data.timeout_s); resuming after {have + copied:,} bytes"
+                )
+            since, window = time.monotonic(), 0
     return copied
 
 
@@ -426,7 +440,7 @@ def _get_into(
         _announced(resp, url, have, max_bytes)
         with open(part, "ab" if have else "wb") as fh:
             try:
-                _copy(resp, fh.write, url, max_bytes, have)
+                _copy(resp, fh.write, url, max_bytes, have, policy.timeout_s)
             except (OSError, http.client.HTTPException) as exc:
                 if deadline is not None:
                     deadline.check("file")

@@ -83,6 +83,7 @@ def open_archive(
         sha256=sha256,
         hint=manual_hint(url),
         allowed_hosts=hosts,
+        max_bytes=int(data.max_archive_gb * 1e9),  # a zip is no larger than what it unpacks to
     )
     try:
         return Archive(dest, limits(data))
