@@ -4,7 +4,8 @@
     python tests/benchmarks/serve.py --model models:/audioclf-synthetic/16 [--bad 100] [--mlflow]
 
 * ``idle``: after start-up;
-* ``hour-wav``: one hour of 22.05-kHz mono 16-bit WAV as ``audio_base64`` (a 212 MB body);
+* ``hour-wav``: one hour of 22.05-kHz mono 16-bit WAV as ``audio_base64`` (a 212 MB body), every
+  window's top label;
 * ``hour-samples``: one hour of 16-kHz float samples as JSON (a 433 MB body), sent whole;
 * ``bad``: ``--bad`` requests cycling through the hostile kinds (huge ``batch_size``, a zero or
   negative ``sample_rate``, ``top_k`` -1, ``min_score`` NaN, 1e30 samples, text that is not
@@ -99,7 +100,9 @@ def post(url: str, body: bytes, timeout: float = 600) -> tuple[int, str]:
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as r:
-            return r.status, r.read(300).decode(errors="replace")
+            body = r.read()
+            rows = len(json.loads(body)["predictions"])
+            return r.status, f"{rows} rows: {body[:200].decode(errors='replace')}"
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read(300).decode(errors="replace")
     except OSError as exc:  # the server closed the connection while the body was being sent
@@ -115,7 +118,9 @@ def hour_bodies() -> dict[str, bytes]:
     encoded = base64.b64encode(wav.getvalue()).decode()
     samples = np.round(0.1 * rng.standard_normal(3600 * 16000), 4).tolist()
     return {
-        "hour-wav": json.dumps({"dataframe_records": [{"audio_base64": encoded}]}).encode(),
+        "hour-wav": json.dumps(
+            {"dataframe_records": [{"audio_base64": encoded}], "params": {"min_score": 0.0}}
+        ).encode(),
         "hour-samples": json.dumps(
             {"dataframe_records": [{"samples": samples, "sample_rate": 16000}]}
         ).encode(),
@@ -178,6 +183,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--bad", type=int, default=100, help="hostile requests in a row")
     ap.add_argument("--mlflow", action="store_true", help="also mlflow models serve, after")
     args = ap.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # each figure as it comes, into a log too
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{REPO / 'mlflow.db'}")
     bodies = hour_bodies()

@@ -219,13 +219,15 @@ def test_audioclf_serve_refuses_a_body_past_its_bound_unread_and_answers_the_nex
     rows = predict_rows(files, checkpoint, tmp_path / "out")
     command = [sys.executable, "-m", "audioclf", "serve", "-m", f"models:/{NAME}/1"]
     chunk = b"[" + b"0.125," * 10_000 + b"0]"  # 60 KB of float samples
-    chunked = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(20))  # 1.2 MB
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(20)) + b"0\r\n\r\n"
     with serving(command, root, tmp_path / "serve.log", AUDIOCLF_SERVE_MAX_BODY_MB="1") as url:
-        # an hour of float samples declared (a 433 MB body) and none of it sent: refused unread
-        status, answer = _refusal(url, {"Content-Length": "433000000"}, b"")
+        # an hour of float samples declared (a 433 MB body), the client waiting to be told to
+        # send it (curl's way with large bodies): refused with none of it sent
+        headers = {"Content-Length": "433000000", "Expect": "100-continue"}
+        status, answer = _refusal(url, headers, b"")
         assert status == 413 and answer["error_code"] == "REQUEST_LIMIT_EXCEEDED"
         assert answer["message"].startswith("the request body is 433.0 MB, above the bound of 1 MB")
-        # a body in chunks, no length declared: refused once it passes the bound
+        # 1.2 MB in chunks, no length declared: refused once past the bound, the rest dropped
         status, answer = _refusal(url, {"Transfer-Encoding": "chunked"}, chunked)
         assert status == 413 and "passed, above the bound of 1 MB" in answer["message"]
         same_answers(rows, files, _post(url, _base64_request(files))["predictions"])

@@ -51,13 +51,19 @@ def test_a_body_within_the_bound_reaches_the_app_whole_declared_or_chunked():
 
 
 def test_a_body_past_the_bound_is_refused_and_never_reaches_the_app():
-    read, sent, taken = _call([b"x" * 101], [(b"content-length", b"101")])
-    assert read == [] and taken == 0 and sent[0]["status"] == 413  # refused unread
+    read, sent, taken = _call([b"x" * 60] * 3, [(b"content-length", b"180")])
+    assert read == [] and sent[0]["status"] == 413
+    assert taken == 3  # read and dropped before the answer: the sender then reads the 413
+    _, sent, taken = _call(
+        [b"x" * 180], [(b"content-length", b"180"), (b"expect", b"100-continue")]
+    )
+    assert taken == 0 and sent[0]["status"] == 413  # asked first: answered before it sends
     answer = json.loads(sent[1]["body"])
     assert answer["error_code"] == "REQUEST_LIMIT_EXCEEDED"
-    assert "above the bound of 0.0001 MB (AUDIOCLF_SERVE_MAX_BODY_MB)" in answer["message"]
+    assert answer["message"].startswith("the request body is 0.0 MB, above the bound of 0.0001 MB")
+    assert "(AUDIOCLF_SERVE_MAX_BODY_MB)" in answer["message"]
     read, sent, taken = _call([b"x" * 60] * 5, [(b"transfer-encoding", b"chunked")])
-    assert read == [] and taken == 2 and sent[0]["status"] == 413  # stops at the chunk past it
+    assert read == [] and taken == 5 and sent[0]["status"] == 413
 
 
 def test_the_bound_is_the_setting_else_256_mb_or_what_a_small_machine_parses(monkeypatch):

@@ -15,6 +15,7 @@ float samples can take.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_ENV = "AUDIOCLF_SERVE_MAX_BODY_MB"
 DEFAULT_MAX_BODY_MB = 256.0
+LINGER_S = 10.0  # seconds a refused body is read and dropped before the answer
 PARSE_FACTOR = 24  # memory per byte of a float-samples JSON body while MLflow parses it (~19 seen)
 
 Scope = MutableMapping[str, Any]
@@ -52,9 +54,12 @@ class BodyLimit:
     """ASGI middleware: an HTTP request whose body is larger than ``max_bytes`` is answered 413
     and never reaches ``app``.
 
-    A declared ``Content-Length`` above the bound is refused before any of the body is read (the
-    HTTP server holds the client to the length it declared); a body sent in chunks is counted as
-    it comes and refused once it passes the bound.
+    A declared ``Content-Length`` above the bound is refused before any of the body is parsed or
+    held (the HTTP server holds the client to the length it declared); a body sent in chunks is
+    counted as it comes and refused once it passes the bound. Before the answer, the rest of the
+    body is read and dropped for up to :data:`LINGER_S` seconds, as nginx's lingering close does,
+    so that a client still sending it reads the 413 rather than a reset connection; a client that
+    asked ``Expect: 100-continue`` is answered at once and sends nothing.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int):
@@ -67,7 +72,7 @@ class BodyLimit:
         declared = _content_length(scope)
         if declared is not None:
             if declared > self.max_bytes:
-                await self._refuse(send, declared)
+                await self._refuse(scope, receive, send, declared)
             else:
                 await self.app(scope, receive, send)
             return
@@ -79,7 +84,7 @@ class BodyLimit:
                 break
             size += len(message.get("body", b""))
             if size > self.max_bytes:
-                await self._refuse(send, size, declared=False)
+                await self._refuse(scope, receive, send, size, declared=False)
                 return
             if not message.get("more_body", False):
                 break
@@ -90,7 +95,14 @@ class BodyLimit:
 
         await self.app(scope, receive_again, send)
 
-    async def _refuse(self, send: Send, size: int, declared: bool = True) -> None:
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, size: int, declared: bool = True
+    ) -> None:
+        if _header(scope, b"expect") != b"100-continue":
+            try:
+                await asyncio.wait_for(_drop_body(receive), LINGER_S)
+            except TimeoutError:
+                pass  # a slow sender: answer now, and the server closes the connection
         what = f"is {size / 1e6:.1f} MB" if declared else "passed"
         message = (
             f"the request body {what}, above the bound of {self.max_bytes / 1e6:g} MB "
@@ -107,11 +119,24 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-def _content_length(scope: Scope) -> int | None:
-    for name, value in scope.get("headers", ()):
-        if name.lower() == b"content-length" and value.strip().isdigit():
-            return int(value)
+async def _drop_body(receive: Receive) -> None:
+    """Read the rest of a request's body, keeping none of it."""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return value.strip().lower()
     return None
+
+
+def _content_length(scope: Scope) -> int | None:
+    value = _header(scope, b"content-length")
+    return int(value) if value is not None and value.isdigit() else None
 
 
 def app(model_uri: str, max_bytes: int) -> ASGIApp:
