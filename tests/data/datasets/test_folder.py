@@ -79,6 +79,8 @@ def test_csv_columns_and_group_regex_from_a_zip(audio, make_data, out_dir, tmp_p
     ]
     rows.append("9_nobody_0.wav,9,s0")  # listed but absent: reported, not fatal
     files["recordings/labels.csv"] = "\n".join(rows).encode()
+    files["recordings/extra/unnamed.wav"] = audio.wav()  # present but not in the table: listed
+    files["recordings/README.txt"] = b"notes"
     (tmp_path / "fsdd.zip").write_bytes(audio.zip(files))
     data = make_data(
         archive=str(tmp_path / "fsdd.zip"),
@@ -95,6 +97,11 @@ def test_csv_columns_and_group_regex_from_a_zip(audio, make_data, out_dir, tmp_p
     assert (e.label, e.group, e.extra) == ("7", "theo", {"session": "s1"})
     listed = json.loads((out_dir / "unreadable.json").read_text())
     assert [u["path"] for u in listed] == ["9_nobody_0.wav"] and "line 10" in listed[0]["reason"]
+    ignored = json.loads((out_dir / "source.json").read_text())["ignored"]
+    assert {(i["path"], i["reason"].split(" (")[0]) for i in ignored} == {
+        ("recordings/extra/unnamed.wav", "an audio file that labels.csv does not name"),
+        ("recordings/README.txt", "not audio"),
+    }
 
 
 def test_csv_group_column(audio, make_data, out_dir, tmp_path):

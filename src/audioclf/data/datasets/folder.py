@@ -65,10 +65,11 @@ def prepare(data: DataConfig, seed: int, out_dir: Path) -> list[Entry]:
         )
     with Archive(path, limits(data)) as archive:
         root = _wrapper(archive.names, cfg)
-        rows, skipped = (
-            _table(archive, root, cfg) if cfg.csv else (_tree(archive.names, root, cfg), [])
+        rows, skipped, table = (
+            _table(archive, root, cfg) if cfg.csv else (_tree(archive.names, root, cfg), [], None)
         )
-        ignored = [] if cfg.csv else _ignored(archive.names, cfg)
+        named = {row[0] for row in rows} if table else None
+        ignored = _ignored([n for n in archive.names if n != table], cfg, named)
         clips = []
         for member, label, group, extra in rows:
             rel = member[len(root) :]
@@ -109,8 +110,9 @@ def _tree(names: list[str], root: str, cfg: FolderConfig) -> list[Row]:
     return [(n, None, None, {}) for n in names if n.startswith(root) and _is_audio(n, cfg)]
 
 
-def _table(archive: Archive, root: str, cfg: FolderConfig) -> tuple[list[Row], list[dict]]:
-    """Rows of ``cfg.csv`` resolved to archive members, and the rows whose file is missing."""
+def _table(archive: Archive, root: str, cfg: FolderConfig) -> tuple[list[Row], list[dict], str]:
+    """Rows of ``cfg.csv`` resolved to archive members, the rows whose file is missing, and the
+    table's own member name."""
     table = _normalise(PurePosixPath(root) / cfg.csv)
     if table not in archive.names:
         table = _normalise(PurePosixPath(cfg.csv))
@@ -145,21 +147,24 @@ def _table(archive: Archive, root: str, cfg: FolderConfig) -> tuple[list[Row], l
         label = row[cfg.label_column] if cfg.label_column else None
         group = (row[cfg.group_column] or None) if cfg.group_column else None
         rows.append((member, label, group, {c: row[c] for c in extra_cols}))
-    return rows, skipped
+    return rows, skipped, table
 
 
-def _ignored(names: list[str], cfg: FolderConfig) -> list[dict[str, str]]:
-    """The members that are not audio files, each with the reason it is left aside."""
-    return [
-        {
-            "path": n,
-            "reason": "a hidden file or folder"
-            if _hidden(n)
-            else f"not audio (data.folder.extensions: {', '.join(cfg.extensions)})",
-        }
-        for n in names
-        if not _is_audio(n, cfg)
-    ]
+def _ignored(
+    names: list[str], cfg: FolderConfig, named: set[str] | None = None
+) -> list[dict[str, str]]:
+    """The members left aside, each with its reason: those that are not audio files, and where
+    a table names the files (``named``), the audio files it does not name."""
+    ignored = []
+    for n in names:
+        if _hidden(n):
+            ignored.append({"path": n, "reason": "a hidden file or folder"})
+        elif not _is_audio(n, cfg):
+            why = f"not audio (data.folder.extensions: {', '.join(cfg.extensions)})"
+            ignored.append({"path": n, "reason": why})
+        elif named is not None and n not in named:
+            ignored.append({"path": n, "reason": f"an audio file that {cfg.csv} does not name"})
+    return ignored
 
 
 def _wrapper(names: list[str], cfg: FolderConfig) -> str:
