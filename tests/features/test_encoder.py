@@ -1,6 +1,6 @@
 """A Hub audio encoder as a front-end (``features.kind: hf``): its hidden states of the chosen
-layer, mean-pooled, resolved from the checkpoint's own files, and refused with a message where
-the encoder or the layer does not exist."""
+layer (or of every layer), mean-pooled, resolved from the checkpoint's own files, and refused
+with a message where the encoder or the layer does not exist."""
 
 import dataclasses
 
@@ -39,6 +39,9 @@ def test_resolve_takes_rate_size_and_weights_from_the_encoders_files(wav2vec2):
     assert cfg.resolved and cfg.shape == (1, 32, 1)
     other, _ = encoder.resolve(config(wav2vec2, encoder_layer=2))
     assert frontend_key(other) != frontend_key(cfg)  # another layer is another store entry
+    # the depth is recorded, but fixed by the weights: an entry made before it keeps its key
+    assert cfg.encoder_depth == 2 and fixed["encoder_depth"] == [None, 2]
+    assert frontend_key(dataclasses.replace(cfg, encoder_depth=None)) == frontend_key(cfg)
 
 
 def test_the_embedding_is_the_layers_hidden_states_averaged_over_time(wav2vec2):
@@ -58,6 +61,30 @@ def test_the_embedding_is_the_layers_hidden_states_averaged_over_time(wav2vec2):
         states = net(inputs["input_values"], output_hidden_states=True).hidden_states
     torch.testing.assert_close(got[:, 0, :, 0], states[1].mean(dim=1))
     assert not torch.allclose(got[:, 0, :, 0], states[2].mean(dim=1))
+
+
+def test_every_layer_is_stored_as_the_time_means_of_each_hidden_state(wav2vec2):
+    from transformers import AutoFeatureExtractor, Wav2Vec2Model
+
+    cfg, _ = encoder.resolve(config(wav2vec2, encoder_layer="all"))
+    assert cfg.shape == (3, 32, 1)  # the input to the first layer and the outputs of both
+    one, _ = encoder.resolve(config(wav2vec2, encoder_layer=-1))
+    assert frontend_key(cfg) != frontend_key(one)  # a store entry of its own
+    frontend = FrontEnd(cfg)
+    rng = np.random.default_rng(1)
+    wave = torch.from_numpy(rng.uniform(-0.5, 0.5, (2, cfg.segment_samples)).astype(np.float32))
+    got = frontend(wave)
+    assert got.shape == (2, 3, 32, 1)
+
+    net = Wav2Vec2Model.from_pretrained(wav2vec2).eval()
+    extractor = AutoFeatureExtractor.from_pretrained(wav2vec2)
+    inputs = extractor(list(wave.numpy()), sampling_rate=RATE, return_tensors="pt")
+    with torch.no_grad():
+        states = net(inputs["input_values"], output_hidden_states=True).hidden_states
+    assert len(states) == 3
+    for layer, hidden in enumerate(states):  # (B, T, D) each, averaged over its frames
+        torch.testing.assert_close(got[:, layer, :, 0], hidden.mean(dim=1))
+    torch.testing.assert_close(got[:, -1], FrontEnd(one)(wave)[:, 0])  # the last is layer -1
 
 
 def test_a_layer_the_encoder_does_not_have_is_refused_naming_the_range(wav2vec2):
@@ -80,6 +107,28 @@ def test_kind_hf_needs_an_encoder_and_reads_as_a_vector(raw_params):
         parse_params(raw_params)
     raw_params["model"] = "logreg"
     assert parse_params(raw_params).features.kind == "hf"
+
+
+@pytest.mark.parametrize("layer", ["sum", "6", "ALL", ""])
+def test_an_encoder_layer_string_other_than_all_is_refused(raw_params, layer):
+    raw_params["model"] = "embedding"
+    raw_params["features"].update(kind="hf", encoder="some/encoder", encoder_layer=layer)
+    with pytest.raises(ParamsError, match=r"features\.encoder_layer.*integer.*all"):
+        parse_params(raw_params)
+
+
+def test_every_layer_is_for_the_embedding_head_only(raw_params):
+    raw_params["features"].update(kind="hf", encoder="some/encoder", encoder_layer="all")
+    raw_params["model"] = "embedding"
+    assert parse_params(raw_params).features.encoder_layer == "all"
+    for model in ("logreg", "svm"):
+        raw_params["model"] = model
+        with pytest.raises(
+            ParamsError,
+            match=rf"features\.encoder_layer.*model=embedding.*model={model} takes one layer.*"
+            r"features\.encoder_layer=<int>",
+        ):
+            parse_params(raw_params)
 
 
 def _whisper(folder):

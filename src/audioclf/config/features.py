@@ -20,7 +20,8 @@ AUTO = "auto"
 # imagenet: log-mel scaled to [0, 1] as an image | birdnet: BirdNET v2.4's 1024-d embedding |
 # egemaps, compare: openSMILE's eGeMAPS v02 and ComParE 2016 functionals, one vector per segment |
 # waveform: the segment's samples (1, 1, N), for a Hub checkpoint's own feature extractor (model: hf) |
-# hf: a Hub audio encoder's hidden states of one layer, mean-pooled over the segment (1, D, 1)
+# hf: a Hub audio encoder's hidden states of one layer, mean-pooled over the segment (1, D, 1), or of
+#   every layer (encoder_layer: all) stacked as channels (L + 1, D, 1)
 FRONTENDS = (
     *(AUTO, "logmel", "mfcc", "fbank", "imagenet", "birdnet", "egemaps", "compare"),
     *("waveform", "hf"),
@@ -43,6 +44,8 @@ MAX_SEGMENT_VALUES = 1 << 26  # floats in one segment's features: 256 MB
 VECTOR_KINDS = ("birdnet", *FUNCTIONALS, "hf")
 # what the features stage fills in from a kind=hf encoder's files (audioclf.features.encoder)
 ENCODER_RESOLVED = ("encoder_dim", "encoder_sha256")
+ALL_LAYERS = "all"  # features.encoder_layer: every hidden state, for a learned weighted sum
+MAX_ENCODER_DEPTH = 1024  # transformer layers of an encoder (Whisper large: 32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +59,10 @@ class FeaturesConfig:
     ``compare``, ``hf``), ``n_mfcc`` and ``delta_width`` to ``mfcc`` only, the ``encoder_*``
     fields to ``hf`` only: ``encoder`` (a Hub id or folder) at ``encoder_revision``, its hidden
     states of layer ``encoder_layer`` (0: the input to the first transformer layer; -1: the
-    last layer's output); ``encoder_dim`` (the hidden size) and ``encoder_sha256`` (of its
-    weights) are filled in by the features stage from the encoder's files.
+    last layer's output; ``all``: every one of them, as channels, for ``model: embedding``'s
+    learned weighted sum); ``encoder_dim`` (the hidden size), ``encoder_depth`` (its transformer
+    layers) and ``encoder_sha256`` (of its weights) are filled in by the features stage from the
+    encoder's files.
     """
 
     kind: str = AUTO
@@ -78,8 +83,9 @@ class FeaturesConfig:
     embedding_pool: str = "mean"
     encoder: str | None = None
     encoder_revision: str = "main"
-    encoder_layer: int = -1
+    encoder_layer: int | str = -1
     encoder_dim: int | None = None
+    encoder_depth: int | None = None
     encoder_sha256: str | None = None
     max_file_seconds: float = 600.0
     batch_size: int = 32
@@ -132,6 +138,7 @@ class FeaturesConfig:
         """Whether every value is concrete (no ``auto`` left, and for ``hf`` the encoder's size
         read from its files): only then does it describe features."""
         encoder = self.kind != "hf" or all(getattr(self, f) is not None for f in ENCODER_RESOLVED)
+        encoder = encoder and (self.encoder_layer != ALL_LAYERS or self.encoder_depth is not None)
         return encoder and self.kind != AUTO and all(getattr(self, f) != AUTO for f in AUTO_FIELDS)
 
     def _check_encoder(self) -> None:
@@ -148,25 +155,29 @@ class FeaturesConfig:
             "features.encoder_revision",
             f"must be a commit hash, tag or branch of features.encoder, got {self.encoder_revision!r}",
         )
+        layer = self.encoder_layer
         check(
-            isinstance(self.encoder_layer, int) and abs(self.encoder_layer) <= 1024,
+            layer == ALL_LAYERS or isinstance(layer, int) and abs(layer) <= MAX_ENCODER_DEPTH,
             "features.encoder_layer",
             f"must be an integer layer index (0 = the input to the first transformer layer, "
-            f"-1 = the last layer), got {self.encoder_layer!r}",
+            f"-1 = the last layer) or {ALL_LAYERS} (every layer, weighted by model=embedding), "
+            f"got {layer!r}",
         )
-        dim = self.encoder_dim
-        check(
-            dim is None or 0 < dim <= MAX_ENCODER_DIM,
-            "features.encoder_dim",
-            f"is read from the encoder's config by the features stage; leave it null, got {dim}",
-        )
+        for name, limit in (("encoder_dim", MAX_ENCODER_DIM), ("encoder_depth", MAX_ENCODER_DEPTH)):
+            value = getattr(self, name)
+            check(
+                value is None or 0 < value <= limit,
+                f"features.{name}",
+                f"is read from the encoder's config by the features stage; leave it null, got {value}",
+            )
 
     def require_resolved(self, what: str) -> None:
         """Raise :class:`ParamsError` naming ``what`` if an ``auto`` value is left."""
         if not self.resolved:
+            shown = (*AUTO_FIELDS, *ENCODER_RESOLVED, "encoder_depth")
             raise ParamsError(
                 f"params: 'features' still holds auto values (kind={self.kind!r}, "
-                f"{', '.join(f'{f}={getattr(self, f)!r}' for f in (*AUTO_FIELDS, *ENCODER_RESOLVED))}"
+                f"{', '.join(f'{f}={getattr(self, f)!r}' for f in shown)}"
                 f"): its {what} is known once they are resolved (audioclf.config.frontends."
                 "for_model, resolve_auto; kind=hf: audioclf.features.encoder.resolve)"
             )
@@ -313,8 +324,9 @@ class FeaturesConfig:
             return 3, self.n_mfcc, self.n_frames  # coefficients, delta, delta-delta
         if self.kind == "birdnet":
             return 1, BIRDNET_DIM, 1
-        if self.kind == "hf":
-            return 1, self.encoder_dim, 1
+        if self.kind == "hf":  # every hidden state: the input to the first layer and each output
+            states = self.encoder_depth + 1 if self.encoder_layer == ALL_LAYERS else 1
+            return states, self.encoder_dim, 1
         if self.kind == "waveform":
             return 1, 1, self.segment_samples
         if self.kind in FUNCTIONALS:

@@ -12,6 +12,8 @@
 * A pretrained front-end fixes its own values (:data:`FIXED`), whatever params say: AST's
   Kaldi filterbanks are 16 kHz, 25-ms windows, 10-ms shift, 128 bins; BirdNET reads 3-s
   windows at 48 kHz.
+* ``features.encoder_layer: all`` (every hidden state of a Hub encoder, ``kind: hf``) is for
+  ``model: embedding`` only, which learns their weighted sum; ``logreg`` and ``svm`` take one layer.
 * ``sample_rate``, ``n_fft``, ``hop_length``, ``n_mels`` and ``segment_seconds`` may be
   ``auto``: :func:`resolve_auto` chooses them from the data's profile
   (:func:`audioclf.data.profile.data_profile`) by the rules of :data:`AUTO_RULES`.
@@ -23,7 +25,7 @@ import dataclasses
 import math
 from typing import Any
 
-from audioclf.config.features import AUTO, VECTOR_KINDS, FeaturesConfig
+from audioclf.config.features import ALL_LAYERS, AUTO, VECTOR_KINDS, FeaturesConfig
 from audioclf.config.schema import ParamsError, check
 
 # model -> the front-end its family was pretrained on (every other model: logmel)
@@ -47,7 +49,7 @@ DESCRIBED = {
     "egemaps": "openSMILE's 88 eGeMAPS v02 functionals",
     "compare": "openSMILE's 6373 ComParE 2016 functionals",
     "waveform": "the waveform at the checkpoint's sampling rate, for its own feature extractor",
-    "hf": "a Hub audio encoder's hidden states of one layer (features.encoder), mean-pooled",
+    "hf": "a Hub audio encoder's hidden states of one layer, or of all (features.encoder), mean-pooled",
 }
 # what a pretrained front-end fixes, whatever params say
 FIXED: dict[str, dict[str, Any]] = {
@@ -91,15 +93,17 @@ def for_model(cfg: FeaturesConfig, model: str, model_config: Any) -> FeaturesCon
             spectrogram for ``birdnet``, or another front-end than a pretrained model's own).
     """
     kind = MODEL_FRONTENDS.get(model, "logmel") if cfg.kind == AUTO else cfg.kind
-    check_pair(kind, model, model_config)
+    check_pair(kind, model, model_config, encoder_layer=cfg.encoder_layer)
     fixed = FIXED.get(kind, {})
     if kind == "waveform":  # at the rate of the checkpoint's feature extractor
         fixed = {"sample_rate": model_config.sample_rate}
     return dataclasses.replace(cfg, kind=kind, **fixed)
 
 
-def check_pair(kind: str, model: str, model_config: Any) -> None:
-    """Refuse a front-end ``kind`` that ``model`` cannot read (see :func:`for_model`)."""
+def check_pair(kind: str, model: str, model_config: Any, *, encoder_layer: int | str = -1) -> None:
+    """Refuse a front-end ``kind`` that ``model`` cannot read (see :func:`for_model`), and an
+    ``hf`` front-end of every layer (``encoder_layer: all``) under another model than ``embedding``.
+    """
     wanted = MODEL_FRONTENDS.get(model, "logmel")
     pretrained = getattr(model_config, "pretrained", None)
     vector_models = "model=" + " | ".join(VECTOR_MODELS)
@@ -135,6 +139,13 @@ def check_pair(kind: str, model: str, model_config: Any) -> None:
         f"(model_params.{model}.pretrained={pretrained!r}): they were trained on {wanted} "
         f"({DESCRIBED[wanted]}); set features.kind=auto (or {wanted}), or "
         f"model_params.{model}.pretrained=null to train from scratch",
+    )
+    check(
+        kind != "hf" or encoder_layer != ALL_LAYERS or model == "embedding",
+        "features.encoder_layer",
+        f"is {ALL_LAYERS} (every layer's hidden states), whose weighted sum is learned by "
+        f"model=embedding only; model={model} takes one layer: set features.encoder_layer=<int> "
+        "(0 = the input to the first layer, -1 = the last layer's output)",
     )
 
 

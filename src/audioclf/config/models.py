@@ -342,7 +342,8 @@ class EmbeddingHeadConfig:
 @dataclass(frozen=True)
 class EncoderHeadConfig(EmbeddingHeadConfig):
     """``model_params.embedding``: the same head on any vector front-end, e.g. a Hub encoder's
-    frozen embeddings (``features.kind: hf``)."""
+    frozen embeddings (``features.kind: hf``); on every layer of the encoder
+    (``features.encoder_layer: all``) it first learns their softmax-weighted sum."""
 
     key: ClassVar[str] = "model_params.embedding"
 

@@ -8,6 +8,12 @@ vector per segment, stored in the feature store and read by the light heads (``e
 ``logreg``, ``svm``), as SUPERB's frozen-upstream protocol and bioacoustic transfer learning do. Nothing
 of the encoder trains, so this runs on a CPU.
 
+``features.encoder_layer: all`` stores every hidden state, each averaged over time: (L + 1, D)
+per segment, for ``model: embedding`` to learn SUPERB's softmax-weighted sum of the layers
+(:class:`audioclf.models.head.EmbeddingHead`). Averaging over time and weighting the layers are
+both linear, so weighting the stored means is weighting the frames and then averaging: exact
+for SUPERB's weighted sum without its optional layer norm (which is not linear).
+
 Weights come as for the fine-tuned models (:func:`audioclf.hub.fetch`): at a
 pinned revision, downloaded once into the Hugging Face cache, safetensors first, checked
 against the hashes the Hub published; offline, a missing revision fails with the command that
@@ -24,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from audioclf.config.features import FeaturesConfig
+from audioclf.config.features import ALL_LAYERS, FeaturesConfig
 from audioclf.hub import (
     PretrainedWeightsError,
     Snapshot,
@@ -49,6 +55,12 @@ def _config(folder: str) -> Any:
     return AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
 
 
+def depth(config: Any) -> int:
+    """The encoder's transformer layers (``num_hidden_layers``; ``encoder_layers`` for Whisper),
+    0 where its config names none."""
+    return getattr(config, "num_hidden_layers", None) or getattr(config, "encoder_layers", 0)
+
+
 def hidden_size(config: Any) -> int:
     """The width of the encoder's hidden states (``hidden_size``; ``d_model`` for Whisper)."""
     size = getattr(config, "hidden_size", None) or getattr(config, "d_model", None)
@@ -61,7 +73,7 @@ def hidden_size(config: Any) -> int:
 
 def resolve(cfg: FeaturesConfig) -> tuple[FeaturesConfig, dict[str, list]]:
     """``cfg`` with what the encoder's files fix: the extractor's sampling rate, the hidden size,
-    the commit ``encoder_revision`` stands at and the weights' sha256.
+    the number of layers, the commit ``encoder_revision`` stands at and the weights' sha256.
 
     Returns:
         The config and ``{key: [params' value, the encoder's]}`` of the values replaced.
@@ -73,17 +85,24 @@ def resolve(cfg: FeaturesConfig) -> tuple[FeaturesConfig, dict[str, list]]:
     snap = snapshot(cfg)
     config = _config(snap.folder)
     extractor = feature_extractor(snap.folder, KEY)
-    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "encoder_layers", 0)
-    if not -layers - 1 <= cfg.encoder_layer <= layers:
+    layers = depth(config)
+    if cfg.encoder_layer == ALL_LAYERS and not layers:
+        raise PretrainedWeightsError(
+            f"features.encoder_layer is {ALL_LAYERS}, but the config of {cfg.encoder!r} names no "
+            "number of layers (num_hidden_layers or encoder_layers): choose one layer (0: the "
+            "input to the first layer, -1: the last layer's output)"
+        )
+    if cfg.encoder_layer != ALL_LAYERS and not -layers - 1 <= cfg.encoder_layer <= layers:
         raise PretrainedWeightsError(
             f"features.encoder_layer is {cfg.encoder_layer}, but {cfg.encoder!r} has {layers} "
             f"layers: choose one in [{-layers - 1}, {layers}] (0: the input to the first layer, "
-            "-1: the last layer's output)"
+            f"-1: the last layer's output) or {ALL_LAYERS}"
         )
     fixed = {
         "sample_rate": int(extractor.sampling_rate),
         "encoder_revision": snap.commit or cfg.encoder_revision,
         "encoder_dim": hidden_size(config),
+        "encoder_depth": layers or None,
         "encoder_sha256": snap.sha256,
     }
     changed = {k: [getattr(cfg, k), v] for k, v in fixed.items() if getattr(cfg, k) != v}
@@ -91,7 +110,8 @@ def resolve(cfg: FeaturesConfig) -> tuple[FeaturesConfig, dict[str, list]]:
 
 
 class EncoderEmbedding(nn.Module):
-    """Segments (B, N) at the extractor's rate to the mean-pooled hidden states (B, D, 1).
+    """Segments (B, N) at the extractor's rate to the mean-pooled hidden states: of one layer
+    (B, D, 1), or of every layer (B, L + 1, D, 1) with ``encoder_layer: all``.
 
     Called from one thread, on batches (the encoder uses torch's own threads). Inference only:
     no gradient, dropout off.
@@ -117,6 +137,7 @@ class EncoderEmbedding(nn.Module):
         self.net.eval().requires_grad_(False)
         self.extractor = feature_extractor(snap.folder, KEY)
         self.rate, self.layer = int(self.extractor.sampling_rate), cfg.encoder_layer
+        self.states = cfg.shape[0]  # hidden states stored per segment
         if self.rate != cfg.sample_rate:
             raise PretrainedWeightsError(
                 f"features.sample_rate is {cfg.sample_rate}, but the feature extractor of "
@@ -129,5 +150,13 @@ class EncoderEmbedding(nn.Module):
         inputs = self.extractor(segments, sampling_rate=self.rate, return_tensors="pt")
         device = next(self.net.parameters()).device
         inputs = {k: v.to(device) for k, v in inputs.items() if k in FORWARDED}
-        states = self.net(**inputs, output_hidden_states=True).hidden_states[self.layer]
-        return states.mean(dim=1).float().to(wave.device).unsqueeze(-1)  # (B, D, 1)
+        states = self.net(**inputs, output_hidden_states=True).hidden_states  # L + 1 of (B, T, D)
+        if self.layer != ALL_LAYERS:
+            return states[self.layer].mean(dim=1).float().to(wave.device).unsqueeze(-1)  # (B, D, 1)
+        if len(states) != self.states:
+            raise PretrainedWeightsError(
+                f"{KEY}: the encoder gave {len(states)} hidden states, not the {self.states} "
+                "(its layers and their input) its config names"
+            )
+        pooled = torch.stack([h.mean(dim=1) for h in states], dim=1)  # (B, L + 1, D)
+        return pooled.float().to(wave.device).unsqueeze(-1)  # (B, L + 1, D, 1)

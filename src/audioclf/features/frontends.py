@@ -286,8 +286,8 @@ class FrontEnd(nn.Module):
 
     ``shape`` is (C, F, T) (:attr:`FeaturesConfig.shape`): (1, n_mels, T) for ``logmel`` and
     ``fbank``, (3, n_mfcc, T) for ``mfcc``, (1, n_mels, T) or (1, S, S) for ``imagenet``,
-    (1, 1024, 1) for ``birdnet``, (1, D, 1) for ``egemaps``, ``compare`` and ``hf``, (1, 1, N)
-    for ``waveform``. ``threadsafe``:
+    (1, 1024, 1) for ``birdnet``, (1, D, 1) for ``egemaps``, ``compare`` and ``hf`` (every
+    layer of its encoder: (L + 1, D, 1)), (1, 1, N) for ``waveform``. ``threadsafe``:
     whether threads may call it at once (the features stage's CPU workers do; BirdNET's
     interpreter and openSMILE are called from one thread).
     """

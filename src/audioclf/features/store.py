@@ -46,11 +46,23 @@ ONLY_FOR = {
     "delta_width": ("mfcc",),
     "image_size": ("imagenet",),
     "embedding_pool": VECTOR_KINDS,
-    **{f: ("hf",) for f in ("encoder", "encoder_revision", "encoder_layer", *ENCODER_RESOLVED)},
+    **{
+        f: ("hf",)
+        for f in (
+            "encoder",
+            "encoder_revision",
+            "encoder_layer",
+            "encoder_depth",
+            *ENCODER_RESOLVED,
+        )
+    },
     "top_db": SPECTRAL_KINDS,
     "highpass_order": SPECTRAL_KINDS,
     **{f: (*SPECTRAL_KINDS, "fbank") for f in ("n_fft", "hop_length", "n_mels", "f_min", "f_max")},
 }
+# recorded with the features but left out of the key: fixed by what is in it (the encoder's depth by
+# its weights' sha256), so the entries made before it was recorded keep their key
+IMPLIED = ("encoder_depth",)
 INDEX_COLUMNS = ("audio_hash", "file_sha256", "start", "rows", "notes")
 # an interrupted run loses at most one shard of work (~2 800 4-s log-mel segments)
 SHARD_BYTES = 256 << 20
@@ -67,7 +79,8 @@ def frontend_params(cfg: FeaturesConfig) -> dict:
 
 
 def frontend_key(cfg: FeaturesConfig) -> str:
-    """Hash of :func:`frontend_params` and :data:`FRONTEND_VERSION`, prefixed with the kind.
+    """Hash of :func:`frontend_params` (less :data:`IMPLIED`) and :data:`FRONTEND_VERSION`,
+    prefixed with the kind.
 
     >>> cfg = FeaturesConfig(kind="logmel")
     >>> frontend_key(cfg) == frontend_key(FeaturesConfig(kind="logmel", batch_size=8, n_mfcc=13))
@@ -83,9 +96,8 @@ def frontend_key(cfg: FeaturesConfig) -> str:
         if cfg.kind in FEATURE_SETS
         else {}
     )
-    blob = json.dumps(
-        {**frontend_params(cfg), **model, "version": FRONTEND_VERSION}, sort_keys=True
-    ).encode()
+    shaping = {k: v for k, v in frontend_params(cfg).items() if k not in IMPLIED}
+    blob = json.dumps({**shaping, **model, "version": FRONTEND_VERSION}, sort_keys=True).encode()
     return f"{cfg.kind}-{hashlib.sha256(blob).hexdigest()[:16]}"
 
 

@@ -102,6 +102,11 @@ class FeatureTable:
         """The front-end's kind (``logmel``, ``fbank``, ``birdnet``, ...)."""
         return self.meta["frontend"]["kind"]
 
+    @property
+    def encoder_layer(self) -> int | str:
+        """The encoder's layer of ``hf`` features (``all``: every layer, as channels); -1 otherwise."""
+        return self.meta["frontend"].get("encoder_layer", -1)
+
     def indices(self, paths: list[str]) -> np.ndarray:
         """Rows (in cache order) of all segments of the given files; files not in the cache are skipped."""
         wanted = set(paths)

@@ -74,7 +74,7 @@ def train_classical(
     (``epoch``: its number in the grid, with its ``C`` and ``gamma``); ``selected`` is the
     setting kept.
     """
-    check_pair(table.kind, spec.model, spec.model_config)
+    check_pair(table.kind, spec.model, spec.model_config, encoder_layer=table.encoder_layer)
     norm = normalisation(table, train_paths, spec.train.norm)
     train_data, val_data = load_split(table, train_paths, norm), load_split(table, val_paths, norm)
     history, (head, setting, best_k) = _fit_grid(spec, table, train_data, val_data, log_metrics)

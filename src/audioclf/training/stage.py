@@ -33,6 +33,8 @@ from audioclf.features.birdnet import LICENCE as BIRDNET_LICENCE
 from audioclf.features.opensmile import FEATURE_SETS
 from audioclf.features.opensmile import LICENCE as OPENSMILE_LICENCE
 from audioclf.features.table import FeatureTable
+from audioclf.models.checkpoint import read_state
+from audioclf.models.head import layer_weights
 from audioclf.models.pretrained import pretrained_record
 from audioclf.tracking import Runs, Store, log_curves, parent_run_id
 from audioclf.training.classical import train_classical
@@ -260,7 +262,11 @@ def _follow(
 
 
 def _record_fold(n: int, result: dict, paths: FoldPaths) -> dict:
-    """Log one fold's result to its (active) run and write its curves; returns what the summary keeps."""
+    """Log one fold's result to its (active) run and write its curves; returns what the summary keeps.
+
+    A head on every layer of an encoder also logs the weight it learned for each layer, as
+    ``layer_weights.json`` (``{"layer_weights": [w_0, ..., w_L]}``, w_0 the input to the first).
+    """
     history = result.pop("history")
     tags = ("device", "processes", "resumed_from_epoch")
     mlflow.set_tags({name: result.pop(name) for name in tags})
@@ -273,6 +279,9 @@ def _record_fold(n: int, result: dict, paths: FoldPaths) -> dict:
         {"best_val_macro_f1": result["best_val_macro_f1"], "best_epoch": result["best_epoch"]}
     )
     mlflow.log_artifact(str(paths.best(n)), "checkpoints")
+    weights = layer_weights(read_state(paths.best(n), mmap=True).get("state_dict", {}))
+    if weights is not None:
+        mlflow.log_dict({"layer_weights": weights}, "layer_weights.json")
     with tempfile.TemporaryDirectory() as tmp:
         plot_curves(history, Path(tmp) / f"train_curves_fold_{n}.png")
         mlflow.log_artifacts(tmp, "plots")
