@@ -210,27 +210,38 @@ def _refusal(url: str, headers: dict[str, str], body: bytes) -> tuple[int, dict]
 
 
 @pytest.mark.slow
-def test_audioclf_serve_refuses_a_body_past_its_bound_unread_and_answers_the_next(
-    registry, trained, tmp_path
-):
+def test_audioclf_serve_bounds_each_request_and_answers_the_next(registry, trained, tmp_path):
+    """A body past the bound is refused unread; the deadline counts the parsing of a body too;
+    a good request is then answered as audioclf predict answers it."""
     root, _ = registry
     checkpoint, data_root, splits = trained
     files = [str(data_root / e.path) for e in splits["test"][:2]]
     rows = predict_rows(files, checkpoint, tmp_path / "out")
     command = [sys.executable, "-m", "audioclf", "serve", "-m", f"models:/{NAME}/1"]
-    chunk = b"[" + b"0.125," * 10_000 + b"0]"  # 60 KB of float samples
-    chunked = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(20)) + b"0\r\n\r\n"
-    with serving(command, root, tmp_path / "serve.log", AUDIOCLF_SERVE_MAX_BODY_MB="1") as url:
+    chunk = b"[" + b"0.125," * 100_000 + b"0]"  # 600 KB of float samples
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(70)) + b"0\r\n\r\n"
+    # 5 million float samples (a 30-MB body): seconds to parse, well under a second to score
+    slow = b'{"dataframe_records": [{"sample_rate": 16000, "samples": [' + b"0.125," * 5_000_000
+    slow += b'0]}], "params": {"min_score": 0.0}}'
+    bounds = {"AUDIOCLF_SERVE_MAX_BODY_MB": "32", "AUDIOCLF_SERVE_DEADLINE_S": "1.5"}
+    with serving(command, root, tmp_path / "serve.log", **bounds) as url:
         # an hour of float samples declared (a 433 MB body), the client waiting to be told to
         # send it (curl's way with large bodies): refused with none of it sent
         headers = {"Content-Length": "433000000", "Expect": "100-continue"}
         status, answer = _refusal(url, headers, b"")
         assert status == 413 and answer["error_code"] == "REQUEST_LIMIT_EXCEEDED"
-        assert answer["message"].startswith("the request body is 433.0 MB, above the bound of 1 MB")
-        # 1.2 MB in chunks, no length declared: refused once past the bound, the rest dropped
+        assert answer["message"].startswith(
+            "the request body is 433.0 MB, above the bound of 32 MB"
+        )
+        # 42 MB in chunks, no length declared: refused once past the bound, the rest dropped
         status, answer = _refusal(url, {"Transfer-Encoding": "chunked"}, chunked)
-        assert status == 413 and "passed, above the bound of 1 MB" in answer["message"]
+        assert status == 413 and "passed, above the bound of 32 MB" in answer["message"]
+        # the deadline ran out while MLflow's server parsed the body: nothing is scored for it
+        answer = _post(url, slow)["predictions"]
+        assert [a["error"] for a in answer] == [
+            "not scored: the request ran past its deadline (1.5 s, AUDIOCLF_SERVE_DEADLINE_S)"
+        ]
         same_answers(rows, files, _post(url, _base64_request(files))["predictions"])
         with urllib.request.urlopen(f"{url}/version", timeout=5) as r:
-            assert r.read().decode() == mlflow.__version__  # MLflow's own app behind the bound
-    assert "bodies up to 1 MB" in (tmp_path / "serve.log").read_text()
+            assert r.read().decode() == mlflow.__version__  # MLflow's own app behind the bounds
+    assert "bodies up to 32 MB" in (tmp_path / "serve.log").read_text()

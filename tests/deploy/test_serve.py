@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 
 from audioclf.deploy import serve
-from audioclf.deploy.serve import BodyLimit, max_body_bytes
+from audioclf.deploy.pyfunc import REQUEST
+from audioclf.deploy.serve import RequestBounds, max_body_bytes
 from audioclf.errors import UserError
 
 
 def _call(chunks: list[bytes], headers: list[tuple[bytes, bytes]]) -> tuple[list, list, int]:
-    """Run a request with body ``chunks`` through ``BodyLimit(app, 100)``: (bodies the app read,
+    """Run a request with body ``chunks`` through ``RequestBounds(app, 100)``: (bodies the app read,
     messages sent back, chunks taken from the client)."""
     incoming = [
         {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
@@ -38,7 +40,7 @@ def _call(chunks: list[bytes], headers: list[tuple[bytes, bytes]]) -> tuple[list
         await send({"type": "http.response.start", "status": 200, "headers": []})
 
     scope = {"type": "http", "method": "POST", "path": "/invocations", "headers": headers}
-    asyncio.run(BodyLimit(app, 100)(scope, receive, send))
+    asyncio.run(RequestBounds(app, 100)(scope, receive, send))
     return read, sent, len(taken)
 
 
@@ -74,3 +76,27 @@ def test_the_bound_is_the_setting_else_256_mb_or_what_a_small_machine_parses(mon
     assert max_body_bytes({}) == 100_000_000
     with pytest.raises(UserError, match="AUDIOCLF_SERVE_MAX_BODY_MB must be a positive number"):
         max_body_bytes({"AUDIOCLF_SERVE_MAX_BODY_MB": "-1"})
+
+
+def test_each_request_carries_its_arrival_into_the_scoring_thread_and_is_let_go_after():
+    seen = []
+
+    async def app(scope, receive, send):
+        await receive()
+        seen.append(await asyncio.to_thread(REQUEST.get))  # as MLflow's server runs the model
+        seen.append(seen[0].abandoned.is_set())
+        await send({"type": "http.response.start", "status": 504, "headers": []})
+
+    async def receive():
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message):
+        pass
+
+    before = time.monotonic()
+    scope = {"type": "http", "headers": [(b"content-length", b"2")]}
+    asyncio.run(RequestBounds(app, 100)(scope, receive, send))
+    request, abandoned_while_working = seen
+    assert before <= request.arrived <= time.monotonic() and not abandoned_while_working
+    assert request.abandoned.is_set()  # answered (here a 504): what still runs for it stops
+    assert REQUEST.get() is None

@@ -22,7 +22,7 @@ from tests.deploy.conftest import train_tiny
 from audioclf.deploy import predict
 from audioclf.deploy.model import from_checkpoint
 from audioclf.deploy.predictor import Budget, PredictError, Stopped, Timings, predict_recordings
-from audioclf.deploy.pyfunc import AudioclfModel, Limits, predict_frame
+from audioclf.deploy.pyfunc import REQUEST, AudioclfModel, Limits, Request, predict_frame
 from audioclf.features.stream import array_blocks
 
 READER = "audioclf-predict-reader"
@@ -131,6 +131,28 @@ def test_a_request_past_its_deadline_answers_what_it_finished_and_stops(served):
         "not scored: the request ran past its deadline (0.8 s, AUDIOCLF_SERVE_DEADLINE_S)"
     )
     assert _readers_gone(1.0)
+
+
+def test_the_served_request_s_arrival_and_abandonment_bound_its_work(served):
+    """Under audioclf serve the deadline counts from the request's arrival (its body's reading
+    and parsing included), and a request already answered (MLflow's 504) is not worked on."""
+    frame = pd.DataFrame([_good()])
+    request = Request(arrived=time.monotonic() - 50.0, abandoned=threading.Event())
+    token = REQUEST.set(request)  # as RequestBounds sets it; the scoring thread inherits it
+    try:
+        late = served.predict(None, frame, EVERY)
+        request = Request(arrived=time.monotonic(), abandoned=threading.Event())
+        REQUEST.set(request)
+        request.abandoned.set()
+        gone = served.predict(None, frame, EVERY)
+    finally:
+        REQUEST.reset(token)
+    assert list(late["error"]) == [
+        "not scored: the request ran past its deadline (45 s, AUDIOCLF_SERVE_DEADLINE_S)"
+    ]
+    assert list(gone["error"]) == ["not scored: the request was cancelled"]
+    answer = served.predict(None, frame, EVERY)  # no request around it: from the call on
+    assert (answer["error"] == "").all() and len(answer) == 2
 
 
 def test_oversized_requests_are_refused_record_by_record(served):

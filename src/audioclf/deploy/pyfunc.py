@@ -23,8 +23,9 @@ model): ``AUDIOCLF_SERVE_MAX_AUDIO_S`` seconds of decoded audio (default 7200),
 ``AUDIOCLF_SERVE_MAX_REQUEST_MB`` of audio payload (default 1024: an hour of 48-kHz stereo 16-bit
 WAV is 691 MB) and ``AUDIOCLF_SERVE_DEADLINE_S`` (default three quarters of
 ``MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT``, so the work ends before the server gives up on it and
-every worker thread comes back). Records past a cap, or not scored by the deadline, get an
-``error`` row.
+every worker thread comes back; under ``audioclf serve`` it counts from the request's arrival, and
+the work stops once the request is answered: :data:`REQUEST`). Records past a cap, or not scored
+by the deadline, get an ``error`` row.
 
 The network runs on ``device``: ``auto`` (default: CUDA where torch sees it, else the CPU),
 ``cpu`` or ``cuda``, MLflow's load-time model config: ``mlflow.pyfunc.load_model(uri,
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextvars
 import importlib.metadata
 import logging
 import math
@@ -154,6 +156,25 @@ def positive_setting(environ: Mapping[str, str], name: str, default: float) -> f
     return value
 
 
+@dataclass(frozen=True)
+class Request:
+    """The HTTP request a call answers, as the server that received it sets it in
+    :data:`REQUEST`: when it arrived (:func:`time.monotonic`), so that the deadline counts the
+    time spent reading and parsing its body too, and an event set once it has been answered or
+    abandoned (MLflow's 504 after ``MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT``), which stops the work
+    still running for it."""
+
+    arrived: float
+    abandoned: threading.Event
+
+
+# set per request by audioclf serve (audioclf.deploy.serve.RequestBounds); the scoring thread
+# MLflow's server starts for the request inherits it (asyncio.to_thread copies the context)
+REQUEST: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
+    "audioclf_request", default=None
+)
+
+
 class AudioclfModel(mlflow.pyfunc.PythonModel):
     """Recordings (base64 audio files, or samples and their rate) -> per-window labels and scores."""
 
@@ -168,7 +189,16 @@ class AudioclfModel(mlflow.pyfunc.PythonModel):
     def predict(
         self, context, model_input: pd.DataFrame, params: dict | None = None
     ) -> pd.DataFrame:
-        return predict_frame(self.model, model_input, params, self.limits, device=self.device)
+        request = REQUEST.get()
+        return predict_frame(
+            self.model,
+            model_input,
+            params,
+            self.limits,
+            cancel=request.abandoned if request else None,
+            device=self.device,
+            started=request.arrived if request else None,
+        )
 
 
 def serving_device(model_config: Mapping) -> torch.device:
@@ -304,6 +334,7 @@ def predict_frame(
     limits: Limits | None = None,
     cancel: threading.Event | None = None,
     device: torch.device = CPU,
+    started: float | None = None,
 ) -> pd.DataFrame:
     """The pyfunc's answer for a frame of recordings (one per row); see the module docstring.
 
@@ -314,6 +345,8 @@ def predict_frame(
         limits: the request's budget (default :class:`Limits`).
         cancel: set to stop the work (a client gone); unfinished records get an error row.
         device: runs the network (:func:`serving_device`).
+        started: when the request arrived (:func:`time.monotonic`); the deadline counts from
+            then (None: from now).
     """
     limits = limits or Limits()
     records = frame.to_dict(orient="records")
@@ -321,7 +354,7 @@ def predict_frame(
         settings = check_params(model, params)
     except RecordError as exc:
         return _errors(dict.fromkeys(range(len(records)), clean(str(exc))))
-    deadline = time.monotonic() + limits.deadline_s
+    deadline = (time.monotonic() if started is None else started) + limits.deadline_s
     errors: dict[int, str] = {}
     sources, room = [], limits.max_request_mb * 2**20
     for i, record in enumerate(records):
@@ -345,7 +378,9 @@ def predict_frame(
         ):
             recs[int(rec.name)] = rec
     except Stopped as exc:
-        unfinished = f"not scored: {exc} ({limits.deadline_s:g} s, {LIMIT_ENV['deadline_s']})"
+        unfinished = f"not scored: {exc}"
+        if not (cancel and cancel.is_set()):  # the deadline, and the setting that moves it
+            unfinished += f" ({limits.deadline_s:g} s, {LIMIT_ENV['deadline_s']})"
         errors.update((int(name), unfinished) for name, _ in sources if int(name) not in recs)
     except MemoryError:
         log.exception("predict: out of memory")

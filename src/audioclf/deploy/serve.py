@@ -1,12 +1,18 @@
-"""``audioclf serve``: MLflow's scoring server for a model, behind a bound on the request body.
+"""``audioclf serve``: MLflow's scoring server for a model, with each request bounded.
 
 MLflow's server (``mlflow models serve``) reads and parses a request's whole JSON body before the
-model sees it, and nothing in it bounds that body: an hour of float samples is a 433 MB body
-that parsing takes to about 8 GB. This command serves the same application (MLflow's
+model sees it, and nothing in it bounds that body: an hour of float samples is a 483 MB body
+that parsing takes to about 9 GB. Its 504 (after ``MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT``)
+leaves the request's work running. This command serves the same application (MLflow's
 ``/invocations``, ``/ping``, ``/health`` and ``/version``, the model loaded with MLflow's
 ``MLFLOW_PYFUNC_INFERENCE_CONFIG``, the model's own per-request budgets) behind
-:class:`BodyLimit`: a body larger than ``AUDIOCLF_SERVE_MAX_BODY_MB`` is refused with 413 before
-any of it is parsed. MLflow's own container does the same with nginx (``client_max_body_size``).
+:class:`RequestBounds`:
+
+* a body larger than ``AUDIOCLF_SERVE_MAX_BODY_MB`` is refused with 413 before any of it is
+  parsed (MLflow's own container does the same with nginx's ``client_max_body_size``);
+* the model's deadline (``AUDIOCLF_SERVE_DEADLINE_S``) counts from the request's arrival, the
+  reading and parsing of its body included, so that it ends before the server's timeout;
+* once a request has been answered, a 504 included, the work still running for it stops.
 
 The default bound, 256 MB, takes an hour of 22.05-kHz mono 16-bit WAV as base64 (212 MB); on a
 machine of less than 6 GB it is lowered to a twenty-fourth of the memory, what parsing a body of
@@ -19,12 +25,14 @@ import asyncio
 import json
 import logging
 import os
+import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from audioclf.cli import parser
 from audioclf.config.schema import memory_bytes
-from audioclf.deploy.pyfunc import positive_setting
+from audioclf.deploy.pyfunc import REQUEST, Request, positive_setting
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +58,9 @@ def max_body_bytes(environ: Mapping[str, str] = os.environ) -> int:
     return int(positive_setting(environ, MAX_BODY_ENV, default / 1e6) * 1e6)
 
 
-class BodyLimit:
+class RequestBounds:
     """ASGI middleware: an HTTP request whose body is larger than ``max_bytes`` is answered 413
-    and never reaches ``app``.
+    and never reaches ``app``; the others reach it with their :class:`Request`.
 
     A declared ``Content-Length`` above the bound is refused before any of the body is parsed or
     held (the HTTP server holds the client to the length it declared); a body sent in chunks is
@@ -60,6 +68,10 @@ class BodyLimit:
     body is read and dropped for up to :data:`LINGER_S` seconds, as nginx's lingering close does,
     so that a client still sending it reads the 413 rather than a reset connection; a client that
     asked ``Expect: 100-continue`` is answered at once and sends nothing.
+
+    Each request also gets a :class:`~audioclf.deploy.pyfunc.Request` (in
+    :data:`~audioclf.deploy.pyfunc.REQUEST`): the model's deadline counts from its arrival, and
+    once it has been answered (MLflow's 504 included) the work still running for it stops.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int):
@@ -69,6 +81,15 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        request = Request(arrived=time.monotonic(), abandoned=threading.Event())
+        token = REQUEST.set(request)
+        try:
+            await self._bounded(scope, receive, send)
+        finally:  # answered (a 504 included): work still running for the request stops
+            request.abandoned.set()
+            REQUEST.reset(token)
+
+    async def _bounded(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = _content_length(scope)
         if declared is not None:
             if declared > self.max_bytes:
@@ -142,11 +163,11 @@ def _content_length(scope: Scope) -> int | None:
 def app(model_uri: str, max_bytes: int) -> ASGIApp:
     """MLflow's scoring app for the model at ``model_uri`` (loaded with the model config in
     ``MLFLOW_PYFUNC_INFERENCE_CONFIG``, as ``mlflow models serve`` loads it), behind
-    :class:`BodyLimit`."""
+    :class:`RequestBounds`."""
     from mlflow.pyfunc import scoring_server
 
     model = scoring_server.load_model_with_mlflow_config(model_uri)
-    return BodyLimit(scoring_server.init(model), max_bytes)
+    return RequestBounds(scoring_server.init(model), max_bytes)
 
 
 def main(argv: list[str] | None = None) -> None:
