@@ -25,6 +25,8 @@ def _call(chunks: list[bytes], headers: list[tuple[bytes, bytes]]) -> tuple[list
     taken, read, sent = [], [], []
 
     async def receive():
+        if len(taken) == len(incoming):  # the body is in: a server then waits for the client
+            await asyncio.Event().wait()
         taken.append(incoming[len(taken)])
         return taken[-1]
 
@@ -79,7 +81,7 @@ def test_the_bound_is_the_setting_else_256_mb_or_what_a_small_machine_parses(mon
 
 
 def test_each_request_carries_its_arrival_into_the_scoring_thread_and_is_let_go_after():
-    seen = []
+    seen, received = [], []
 
     async def app(scope, receive, send):
         await receive()
@@ -88,6 +90,9 @@ def test_each_request_carries_its_arrival_into_the_scoring_thread_and_is_let_go_
         await send({"type": "http.response.start", "status": 504, "headers": []})
 
     async def receive():
+        if received:  # the body is in: a server then waits for the client
+            await asyncio.Event().wait()
+        received.append(True)
         return {"type": "http.request", "body": b"{}", "more_body": False}
 
     async def send(message):
@@ -100,3 +105,35 @@ def test_each_request_carries_its_arrival_into_the_scoring_thread_and_is_let_go_
     assert before <= request.arrived <= time.monotonic() and not abandoned_while_working
     assert request.abandoned.is_set()  # answered (here a 504): what still runs for it stops
     assert REQUEST.get() is None
+
+
+def test_a_client_gone_while_its_request_is_worked_on_stops_the_work():
+    async def run() -> tuple[bool, float]:
+        gone = asyncio.Event()
+        sent = iter([{"type": "http.request", "body": b"{}", "more_body": False}])
+
+        async def receive():
+            message = next(sent, None)
+            if message is None:  # the body is in: the next message is the client leaving
+                await gone.wait()
+                return {"type": "http.disconnect"}
+            return message
+
+        async def send(message):
+            pass
+
+        async def app(scope, receive, send):
+            await receive()
+            request = REQUEST.get()
+            asyncio.get_running_loop().call_later(0.1, gone.set)  # the client hangs up
+            start = time.monotonic()
+            stopped = await asyncio.to_thread(request.abandoned.wait, 10)  # as the model works
+            seen.append((stopped, time.monotonic() - start))
+
+        seen = []
+        scope = {"type": "http", "headers": [(b"content-length", b"2")]}
+        await RequestBounds(app, 100)(scope, receive, send)
+        return seen[0]
+
+    stopped, waited = asyncio.run(run())
+    assert stopped and waited < 5  # told within moments, not at the 10-s wait's end

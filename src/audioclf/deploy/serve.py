@@ -12,7 +12,8 @@ leaves the request's work running. This command serves the same application (MLf
   parsed (MLflow's own container does the same with nginx's ``client_max_body_size``);
 * the model's deadline (``AUDIOCLF_SERVE_DEADLINE_S``) counts from the request's arrival, the
   reading and parsing of its body included, so that it ends before the server's timeout;
-* once a request has been answered, a 504 included, the work still running for it stops.
+* once a request's client has gone, or the request has been answered (a 504 included), the work
+  still running for it stops.
 
 The default bound, 256 MB, takes an hour of 22.05-kHz mono 16-bit WAV as base64 (212 MB); on a
 machine of less than 6 GB it is lowered to a twenty-fourth of the memory, what parsing a body of
@@ -71,7 +72,8 @@ class RequestBounds:
 
     Each request also gets a :class:`~audioclf.deploy.pyfunc.Request` (in
     :data:`~audioclf.deploy.pyfunc.REQUEST`): the model's deadline counts from its arrival, and
-    once it has been answered (MLflow's 504 included) the work still running for it stops.
+    once its client has gone or it has been answered (MLflow's 504 included), the work still
+    running for it stops.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int):
@@ -84,18 +86,20 @@ class RequestBounds:
         request = Request(arrived=time.monotonic(), abandoned=threading.Event())
         token = REQUEST.set(request)
         try:
-            await self._bounded(scope, receive, send)
+            await self._bounded(scope, receive, send, request.abandoned)
         finally:  # answered (a 504 included): work still running for the request stops
             request.abandoned.set()
             REQUEST.reset(token)
 
-    async def _bounded(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _bounded(
+        self, scope: Scope, receive: Receive, send: Send, abandoned: threading.Event
+    ) -> None:
         declared = _content_length(scope)
         if declared is not None:
             if declared > self.max_bytes:
                 await self._refuse(scope, receive, send, declared)
             else:
-                await self.app(scope, receive, send)
+                await self._serve(scope, receive, receive, send, abandoned)
             return
         messages, size = [], 0
         while True:  # chunked: hold the chunks up to the bound, then replay them to the app
@@ -114,7 +118,35 @@ class RequestBounds:
         async def receive_again() -> Message:
             return next(replay, None) or await receive()
 
-        await self.app(scope, receive_again, send)
+        await self._serve(scope, receive_again, receive, send, abandoned)
+
+    async def _serve(
+        self,
+        scope: Scope,
+        app_receive: Receive,
+        client_receive: Receive,
+        send: Send,
+        abandoned: threading.Event,
+    ) -> None:
+        """Run the app; once it has the whole body, watch the client: gone, the work stops."""
+        watcher: asyncio.Task | None = None
+
+        async def watch() -> None:  # with the body in, the server's next message is the end
+            if (await client_receive())["type"] == "http.disconnect":
+                abandoned.set()
+
+        async def receive_body() -> Message:
+            nonlocal watcher
+            message = await app_receive()
+            if watcher is None and not message.get("more_body", False):
+                watcher = asyncio.create_task(watch())
+            return message
+
+        try:
+            await self.app(scope, receive_body, send)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
 
     async def _refuse(
         self, scope: Scope, receive: Receive, send: Send, size: int, declared: bool = True
