@@ -7,6 +7,8 @@
 * ``hour-wav``: one hour of 22.05-kHz mono 16-bit WAV as ``audio_base64`` (a 212 MB body), every
   window's top label;
 * ``hour-samples``: one hour of 16-kHz float samples as JSON (a 433 MB body), sent whole;
+* ``hang-up``: the hour of WAV again, the client gone 2 s after sending it: the server's CPU
+  seconds over the next 10 s (work that goes on for a request nobody waits for shows here);
 * ``bad``: ``--bad`` requests cycling through the hostile kinds (huge ``batch_size``, a zero or
   negative ``sample_rate``, ``top_k`` -1, ``min_score`` NaN, 1e30 samples, text that is not
   base64, base64 that is not audio, ``overlap_s`` out of range, good and bad records together),
@@ -59,16 +61,26 @@ BAD = [
 ]
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of ``pid`` and its descendants."""
-    total, todo = 0, [pid]
+def tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (``mlflow models serve`` runs the server in a child)."""
+    pids, todo = [], [pid]
     while todo:
         p = todo.pop()
+        pids.append(p)
         try:
-            status = Path(f"/proc/{p}/status").read_text()
-            total += 1024 * int(status.split("VmRSS:")[1].split()[0])
             for task in Path(f"/proc/{p}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return pids
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of ``pid`` and its descendants."""
+    total = 0
+    for p in tree(pid):
+        try:
+            total += 1024 * int(Path(f"/proc/{p}/status").read_text().split("VmRSS:")[1].split()[0])
         except (OSError, IndexError):
             continue
     return total
@@ -127,6 +139,30 @@ def hour_bodies() -> dict[str, bytes]:
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of ``pid`` and its descendants (the scoring threads)."""
+    total = 0.0
+    for p in tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def hang_up(url: str, body: bytes, pid: int, after_s: float = 2.0, watch_s: float = 10.0) -> float:
+    """Send ``body``, hang up ``after_s`` later: the server's CPU seconds in the ``watch_s`` after."""
+    host, port = url.removeprefix("http://").split(":")
+    head = f"POST /invocations HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        time.sleep(after_s)
+    start = cpu_seconds(pid)
+    time.sleep(watch_s)
+    return cpu_seconds(pid) - start
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -161,6 +197,10 @@ def measure(cmd: list[str], bodies: dict[str, bytes], n_bad: int, env: dict) -> 
                 f"  {name} ({len(body) / 1e6:.0f} MB body): HTTP {status} in {wall:.1f} s; "
                 f"peak {peak / 1e6:,.0f} MB, {after / 1e6:,.0f} MB after; {text[:120]!r}"
             )
+            if name == "hour-wav":  # before any request whose work could still be running
+                spent = hang_up(url, body, server.pid)
+                print(f"  hang-up after 2 s: {spent:.1f} CPU s in the server over the next 10 s")
+                time.sleep(10)  # whatever still runs for it ends before the next figures
         bad = [json.dumps(BAD[i % len(BAD)]).encode() for i in range(n_bad)]
         statuses, peak, wall = peak_rss(server.pid, lambda: [post(url, b)[0] for b in bad])
         start = time.perf_counter()

@@ -23,9 +23,9 @@ model): ``AUDIOCLF_SERVE_MAX_AUDIO_S`` seconds of decoded audio (default 7200),
 ``AUDIOCLF_SERVE_MAX_REQUEST_MB`` of audio payload (default 1024: an hour of 48-kHz stereo 16-bit
 WAV is 691 MB) and ``AUDIOCLF_SERVE_DEADLINE_S`` (default three quarters of
 ``MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT``, so the work ends before the server gives up on it and
-every worker thread comes back; under ``audioclf serve`` it counts from the request's arrival, and
-the work stops once the request is answered: :data:`REQUEST`). Records past a cap, or not scored
-by the deadline, get an ``error`` row.
+every worker thread comes back; under ``audioclf serve`` it counts from the request's arrival,
+and the work stops once its client hangs up or it is answered: :data:`REQUEST`). Records past a
+cap, or not scored by the deadline, get an ``error`` row.
 
 The network runs on ``device``: ``auto`` (default: CUDA where torch sees it, else the CPU),
 ``cpu`` or ``cuda``, MLflow's load-time model config: ``mlflow.pyfunc.load_model(uri,
@@ -160,9 +160,9 @@ def positive_setting(environ: Mapping[str, str], name: str, default: float) -> f
 class Request:
     """The HTTP request a call answers, as the server that received it sets it in
     :data:`REQUEST`: when it arrived (:func:`time.monotonic`), so that the deadline counts the
-    time spent reading and parsing its body too, and an event set once it has been answered or
-    abandoned (MLflow's 504 after ``MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT``), which stops the work
-    still running for it."""
+    time spent reading and parsing its body too, and an event set once its client has hung up or
+    it has been answered (MLflow's 504 after ``MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT`` included),
+    which stops the work still running for it."""
 
     arrived: float
     abandoned: threading.Event
