@@ -235,7 +235,9 @@ def test_audioclf_serve_bounds_each_request_and_answers_the_next(registry, train
         )
         # 42 MB in chunks, no length declared: refused once past the bound, the rest dropped
         status, answer = _refusal(url, {"Transfer-Encoding": "chunked"}, chunked)
-        assert status == 413 and "passed, above the bound of 32 MB" in answer["message"]
+        assert status == 413 and answer["message"].startswith(
+            "the request body passed the bound of 32 MB"
+        )
         # the deadline ran out while MLflow's server parsed the body: nothing is scored for it
         answer = _post(url, slow)["predictions"]
         assert [a["error"] for a in answer] == [

@@ -156,9 +156,9 @@ class RequestBounds:
                 await asyncio.wait_for(_drop_body(receive), LINGER_S)
             except TimeoutError:
                 pass  # a slow sender: answer now, and the server closes the connection
-        what = f"is {size / 1e6:.1f} MB" if declared else "passed"
+        what = f"is {size / 1e6:.1f} MB, above" if declared else "passed"
         message = (
-            f"the request body {what}, above the bound of {self.max_bytes / 1e6:g} MB "
+            f"the request body {what} the bound of {self.max_bytes / 1e6:g} MB "
             f"({MAX_BODY_ENV}): send shorter recordings per request, audio as audio_base64 "
             f"rather than samples, or raise {MAX_BODY_ENV} where the server has the memory"
         )
@@ -211,7 +211,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = parser(main.__doc__, prog="audioclf serve", params=False)
     ap.add_argument("-m", "--model", required=True, help="model URI: models:/<name>/<version>, ...")
     ap.add_argument("--host", default="127.0.0.1", help="the address to listen on")
-    ap.add_argument("-p", "--port", type=int, default=5000, help="the port to listen on")
+    ap.add_argument(
+        "-p", "--port", type=int, default=5001, help="the port to listen on (mlflow ui has 5000)"
+    )
     args = ap.parse_args(argv)
     import uvicorn
 
