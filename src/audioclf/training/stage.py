@@ -22,7 +22,7 @@ from pathlib import Path
 import mlflow
 
 from audioclf.config.data import SplitConfig
-from audioclf.config.features import FeaturesConfig
+from audioclf.config.features import ALL_LAYERS, FeaturesConfig
 from audioclf.config.heads import HEAD_CONFIGS
 from audioclf.config.schema import build, flatten
 from audioclf.config.training import TrainSpec
@@ -221,7 +221,7 @@ def train_folds(
                     resume=state,
                     ranks=ranks,
                 )
-                results.append(_record_fold(n, result, paths))
+                results.append(_record_fold(n, result, paths, table.encoder_layer == ALL_LAYERS))
         summary = (
             results[0]
             if not cv
@@ -261,11 +261,12 @@ def _follow(
     return {}
 
 
-def _record_fold(n: int, result: dict, paths: FoldPaths) -> dict:
+def _record_fold(n: int, result: dict, paths: FoldPaths, every_layer: bool = False) -> dict:
     """Log one fold's result to its (active) run and write its curves; returns what the summary keeps.
 
-    A head on every layer of an encoder also logs the weight it learned for each layer, as
-    ``layer_weights.json`` (``{"layer_weights": [w_0, ..., w_L]}``, w_0 the input to the first).
+    A head on every layer of an encoder (``every_layer``) also logs the weight it learned for
+    each layer, as ``layer_weights.json`` (``{"layer_weights": [w_0, ..., w_L]}``, w_0 the input
+    to the first), read from the fold's best checkpoint.
     """
     history = result.pop("history")
     tags = ("device", "processes", "resumed_from_epoch")
@@ -279,8 +280,10 @@ def _record_fold(n: int, result: dict, paths: FoldPaths) -> dict:
         {"best_val_macro_f1": result["best_val_macro_f1"], "best_epoch": result["best_epoch"]}
     )
     mlflow.log_artifact(str(paths.best(n)), "checkpoints")
-    weights = layer_weights(read_state(paths.best(n), mmap=True).get("state_dict", {}))
-    if weights is not None:
+    weights = every_layer and layer_weights(
+        read_state(paths.best(n), mmap=True).get("state_dict", {})
+    )
+    if weights:
         mlflow.log_dict({"layer_weights": weights}, "layer_weights.json")
     with tempfile.TemporaryDirectory() as tmp:
         plot_curves(history, Path(tmp) / f"train_curves_fold_{n}.png")
